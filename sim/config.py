@@ -1,0 +1,107 @@
+"""Timing constants and simulator capacities: one place for every number that
+other modules must agree on (DESIGN.md: all timing constants in one dataclass)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+class ConfigError(ValueError):
+    """A config field holds a value outside what it documents."""
+
+
+def _require(cond: bool, owner: str, name: str, expected: str, value: object) -> None:
+    if not cond:
+        raise ConfigError(f"{owner}.{name}: expected {expected}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Time steps shared by the simulator, the stack and the datasets.
+
+    Attributes:
+        sim_dt: simulator step, s.
+        policy_period_steps: the policy is queried every this many sim steps.
+        sample_dt: step of track histories, forecasts and plans, s. 0.4 s matches
+            the ETH/UCY benchmark (2.5 Hz) so one predictor serves both.
+        history_steps: past steps the predictor sees (8 x 0.4 s = 3.2 s).
+        horizon_steps: future steps forecast and planned (12 x 0.4 s = 4.8 s).
+    """
+
+    sim_dt: float = 0.1
+    policy_period_steps: int = 1
+    sample_dt: float = 0.4
+    history_steps: int = 8
+    horizon_steps: int = 12
+
+    def __post_init__(self) -> None:
+        o = "Timing"
+        _require(self.sim_dt > 0, o, "sim_dt", "> 0 s", self.sim_dt)
+        _require(self.policy_period_steps >= 1, o, "policy_period_steps", ">= 1", self.policy_period_steps)
+        ratio = self.sample_dt / self.sim_dt
+        _require(
+            self.sample_dt > 0 and abs(ratio - round(ratio)) < 1e-6,
+            o, "sample_dt", f"a positive multiple of sim_dt={self.sim_dt}", self.sample_dt,
+        )
+        _require(self.history_steps >= 2, o, "history_steps", ">= 2", self.history_steps)
+        _require(self.horizon_steps >= 1, o, "horizon_steps", ">= 1", self.horizon_steps)
+
+    @property
+    def sim_steps_per_sample(self) -> int:
+        return round(self.sample_dt / self.sim_dt)
+
+    @property
+    def horizon_s(self) -> float:
+        return self.horizon_steps * self.sample_dt
+
+
+@dataclass(frozen=True)
+class RasterConfig:
+    """Bird's-eye rasters in the ego frame: `size` x `size` cells of `resolution` m.
+
+    The ego sits at `ego_row_fraction` of the height from the top, facing up, so
+    more of the raster looks ahead than behind.
+    """
+
+    size: int = 128
+    resolution: float = 0.5
+    ego_row_fraction: float = 0.7
+    angular_bins: int = 720
+
+    def __post_init__(self) -> None:
+        o = "RasterConfig"
+        _require(self.size >= 8, o, "size", ">= 8 cells", self.size)
+        _require(self.resolution > 0, o, "resolution", "> 0 m", self.resolution)
+        _require(0 < self.ego_row_fraction < 1, o, "ego_row_fraction", "in (0, 1)", self.ego_row_fraction)
+        _require(self.angular_bins >= 16, o, "angular_bins", ">= 16", self.angular_bins)
+
+    @property
+    def extent_m(self) -> float:
+        return self.size * self.resolution
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """Fixed maxima so tensors keep static shapes; slots beyond use are masked.
+
+    Attributes:
+        agents: N, agent slots per episode (not counting the ego).
+        paths: L, lane/route polylines per map.
+        path_points: P, points per polyline (resampled at equal arc length).
+        crosswalks: C, crosswalk polygons per map.
+        log_steps: TL, replay-log length in sim steps (1 when nothing replays).
+        ghosts: G, false-positive slots per sensor frame.
+    """
+
+    agents: int = 32
+    paths: int = 16
+    path_points: int = 96
+    crosswalks: int = 4
+    log_steps: int = 1
+    ghosts: int = 8
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            _require(isinstance(value, int) and value >= 1, "Capacity", f.name, "an int >= 1", value)
