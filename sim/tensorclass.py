@@ -98,19 +98,26 @@ def _check_values(where: str, tensor: Tensor, meta: dict[str, Any], mask: Tensor
         raise ContractError(f"{where}: expected a {meta['kind']} tensor, got dtype {tensor.dtype}")
     if tensor.numel() == 0:
         return
-    values = tensor
+    in_use = None
     if mask is not None and mask.shape == tensor.shape[: mask.dim()]:
         # Empty slots may hold anything finite; range checks apply to valid slots.
-        expand = mask.reshape(mask.shape + (1,) * (tensor.dim() - mask.dim()))
-        values = torch.where(expand, tensor, torch.zeros((), dtype=tensor.dtype))
+        # (Masking out violations, not substituting a fill value: any fill can
+        # itself lie outside the range, e.g. 0 under `low=0.5`.)
+        in_use = mask.reshape(mask.shape + (1,) * (tensor.dim() - mask.dim())).expand_as(tensor)
     if meta["finite"] and not bool(torch.isfinite(tensor).all()):
         raise ContractError(f"{where}: expected finite values, found NaN or inf")
     low = 0.0 if meta["prob"] else meta["low"]
     high = 1.0 if meta["prob"] else meta["high"]
-    if low is not None and bool((values < low).any()):
-        raise ContractError(f"{where}: expected values >= {low}, min is {float(values.min()):.6g}")
-    if high is not None and bool((values > high).any()):
-        raise ContractError(f"{where}: expected values <= {high}, max is {float(values.max()):.6g}")
+    if low is not None:
+        below = tensor < low if in_use is None else (tensor < low) & in_use
+        if bool(below.any()):
+            worst = float(tensor[below].min())
+            raise ContractError(f"{where}: expected values >= {low}, min is {worst:.6g}")
+    if high is not None:
+        above = tensor > high if in_use is None else (tensor > high) & in_use
+        if bool(above.any()):
+            worst = float(tensor[above].max())
+            raise ContractError(f"{where}: expected values <= {high}, max is {worst:.6g}")
 
 
 class TensorContract:
@@ -146,6 +153,10 @@ class TensorContract:
         owner = type(self).__name__
         binder = Dims(owner, dims)
         mask = getattr(self, self.MASK_FIELD) if self.MASK_FIELD else None
+        if mask is not None and not (isinstance(mask, Tensor) and mask.dtype == torch.bool):
+            # Checked up front: other fields' range checks index with the mask.
+            got = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
+            raise ContractError(f"{owner}.{self.MASK_FIELD}: expected a bool tensor, got {got}")
         for f in self.tensor_fields():
             meta = f.metadata["tensor"]
             value = getattr(self, f.name)
@@ -193,7 +204,9 @@ class TensorContract:
     def index(self: T, batch_index: Tensor | slice | int) -> T:
         """Select batch rows (keeps the batch axis for int indices)."""
         if isinstance(batch_index, int):
-            batch_index = slice(batch_index, batch_index + 1)
+            # A one-element list keeps the axis, accepts negative indices and
+            # raises when out of range (slice(i, i + 1) is empty for i = -1).
+            batch_index = [batch_index]
         changes = {f.name: getattr(self, f.name)[batch_index] for f in self.tensor_fields()}
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 

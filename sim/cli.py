@@ -1,0 +1,45 @@
+"""`drivestack sim`: run a scenario suite in closed loop with one policy."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from sim.suite import SuiteConfig, run_suite
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "sim",
+        help="run a scenario suite in closed loop",
+        description="Run every scenario of a suite for N seeds with one policy; write per-episode "
+        "and summary metrics (JSON and CSV) and optional videos.",
+    )
+    p.add_argument("--suite", required=True, help="packaged suite name (e.g. hard), suite file or scenario file")
+    p.add_argument("--policy", required=True, help="policy name (see --list-policies)")
+    p.add_argument("--seeds", type=int, default=20, help="episodes per scenario (default 20)")
+    p.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
+    p.add_argument("--out", type=Path, default=Path("runs/sim"), help="output directory")
+    p.add_argument("--batch-size", type=int, default=32, help="episodes simulated together (default 32)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    p.add_argument("--render", type=int, default=0, help="render the first K seeds of each scenario")
+    p.add_argument("--video-format", choices=("mp4", "gif"), default="mp4")
+    p.set_defaults(run=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = SuiteConfig(
+        suite=args.suite,
+        policy=args.policy,
+        seeds=args.seeds,
+        first_seed=args.first_seed,
+        out=args.out,
+        batch_size=args.batch_size,
+        device=args.device,
+        render=args.render,
+        video_format=args.video_format,
+    )
+    results = run_suite(cfg)
+    failed = sum(r.error is not None for r in results)
+    print(f"wrote {cfg.out}/summary.json, summary.csv, episodes.csv ({len(results)} episodes, {failed} failed)")
+    return 1 if failed == len(results) else 0

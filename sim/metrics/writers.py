@@ -1,0 +1,85 @@
+"""Atomic writers: a file is either its previous content or the complete new one.
+
+The content is rendered in memory first (so a value that cannot be serialised
+fails before anything is touched), written to a temporary file in the target's
+directory, flushed and fsynced, then moved over the target with `os.replace`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+_CELL_TYPES = (str, int, float, bool, type(None))
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Replace `path` by `text` (UTF-8) atomically; on failure the old file is untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable where the OS allows
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _finite_or_none(value: Any) -> Any:
+    """JSON has no NaN or inf: undefined numbers become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def write_json(obj: Any, path: str | Path) -> None:
+    """Write `obj` as indented JSON; raises TypeError for values JSON cannot hold."""
+    text = json.dumps(_finite_or_none(obj), indent=2, allow_nan=False)
+    atomic_write_text(path, text + "\n")
+
+
+def write_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], path: str | Path) -> None:
+    """Write `rows` under `columns` (missing cells empty, None empty, NaN empty).
+
+    Raises TypeError naming the row and column of a cell that is not a str, int,
+    float, bool or None, before touching the file.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for r, row in enumerate(rows):
+        cells = []
+        for column in columns:
+            value = row.get(column)
+            if not isinstance(value, _CELL_TYPES):
+                raise TypeError(f"{Path(path).name}: row {r}, column {column!r}: cannot write a "
+                                f"{type(value).__name__} to CSV")
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                value = ""
+            cells.append(value)
+        writer.writerow(cells)
+    atomic_write_text(path, buffer.getvalue())

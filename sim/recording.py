@@ -1,0 +1,89 @@
+"""Keeps what the renderer needs from chosen episodes of a batch, as small numpy arrays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from sim.config import RasterConfig
+from sim.geometry import box_corners, ego_corners, sample_raster
+from sim.policies import Observation, PolicyOutput
+from sim.state import WorldState
+
+WORLD_VIEW_M = 80.0  # side of the world panel, m
+WORLD_VIEW_PX = 256
+
+
+@dataclass(frozen=True)
+class StepSnapshot:
+    """One step of one episode, ready to draw (world panel north-up around the ego)."""
+
+    time: float
+    world_map: np.ndarray  # (P, P) uint8 drivable area of the world panel
+    origin: np.ndarray  # (2,) world xy of the panel centre
+    ego_corners: np.ndarray  # (4, 2) world
+    agent_corners: np.ndarray  # (N, 4, 2) world
+    agent_kind: np.ndarray  # (N,)
+    agent_valid: np.ndarray  # (N,)
+    bev: np.ndarray  # (2, H, W)
+    map: np.ndarray  # (3, H, W)
+    plan: np.ndarray  # (T, 2) ego frame
+    overlay: dict[str, np.ndarray]
+    speed: float
+
+
+class EpisodeRecorder:
+    """An observer for `sim.runner.rollout` that snapshots the episodes `indices`."""
+
+    def __init__(self, indices: list[int], raster: RasterConfig):
+        self.indices = list(indices)
+        self.raster = raster
+        self.snapshots: dict[int, list[StepSnapshot]] = {i: [] for i in self.indices}
+
+    def observe(self, state: WorldState, obs: Observation, plan: PolicyOutput) -> None:
+        idx = torch.tensor(self.indices, device=state.device)
+        world_map = self._world_map(state, idx)
+        ego = ego_corners(state.ego)[idx]
+        a = state.agents
+        agents = box_corners(a.xy, a.yaw, a.length, a.width)[idx]
+        overlay = {
+            name: getattr(plan.overlay, name)[idx].detach().cpu().numpy()
+            for name in plan.overlay.__dataclass_fields__
+            if getattr(plan.overlay, name) is not None
+        }
+        for j, b in enumerate(self.indices):
+            self.snapshots[b].append(
+                StepSnapshot(
+                    time=float(state.time[b]),
+                    world_map=world_map[j],
+                    origin=state.ego.xy[b].cpu().numpy(),
+                    ego_corners=ego[j].cpu().numpy(),
+                    agent_corners=agents[j].cpu().numpy(),
+                    agent_kind=a.kind[b].cpu().numpy(),
+                    agent_valid=a.valid[b].cpu().numpy(),
+                    bev=obs.frame.bev[b].detach().cpu().numpy(),
+                    map=obs.frame.map[b].detach().cpu().numpy(),
+                    plan=plan.trajectory[b].detach().cpu().numpy(),
+                    overlay={k: v[j] for k, v in overlay.items()},
+                    speed=float(state.ego.speed[b]),
+                )
+            )
+
+    def _world_map(self, state: WorldState, idx: torch.Tensor) -> np.ndarray:
+        """Drivable area around each chosen ego, north up, row 0 at the top."""
+        px = WORLD_VIEW_PX
+        lin = (torch.arange(px, device=state.device, dtype=torch.float32) + 0.5) / px - 0.5
+        east = lin * WORLD_VIEW_M
+        north = -lin * WORLD_VIEW_M
+        grid = torch.stack(torch.meshgrid(north, east, indexing="ij")[::-1], dim=-1)  # (px, px, 2) = (x, y)
+        centre = state.ego.xy[idx]
+        points = grid.unsqueeze(0) + centre[:, None, None, :]
+        m = state.map
+        raster = m.raster if m.raster.shape[0] == 1 else m.raster[idx]
+        values = sample_raster(raster, m.raster_origin[idx], m.raster_resolution[idx], points, channel=0)
+        return (values * 255).to(torch.uint8).cpu().numpy()
+
+    def frames(self, index: int) -> list[StepSnapshot]:
+        return self.snapshots[index]

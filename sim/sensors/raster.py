@@ -1,0 +1,90 @@
+"""Ego-frame rasters: where ego-frame points fall, the BEV returns, the map.
+
+Continuous raster coordinates: cell (row r, column c) covers [r, r + 1) x
+[c, c + 1); the sensor origin sits at (`ego_row_fraction` * H, W / 2). Row
+grows backwards (row 0 is the far front), column grows to the ego's right.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from sim.config import RasterConfig
+from sim.sensors.noise import Salt
+from sim.sensors.pose import SensorPose
+from sim.sensors.scan import Scan
+from sim.state import RoadMap
+
+
+def ego_origin_cell(raster: RasterConfig) -> tuple[float, float]:
+    """Continuous (row, column) of the sensor origin."""
+    return raster.ego_row_fraction * raster.size, 0.5 * raster.size
+
+
+def ego_xy_to_cell(xy: Tensor, raster: RasterConfig) -> tuple[Tensor, Tensor, Tensor]:
+    """Ego-frame points `[..., 2]` -> (row, column) long `[...]` and an inside-the-raster mask."""
+    row0, col0 = ego_origin_cell(raster)
+    row = torch.floor(row0 - xy[..., 0] / raster.resolution).long()
+    col = torch.floor(col0 - xy[..., 1] / raster.resolution).long()
+    inside = (row >= 0) & (row < raster.size) & (col >= 0) & (col < raster.size)
+    return row, col, inside
+
+
+def cell_centres(
+    raster: RasterConfig, dtype: torch.dtype, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """Ego-frame x of each row's centres [H] and y of each column's centres [W], m."""
+    row0, col0 = ego_origin_cell(raster)
+    centre = torch.arange(raster.size, dtype=dtype, device=device) + 0.5
+    return (row0 - centre) * raster.resolution, (col0 - centre) * raster.resolution
+
+
+def render_bev(scan: Scan, salt: Salt | None, raster: RasterConfig) -> Tensor:
+    """[B, 2, H, W] float32: occupancy of the returns and their height (max per cell).
+
+    Points that do not return write 0 into cell 0, which `amax` over a zeroed
+    raster ignores; this keeps every tensor's shape static.
+    """
+    B, H = scan.points.shape[0], raster.size
+    row, col, inside = ego_xy_to_cell(scan.points, raster)  # (B, M, P)
+    hit = scan.returns & inside
+    cell = torch.where(hit, row * H + col, torch.zeros_like(row)).reshape(B, -1)
+    height = scan.objects.height.unsqueeze(-1).expand_as(hit)
+    bev = torch.zeros(B, 2, H * H, dtype=torch.float32, device=cell.device)
+    occupancy, heights = bev[:, 0], bev[:, 1]  # views: scatters write into `bev`
+    occupancy.scatter_reduce_(1, cell, hit.reshape(B, -1).float(), "amax")
+    heights.scatter_reduce_(1, cell, torch.where(hit, height, 0.0).reshape(B, -1).float(), "amax")
+    if salt is not None:
+        # Salt lights only empty cells: a real return keeps its own height.
+        fire = salt.lit & (torch.gather(occupancy, 1, salt.cell) == 0.0)
+        occupancy.scatter_reduce_(1, salt.cell, fire.float(), "amax")
+        heights.scatter_reduce_(1, salt.cell, torch.where(fire, salt.height, 0.0).float(), "amax")
+    return bev.reshape(B, 2, H, H)
+
+
+def render_map(roadmap: RoadMap, pose: SensorPose, raster: RasterConfig) -> Tensor:
+    """[B, 3, H, W] float32 in [0, 1]: the world-frame map raster at each ego cell's centre.
+
+    Nearest-cell lookup through `grid_sample`, which reads zeros off the map.
+    The sampling grid is an affine function of (row, column), built per
+    episode in float64 and summed in float32 from a per-row and a per-column
+    part, so every cell's lookup position is independent of the batch.
+    """
+    B, H = pose.center.shape[0], raster.size
+    world = roadmap.raster  # (Bm, 3, Hm, Wm)
+    Hm, Wm = world.shape[2], world.shape[3]
+    table = world.float().mul_(1.0 / 255.0).expand(B, -1, -1, -1)
+    ahead, left = cell_centres(raster, torch.float64, pose.center.device)  # (H,), (W,)
+    # grid_sample's normalised coordinates: -1 and +1 are the outer edges of the map.
+    cells = torch.tensor([Wm, Hm], dtype=torch.float64, device=pose.center.device)
+    per_m = 2.0 / (roadmap.raster_resolution.to(torch.float64).unsqueeze(-1) * cells)  # (B, 2)
+    start = (pose.center - roadmap.raster_origin.to(torch.float64)) * per_m - 1.0  # (B, 2)
+    forward = torch.stack((pose.cos, pose.sin), dim=-1) * per_m  # (B, 2) per m ahead
+    leftward = torch.stack((-pose.sin, pose.cos), dim=-1) * per_m  # (B, 2) per m left
+    by_row = start.unsqueeze(1) + ahead.reshape(1, H, 1) * forward.unsqueeze(1)  # (B, H, 2)
+    by_col = left.reshape(1, H, 1) * leftward.unsqueeze(1)  # (B, W, 2)
+    grid = by_row.float().unsqueeze(2) + by_col.float().unsqueeze(1)  # (B, H, W, 2)
+    return torch.nn.functional.grid_sample(
+        table, grid, mode="nearest", padding_mode="zeros", align_corners=False
+    )

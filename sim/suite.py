@@ -1,0 +1,140 @@
+"""Run a suite of scenarios with one policy and write per-episode and summary metrics."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from sim.config import ConfigError, RasterConfig, Timing
+from sim.metrics.table import (
+    format_table,
+    summarize,
+    write_episodes_csv,
+    write_summary_csv,
+    write_summary_json,
+)
+from sim.policies import Policy, make_policy
+from sim.recording import EpisodeRecorder
+from sim.render import write_video
+from sim.runner import EpisodeResult, rollout
+from sim.scenarios import Scenario, build_batch, episode_steps, resolve_suite
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """One `drivestack sim` job.
+
+    Attributes:
+        suite: packaged suite name, suite file or scenario file.
+        policy: registered policy name.
+        seeds: episodes per scenario (seeds first_seed .. first_seed + seeds - 1).
+        out: output directory.
+        batch_size: episodes simulated together.
+        device: torch device ("cpu", "cuda").
+        render: episodes per scenario rendered to video (the first seeds).
+        video_format: "mp4" or "gif".
+        first_seed: the first seed.
+    """
+
+    suite: str
+    policy: str
+    seeds: int = 20
+    out: Path = Path("runs/sim")
+    batch_size: int = 32
+    device: str = "cpu"
+    render: int = 0
+    video_format: str = "mp4"
+    first_seed: int = 0
+    timing: Timing = Timing()
+    raster: RasterConfig = RasterConfig()
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise ConfigError(f"SuiteConfig.seeds: expected >= 1, got {self.seeds}")
+        if self.batch_size < 1:
+            raise ConfigError(f"SuiteConfig.batch_size: expected >= 1, got {self.batch_size}")
+        if self.render < 0:
+            raise ConfigError(f"SuiteConfig.render: expected >= 0, got {self.render}")
+        if self.video_format not in ("mp4", "gif"):
+            raise ConfigError(f"SuiteConfig.video_format: expected 'mp4' or 'gif', got {self.video_format!r}")
+
+
+def _run_batch(
+    scenario: Scenario, seeds: Sequence[int], policy: Policy, cfg: SuiteConfig,
+    recorder: EpisodeRecorder | None, progress: Callable[[int], None],
+) -> list[EpisodeResult]:
+    state = build_batch(scenario, list(seeds), device=cfg.device, timing=cfg.timing)
+    steps = episode_steps(scenario, cfg.timing)
+    observer = recorder.observe if recorder is not None else None
+    _, metrics, errors = rollout(
+        state, policy, steps, timing=cfg.timing, raster=cfg.raster, observer=observer, progress=progress
+    )
+    rows = []
+    for i, seed in enumerate(seeds):
+        values = {name: float(v[i]) for name, v in metrics.items()}
+        rows.append(EpisodeResult(scenario.name, scenario.family, seed, values if errors[i] is None else {}, errors[i]))
+    return rows
+
+
+def _run_isolated(scenario: Scenario, seeds: Sequence[int], policy: Policy, cfg: SuiteConfig, progress) -> list[EpisodeResult]:
+    """After a batch raised: one episode at a time, so one failure costs only itself."""
+    rows = []
+    for seed in seeds:
+        try:
+            rows += _run_batch(scenario, [seed], policy, cfg, None, progress)
+        except Exception as exc:  # noqa: BLE001 - reported per episode, the suite goes on
+            log.exception("episode %s seed %d failed", scenario.name, seed)
+            rows.append(EpisodeResult(scenario.name, scenario.family, seed, {}, f"{type(exc).__name__}: {exc}"))
+    return rows
+
+
+def run_suite(cfg: SuiteConfig, policy: Policy | None = None) -> list[EpisodeResult]:
+    """Run every scenario of the suite for `cfg.seeds` seeds; write results under `cfg.out`."""
+    scenarios = resolve_suite(cfg.suite)
+    policy = policy or make_policy(cfg.policy)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
+    total = sum(episode_steps(s, cfg.timing) * len(seeds) for s in scenarios)
+    results: list[EpisodeResult] = []
+    with tqdm(total=total, unit="step", desc=f"{cfg.policy}", disable=None) as bar:
+        for scenario in scenarios:
+            for start in range(0, len(seeds), cfg.batch_size):
+                chunk = seeds[start : start + cfg.batch_size]
+                render_ids = [i for i, s in enumerate(chunk) if s < cfg.first_seed + cfg.render]
+                recorder = EpisodeRecorder(render_ids, cfg.raster) if render_ids else None
+                try:
+                    results += _run_batch(scenario, chunk, policy, cfg, recorder, bar.update)
+                except Exception:  # noqa: BLE001 - isolate the failing episodes
+                    log.exception("batch of %s failed; retrying its episodes one by one", scenario.name)
+                    recorder = None
+                    results += _run_isolated(scenario, chunk, policy, cfg, bar.update)
+                if recorder is not None:
+                    for i in render_ids:
+                        path = cfg.out / "videos" / f"{scenario.name}_seed{chunk[i]}.{cfg.video_format}"
+                        write_video(recorder.frames(i), path, fps=round(1.0 / cfg.timing.sim_dt), raster=cfg.raster)
+    write_results(results, cfg)
+    return results
+
+
+def write_results(results: list[EpisodeResult], cfg: SuiteConfig) -> dict:
+    records = [dataclasses.asdict(r) for r in results]
+    summary = summarize(records)
+    write_episodes_csv(records, cfg.out / "episodes.csv")
+    write_summary_json({"config": _describe(cfg), **summary}, cfg.out / "summary.json")
+    write_summary_csv(summary, cfg.out / "summary.csv")
+    print(format_table(summary))
+    return summary
+
+
+def _describe(cfg: SuiteConfig) -> dict:
+    return {
+        "suite": cfg.suite, "policy": cfg.policy, "seeds": cfg.seeds, "first_seed": cfg.first_seed,
+        "batch_size": cfg.batch_size, "device": cfg.device,
+    }
