@@ -129,3 +129,25 @@ def _check_finite(name: str, values: Tensor) -> None:
     if bool(bad.any()):
         episode = int(bad.nonzero()[0, 0])
         raise ContractError(f"TrackingController: {name} must be finite, episode {episode} has NaN or inf")
+
+
+def centre_plan_to_rear_axle(trajectory: Tensor, wheelbase: Tensor) -> Tensor:
+    """Policies plan the box centre in the centre-origin ego frame (`PolicyOutput`);
+    the controller tracks the rear axle in the rear-axle frame.
+
+    Each planned centre position is moved back by `wheelbase / 2` along the
+    plan's heading there (the rear axle trails the centre on the same path), then
+    the origin shifts from the centre to the rear axle, `wheelbase / 2` behind it.
+    `trajectory [B, T, 2]`, `wheelbase [B]` -> [B, T, 2].
+    """
+    half = (0.5 * wheelbase)[:, None, None]  # (B, 1, 1)
+    start = torch.zeros_like(trajectory[:, :1])
+    steps = torch.diff(torch.cat((start, trajectory), dim=1), dim=1)  # (B, T, 2)
+    norm = steps.norm(dim=-1, keepdim=True)
+    forward = torch.tensor([1.0, 0.0], dtype=trajectory.dtype, device=trajectory.device).expand_as(steps)
+    # A plan that stands still keeps the last known heading (straight ahead at the start).
+    heading = torch.where(norm > 1e-3, steps / norm.clamp_min(1e-6), forward)
+    for t in range(1, heading.shape[1]):
+        heading[:, t] = torch.where(norm[:, t] > 1e-3, heading[:, t], heading[:, t - 1])
+    shift = torch.cat((half, torch.zeros_like(half)), dim=-1)  # (B, 1, 2)
+    return trajectory - heading * half + shift

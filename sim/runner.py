@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from sim.config import RasterConfig, Timing
-from sim.controller import TrackingController
+from sim.controller import TrackingController, centre_plan_to_rear_axle
 from sim.metrics import EpisodeAccumulator, composite_score
 from sim.policies import Observation, Policy, PolicyOutput
 from sim.sensors import detect_objects, ground_truth, render_frame
@@ -87,7 +87,8 @@ def rollout(
             plan = _sanitise(plan, failed, errors, k)
         if observer is not None:
             observer(state, obs, plan)
-        action = controller(state.ego, plan.trajectory, plan.speeds)
+        rear_axle_plan = centre_plan_to_rear_axle(plan.trajectory, state.ego.wheelbase)
+        action = controller(state.ego, rear_axle_plan, plan.speeds)
         next_state = sim_step(state, action)
         accumulator = accumulator.update(state, next_state)
         state = next_state

@@ -111,7 +111,8 @@ class EgoState(TensorContract):
         width: [B] float, m.
         wheelbase: [B] float, m.
         route: [B] long, index of the ego's route in `RoadMap.path_*`.
-        progress: [B] float, arc length travelled along the route, m.
+        progress: [B] float, arc length of the box centre's projection on the route,
+            m from the route's start (`sim.geometry.ego_center`).
     """
 
     xy: Tensor = spec(("B", 2))

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from sim.dynamics.lanes import project_near
-from sim.geometry import wrap_angle
+from sim.geometry import ego_center, wrap_angle
 from sim.state import EgoState, RoadMap
 
 
@@ -50,7 +50,7 @@ def advance_ego(ego: EgoState, accel: Tensor, steer: Tensor, dt: float) -> EgoSt
 
 
 def route_progress(roadmap: RoadMap, ego: EgoState) -> Tensor:
-    """Arc length [B] of the rear axle's projection on the route, never below `ego.progress`.
+    """Arc length [B] of the ego box centre's projection on the route, never below `ego.progress`.
 
     The projection is `geometry.project_to_path`'s, searched over the route
     segments around the previous progress (`lanes.project_near`): the full scan
@@ -59,5 +59,6 @@ def route_progress(roadmap: RoadMap, ego: EgoState) -> Tensor:
     `project_to_path` gives it). Clamping keeps lateral wobble near polyline
     vertices from making progress run backwards.
     """
-    s = project_near(roadmap, ego.route.unsqueeze(1), ego.xy.unsqueeze(1), ego.progress.unsqueeze(1))
+    centre = ego_center(ego).unsqueeze(1)
+    s = project_near(roadmap, ego.route.unsqueeze(1), centre, ego.progress.unsqueeze(1))
     return torch.maximum(ego.progress, s.squeeze(1))

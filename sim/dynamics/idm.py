@@ -1,11 +1,14 @@
 """Lane following with the Intelligent Driver Model (vehicles and cyclists).
 
 An IDM agent drives along its `path` at arc length `s` with lateral offset `d`.
-Its leader is the nearest obstacle ahead within a corridor around its own body
-(`neighbours.nearest`), found for all agents of all episodes at once; the ego
-is an obstacle only for agents with `params.yields_to_ego`, which is what makes
-an agent reactive. Lane changes are decided by MOBIL (`sim.dynamics.mobil`).
-Integration is semi-implicit Euler: v' = max(v + a dt, 0), s' = s + v' dt.
+Its leader is the nearest obstacle ahead within a corridor around its own body,
+found for all agents of all episodes at once (`neighbours.search`): every
+other agent in the scene (pedestrians included) and the ego, which counts only
+for agents with `params.yields_to_ego` - that is what makes an agent reactive.
+Gaps are bumper to bumper along the follower's heading, which on curves
+slightly underestimates them (conservative). Lane changes are decided by MOBIL
+(`sim.dynamics.mobil`). Integration is semi-implicit Euler:
+v' = max(v + a dt, 0), s' = s + v' dt; the pose then comes from the path.
 """
 
 from __future__ import annotations
@@ -44,8 +47,11 @@ def settle_offset(d: Tensor, cooldown: Tensor, dt: float, settings: IdmSettings)
     change is `cooldown_setting - cooldown`; offsets with no change in progress
     (e.g. set by a builder) decay exponentially with time constant duration / 4."""
     duration = settings.change_duration
+
+    def profile(t: Tensor) -> Tensor:  # 1 at the change, 0 after `duration`, flat at both ends
+        return 0.5 * (1.0 + torch.cos(torch.pi * (t / duration).clamp(0.0, 1.0)))
+
     elapsed = settings.cooldown - cooldown  # (B, N) s since the last lane change
-    profile = lambda t: 0.5 * (1.0 + torch.cos(torch.pi * (t / duration).clamp(0.0, 1.0)))  # noqa: E731
     ratio = profile(elapsed + dt) / profile(elapsed).clamp_min(1e-6)
     changing = elapsed < duration
     decay = torch.full_like(d, math.exp(-4.0 * dt / duration))

@@ -1,12 +1,13 @@
 """Fast arc-length lookup on the map's paths for per-step dynamics.
 
 `sim.geometry.path_pose` gathers every agent's whole polyline (`[B, N, P]`),
-which costs tens of ms at B=1024, N=32. Here an agent's segment is found by a
-branchless binary search that gathers one point per halving (`log2(P)` gathers
-of `[B, N]`), and poses are read from the two points around `s`. The results
-follow `path_pose`'s conventions exactly: yaw is the segment direction,
-curvature is the value at the segment's first point, and past either end the
-path is extended straight.
+which costs tens of ms at B=1024, N=32. Here an agent's segment is found from
+a guess (last step's segment, or even spacing) with one secant step, checked,
+and only where that fails by a branchless binary search that gathers one point
+per halving; poses are read from the two points around `s`. Positions follow
+`path_pose` (linear between points, extended straight past either end,
+curvature of the segment's first point); yaw interpolates `path_yaw` (see
+`pose_at`).
 """
 
 from __future__ import annotations
@@ -47,58 +48,86 @@ def _flat_rows(field: Tensor, path: Tensor, index: Tensor) -> Tensor:
     return torch.gather(field.reshape(B, L * P), 1, path * P + index)
 
 
-def _search(path_s: Tensor, path: Tensor, s: Tensor) -> Tensor:
+class _Rows:
+    """`path_s` of each agent's path, read one point at a time: [B, N] gathers."""
+
+    def __init__(self, path_s: Tensor, path: Tensor):
+        B, L, P = path_s.shape
+        self.flat = path_s.reshape(B, L * P)
+        self.base = path * P
+        self.last = P - 2  # the last segment starts at point P - 2
+
+    def at(self, index: Tensor) -> Tensor:
+        return torch.gather(self.flat, 1, self.base + index)
+
+
+def _search(rows: _Rows, s: Tensor) -> Tensor:
     """Binary lifting: the largest i <= P - 2 with path_s[i] <= s (0 when none). [B, N] long."""
-    last = path_s.shape[-1] - 2  # the last segment starts at point P - 2
-    lo = torch.zeros_like(path)
+    last = rows.last
+    lo = torch.zeros_like(rows.base)
     step = 1 << max(last.bit_length() - 1, 0)
     while step >= 1:
         cand = (lo + step).clamp_max(last)
-        ok = (_flat_rows(path_s, path, cand) <= s).long()
+        ok = (rows.at(cand) <= s).long()
         lo = lo + ok * (cand - lo)
         step //= 2
     return lo
 
 
-def _walk_from(path_s: Tensor, path: Tensor, s: Tensor, hint: Tensor, steps: int = 2) -> Tensor | None:
-    """The same segment as `_search`, found by stepping forward from `hint`, or
-    None when `steps` steps do not reach it for every agent."""
-    last = path_s.shape[-1] - 2
-    i = hint.clamp(0, last)
-    for _ in range(steps):
-        i = i + ((_flat_rows(path_s, path, (i + 1).clamp_max(last + 1)) <= s) & (i < last)).long()
-    starts_before = (_flat_rows(path_s, path, i) <= s) | (i == 0)
-    ends_after = (_flat_rows(path_s, path, i + 1) > s) | (i == last)
-    return i if bool((starts_before & ends_after).all()) else None
+def _jump(rows: _Rows, s: Tensor, start: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One secant step from segment `start` towards the segment holding `s`:
+    (index, path_s[index], path_s[index + 1], ok) where ok marks agents for
+    which index is exactly `_search`'s answer."""
+    last = rows.last
+    i = start.clamp(0, last)
+    a, b = rows.at(i), rows.at(i + 1)
+    # Exact in one jump where the spacing is locally uniform (and paths are resampled evenly).
+    i = (i + torch.floor((s - a) / (b - a).clamp_min(1e-6)).clamp(-4.0 * last, 4.0 * last).long()).clamp(0, last)
+    s0, s1 = rows.at(i), rows.at(i + 1)
+    ok = ((s0 <= s) | (i == 0)) & ((s1 > s) | (i == last))
+    return i, s0, s1, ok
 
 
 def locate(roadmap: RoadMap, path: Tensor, s: Tensor, hint: Tensor | None = None) -> PathPoint:
     """Segment of `path [B, N]` containing arc length `s [B, N]` (clamped to the path).
 
-    `hint [B, N]`, a segment index at or before the answer (e.g. last step's),
-    lets most calls skip the binary search; the answer is the same either way.
+    A secant jump from `hint [B, N]` (e.g. last step's segment) or, without
+    one, from the even-spacing guess s / length * (P - 1) finds the segment in
+    one step on evenly resampled paths; where it does not for some agent, a
+    binary search over the whole path runs instead. The answer is the same either way.
     """
     path = path.clamp_min(0)
-    path_s = roadmap.path_s  # (B, L, P)
-    index = None if hint is None else _walk_from(path_s, path, s, hint)
-    if index is None:
-        index = _search(path_s, path, s)
-    s0 = _flat_rows(path_s, path, index)
-    s1 = _flat_rows(path_s, path, index + 1)
+    rows = _Rows(roadmap.path_s, path)
+    if hint is None:
+        length = rows.at(torch.full_like(path, rows.last + 1))
+        hint = torch.floor(s / length.clamp_min(1e-6) * (rows.last + 1)).clamp(0.0, float(rows.last)).long()
+    index, s0, s1, ok = _jump(rows, s, hint)
+    if not bool(ok.all()):
+        index = _search(rows, s)
+        s0, s1 = rows.at(index), rows.at(index + 1)
     frac = ((s - s0) / (s1 - s0).clamp_min(1e-6)).clamp(0.0, 1.0)
     return PathPoint(path=path, s=s, index=index, frac=frac)
 
 
-def centre_at_index(roadmap: RoadMap, path: Tensor, index: Tensor, frac: Tensor) -> tuple[Tensor, Tensor]:
-    """Centreline point [B, N, 2] and unit tangent [B, N, 2] at fractional index `index + frac`."""
+def _flat_index(roadmap: RoadMap, path: Tensor, index: Tensor) -> Tensor:
+    """Index [B, N] of point `index` of `path` in the map's fields flattened to [B, L * P]."""
+    return path.clamp_min(0) * roadmap.path_s.shape[-1] + index
+
+
+def _centre(roadmap: RoadMap, flat: Tensor, frac: Tensor) -> tuple[Tensor, Tensor]:
+    """Centreline point and unit tangent [B, N, 2] at `frac` along the segment starting at `flat`."""
     B, L, P, _ = roadmap.path_xy.shape
-    flat = roadmap.path_xy.reshape(B, L * P, 2)
-    at = (path.clamp_min(0) * P + index).unsqueeze(-1).expand(-1, -1, 2)
-    p0 = torch.gather(flat, 1, at)
-    p1 = torch.gather(flat, 1, at + 1)  # the segment's end point
-    seg = p1 - p0
+    points = roadmap.path_xy.reshape(B, L * P, 2)
+    at = flat.unsqueeze(-1).expand(-1, -1, 2)
+    p0 = torch.gather(points, 1, at)
+    seg = torch.gather(points, 1, at + 1) - p0  # (B, N, 2) to the segment's end point
     length = torch.sqrt(seg[..., 0] * seg[..., 0] + seg[..., 1] * seg[..., 1]).clamp_min(1e-9)
     return p0 + seg * frac.unsqueeze(-1), seg / length.unsqueeze(-1)
+
+
+def centre_at_index(roadmap: RoadMap, path: Tensor, index: Tensor, frac: Tensor) -> tuple[Tensor, Tensor]:
+    """Centreline point [B, N, 2] and unit tangent [B, N, 2] at fractional index `index + frac`."""
+    return _centre(roadmap, _flat_index(roadmap, path, index), frac)
 
 
 def arc_length_at_index(roadmap: RoadMap, path: Tensor, index: Tensor, frac: Tensor) -> Tensor:
@@ -133,19 +162,22 @@ def pose_at(roadmap: RoadMap, where: PathPoint, d: Tensor | None = None) -> Pose
     a segment's turn, which tilts an agent's view of the road ahead enough to
     lose leaders on curves.
     """
-    xy, tangent = centre_at_index(roadmap, where.path, where.index, where.frac)
-    yaw0 = _flat_rows(roadmap.path_yaw, where.path, where.index)
-    yaw1 = _flat_rows(roadmap.path_yaw, where.path, where.index + 1)
-    yaw = wrap_angle(yaw0 + where.frac * wrap_angle(yaw1 - yaw0))
-    curvature = curvature_at(roadmap, where)
+    B = where.path.shape[0]
+    flat = _flat_index(roadmap, where.path, where.index)
+    xy, tangent = _centre(roadmap, flat, where.frac)
+    yaws = roadmap.path_yaw.reshape(B, -1)
+    yaw0 = torch.gather(yaws, 1, flat)
+    turn = wrap_angle(torch.gather(yaws, 1, flat + 1) - yaw0)
+    yaw = wrap_angle(yaw0 + where.frac * turn)
+    curvature = torch.gather(roadmap.path_curvature.reshape(B, -1), 1, flat)
     length = torch.gather(roadmap.path_length, 1, where.path)
     # Past either end, extend straight so agents leaving a path keep moving smoothly.
     over = (where.s - length).clamp_min(0.0) + where.s.clamp_max(0.0)
-    xy = xy + tangent * over.unsqueeze(-1)
+    offset = over.unsqueeze(-1) * tangent
     if d is not None:
         normal = torch.stack((-tangent[..., 1], tangent[..., 0]), dim=-1)
-        xy = xy + normal * d.unsqueeze(-1)
-    return Pose(xy=xy, yaw=yaw, curvature=curvature)
+        offset = offset + normal * d.unsqueeze(-1)
+    return Pose(xy=xy + offset, yaw=yaw, curvature=curvature)
 
 
 def project_near(roadmap: RoadMap, path: Tensor, xy: Tensor, near_s: Tensor, window: int = 8) -> Tensor:

@@ -80,6 +80,8 @@ def options(state: WorldState, is_idm: Tensor, settings: IdmSettings) -> LaneOpt
     agents, roadmap = state.agents, state.map
     period = max(1, round(settings.decision_period / state.dt))
     deciding = (state.step % period == 0).unsqueeze(1)  # (B, 1)
+    if not bool(deciding.any()):
+        return None
     decision = torch.div(state.step, period, rounding_mode="floor")
     side = (1 - 2 * (decision % 2)).unsqueeze(1)  # (B, 1): left on even decisions
     here = agents.path.clamp_min(0)
@@ -112,10 +114,11 @@ def _followers(state: WorldState) -> Driver:
     own = agent_drivers(state)
     ego = state.ego
     limit = torch.gather(state.map.path_speed_limit, 1, ego.route.unsqueeze(1))  # (B, 1)
-    speeds = torch.cat((state.agents.speed, ego.speed.unsqueeze(1)), dim=1)
+    speeds = torch.cat((state.agents.speed, ego.speed.unsqueeze(1)), dim=1)  # (B, N + 1)
 
-    def with_ego(values: Tensor, ego_value: float | Tensor) -> Tensor:
-        return torch.cat((values, torch.full_like(limit, ego_value) if isinstance(ego_value, float) else ego_value), 1)
+    def with_ego(values: Tensor, ego_value: Tensor | float) -> Tensor:
+        ego_column = ego_value if isinstance(ego_value, Tensor) else torch.full_like(limit, ego_value)
+        return torch.cat((values, ego_column), dim=1)  # (B, N + 1)
 
     return Driver(
         desired_speed=torch.maximum(with_ego(own.desired_speed, limit), speeds).clamp_min(1.0),

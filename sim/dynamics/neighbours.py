@@ -171,10 +171,11 @@ def _nearest(dx: Tensor, excess: Tensor, obstacles: Obstacles, q: Query, *, ahea
     `excess` (distance outside the corridor) is <= 0."""
     if ahead:
         excluded = torch.maximum(AHEAD_EPS - dx, excess).gt_(0.0)  # (B, N, M) 1.0 = not a candidate
-        distance, index = excluded.mul_(FAR).add_(dx).min(dim=-1)
+        key = dx.add(excluded, alpha=FAR)  # candidates: dx > 0; others about FAR (positions << FAR)
     else:
         excluded = torch.maximum(dx + AHEAD_EPS, excess).gt_(0.0)
-        distance, index = excluded.mul_(FAR).sub_(dx).min(dim=-1)
+        key = torch.sub(excluded.mul_(FAR), dx)
+    distance, index = key.min(dim=-1)
     gap = distance - q.half_length - pick(obstacles.half_length, index)
     return Neighbour(gap=gap, index=index, exists=gap < q.reach)
 

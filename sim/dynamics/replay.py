@@ -1,4 +1,4 @@
-"""Logged and parked agents (behaviours REPLAY and STATIC).
+"""Logged agents (behaviour REPLAY).
 
 A REPLAY agent is at `log[step + 1]` after a step, exactly as recorded,
 whatever the ego does (nuPlan's non-reactive agents); past the end of the log
@@ -53,8 +53,3 @@ def advance_replay(state: WorldState) -> ReplayUpdate:
     accel = torch.where(known & state.agents.valid, (speed - state.agents.speed) / dt, torch.zeros_like(along))
     return ReplayUpdate(xy=xy, yaw=yaw, speed=speed, accel=accel, valid=valid)
 
-
-def hold_still(state: WorldState) -> tuple[Tensor, Tensor]:
-    """STATIC agents: pose unchanged, speed and acceleration 0. Returns (speed, accel) [B, N]."""
-    zero = torch.zeros_like(state.agents.speed)
-    return zero, zero

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from sim.config import ConfigError, Timing
-from sim.dynamics.idm import idm_acceleration
+from sim.dynamics.driver import DEFAULT_IDM, Driver, idm_accel
 from sim.policies.base import Observation, Overlay, PolicyOutput
 from sim.policies.route import RouteObjects, objects_on_route, route_points
 from sim.types import ObjectList
@@ -18,6 +18,7 @@ from sim.types import ObjectList
 # frame's own ego width where known, this is only the fallback margin.
 EGO_HALF_WIDTH = 1.0
 EGO_HALF_LENGTH = 2.4
+NO_LEADER_GAP = 1e3  # m; the gap reported when nothing is ahead in the corridor
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,16 @@ class IDMConfig:
             raise ConfigError(f"IDMConfig.threshold: expected in [0, 1] or None, got {self.threshold!r}")
 
 
+def ego_idm_accel(cfg: IDMConfig, speed: Tensor, target_speed: Tensor, gap: Tensor, closing: Tensor) -> Tensor:
+    """The simulator's IDM (`sim.dynamics.driver.idm_accel`) with the ego's parameters."""
+    const = lambda value: torch.full_like(speed, value)  # noqa: E731
+    driver = Driver(
+        desired_speed=target_speed.expand_as(speed), time_headway=const(cfg.time_headway),
+        min_gap=const(cfg.min_gap), max_accel=const(cfg.max_accel), comfort_decel=const(cfg.comfort_decel),
+    )
+    return idm_accel(driver, speed, gap, closing, gap < NO_LEADER_GAP, DEFAULT_IDM)
+
+
 def select_objects(obs: Observation, threshold: float | None) -> ObjectList:
     """Ground truth when the policy is an oracle (threshold None), else noisy detections."""
     objects = obs.ground_truth if threshold is None else obs.detections
@@ -66,13 +77,13 @@ def leader_in_corridor(
     """Bumper gap and along-route speed of the nearest object ahead in the corridor.
 
     Shapes broadcast: `ego_s [...]`, `obj_s, obj_lat [..., M]`, `offset [...]` (the
-    lateral offset of the ego's path from the route). No leader -> gap 1e3 m.
+    lateral offset of the ego's path from the route). No leader -> gap NO_LEADER_GAP.
     """
     in_lane = (obj_lat - offset.unsqueeze(-1)).abs() < objs.half_width + EGO_HALF_WIDTH + margin
     gap = obj_s - ego_s.unsqueeze(-1) - objs.half_length - EGO_HALF_LENGTH
     ahead = obj_s + objs.half_length > ego_s.unsqueeze(-1)
     candidate = objs.use & in_lane & ahead
-    gap = torch.where(candidate, gap, torch.full_like(gap, 1e3))
+    gap = torch.where(candidate, gap, torch.full_like(gap, NO_LEADER_GAP))
     best, idx = gap.min(-1)
     speed = torch.gather(objs.v_s.expand_as(gap), -1, idx.unsqueeze(-1)).squeeze(-1)
     return best.clamp_min(0.0), speed.clamp_min(0.0)
@@ -103,10 +114,7 @@ class IDMPolicy:
             t = step * dt
             obj_s = objs.s + objs.v_s * t  # constant-velocity objects along the route
             gap, lead_v = leader_in_corridor(s, obj_s, objs.lat, zeros, objs, cfg.corridor_margin)
-            a = idm_acceleration(
-                v, frame.speed_limit, gap, v - lead_v,
-                cfg.max_accel, cfg.comfort_decel, cfg.time_headway, cfg.min_gap,
-            )
+            a = ego_idm_accel(cfg, v, frame.speed_limit, gap, v - lead_v)
             v_next = (v + a * dt).clamp_min(0.0)
             s = s + 0.5 * (v + v_next) * dt
             v = v_next

@@ -17,9 +17,15 @@ import torch
 from torch import Tensor
 
 from sim.config import ConfigError, RasterConfig, Timing
-from sim.dynamics.idm import idm_acceleration
 from sim.policies.base import Observation, Overlay, PolicyOutput
-from sim.policies.idm import EGO_HALF_LENGTH, EGO_HALF_WIDTH, IDMConfig, leader_in_corridor, select_objects
+from sim.policies.idm import (
+    EGO_HALF_LENGTH,
+    EGO_HALF_WIDTH,
+    IDMConfig,
+    ego_idm_accel,
+    leader_in_corridor,
+    select_objects,
+)
 from sim.policies.route import RouteObjects, objects_on_route, route_points
 from sim.types import SensorFrame
 
@@ -112,7 +118,7 @@ class PDMClosed:
             obj_lat = (objs.lat + objs.v_lat * t)[:, None, :]
             off_here = _offset_at(s, offset, self.config.offset_ramp)
             gap, lead_v = leader_in_corridor(s, obj_s, obj_lat, off_here, _expand(objs), cfg.corridor_margin)
-            a = idm_acceleration(v, target, gap, v - lead_v, cfg.max_accel, cfg.comfort_decel, cfg.time_headway, cfg.min_gap)
+            a = ego_idm_accel(cfg, v, target, gap, v - lead_v)
             closing = (v - lead_v).clamp_min(1e-3)
             ttc = torch.minimum(ttc, torch.where(v - lead_v > 0, t + gap / closing, torch.full_like(gap, 1e3)))
             collided = collided | (gap <= 0.05)

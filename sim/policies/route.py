@@ -47,7 +47,7 @@ def objects_on_route(frame: SensorFrame, objects: ObjectList, threshold: float |
     M = objects.xy.shape[1]
     pts = frame.route.unsqueeze(1).expand(-1, M, -1, -1)  # (B, M, R, 2)
     table = route_s.unsqueeze(1).expand(-1, M, -1)  # (B, M, R)
-    s, lat = project_to_polyline(pts, table, objects.xy)
+    s, lat = _project_extended(pts, table, objects.xy)
     _, tangent = interpolate_polyline(pts, table, s)
     c, sn = torch.cos(tangent), torch.sin(tangent)
     vx, vy = objects.velocity[..., 0], objects.velocity[..., 1]
@@ -61,6 +61,26 @@ def objects_on_route(frame: SensorFrame, objects: ObjectList, threshold: float |
         half_width=0.5 * objects.width,
         use=use,
     )
+
+
+def _project_extended(pts: Tensor, table: Tensor, xy: Tensor) -> tuple[Tensor, Tensor]:
+    """Project onto the route, extended straight beyond both ends.
+
+    A plain polyline projection clamps everything behind the ego to s = 0 (and
+    beyond the route's end to its length), which would put a car 20 m behind
+    right at the ego's bumper; extending the end segments keeps them where they are.
+    """
+    s, lat = project_to_polyline(pts, table, xy)
+    ends = ((0, pts[..., 1, :] - pts[..., 0, :], -1.0), (-1, pts[..., -1, :] - pts[..., -2, :], 1.0))
+    for end, tangent, outward in ends:
+        unit = tangent / tangent.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        rel = xy - pts[..., end, :]
+        along = (rel * unit).sum(-1)
+        across = unit[..., 0] * rel[..., 1] - unit[..., 1] * rel[..., 0]
+        beyond = along * outward > 0
+        s = torch.where(beyond, table[..., end] + along, s)
+        lat = torch.where(beyond, across, lat)
+    return s, lat
 
 
 def route_points(frame: SensorFrame, s: Tensor, lateral: Tensor | None = None) -> Tensor:

@@ -8,13 +8,14 @@ from the draws, so they do not depend on the batch either.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from sim.config import Timing
-from sim.geometry import path_pose
+from sim.geometry import ego_center, path_pose, project_to_path
 from sim.roads import RoadGeometry, build_road, crosswalk_count, path_count, stack_roads
 from sim.scenarios.agents import assemble
 from sim.scenarios.context import BuildContext
@@ -115,7 +116,9 @@ def _place_ego(
         yaw_rate=zeros.clone(), length=f32("length"), width=f32("width"), wheelbase=f32("wheelbase"),
         route=route, progress=zeros.clone(),
     )
-    return ego, s
+    # Progress is the arc length of the box centre's projection on the route.
+    centre_s, _ = project_to_path(roadmap, route[:, None], ego_center(ego)[:, None])
+    return dataclasses.replace(ego, progress=centre_s[:, 0]), s
 
 
 def _sensor(scenario: Scenario, draws: Draws) -> SensorSettings:

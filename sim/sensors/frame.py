@@ -14,7 +14,7 @@ from sim.types import SensorFrame
 def render_frame(
     state: WorldState,
     raster: RasterConfig = RasterConfig(),
-    route_points: int = 32,
+    route_points: int = 50,
     route_spacing: float = 2.0,
     ghost_slots: int = DEFAULT_GHOST_SLOTS,
 ) -> SensorFrame:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sim.config import ConfigError
-from sim.dynamics import driver
+from sim.dynamics import driver, lanes, neighbours
 from sim.dynamics.idm import IdmSettings, idm_accel, leaders
 from sim.step import EgoAction, step
-from tests.sim.worlds import arc, idm_car, park_ego, road_world, set_ego, static_car, straight
+from tests.sim.worlds import arc, idm_car, park_ego, random_highway, road_world, set_ego, static_car, straight
 
 LENGTH = 4.5  # m, car length used by the helpers
 
@@ -144,3 +147,40 @@ def test_settings_are_checked():
         IdmSettings(max_decel=0.0)
     with pytest.raises(ConfigError, match="IdmSettings.cooldown"):
         IdmSettings(change_duration=3.0, cooldown=1.0)
+
+
+def test_searching_in_blocks_gives_the_same_neighbours(monkeypatch):
+    world = random_highway(6, 8, seed=1)
+    whole, whole_run = leaders(world), run_steps(world, 30)
+    monkeypatch.setattr(neighbours, "PAIRS_PER_BLOCK", 2 * 8 * 9)  # two episodes per block
+    blocked, blocked_run = leaders(world), run_steps(world, 30)
+    assert torch.equal(whole.index, blocked.index) and torch.equal(whole.gap, blocked.gap)
+    assert torch.equal(whole_run.agents.xy, blocked_run.agents.xy)
+    assert torch.equal(whole_run.agents.path, blocked_run.agents.path)
+    assert bool((whole_run.agents.path != world.agents.path).any())  # lane changes happened
+
+
+def run_steps(world, steps):
+    for _ in range(steps):
+        world = step(world, hold(world.batch_size))
+    return world
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), uniform=st.booleans())
+def test_locate_finds_the_segment_a_full_search_finds(seed, uniform):
+    g = torch.Generator().manual_seed(seed)
+    B, L, P, N = 3, 4, 40, 16
+    spacing = torch.ones(B, L, P - 1) if uniform else 0.05 + torch.rand(B, L, P - 1, generator=g) * 3.0
+    path_s = torch.cat((torch.zeros(B, L, 1), torch.cumsum(spacing, dim=-1)), dim=-1)
+    roadmap = dataclasses.replace(road_world([straight(P, 10.0)], batch=B).map, path_s=path_s)
+    path = torch.randint(0, L, (B, N), generator=g)
+    s = torch.rand(B, N, generator=g) * 140.0 - 10.0  # some before the start and past the end
+    rows = lanes._Rows(path_s, path)
+    want = lanes._search(rows, s)
+    assert torch.equal(lanes.locate(roadmap, path, s).index, want)
+    hint = (want - torch.randint(0, 3, (B, N), generator=g)).clamp_min(0)
+    assert torch.equal(lanes.locate(roadmap, path, s, hint=hint).index, want)
+    # Agrees with the textbook definition: the last point at or before s.
+    reference = (torch.gather(path_s, 1, path.unsqueeze(-1).expand(B, N, P)) <= s.unsqueeze(-1)).sum(-1) - 1
+    assert torch.equal(want, reference.clamp(0, P - 2))
