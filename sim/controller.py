@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from sim.config import ConfigError, Timing
+from sim.geometry import plan_heading
 from sim.state import EgoState
 from sim.step import ACCEL_MAX, ACCEL_MIN, STEER_MAX, EgoAction
 from sim.tensorclass import ContractError
@@ -39,6 +40,9 @@ class TrackingController:
         max_accel: m/s^2, at most `sim.step.ACCEL_MAX`.
         max_decel: m/s^2 (> 0), at most `-sim.step.ACCEL_MIN`.
         max_steer: rad, at most `sim.step.STEER_MAX`.
+        max_jerk: m/s^3, how fast the commanded acceleration may change from the
+            last applied one (an actuator's rate limit; it also filters plans
+            that switch between candidates from one step to the next).
         timing: where `sample_dt` (the trajectory's time step) comes from.
     """
 
@@ -48,6 +52,7 @@ class TrackingController:
     max_accel: float = ACCEL_MAX
     max_decel: float = -ACCEL_MIN
     max_steer: float = STEER_MAX
+    max_jerk: float = 12.0
     timing: Timing = field(default_factory=Timing)
 
     def __post_init__(self) -> None:
@@ -58,6 +63,7 @@ class TrackingController:
             "max_accel": (0 < self.max_accel <= ACCEL_MAX, f"in (0, {ACCEL_MAX}] m/s^2"),
             "max_decel": (0 < self.max_decel <= -ACCEL_MIN, f"in (0, {-ACCEL_MIN}] m/s^2"),
             "max_steer": (0 < self.max_steer <= STEER_MAX, f"in (0, {STEER_MAX}] rad"),
+            "max_jerk": (self.max_jerk > 0, "> 0 m/s^3"),
         }
         for name, (ok, expected) in checks.items():
             if not ok:
@@ -74,6 +80,8 @@ class TrackingController:
         accel = self.speed_gain * (target_speed - ego.speed)
         stopping = target_speed < STOP_SPEED
         accel = torch.where(stopping, accel.clamp_max(-HOLD_DECEL), accel)
+        step = self.max_jerk * self.timing.sim_dt
+        accel = torch.minimum(torch.maximum(accel, ego.accel - step), ego.accel + step)
         accel = accel.clamp(-self.max_decel, self.max_accel)
         return EgoAction(accel=accel, steer=steer)
 
@@ -141,13 +149,7 @@ def centre_plan_to_rear_axle(trajectory: Tensor, wheelbase: Tensor) -> Tensor:
     `trajectory [B, T, 2]`, `wheelbase [B]` -> [B, T, 2].
     """
     half = (0.5 * wheelbase)[:, None, None]  # (B, 1, 1)
-    start = torch.zeros_like(trajectory[:, :1])
-    steps = torch.diff(torch.cat((start, trajectory), dim=1), dim=1)  # (B, T, 2)
-    norm = steps.norm(dim=-1, keepdim=True)
-    forward = torch.tensor([1.0, 0.0], dtype=trajectory.dtype, device=trajectory.device).expand_as(steps)
-    # A plan that stands still keeps the last known heading (straight ahead at the start).
-    heading = torch.where(norm > 1e-3, steps / norm.clamp_min(1e-6), forward)
-    for t in range(1, heading.shape[1]):
-        heading[:, t] = torch.where(norm[:, t] > 1e-3, heading[:, t], heading[:, t - 1])
+    yaw = plan_heading(trajectory)  # (B, T)
+    heading = torch.stack((torch.cos(yaw), torch.sin(yaw)), dim=-1)
     shift = torch.cat((half, torch.zeros_like(half)), dim=-1)  # (B, 1, 2)
     return trajectory - heading * half + shift

@@ -57,7 +57,8 @@ def _project(corners: Tensor, axes: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def boxes_overlap(a: Tensor, b: Tensor) -> Tensor:
-    """Separating-axis test for convex quadrilaterals `a, b [..., 4, 2]` -> bool [...]."""
+    """Separating-axis test for convex quadrilaterals `a, b [..., 4, 2]` (broadcast) -> bool [...]."""
+    a, b = torch.broadcast_tensors(a, b)
     def edge_normals(c: Tensor) -> Tensor:
         e = c[..., 1:3, :] - c[..., 0:2, :]  # two edge directions suffice for rectangles
         return torch.stack((-e[..., 1], e[..., 0]), dim=-1)
@@ -194,3 +195,16 @@ def ego_center(ego: EgoState) -> Tensor:
 def ego_corners(ego: EgoState) -> Tensor:
     """Corners [B, 4, 2] of the ego's box, world frame."""
     return box_corners(ego_center(ego), ego.yaw, ego.length, ego.width)
+
+
+def plan_heading(xy: Tensor) -> Tensor:
+    """Heading [..., S] along planned positions `xy [..., S, 2]` of a path that starts
+    at the origin facing +x (an ego-frame plan). Where the plan stands still, the
+    last heading carries on (0 before the first move)."""
+    start = torch.zeros_like(xy[..., :1, :])
+    steps = torch.diff(torch.cat((start, xy), dim=-2), dim=-2)
+    moving = steps.norm(dim=-1) > 1e-3
+    yaw = torch.where(moving, torch.atan2(steps[..., 1], steps[..., 0]), torch.zeros_like(steps[..., 0]))
+    idx = torch.arange(yaw.shape[-1], device=yaw.device).expand_as(yaw)
+    last_move = torch.cummax(torch.where(moving, idx, torch.zeros_like(idx)), dim=-1).values
+    return torch.gather(yaw, -1, last_move)

@@ -41,13 +41,19 @@ def route_arclength(frame: SensorFrame) -> Tensor:
     return torch.cat((zero, seg.cumsum(-1)), dim=-1)
 
 
-def objects_on_route(frame: SensorFrame, objects: ObjectList, threshold: float | None) -> RouteObjects:
-    """Project objects onto the route; `threshold` None keeps every valid object (ground truth)."""
+def objects_on_route(
+    frame: SensorFrame, objects: ObjectList, threshold: float | None, time: float = 0.0
+) -> RouteObjects:
+    """Project objects, moved `time` s ahead at constant velocity, onto the route.
+
+    `threshold` None keeps every valid object (ground truth); otherwise objects
+    scoring below it are not believed.
+    """
     route_s = route_arclength(frame)  # (B, R)
     M = objects.xy.shape[1]
     pts = frame.route.unsqueeze(1).expand(-1, M, -1, -1)  # (B, M, R, 2)
     table = route_s.unsqueeze(1).expand(-1, M, -1)  # (B, M, R)
-    s, lat = _project_extended(pts, table, objects.xy)
+    s, lat = _project_extended(pts, table, objects.xy + objects.velocity * time)
     _, tangent = interpolate_polyline(pts, table, s)
     c, sn = torch.cos(tangent), torch.sin(tangent)
     vx, vy = objects.velocity[..., 0], objects.velocity[..., 1]

@@ -28,6 +28,9 @@ SIZES = {
     AgentKind.PEDESTRIAN: (0.5, 0.6, 1.75),
 }
 EGO_CLEARANCE = 6.0  # m kept free ahead of and behind the ego when placing droppable traffic
+# Random traffic ahead of the ego also keeps this time gap at the ego's start speed,
+# so no episode opens with an emergency stop that no policy could avoid.
+EGO_HEADWAY = 2.0  # s
 _OVERLAP_CHUNK = 128  # episodes per pairwise-overlap chunk (bounds memory at large B)
 
 
@@ -165,9 +168,13 @@ def path_log(ctx: BuildContext, path: Tensor, s_t: Tensor, d_t: Tensor, ds_dt: T
     return xy.reshape(B, K, T, 2), wrap_angle(yaw.reshape(B, K, T) + drift)
 
 
-def ego_box(ego: EgoState, clearance: float) -> Tensor:
-    """Ego box corners `[B, 4, 2]` grown by `clearance` ahead and behind and 0.3 m each side."""
-    return box_corners(ego_center(ego), ego.yaw, ego.length + 2 * clearance, ego.width + 0.6)
+def ego_box(ego: EgoState, clearance: float, headway: float = 0.0) -> Tensor:
+    """Ego box corners `[B, 4, 2]` grown by `clearance` behind, by the larger of
+    `clearance` and `headway * speed` ahead, and by 0.3 m each side."""
+    ahead = torch.maximum(torch.full_like(ego.speed, clearance), headway * ego.speed)  # (B,)
+    heading = torch.stack((torch.cos(ego.yaw), torch.sin(ego.yaw)), dim=-1)
+    centre = ego_center(ego) + heading * (0.5 * (ahead - clearance)).unsqueeze(-1)
+    return box_corners(centre, ego.yaw, ego.length + clearance + ahead, ego.width + 0.6)
 
 
 def assemble(blocks: list[Block], ctx: BuildContext) -> tuple[AgentState, AgentParams, AgentLog]:
@@ -193,7 +200,8 @@ def _overlapping(agents: AgentState, ego: EgoState) -> Tensor:
     """`[B, N]` slots valid at t = 0 whose box meets the ego's cleared box or any earlier
     valid slot's box (earlier = lower index, so scripted blocks listed first win)."""
     corners = box_corners(agents.xy, agents.yaw, agents.length, agents.width)  # (B, N, 4, 2)
-    hits_ego = boxes_overlap(corners, ego_box(ego, EGO_CLEARANCE)[:, None].expand_as(corners)) & agents.valid
+    cleared = ego_box(ego, EGO_CLEARANCE, EGO_HEADWAY)[:, None].expand_as(corners)
+    hits_ego = boxes_overlap(corners, cleared) & agents.valid
     N = corners.shape[1]
     earlier = torch.ones(N, N, dtype=torch.bool).tril(-1)  # (i, j): j < i
     hits_other = []

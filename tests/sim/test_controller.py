@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 
 import pytest
@@ -92,7 +94,13 @@ def test_given_speeds_set_the_target_and_commands_respect_limits():
     controller = TrackingController()
     plan = torch.stack((torch.arange(1, HORIZON + 1) * 4.0, torch.zeros(HORIZON)), dim=-1).unsqueeze(0)
     faster = controller(world.ego, plan, speeds=torch.full((1, HORIZON), 20.0))
-    assert float(faster.accel[0]) == pytest.approx(controller.max_accel)
+    # From a steady state the command may rise by at most max_jerk * dt in one step.
+    rate = controller.max_jerk * controller.timing.sim_dt
+    assert float(faster.accel[0]) == pytest.approx(rate)
+    accelerating = dataclasses.replace(world.ego, accel=torch.full((1,), 3.5))
+    assert float(controller(accelerating, plan, speeds=torch.full((1, HORIZON), 20.0)).accel[0]) == pytest.approx(
+        controller.max_accel
+    )
     hard_left = torch.stack((torch.zeros(HORIZON), torch.arange(1, HORIZON + 1) * 4.0), dim=-1).unsqueeze(0)
     act = controller(world.ego, hard_left)
     assert float(act.steer[0]) == pytest.approx(controller.max_steer)

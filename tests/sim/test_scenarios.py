@@ -135,7 +135,9 @@ def test_ego_starts_on_its_route_at_the_rear_axle():
     assert torch.allclose(ego.xy, xy[:, 0]) and torch.allclose(ego.yaw, yaw[:, 0])
     ramp = world.map.path_xy[0, int(ego.route[0])]
     assert float(ramp[0, 1]) == pytest.approx(-8.0)  # the ego starts on the ramp
-    assert bool((ego.progress == 0).all()) and bool((ego.speed >= 12.0).all())
+    # Progress is the box centre's arc length: half a wheelbase ahead of the rear axle.
+    assert torch.allclose(ego.progress, 20.0 + ego.wheelbase / 2, atol=0.05)
+    assert bool((ego.speed >= 12.0).all())
 
 
 @settings(max_examples=25, deadline=None)

@@ -134,13 +134,14 @@ def test_ego_brakes_to_a_stop_and_never_reverses():
 
 
 def test_progress_follows_the_route_and_never_decreases():
-    world = set_ego(road_world([straight(96, 300.0)]), xy=(10.0, 0.5), speed=10.0, progress=10.0)
-    last = 10.0
+    # Progress is the box centre's arc length: the rear axle at 10 m puts it at 10 + wheelbase / 2.
+    world = set_ego(road_world([straight(96, 300.0)]), xy=(10.0, 0.5), speed=10.0, progress=11.4)
+    last = 11.4
     for _ in range(30):
         world = step(world, action([0.0], [0.0]))
         assert float(world.ego.progress[0]) >= last
         last = float(world.ego.progress[0])
-    assert last == pytest.approx(10.0 + 30 * 1.0, abs=1e-3)
+    assert last == pytest.approx(11.4 + 30 * 1.0, abs=1e-3)
 
 
 # -- replay, walkers, appearing agents -----------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from sim.scenarios.agents import EGO_CLEARANCE
+from sim.scenarios.agents import EGO_CLEARANCE, EGO_HEADWAY
 from sim.scenarios.context import BuildContext
 
 _SLACK = 0.1  # m
@@ -26,7 +26,8 @@ def queue_offsets(ctx: BuildContext, name: str, lane: Tensor, valid: Tensor, len
 
 
 def skip_ego(ctx: BuildContext, lane: Tensor, valid: Tensor, rear: Tensor, length: Tensor) -> Tensor:
-    """Shift the queue on the ego's route forward past the ego (plus `EGO_CLEARANCE` each way).
+    """Shift the queue on the ego's route forward past the ego (plus `EGO_CLEARANCE` behind and
+    the larger of it and `EGO_HEADWAY` at the ego's speed ahead).
 
     `rear [B, K]` is each slot's rear-bumper arc length; the first slot whose box
     would meet the ego's zone and every slot after it on that lane move by the
@@ -35,7 +36,8 @@ def skip_ego(ctx: BuildContext, lane: Tensor, valid: Tensor, rear: Tensor, lengt
     ego = ctx.ego
     centre = ctx.ego_s + ego.wheelbase / 2  # (B,) box centre on the route (equal overhangs)
     reach = ego.length / 2 + EGO_CLEARANCE + _SLACK  # slack: boxes that merely touch count as overlapping
-    z0, z1 = (centre - reach)[:, None], (centre + reach)[:, None]
+    reach_ahead = torch.maximum(reach, ego.length / 2 + EGO_HEADWAY * ego.speed + _SLACK)
+    z0, z1 = (centre - reach)[:, None], (centre + reach_ahead)[:, None]
     mine = valid & (lane == ego.route[:, None])
     meets = mine & (rear < z1) & (rear + length > z0)
     first = torch.where(meets, rear, torch.full_like(rear, float("inf"))).amin(-1, keepdim=True)  # (B, 1)
