@@ -56,8 +56,12 @@ def time_steps(batch: int, steps: int, device: str) -> dict:
     _sync(device)
     elapsed = time.perf_counter() - start
     return {
-        "batch": batch, "agents_per_episode": agents / batch, "steps": steps, "seconds": elapsed,
-        "agent_steps_per_s": agents * steps / elapsed, "ms_per_step": 1e3 * elapsed / steps,
+        "batch": batch,
+        "agents_per_episode": agents / batch,
+        "steps": steps,
+        "seconds": elapsed,
+        "agent_steps_per_s": agents * steps / elapsed,
+        "ms_per_step": 1e3 * elapsed / steps,
     }
 
 
@@ -95,8 +99,11 @@ def time_highway_env(policy_steps: int) -> dict | None:
             env.reset(seed=done_steps)
     elapsed = time.perf_counter() - start
     return {
-        "env": "highway-fast-v0", "policy_steps": policy_steps, "sim_steps_per_policy_step": sim_per_policy,
-        "seconds": elapsed, "agent_steps_per_s": agent_steps / elapsed,
+        "env": "highway-fast-v0",
+        "policy_steps": policy_steps,
+        "sim_steps_per_policy_step": sim_per_policy,
+        "seconds": elapsed,
+        "agent_steps_per_s": agent_steps / elapsed,
     }
 
 
@@ -120,19 +127,31 @@ def main() -> int:
     highway = time_highway_env(args.highway_steps)
     print(f"{'B':>6} {'agents/ep':>9} {'ms/step':>9} {'agent-steps/s':>14}")
     for r in steps:
-        print(f"{r['batch']:>6} {r['agents_per_episode']:>9.1f} {r['ms_per_step']:>9.2f} {r['agent_steps_per_s']:>14,.0f}")
+        print(
+            f"{r['batch']:>6} {r['agents_per_episode']:>9.1f} {r['ms_per_step']:>9.2f} {r['agent_steps_per_s']:>14,.0f}"
+        )
     print(f"bird's-eye frames/s (128x128, B={frames['batch']}): {frames['frames_per_s']:,.0f}")
     result = {
-        "machine": {"platform": platform.platform(), "python": sys.version.split()[0], "torch": torch.__version__,
-                    "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "device": args.device},
+        "machine": {
+            "platform": platform.platform(),
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
+            "device": args.device,
+        },
         "date": time.strftime("%Y-%m-%d"),
-        "steps": steps, "frames": frames, "highway_env": highway,
+        "steps": steps,
+        "frames": frames,
+        "highway_env": highway,
     }
     if highway is not None:
         ratio = steps[-1]["agent_steps_per_s"] / highway["agent_steps_per_s"]
         result["ratio_vs_highway_env"] = ratio
-        print(f"highway-fast-v0: {highway['agent_steps_per_s']:,.0f} agent-steps/s; "
-              f"ratio at B={steps[-1]['batch']}: {ratio:,.0f}x")
+        print(
+            f"highway-fast-v0: {highway['agent_steps_per_s']:,.0f} agent-steps/s; "
+            f"ratio at B={steps[-1]['batch']}: {ratio:,.0f}x"
+        )
     else:
         print("highway-env not installed (pip install -e '.[bench]'): no side-by-side number")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -36,9 +36,7 @@ def _eye(shape: tuple[int, ...], d: int, device: torch.device | str, dtype: torc
     return torch.eye(d, device=device, dtype=dtype).expand(*shape, d, d).contiguous()
 
 
-def _uniform_classes(
-    shape: tuple[int, ...], device: torch.device | str, dtype: torch.dtype
-) -> Tensor:
+def _uniform_classes(shape: tuple[int, ...], device: torch.device | str, dtype: torch.dtype) -> Tensor:
     return torch.full((*shape, NUM_CLASSES), 1.0 / NUM_CLASSES, device=device, dtype=dtype)
 
 

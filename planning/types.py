@@ -72,6 +72,4 @@ class Plan(TensorContract):
         check_simplex("Plan.candidate_weights", self.candidate_weights)
         K = sizes["K"]
         if bool((self.chosen >= K).any()):
-            raise ContractError(
-                f"Plan.chosen: expected indices in [0, {K}), max is {int(self.chosen.max())}"
-            )
+            raise ContractError(f"Plan.chosen: expected indices in [0, {K}), max is {int(self.chosen.max())}")

@@ -155,15 +155,11 @@ class Forecast(TensorContract):
     def _check_noise(self, noise_mode: Tensor, noise_pos: Tensor) -> None:
         B, A, _ = self.log_weights.shape
         if noise_mode.dim() != 3 or tuple(noise_mode.shape[:2]) != (B, A):
-            raise ContractError(
-                f"Forecast.sample: noise_mode must be [B={B}, A={A}, S], "
-                f"got {tuple(noise_mode.shape)}"
-            )
+            raise ContractError(f"Forecast.sample: noise_mode must be [B={B}, A={A}, S], got {tuple(noise_mode.shape)}")
         want = (B, A, noise_mode.shape[2], self.horizon_steps, 2)
         if tuple(noise_pos.shape) != want:
             raise ContractError(
-                f"Forecast.sample: noise_pos must be [B, A, S, T, 2] = {want}, "
-                f"got {tuple(noise_pos.shape)}"
+                f"Forecast.sample: noise_pos must be [B, A, S, T, 2] = {want}, got {tuple(noise_pos.shape)}"
             )
 
     def sample_noise(self, samples: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:

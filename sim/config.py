@@ -42,7 +42,10 @@ class Timing:
         ratio = self.sample_dt / self.sim_dt
         _require(
             self.sample_dt > 0 and abs(ratio - round(ratio)) < 1e-6,
-            o, "sample_dt", f"a positive multiple of sim_dt={self.sim_dt}", self.sample_dt,
+            o,
+            "sample_dt",
+            f"a positive multiple of sim_dt={self.sim_dt}",
+            self.sample_dt,
         )
         _require(self.history_steps >= 2, o, "history_steps", ">= 2", self.history_steps)
         _require(self.horizon_steps >= 1, o, "horizon_steps", ">= 1", self.horizon_steps)

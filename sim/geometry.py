@@ -59,6 +59,7 @@ def _project(corners: Tensor, axes: Tensor) -> tuple[Tensor, Tensor]:
 def boxes_overlap(a: Tensor, b: Tensor) -> Tensor:
     """Separating-axis test for convex quadrilaterals `a, b [..., 4, 2]` (broadcast) -> bool [...]."""
     a, b = torch.broadcast_tensors(a, b)
+
     def edge_normals(c: Tensor) -> Tensor:
         e = c[..., 1:3, :] - c[..., 0:2, :]  # two edge directions suffice for rectangles
         return torch.stack((-e[..., 1], e[..., 0]), dim=-1)
@@ -174,10 +175,7 @@ def sample_raster(raster: Tensor, origin: Tensor, resolution: Tensor, xy: Tensor
     inside = (col >= 0) & (col < W) & (row >= 0) & (row < H)
     flat = raster[:, channel].reshape(raster.shape[0], H * W)
     idx = (row.clamp(0, H - 1) * W + col.clamp(0, W - 1)).reshape(B, -1)
-    if flat.shape[0] == 1:
-        values = flat[0][idx]
-    else:
-        values = torch.gather(flat, 1, idx)
+    values = flat[0][idx] if flat.shape[0] == 1 else torch.gather(flat, 1, idx)
     values = values.reshape(row.shape).float() / 255.0
     return torch.where(inside, values, torch.zeros_like(values))
 

@@ -48,8 +48,16 @@ def draw_world(snap: StepSnapshot) -> np.ndarray:
             cv2.fillPoly(img, [pts], KIND_COLOURS[int(kind)])
     ego = _world_px(snap.ego_corners, snap.origin).round().astype(np.int32)
     cv2.fillPoly(img, [ego], EGO_COLOUR)
-    cv2.putText(img, f"t={snap.time:5.1f}s v={snap.speed:4.1f}m/s", (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
-                (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(
+        img,
+        f"t={snap.time:5.1f}s v={snap.speed:4.1f}m/s",
+        (6, 16),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.45,
+        (255, 255, 255),
+        1,
+        cv2.LINE_AA,
+    )
     return img
 
 
@@ -71,8 +79,9 @@ def draw_sensor(snap: StepSnapshot, raster: RasterConfig) -> np.ndarray:
     base[..., 2] += crosswalks * 80
     hit = snap.bev[0] > 0.5
     base[hit] = (255, 255, 255)
-    img = cv2.resize(base.clip(0, 255).astype(np.uint8), None, fx=SENSOR_SCALE, fy=SENSOR_SCALE,
-                     interpolation=cv2.INTER_NEAREST)
+    img = cv2.resize(
+        base.clip(0, 255).astype(np.uint8), None, fx=SENSOR_SCALE, fy=SENSOR_SCALE, interpolation=cv2.INTER_NEAREST
+    )
     _draw_overlay(img, snap, raster)
     plan = _ego_px(snap.plan, raster).round().astype(np.int32)
     cv2.polylines(img, [plan], False, PLAN_COLOUR, 2, cv2.LINE_AA)
@@ -117,7 +126,9 @@ def compose(snap: StepSnapshot, raster: RasterConfig) -> np.ndarray:
     return np.hstack((pad(world), pad(sensor)))
 
 
-def write_video(snapshots: list[StepSnapshot], path: Path, fps: int = 10, raster: RasterConfig = RasterConfig()) -> Path:
+def write_video(
+    snapshots: list[StepSnapshot], path: Path, fps: int = 10, raster: RasterConfig = RasterConfig()
+) -> Path:
     """Write frames to `path` (.mp4 or .gif) atomically: a failed write leaves no partial file."""
     if not snapshots:
         raise ValueError(f"write_video: no frames recorded for {path}")

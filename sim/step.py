@@ -146,4 +146,3 @@ def step(state: WorldState, action: EgoAction, *, settings: IdmSettings = DEFAUL
     fields, valid = _advance_agents(state, settings)
     agents = dataclasses.replace(state.agents, valid=valid, **fields)
     return dataclasses.replace(state, step=state.step + 1, ego=ego, agents=agents)
-

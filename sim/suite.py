@@ -67,8 +67,12 @@ class SuiteConfig:
 
 
 def _run_batch(
-    scenario: Scenario, seeds: Sequence[int], policy: Policy, cfg: SuiteConfig,
-    recorder: EpisodeRecorder | None, progress: Callable[[int], None],
+    scenario: Scenario,
+    seeds: Sequence[int],
+    policy: Policy,
+    cfg: SuiteConfig,
+    recorder: EpisodeRecorder | None,
+    progress: Callable[[int], None],
 ) -> list[EpisodeResult]:
     state = build_batch(scenario, list(seeds), device=cfg.device, timing=cfg.timing)
     steps = episode_steps(scenario, cfg.timing)
@@ -83,7 +87,9 @@ def _run_batch(
     return rows
 
 
-def _run_isolated(scenario: Scenario, seeds: Sequence[int], policy: Policy, cfg: SuiteConfig, progress) -> list[EpisodeResult]:
+def _run_isolated(
+    scenario: Scenario, seeds: Sequence[int], policy: Policy, cfg: SuiteConfig, progress
+) -> list[EpisodeResult]:
     """After a batch raised: one episode at a time, so one failure costs only itself."""
     rows = []
     for seed in seeds:
@@ -135,6 +141,10 @@ def write_results(results: list[EpisodeResult], cfg: SuiteConfig) -> dict:
 
 def _describe(cfg: SuiteConfig) -> dict:
     return {
-        "suite": cfg.suite, "policy": cfg.policy, "seeds": cfg.seeds, "first_seed": cfg.first_seed,
-        "batch_size": cfg.batch_size, "device": cfg.device,
+        "suite": cfg.suite,
+        "policy": cfg.policy,
+        "seeds": cfg.seeds,
+        "first_seed": cfg.first_seed,
+        "batch_size": cfg.batch_size,
+        "device": cfg.device,
     }

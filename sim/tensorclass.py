@@ -71,15 +71,13 @@ class Dims:
             raise ContractError(f"{where}: expected a torch.Tensor, got {type(tensor).__name__}")
         if tensor.dim() != len(shape):
             raise ContractError(
-                f"{where}: expected {len(shape)} dims {self.describe(shape)}, "
-                f"got shape {tuple(tensor.shape)}"
+                f"{where}: expected {len(shape)} dims {self.describe(shape)}, got shape {tuple(tensor.shape)}"
             )
         for axis, (want, got) in enumerate(zip(shape, tensor.shape, strict=True)):
             if isinstance(want, int):
                 if want != got:
                     raise ContractError(
-                        f"{where}: axis {axis} must be {want} ({self.describe(shape)}), "
-                        f"got shape {tuple(tensor.shape)}"
+                        f"{where}: axis {axis} must be {want} ({self.describe(shape)}), got shape {tuple(tensor.shape)}"
                     )
             elif want in self.sizes and self.sizes[want] != got:
                 raise ContractError(
@@ -224,9 +222,7 @@ def check_spd(where: str, cov: Tensor, mask: Tensor | None = None, eps: float = 
         raise ContractError(f"{where}: expected symmetric matrices")
     eig = torch.linalg.eigvalsh(cov.double())
     if bool((eig <= eps).any()):
-        raise ContractError(
-            f"{where}: expected positive definite matrices, smallest eigenvalue {float(eig.min()):.3g}"
-        )
+        raise ContractError(f"{where}: expected positive definite matrices, smallest eigenvalue {float(eig.min()):.3g}")
 
 
 def check_simplex(where: str, probs: Tensor, mask: Tensor | None = None, tol: float = 1e-4) -> None:

@@ -58,8 +58,7 @@ def settle_offset(d: Tensor, cooldown: Tensor, dt: float, settings: IdmSettings)
     return d * torch.where(changing, ratio, decay)
 
 
-def _query(state: WorldState, here: lanes.PathPoint, options: mobil.LaneOptions | None,
-           settings: IdmSettings) -> Query:
+def _query(state: WorldState, here: lanes.PathPoint, options: mobil.LaneOptions | None, settings: IdmSettings) -> Query:
     agents = state.agents
     return Query(
         x=agents.xy[..., 0].contiguous(),

@@ -89,8 +89,7 @@ def options(state: WorldState, is_idm: Tensor, settings: IdmSettings) -> LaneOpt
     usable = (target >= 0) & torch.gather(roadmap.path_valid, 1, target.clamp_min(0))
     on_path = agents.s < torch.gather(roadmap.path_length, 1, here)
     eligible = (
-        is_idm & deciding & usable & on_path
-        & (state.params.politeness >= 0) & (agents.lane_change_cooldown <= 0)
+        is_idm & deciding & usable & on_path & (state.params.politeness >= 0) & (agents.lane_change_cooldown <= 0)
     )
     if not bool(eligible.any()):
         return None
@@ -130,8 +129,13 @@ def _followers(state: WorldState) -> Driver:
 
 
 def _follower_accels(
-    follower: Neighbour, drivers: Driver, obstacles: Obstacles, heading: Tensor,
-    with_me: tuple[Tensor, Tensor], without_me: tuple[Tensor, Tensor, Tensor], settings: IdmSettings,
+    follower: Neighbour,
+    drivers: Driver,
+    obstacles: Obstacles,
+    heading: Tensor,
+    with_me: tuple[Tensor, Tensor],
+    without_me: tuple[Tensor, Tensor, Tensor],
+    settings: IdmSettings,
 ) -> tuple[Tensor, Tensor]:
     """A follower's IDM acceleration with the agent as its leader and without it.
 
@@ -149,8 +153,14 @@ def _follower_accels(
 
 
 def decide(
-    state: WorldState, obstacles: Obstacles, here: lanes.PathPoint, found: Found, leader_speed: Tensor,
-    accel: Tensor, lane: LaneOptions, settings: IdmSettings,
+    state: WorldState,
+    obstacles: Obstacles,
+    here: lanes.PathPoint,
+    found: Found,
+    leader_speed: Tensor,
+    accel: Tensor,
+    lane: LaneOptions,
+    settings: IdmSettings,
 ) -> LaneChange:
     """This step's lane changes, applied to path, s, d, cooldown and accel.
 
@@ -166,12 +176,22 @@ def decide(
     accel_after = idm_accel(agent_drivers(state), v, new_leader.gap, v - new_leader_speed, new_leader.exists, settings)
     drivers = _followers(state)
     new_with, new_without = _follower_accels(
-        new_follower, drivers, obstacles, heading, (v, new_follower.gap),
-        (new_leader_speed, new_follower.gap + my_length + new_leader.gap, new_leader.exists), settings,
+        new_follower,
+        drivers,
+        obstacles,
+        heading,
+        (v, new_follower.gap),
+        (new_leader_speed, new_follower.gap + my_length + new_leader.gap, new_leader.exists),
+        settings,
     )
     old_with, old_without = _follower_accels(
-        old_follower, drivers, obstacles, heading, (v, old_follower.gap),
-        (leader_speed, old_follower.gap + my_length + found.leader.gap, found.leader.exists), settings,
+        old_follower,
+        drivers,
+        obstacles,
+        heading,
+        (v, old_follower.gap),
+        (leader_speed, old_follower.gap + my_length + found.leader.gap, found.leader.exists),
+        settings,
     )
     others = (new_with - new_without) + (old_without - old_with)
     gain = accel_after - accel + state.params.politeness * others
@@ -184,7 +204,11 @@ def decide(
 
 
 def _apply(
-    state: WorldState, here: lanes.PathPoint, changed: Tensor, target: Tensor, accel: Tensor,
+    state: WorldState,
+    here: lanes.PathPoint,
+    changed: Tensor,
+    target: Tensor,
+    accel: Tensor,
     settings: IdmSettings,
 ) -> LaneChange:
     agents, roadmap = state.agents, state.map

@@ -52,4 +52,3 @@ def advance_replay(state: WorldState) -> ReplayUpdate:
     # The current speed is the previous backward difference (or the initial state's).
     accel = torch.where(known & state.agents.valid, (speed - state.agents.speed) / dt, torch.zeros_like(along))
     return ReplayUpdate(xy=xy, yaw=yaw, speed=speed, accel=accel, valid=valid)
-

@@ -22,8 +22,14 @@ _STREAM = 0xBE7C
 
 
 def straight_route_world(
-    batch: int, agents: int, *, route_length: float = 300.0, road_half_width: float = 5.0,
-    path_points: int = 96, dt: float = 0.1, device: torch.device | str = "cpu",
+    batch: int,
+    agents: int,
+    *,
+    route_length: float = 300.0,
+    road_half_width: float = 5.0,
+    path_points: int = 96,
+    dt: float = 0.1,
+    device: torch.device | str = "cpu",
 ) -> WorldState:
     """An empty world whose path 0 runs straight along +x from (0, 0), drivable within
     `road_half_width` of it (raster at 1 m cells, 20 m margin around the road)."""
@@ -46,8 +52,14 @@ def straight_route_world(
     raster[0, 0, row_y.abs() <= road_half_width] = 255
     origin = torch.tensor([-float(margin), -float(margin)], device=device).expand(batch, 2).contiguous()
     roadmap = dataclasses.replace(
-        m, path_xy=path_xy, path_s=path_s, path_length=length, path_valid=valid, raster=raster,
-        raster_origin=origin, raster_resolution=torch.ones(batch, device=device),
+        m,
+        path_xy=path_xy,
+        path_s=path_s,
+        path_length=length,
+        path_valid=valid,
+        raster=raster,
+        raster_origin=origin,
+        raster_resolution=torch.ones(batch, device=device),
     )
     return dataclasses.replace(world, map=roadmap)
 
@@ -91,8 +103,9 @@ def advance(world: WorldState) -> WorldState:
     return dataclasses.replace(
         world,
         step=world.step + 1,
-        ego=dataclasses.replace(ego, xy=ego.xy + ego_dir * (ego.speed * dt)[:, None],
-                                progress=ego.progress + ego.speed * dt),
+        ego=dataclasses.replace(
+            ego, xy=ego.xy + ego_dir * (ego.speed * dt)[:, None], progress=ego.progress + ego.speed * dt
+        ),
         agents=dataclasses.replace(a, xy=a.xy + a_dir * (a.speed * dt)[..., None]),
     )
 
@@ -124,8 +137,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     seconds = time_update(args.batch, args.agents, args.device, args.repeats)
     rate = args.batch * args.agents / seconds
-    print(f"metrics update B={args.batch} N={args.agents} on {args.device}: "
-          f"{seconds * 1e3:.2f} ms/step ({rate:.3g} agent-steps/s for metrics alone)")
+    print(
+        f"metrics update B={args.batch} N={args.agents} on {args.device}: "
+        f"{seconds * 1e3:.2f} ms/step ({rate:.3g} agent-steps/s for metrics alone)"
+    )
 
 
 if __name__ == "__main__":

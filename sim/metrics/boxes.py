@@ -46,8 +46,14 @@ class BoxSweep:
 
 
 def sweep_boxes(
-    ego_xy: Tensor, ego_yaw: Tensor, ego_half: Tensor, ego_vel: Tensor,
-    agent_xy: Tensor, agent_yaw: Tensor, agent_half: Tensor, agent_vel: Tensor,
+    ego_xy: Tensor,
+    ego_yaw: Tensor,
+    ego_half: Tensor,
+    ego_vel: Tensor,
+    agent_xy: Tensor,
+    agent_yaw: Tensor,
+    agent_half: Tensor,
+    agent_vel: Tensor,
 ) -> BoxSweep:
     """Overlap interval of the ego box with each agent box, both moving at constant velocity.
 

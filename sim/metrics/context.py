@@ -61,8 +61,14 @@ class StepContext:
         """Constant-velocity overlap intervals of the ego box with every agent box."""
         ego, a = self.state.ego, self.state.agents
         return sweep_boxes(
-            self.ego_center, ego.yaw, 0.5 * torch.stack((ego.length, ego.width), -1), self.ego_velocity,
-            a.xy, a.yaw, 0.5 * torch.stack((a.length, a.width), -1), self.agent_velocity,
+            self.ego_center,
+            ego.yaw,
+            0.5 * torch.stack((ego.length, ego.width), -1),
+            self.ego_velocity,
+            a.xy,
+            a.yaw,
+            0.5 * torch.stack((a.length, a.width), -1),
+            self.agent_velocity,
         )
 
     @cached_property

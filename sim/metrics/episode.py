@@ -115,8 +115,10 @@ class EpisodeAccumulator:
         """Fold in the step `prev -> state`; episodes where `active [B]` is False are left as they are."""
         B, N = self.collided.shape
         if state.batch_size != B or state.num_agents != N:
-            raise ValueError(f"EpisodeAccumulator.update: expected [{B}, {N}] episodes x agents, "
-                             f"got [{state.batch_size}, {state.num_agents}]")
+            raise ValueError(
+                f"EpisodeAccumulator.update: expected [{B}, {N}] episodes x agents, "
+                f"got [{state.batch_size}, {state.num_agents}]"
+            )
         if abs(state.dt - self.dt) > 1e-9:
             raise ValueError(f"EpisodeAccumulator.update: state.dt={state.dt} differs from the accumulator's {self.dt}")
         act = torch.ones(B, dtype=torch.bool, device=self.steps.device) if active is None else active.bool()
@@ -215,6 +217,8 @@ class EpisodeAccumulator:
             return torch.minimum(self.route_remaining, self.speed_limit * duration)
         ref = torch.as_tensor(reference_progress, dtype=self.progress.dtype, device=self.progress.device)
         if ref.shape != self.progress.shape or not bool(torch.isfinite(ref).all()):
-            raise ValueError(f"finalize: reference_progress must be finite with shape "
-                             f"{tuple(self.progress.shape)}, got {tuple(ref.shape)}")
+            raise ValueError(
+                f"finalize: reference_progress must be finite with shape "
+                f"{tuple(self.progress.shape)}, got {tuple(ref.shape)}"
+            )
         return ref

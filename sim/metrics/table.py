@@ -46,8 +46,10 @@ def is_failed(record: Mapping[str, Any]) -> bool:
 def _metric(record: Mapping[str, Any], key: str) -> float:
     metrics = record.get("metrics")
     if not isinstance(metrics, Mapping) or key not in metrics:
-        raise ValueError(f"episode {record.get('family')!r} seed {record.get('seed')!r}: "
-                         f"metrics lack {key!r} although the episode did not fail")
+        raise ValueError(
+            f"episode {record.get('family')!r} seed {record.get('seed')!r}: "
+            f"metrics lack {key!r} although the episode did not fail"
+        )
     return float(metrics[key])
 
 

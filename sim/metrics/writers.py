@@ -76,8 +76,9 @@ def write_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], path: s
         for column in columns:
             value = row.get(column)
             if not isinstance(value, _CELL_TYPES):
-                raise TypeError(f"{Path(path).name}: row {r}, column {column!r}: cannot write a "
-                                f"{type(value).__name__} to CSV")
+                raise TypeError(
+                    f"{Path(path).name}: row {r}, column {column!r}: cannot write a {type(value).__name__} to CSV"
+                )
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 value = ""
             cells.append(value)

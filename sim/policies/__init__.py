@@ -40,6 +40,11 @@ def _register_baselines() -> None:
 _register_baselines()
 
 __all__ = [
-    "Observation", "Overlay", "Policy", "PolicyOutput",
-    "make_policy", "policy_names", "register_policy",
+    "Observation",
+    "Overlay",
+    "Policy",
+    "PolicyOutput",
+    "make_policy",
+    "policy_names",
+    "register_policy",
 ]

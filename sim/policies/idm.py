@@ -57,8 +57,11 @@ def ego_idm_accel(cfg: IDMConfig, speed: Tensor, target_speed: Tensor, gap: Tens
     """The simulator's IDM (`sim.dynamics.driver.idm_accel`) with the ego's parameters."""
     const = lambda value: torch.full_like(speed, value)  # noqa: E731
     driver = Driver(
-        desired_speed=target_speed.expand_as(speed), time_headway=const(cfg.time_headway),
-        min_gap=const(cfg.min_gap), max_accel=const(cfg.max_accel), comfort_decel=const(cfg.comfort_decel),
+        desired_speed=target_speed.expand_as(speed),
+        time_headway=const(cfg.time_headway),
+        min_gap=const(cfg.min_gap),
+        max_accel=const(cfg.max_accel),
+        comfort_decel=const(cfg.comfort_decel),
     )
     return idm_accel(driver, speed, gap, closing, gap < NO_LEADER_GAP, DEFAULT_IDM)
 

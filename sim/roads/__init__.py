@@ -1,8 +1,8 @@
 """Road geometry: per-episode layouts (numpy), their raster, and batching into a `RoadMap`.
 
-    geom = straight_road(lanes=3, oncoming_lanes=1, lane_width=3.5, length=300.0,
-                         speed_limit=16.7, points=96)
-    roadmap = stack_roads([geom], [0] * B, paths=4, points=96, crosswalks=1)
+geom = straight_road(lanes=3, oncoming_lanes=1, lane_width=3.5, length=300.0,
+                     speed_limit=16.7, points=96)
+roadmap = stack_roads([geom], [0] * B, paths=4, points=96, crosswalks=1)
 """
 
 from __future__ import annotations
@@ -49,6 +49,17 @@ def crosswalk_count(kind: str, has_crosswalk: bool) -> int:
 
 
 __all__ = [
-    "APPROACHES", "LAYOUTS", "Lane", "RESOLUTION", "RoadGeometry", "build_road", "crosswalk_count",
-    "curved_road", "intersection", "merge_road", "path_count", "stack_roads", "straight_road",
+    "APPROACHES",
+    "LAYOUTS",
+    "Lane",
+    "RESOLUTION",
+    "RoadGeometry",
+    "build_road",
+    "crosswalk_count",
+    "curved_road",
+    "intersection",
+    "merge_road",
+    "path_count",
+    "stack_roads",
+    "straight_road",
 ]

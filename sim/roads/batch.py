@@ -16,8 +16,13 @@ RESOLUTION = 0.5  # m per map-raster cell
 
 
 def stack_roads(
-    geoms: Sequence[RoadGeometry], episode_geom: Sequence[int], *,
-    paths: int, points: int, crosswalks: int, resolution: float = RESOLUTION,
+    geoms: Sequence[RoadGeometry],
+    episode_geom: Sequence[int],
+    *,
+    paths: int,
+    points: int,
+    crosswalks: int,
+    resolution: float = RESOLUTION,
 ) -> RoadMap:
     """The `RoadMap` of B episodes; episode b uses layout `geoms[episode_geom[b]]`.
 
@@ -27,8 +32,10 @@ def stack_roads(
     """
     for u, geom in enumerate(geoms):
         if len(geom.paths) > paths or len(geom.crosswalks) > crosswalks:
-            raise ValueError(f"stack_roads: layout {u} has {len(geom.paths)} paths and "
-                             f"{len(geom.crosswalks)} crosswalks, capacity is {paths} and {crosswalks}")
+            raise ValueError(
+                f"stack_roads: layout {u} has {len(geom.paths)} paths and "
+                f"{len(geom.crosswalks)} crosswalks, capacity is {paths} and {crosswalks}"
+            )
         if any(lane.xy.shape != (points, 2) for lane in geom.paths):
             raise ValueError(f"stack_roads: layout {u} has paths without {points} points")
     unique = _unique_tensors(geoms, paths, points, crosswalks)
@@ -78,8 +85,16 @@ def _unique_tensors(geoms: Sequence[RoadGeometry], L: int, P: int, C: int) -> di
     f32 = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
     i64 = lambda a: torch.as_tensor(a, dtype=torch.long)  # noqa: E731
     return {
-        "path_xy": f32(xy), "path_yaw": f32(yaw), "path_s": f32(s), "path_curvature": f32(curv),
-        "path_length": f32(length), "path_width": f32(width), "path_speed_limit": f32(limit),
-        "path_left": i64(left), "path_right": i64(right), "path_valid": torch.as_tensor(valid),
-        "crosswalk": f32(cw), "crosswalk_valid": torch.as_tensor(cw_valid),
+        "path_xy": f32(xy),
+        "path_yaw": f32(yaw),
+        "path_s": f32(s),
+        "path_curvature": f32(curv),
+        "path_length": f32(length),
+        "path_width": f32(width),
+        "path_speed_limit": f32(limit),
+        "path_left": i64(left),
+        "path_right": i64(right),
+        "path_valid": torch.as_tensor(valid),
+        "crosswalk": f32(cw),
+        "crosswalk_valid": torch.as_tensor(cw_valid),
     }

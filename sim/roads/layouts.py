@@ -57,7 +57,11 @@ class RoadGeometry:
 
 def _parallel_lanes(
     centreline: Callable[[np.ndarray, float], np.ndarray],
-    lanes: int, oncoming_lanes: int, lane_width: float, speed_limit: float, points: int,
+    lanes: int,
+    oncoming_lanes: int,
+    lane_width: float,
+    speed_limit: float,
+    points: int,
 ) -> tuple[list[Lane], dict[str, int]]:
     """Lanes 0..n-1 in the ego's direction, then oncoming 0..m-1 (0 next to the centre line).
 
@@ -82,8 +86,13 @@ def _parallel_lanes(
 
 
 def _cross_section_extras(
-    centreline: Callable[[np.ndarray, float], np.ndarray], length: float, lane_width: float,
-    total_lanes: int, shoulder_width: float, crosswalk_s: float | None, crosswalk_width: float,
+    centreline: Callable[[np.ndarray, float], np.ndarray],
+    length: float,
+    lane_width: float,
+    total_lanes: int,
+    shoulder_width: float,
+    crosswalk_s: float | None,
+    crosswalk_width: float,
 ) -> tuple[tuple[np.ndarray, ...], tuple[tuple[np.ndarray, float], ...]]:
     strips = ()
     if shoulder_width > 0:
@@ -100,8 +109,15 @@ def _cross_section_extras(
 
 
 def straight_road(
-    *, lanes: int, oncoming_lanes: int, lane_width: float, length: float, speed_limit: float,
-    points: int, shoulder_width: float = 0.0, crosswalk_s: float | None = None,
+    *,
+    lanes: int,
+    oncoming_lanes: int,
+    lane_width: float,
+    length: float,
+    speed_limit: float,
+    points: int,
+    shoulder_width: float = 0.0,
+    crosswalk_s: float | None = None,
     crosswalk_width: float = 4.0,
 ) -> RoadGeometry:
     """Lane k's centre runs from (0, k * lane_width) to (length, k * lane_width).
@@ -110,6 +126,7 @@ def straight_road(
     right of lane 0; a crosswalk, when `crosswalk_s` is set, spans the whole
     road at that arc length.
     """
+
     def centreline(frac: np.ndarray, d: float) -> np.ndarray:
         return np.stack((frac * length, np.full_like(frac, d)), axis=1)
 
@@ -121,9 +138,18 @@ def straight_road(
 
 
 def curved_road(
-    *, lanes: int, oncoming_lanes: int, lane_width: float, length: float, speed_limit: float,
-    radius: float, direction: str, points: int, shoulder_width: float = 0.0,
-    crosswalk_s: float | None = None, crosswalk_width: float = 4.0,
+    *,
+    lanes: int,
+    oncoming_lanes: int,
+    lane_width: float,
+    length: float,
+    speed_limit: float,
+    radius: float,
+    direction: str,
+    points: int,
+    shoulder_width: float = 0.0,
+    crosswalk_s: float | None = None,
+    crosswalk_width: float = 4.0,
 ) -> RoadGeometry:
     """A constant-radius arc: lane 0 has `radius` and `length`; the other lanes are concentric.
 
@@ -152,8 +178,16 @@ def curved_road(
 
 
 def intersection(
-    *, lanes: int, lane_width: float, arm_length: float, speed_limit: float, turn_speed_limit: float,
-    corner_radius: float, crosswalk_width: float, crosswalk_gap: float, points: int,
+    *,
+    lanes: int,
+    lane_width: float,
+    arm_length: float,
+    speed_limit: float,
+    turn_speed_limit: float,
+    corner_radius: float,
+    crosswalk_width: float,
+    crosswalk_gap: float,
+    points: int,
 ) -> RoadGeometry:
     """A four-way intersection centred on the origin; every arm has `lanes` lanes each way.
 
@@ -214,8 +248,16 @@ def _west_approach(
 
 
 def merge_road(
-    *, lanes: int, lane_width: float, length: float, speed_limit: float, merge_s: float,
-    ramp_length: float, ramp_offset: float, ramp_speed_limit: float, points: int,
+    *,
+    lanes: int,
+    lane_width: float,
+    length: float,
+    speed_limit: float,
+    merge_s: float,
+    ramp_length: float,
+    ramp_offset: float,
+    ramp_speed_limit: float,
+    points: int,
 ) -> RoadGeometry:
     """A straight main road (lanes as on `straight_road`, no oncoming) and an on-ramp.
 
@@ -226,8 +268,10 @@ def merge_road(
     """
     x0 = merge_s - ramp_length
     if x0 < 0 or merge_s >= length:
-        raise ValueError(f"merge_road: need 0 <= merge_s - ramp_length and merge_s < length, got "
-                         f"merge_s={merge_s}, ramp_length={ramp_length}, length={length}")
+        raise ValueError(
+            f"merge_road: need 0 <= merge_s - ramp_length and merge_s < length, got "
+            f"merge_s={merge_s}, ramp_length={ramp_length}, length={length}"
+        )
 
     def centreline(frac: np.ndarray, d: float) -> np.ndarray:
         return np.stack((frac * length, np.full_like(frac, d)), axis=1)

@@ -32,6 +32,7 @@ def extent(geom: RoadGeometry, resolution: float) -> tuple[np.ndarray, int, int]
 
 def render(geom: RoadGeometry, origin: np.ndarray, height: int, width: int, resolution: float) -> np.ndarray:
     """The raster `(3, H, W)` uint8 of `geom` on the given grid."""
+
     def cells(xy: np.ndarray) -> np.ndarray:
         # cv2 puts pixel c's centre at integer c, i.e. at world origin + (c + 0.5) * resolution.
         uv = (xy - origin) / resolution - 0.5

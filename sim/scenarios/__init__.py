@@ -17,6 +17,15 @@ from sim.scenarios.schema import ScenarioError
 from sim.scenarios.suites import packaged_suites, resolve_suite
 
 __all__ = [
-    "FAMILIES", "Family", "Scenario", "ScenarioError", "build_batch", "episode_steps", "load_scenario",
-    "packaged_scenarios", "packaged_suites", "resolve_suite", "scenario_path",
+    "FAMILIES",
+    "Family",
+    "Scenario",
+    "ScenarioError",
+    "build_batch",
+    "episode_steps",
+    "load_scenario",
+    "packaged_scenarios",
+    "packaged_suites",
+    "resolve_suite",
+    "scenario_path",
 ]

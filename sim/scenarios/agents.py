@@ -56,11 +56,21 @@ def blank(B: int, K: int, TL: int) -> Block:
 
 
 def make_block(
-    ctx: BuildContext, *, kind: AgentKind | Tensor, behaviour: Behaviour, xy: Tensor, yaw: Tensor,
+    ctx: BuildContext,
+    *,
+    kind: AgentKind | Tensor,
+    behaviour: Behaviour,
+    xy: Tensor,
+    yaw: Tensor,
     valid: Tensor,
-    speed: Tensor | None = None, path: Tensor | None = None, s: Tensor | None = None, d: Tensor | None = None,
-    size: tuple[Tensor, Tensor, Tensor] | None = None, params: dict[str, Tensor] | None = None,
-    log: AgentLog | None = None, droppable: bool = False,
+    speed: Tensor | None = None,
+    path: Tensor | None = None,
+    s: Tensor | None = None,
+    d: Tensor | None = None,
+    size: tuple[Tensor, Tensor, Tensor] | None = None,
+    params: dict[str, Tensor] | None = None,
+    log: AgentLog | None = None,
+    droppable: bool = False,
 ) -> Block:
     """A block of one behaviour from its t = 0 poses `xy [B, K, 2]`, `yaw [B, K]`; `kind` is one
     `AgentKind` or `[B, K]` kinds; box sizes default to the kind's `SIZES`."""
@@ -70,13 +80,19 @@ def make_block(
     length, width, height = size or kind_sizes(kinds)
     zeros = torch.zeros(B, K)
     agents = dataclasses.replace(
-        base.agents, xy=xy.float(), yaw=yaw.float(), valid=valid.bool(),
+        base.agents,
+        xy=xy.float(),
+        yaw=yaw.float(),
+        valid=valid.bool(),
         speed=(zeros if speed is None else speed).float(),
-        length=length.float(), width=width.float(), height=height.float(),
+        length=length.float(),
+        width=width.float(),
+        height=height.float(),
         kind=kinds.long(),
         behaviour=torch.full((B, K), int(behaviour), dtype=torch.long),
         path=base.agents.path if path is None else path.long(),
-        s=zeros if s is None else s.float(), d=zeros if d is None else d.float(),
+        s=zeros if s is None else s.float(),
+        d=zeros if d is None else d.float(),
     )
     agent_params = dataclasses.replace(base.params, **{k: v for k, v in (params or {}).items()})
     return Block(agents, agent_params, log if log is not None else base.log, droppable)
@@ -90,24 +106,34 @@ def kind_sizes(kind: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def on_path(
-    ctx: BuildContext, *, kind: AgentKind | Tensor, behaviour: Behaviour, path: Tensor, s: Tensor, valid: Tensor,
-    d: Tensor | None = None, **kwargs,
+    ctx: BuildContext,
+    *,
+    kind: AgentKind | Tensor,
+    behaviour: Behaviour,
+    path: Tensor,
+    s: Tensor,
+    valid: Tensor,
+    d: Tensor | None = None,
+    **kwargs,
 ) -> Block:
     """Agents at arc length `s [B, K]` and offset `d` on `path [B, K]`; poses from `path_pose`."""
     xy, yaw, _ = path_pose(ctx.roadmap, path, s, d)
-    return make_block(ctx, kind=kind, behaviour=behaviour, xy=xy, yaw=yaw, valid=valid,
-                      path=path, s=s, d=d, **kwargs)
+    return make_block(ctx, kind=kind, behaviour=behaviour, xy=xy, yaw=yaw, valid=valid, path=path, s=s, d=d, **kwargs)
 
 
-def idm_params(ctx: BuildContext, idm: Mapping[str, Param], name: str, K: int,
-               desired_speed: Tensor) -> dict[str, Tensor]:
+def idm_params(
+    ctx: BuildContext, idm: Mapping[str, Param], name: str, K: int, desired_speed: Tensor
+) -> dict[str, Tensor]:
     """AgentParams fields of K IDM agents; `idm` holds the parsed keys of `IDM_FIELDS`,
     `name` prefixes their draw names."""
     draw = lambda key: ctx.draws.sample(idm[key], f"{name}.{key}", (K,)).float()  # noqa: E731
     return {
-        "desired_speed": desired_speed.float(), "time_headway": draw("time_headway"),
-        "min_gap": draw("min_gap"), "max_accel": draw("max_accel"),
-        "comfort_decel": draw("comfort_decel"), "politeness": draw("politeness"),
+        "desired_speed": desired_speed.float(),
+        "time_headway": draw("time_headway"),
+        "min_gap": draw("min_gap"),
+        "max_accel": draw("max_accel"),
+        "comfort_decel": draw("comfort_decel"),
+        "politeness": draw("politeness"),
     }
 
 
@@ -118,9 +144,16 @@ def route_points(ctx: BuildContext, s: Tensor, d: Tensor) -> Tensor:
 
 
 def walkers(
-    ctx: BuildContext, *, start: tuple[Tensor, Tensor], end: tuple[Tensor, Tensor], valid: Tensor,
-    speed: Tensor, start_time: Tensor, pause_at: Tensor | None = None,
-    pause_duration: Tensor | None = None, droppable: bool = False,
+    ctx: BuildContext,
+    *,
+    start: tuple[Tensor, Tensor],
+    end: tuple[Tensor, Tensor],
+    valid: Tensor,
+    speed: Tensor,
+    start_time: Tensor,
+    pause_at: Tensor | None = None,
+    pause_duration: Tensor | None = None,
+    droppable: bool = False,
 ) -> Block:
     """WALK pedestrians from (s, d) `start` to `end`, both relative to the ego's route, `[B, K]` each."""
     walk_from = route_points(ctx, *start)
@@ -128,19 +161,40 @@ def walkers(
     heading = walk_to - walk_from
     yaw = torch.atan2(heading[..., 1], heading[..., 0])
     params = {
-        "desired_speed": speed, "walk_from": walk_from, "walk_to": walk_to, "start_time": start_time,
+        "desired_speed": speed,
+        "walk_from": walk_from,
+        "walk_to": walk_to,
+        "start_time": start_time,
         "pause_at": pause_at if pause_at is not None else torch.full_like(speed, 2.0),
         "pause_duration": pause_duration if pause_duration is not None else torch.zeros_like(speed),
     }
     route = ctx.ego.route[:, None].expand_as(speed)
-    return make_block(ctx, kind=AgentKind.PEDESTRIAN, behaviour=Behaviour.WALK, xy=walk_from, yaw=yaw,
-                      valid=valid, path=route, s=start[0], d=start[1],
-                      params={k: v.float() for k, v in params.items()}, droppable=droppable)
+    return make_block(
+        ctx,
+        kind=AgentKind.PEDESTRIAN,
+        behaviour=Behaviour.WALK,
+        xy=walk_from,
+        yaw=yaw,
+        valid=valid,
+        path=route,
+        s=start[0],
+        d=start[1],
+        params={k: v.float() for k, v in params.items()},
+        droppable=droppable,
+    )
 
 
 def replay(
-    ctx: BuildContext, *, kind: AgentKind, xy: Tensor, yaw: Tensor, valid: Tensor, speed: Tensor,
-    path: Tensor | None = None, s: Tensor | None = None, droppable: bool = False,
+    ctx: BuildContext,
+    *,
+    kind: AgentKind,
+    xy: Tensor,
+    yaw: Tensor,
+    valid: Tensor,
+    speed: Tensor,
+    path: Tensor | None = None,
+    s: Tensor | None = None,
+    droppable: bool = False,
 ) -> Block:
     """REPLAY agents from logs `xy [B, K, TL, 2]`, `yaw [B, K, TL]`, `valid [B, K, TL]`.
 
@@ -152,13 +206,25 @@ def replay(
     first = torch.where(valid, torch.arange(TL), TL).amin(-1).clamp_max(TL - 1)
     params = {"desired_speed": speed.float(), "appear_time": (first.float() * ctx.dt) * present}
     log = AgentLog(xy=xy.float(), yaw=yaw.float(), valid=valid.bool())
-    return make_block(ctx, kind=kind, behaviour=Behaviour.REPLAY, xy=xy[:, :, 0], yaw=yaw[:, :, 0],
-                      valid=valid[:, :, 0], speed=speed, path=path, s=s, params=params, log=log,
-                      droppable=droppable)
+    return make_block(
+        ctx,
+        kind=kind,
+        behaviour=Behaviour.REPLAY,
+        xy=xy[:, :, 0],
+        yaw=yaw[:, :, 0],
+        valid=valid[:, :, 0],
+        speed=speed,
+        path=path,
+        s=s,
+        params=params,
+        log=log,
+        droppable=droppable,
+    )
 
 
-def path_log(ctx: BuildContext, path: Tensor, s_t: Tensor, d_t: Tensor, ds_dt: Tensor,
-             dd_dt: Tensor) -> tuple[Tensor, Tensor]:
+def path_log(
+    ctx: BuildContext, path: Tensor, s_t: Tensor, d_t: Tensor, ds_dt: Tensor, dd_dt: Tensor
+) -> tuple[Tensor, Tensor]:
     """Log poses along `path [B, K]` at `s_t, d_t [B, K, T]`; heading = path heading plus the
     drift angle of the lateral motion, atan2(dd/dt, ds/dt)."""
     B, K, T = s_t.shape
@@ -182,8 +248,14 @@ def assemble(blocks: list[Block], ctx: BuildContext) -> tuple[AgentState, AgentP
     make every agent ignore the ego when the scenario is not reactive."""
     if not blocks or sum(b.size for b in blocks) == 0:
         blocks = [blank(ctx.batch, 1, ctx.log_steps)]
-    cat = lambda parts: type(parts[0])(**{  # noqa: E731
-        f.name: torch.cat([getattr(p, f.name) for p in parts], dim=1) for f in dataclasses.fields(parts[0])})
+
+    def cat(parts):
+        return type(parts[0])(
+            **{
+                f.name: torch.cat([getattr(p, f.name) for p in parts], dim=1) for f in dataclasses.fields(parts[0])
+            }
+        )
+
     agents = cat([b.agents for b in blocks])
     params = cat([b.params for b in blocks])
     log = cat([b.log for b in blocks])
@@ -213,4 +285,3 @@ def _overlapping(agents: AgentState, ego: EgoState) -> Tensor:
         pair = pair & v[:, :, None] & v[:, None, :] & earlier
         hits_other.append(pair.any(-1))
     return hits_ego | torch.cat(hits_other)
-

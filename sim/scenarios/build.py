@@ -16,6 +16,7 @@ import torch
 
 from sim.config import Timing
 from sim.geometry import ego_center, path_pose, project_to_path
+from sim.nonreactive import make_non_reactive
 from sim.roads import RoadGeometry, build_road, crosswalk_count, path_count, stack_roads
 from sim.scenarios.agents import assemble
 from sim.scenarios.context import BuildContext
@@ -52,16 +53,35 @@ def build_batch(
     ego, ego_s = _place_ego(scenario, draws, roadmap, geoms, episode_geom)
     steps = episode_steps(scenario, timing)
     ctx = BuildContext(
-        scenario=scenario, draws=draws, roadmap=roadmap, geoms=tuple(geoms), episode_geom=tuple(episode_geom),
-        road_values=tuple(road_values), ego=ego, ego_s=ego_s, steps=steps,
-        log_steps=steps + 1 if family.replays else 1, dt=timing.sim_dt,
+        scenario=scenario,
+        draws=draws,
+        roadmap=roadmap,
+        geoms=tuple(geoms),
+        episode_geom=tuple(episode_geom),
+        road_values=tuple(road_values),
+        ego=ego,
+        ego_s=ego_s,
+        steps=steps,
+        log_steps=steps + 1 if family.replays else 1,
+        dt=timing.sim_dt,
     )
     agents, params, log = assemble(family.build(ctx), ctx)
     world = WorldState(
-        step=torch.zeros(len(seeds), dtype=torch.long), seed=draws.seeds.clone(), dt=timing.sim_dt,
-        ego=ego, agents=agents, params=params, log=log, map=roadmap, sensor=_sensor(scenario, draws),
-    )
-    return world.to(device)
+        step=torch.zeros(len(seeds), dtype=torch.long),
+        seed=draws.seeds.clone(),
+        dt=timing.sim_dt,
+        ego=ego,
+        agents=agents,
+        params=params,
+        log=log,
+        map=roadmap,
+        sensor=_sensor(scenario, draws),
+    ).to(device)
+    if not scenario.reactive:
+        # nuPlan's non-reactive mode: every moving agent replays what it did in a
+        # rollout without the ego, whatever the ego now does.
+        world = make_non_reactive(world, steps)
+    return world
 
 
 def _draw_roads(scenario: Scenario, draws: Draws) -> tuple[list[dict], list[RoadGeometry], list[int]]:
@@ -105,16 +125,26 @@ def _place_ego(
     """The ego on its route at arc length `ego.s` (rear axle), heading along the route."""
     columns = {k: draws.episode_values(p, f"ego.{k}") for k, p in scenario.ego.items()}
     per_episode = [{k: columns[k][b] for k in columns} for b in range(draws.batch)]
-    route = torch.tensor([geoms[episode_geom[b]].route(_route_name(scenario.road_type, e))
-                          for b, e in enumerate(per_episode)], dtype=torch.long)
+    route = torch.tensor(
+        [geoms[episode_geom[b]].route(_route_name(scenario.road_type, e)) for b, e in enumerate(per_episode)],
+        dtype=torch.long,
+    )
     f32 = lambda k: torch.tensor([float(v) for v in columns[k]], dtype=torch.float32)  # noqa: E731
     s = f32("s")
     xy, yaw, _ = path_pose(roadmap, route[:, None], s[:, None])
     zeros = torch.zeros(draws.batch)
     ego = EgoState(
-        xy=xy[:, 0], yaw=yaw[:, 0], speed=f32("speed"), accel=zeros, steer=zeros.clone(),
-        yaw_rate=zeros.clone(), length=f32("length"), width=f32("width"), wheelbase=f32("wheelbase"),
-        route=route, progress=zeros.clone(),
+        xy=xy[:, 0],
+        yaw=yaw[:, 0],
+        speed=f32("speed"),
+        accel=zeros,
+        steer=zeros.clone(),
+        yaw_rate=zeros.clone(),
+        length=f32("length"),
+        width=f32("width"),
+        wheelbase=f32("wheelbase"),
+        route=route,
+        progress=zeros.clone(),
     )
     # Progress is the arc length of the box centre's projection on the route.
     centre_s, _ = project_to_path(roadmap, route[:, None], ego_center(ego)[:, None])

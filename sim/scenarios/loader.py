@@ -34,7 +34,8 @@ class Scenario:
     Attributes:
         name, family, description: from the file.
         duration: episode length, s.
-        reactive: False makes every agent ignore the ego (`yields_to_ego` False).
+        reactive: False is nuPlan's non-reactive mode: every moving agent replays a
+            rollout of the scenario without the ego (`sim.nonreactive`).
         road, ego, sensor: parsed sections, keys as in docs/scenarios.md.
         sections: the family's own sections by name (e.g. `sections["traffic"]`).
         source: the file it came from, for error messages.
@@ -69,7 +70,8 @@ class Scenario:
                 child = node.setdefault(part, {})
                 if not isinstance(child, dict):
                     Where(self.source, ".".join(parts[: depth + 1])).fail(
-                        f"cannot override {dotted!r}: this key holds a value, not a section")
+                        f"cannot override {dotted!r}: this key holds a value, not a section"
+                    )
                 node = child
             node[parts[-1]] = copy.deepcopy(value)
         return parse_scenario(doc, f"{self.source} (with overrides)")
@@ -111,8 +113,10 @@ def parse_scenario(doc: Any, source: str) -> Scenario:
     """Validate a parsed YAML document; `source` names it in errors."""
     top = Where(source)
     if not isinstance(doc, dict):
-        top.fail(f"expected a mapping with keys name, family, description, duration, road, ego, ...; "
-                 f"got {type(doc).__name__}")
+        top.fail(
+            f"expected a mapping with keys name, family, description, duration, road, ego, ...; "
+            f"got {type(doc).__name__}"
+        )
     family_name = doc.get("family")
     if family_name not in FAMILIES:
         top.child("family").fail(f"expected one of {sorted(FAMILIES)}, got {family_name!r}")
@@ -120,7 +124,8 @@ def parse_scenario(doc: Any, source: str) -> Scenario:
     road_type = _road_type(doc.get("road"), top.child("road"))
     if road_type not in family.road_types:
         top.child("road").child("type").fail(
-            f"family {family.name!r} runs on {list(family.road_types)}, got {road_type!r}")
+            f"family {family.name!r} runs on {list(family.road_types)}, got {road_type!r}"
+        )
     fields = {
         "name": text("scenario name"),
         "family": text("scenario family", options=tuple(sorted(FAMILIES))),
@@ -134,10 +139,16 @@ def parse_scenario(doc: Any, source: str) -> Scenario:
     }
     parsed = parse_section(doc, fields, top)
     scenario = Scenario(
-        name=parsed["name"], family=family.name, description=parsed["description"],
-        duration=parsed["duration"], reactive=parsed["reactive"], road=parsed["road"],
-        ego=parsed["ego"], sensor=parsed["sensor"],
-        sections={key: parsed[key] for key in family.sections}, source=source,
+        name=parsed["name"],
+        family=family.name,
+        description=parsed["description"],
+        duration=parsed["duration"],
+        reactive=parsed["reactive"],
+        road=parsed["road"],
+        ego=parsed["ego"],
+        sensor=parsed["sensor"],
+        sections={key: parsed[key] for key in family.sections},
+        source=source,
         document=copy.deepcopy(doc),
     )
     check_geometry(scenario, top)
@@ -160,11 +171,13 @@ def check_geometry(scenario: Scenario, top: Where) -> None:
     road, ego, kind = scenario.road, scenario.ego, scenario.road_type
     at_road, at_ego = top.child("road"), top.child("ego")
     if upper(ego["wheelbase"]) >= lower(ego["length"]):
-        at_ego.child("wheelbase").fail(f"expected < ego.length (min {lower(ego['length'])}), "
-                                       f"got up to {upper(ego['wheelbase'])}")
+        at_ego.child("wheelbase").fail(
+            f"expected < ego.length (min {lower(ego['length'])}), got up to {upper(ego['wheelbase'])}"
+        )
     if upper(ego["lane"]) >= lower(road["lanes"]):
-        at_ego.child("lane").fail(f"expected a lane below road.lanes (min {lower(road['lanes'])}), "
-                                  f"got up to {upper(ego['lane'])}")
+        at_ego.child("lane").fail(
+            f"expected a lane below road.lanes (min {lower(road['lanes'])}), got up to {upper(ego['lane'])}"
+        )
     if kind in ("straight", "curved"):
         _check_parallel(road, ego, at_road, at_ego)
     elif kind == "merge":
@@ -187,11 +200,14 @@ def _check_parallel(road: Mapping, ego: Mapping, at_road: Where, at_ego: Where) 
         at_road.child("crosswalk_s").fail(f"expected < road.length (min {length:g} m)")
     if "radius" not in road:
         return
-    width = (upper(road["lanes"]) + upper(road["oncoming_lanes"])) * upper(road["lane_width"]) \
-        + upper(road["shoulder_width"])
+    width = (upper(road["lanes"]) + upper(road["oncoming_lanes"])) * upper(road["lane_width"]) + upper(
+        road["shoulder_width"]
+    )
     if lower(road["radius"]) <= width:
         at_road.child("radius").fail(f"expected > the road width ({width:g} m)")
     sweep = upper(road["length"]) / lower(road["radius"])
     if sweep > MAX_CURVE_SWEEP:
-        at_road.child("radius").fail(f"expected length / radius <= {MAX_CURVE_SWEEP:.2f} rad "
-                                     f"(the arc would curl over itself), got up to {sweep:.2f}")
+        at_road.child("radius").fail(
+            f"expected length / radius <= {MAX_CURVE_SWEEP:.2f} rad "
+            f"(the arc would curl over itself), got up to {sweep:.2f}"
+        )

@@ -88,13 +88,15 @@ class Field:
     fields: Mapping[str, Field] | None = None
 
 
-def num(doc: str, default: Any = REQUIRED, low: float | None = None, high: float | None = None,
-        random: bool = True) -> Field:
+def num(
+    doc: str, default: Any = REQUIRED, low: float | None = None, high: float | None = None, random: bool = True
+) -> Field:
     return Field("float", doc, default, low, high, random=random)
 
 
-def integer(doc: str, default: Any = REQUIRED, low: int | None = None, high: int | None = None,
-            random: bool = True) -> Field:
+def integer(
+    doc: str, default: Any = REQUIRED, low: int | None = None, high: int | None = None, random: bool = True
+) -> Field:
     return Field("int", doc, default, low, high, random=random)
 
 
@@ -102,8 +104,7 @@ def flag(doc: str, default: Any = REQUIRED, random: bool = True) -> Field:
     return Field("bool", doc, default, random=random)
 
 
-def text(doc: str, default: Any = REQUIRED, options: tuple[str, ...] | None = None,
-         random: bool = False) -> Field:
+def text(doc: str, default: Any = REQUIRED, options: tuple[str, ...] | None = None, random: bool = False) -> Field:
     return Field("str", doc, default, options=options, random=random)
 
 
@@ -169,8 +170,10 @@ def parse_value(value: Any, spec: Field, where: Where) -> Any:
 
 def _distribution(value: dict, spec: Field, where: Where) -> Param:
     if len(value) != 1 or next(iter(value)) not in DISTRIBUTIONS:
-        where.fail(f"expected {_describe(spec)} or exactly one of "
-                   f"{{uniform: [lo, hi]}}, {{int_uniform: [lo, hi]}}, {{choice: [...]}}; got {_show(value)}")
+        where.fail(
+            f"expected {_describe(spec)} or exactly one of "
+            f"{{uniform: [lo, hi]}}, {{int_uniform: [lo, hi]}}, {{choice: [...]}}; got {_show(value)}"
+        )
     kind, args = next(iter(value.items()))
     inner = where.child(kind)
     if kind == "choice":
@@ -216,8 +219,11 @@ def _fixed(value: Any, spec: Field, where: Where) -> Any:
             where.fail(f"expected {_describe(spec)}, got {_show(value)}")
         return tuple(value)
     elif t == "range":
-        ok = isinstance(value, list) and len(value) == 2 and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        ok = (
+            isinstance(value, list)
+            and len(value) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        )
         if not ok or value[0] > value[1]:
             where.fail(f"expected {_describe(spec)}, got {_show(value)}")
         for v in value:

@@ -19,8 +19,7 @@ _PARALLEL = {
     "length": num("road length along lane 0, m", 300.0, 50.0, 2000.0),
     "speed_limit": _LIMIT,
     "shoulder_width": num("drivable kerbside strip right of lane 0 (parking), m", 0.0, 0.0, 5.0),
-    "crosswalk_s": num("arc length of a mid-block crosswalk across the road, m (absent: none)",
-                       None, 0.0, 2000.0),
+    "crosswalk_s": num("arc length of a mid-block crosswalk across the road, m (absent: none)", None, 0.0, 2000.0),
     "crosswalk_width": num("crosswalk width along the road, m", 4.0, 1.0, 10.0),
     "path_points": _POINTS,
 }
@@ -39,8 +38,7 @@ ROAD_FIELDS: dict[str, dict[str, Field]] = {
         "arm_length": num("length of each arm from the box edge, m", 50.0, 20.0, 300.0),
         "speed_limit": _LIMIT,
         "turn_speed_limit": num("speed limit of left and right turns, m/s", 8.0, 1.0, 40.0),
-        "corner_radius": num("kerb radius at the corners, m (box half-size = lanes * width + this)",
-                             6.0, 1.0, 20.0),
+        "corner_radius": num("kerb radius at the corners, m (box half-size = lanes * width + this)", 6.0, 1.0, 20.0),
         "crosswalk_width": num("crosswalk width, m", 4.0, 1.0, 10.0),
         "crosswalk_gap": num("distance from the box edge to each crosswalk, m", 1.0, 0.0, 10.0),
         "path_points": _POINTS,
@@ -65,8 +63,7 @@ _EGO_COMMON = {
     "lane": integer("lane of the route (0 = kerb lane)", 0, 0, 5),
     "length": num("box length, m", 4.6, 2.0, 20.0),
     "width": num("box width, m", 1.9, 1.0, 3.0),
-    "wheelbase": num("wheelbase, m (the box centre lies wheelbase / 2 ahead of the rear axle)",
-                     2.8, 1.0, 10.0),
+    "wheelbase": num("wheelbase, m (the box centre lies wheelbase / 2 ahead of the rear axle)", 2.8, 1.0, 10.0),
 }
 
 EGO_FIELDS: dict[str, dict[str, Field]] = {
@@ -74,8 +71,12 @@ EGO_FIELDS: dict[str, dict[str, Field]] = {
     "curved": dict(_EGO_COMMON),
     "intersection": {
         **_EGO_COMMON,
-        "turn": text("movement through the intersection from the west arm", "straight",
-                     ("straight", "left", "right"), random=True),
+        "turn": text(
+            "movement through the intersection from the west arm",
+            "straight",
+            ("straight", "left", "right"),
+            random=True,
+        ),
     },
     "merge": {**_EGO_COMMON, "on_ramp": flag("start on the ramp (else on main lane `lane`)", True)},
 }

@@ -40,7 +40,8 @@ def resolve_suite(name_or_path: str | Path) -> list[Scenario]:
         return [load_scenario(scenario_path(name))]
     raise ScenarioError(
         f"unknown suite {name!r}: expected a packaged suite ({', '.join(packaged_suites())}), "
-        f"a packaged scenario ({', '.join(packaged_scenarios())}) or a path to a .yaml file")
+        f"a packaged scenario ({', '.join(packaged_scenarios())}) or a path to a .yaml file"
+    )
 
 
 def _from_file(path: Path) -> list[Scenario]:

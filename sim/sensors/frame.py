@@ -42,4 +42,3 @@ def render_frame(
         speed_limit=route.speed_limit,
         time=state.time,
     )
-

@@ -90,9 +90,7 @@ def draw_object_noise(state: WorldState) -> ObjectNoise:
     miss_prob = sensor.miss_prob.to(GEOMETRY_DTYPE).unsqueeze(1)
     missed = _uniform(state, Stream.SENSOR_MISS, N, _COUNT) < miss_prob
     score_draw = _uniform(state, Stream.SENSOR_MISS, N, _SCORE)
-    return ObjectNoise(
-        jitter=jitter, velocity_noise=velocity_noise, missed=missed, score_draw=score_draw
-    )
+    return ObjectNoise(jitter=jitter, velocity_noise=velocity_noise, missed=missed, score_draw=score_draw)
 
 
 def apply_object_noise(objects: EgoObjects, noise: ObjectNoise) -> EgoObjects:

@@ -23,9 +23,7 @@ FULLY_SEEN_FRACTION = 0.5
 REAL_SCORE_FLOOR = 0.5
 
 
-def _object_list(
-    scan: Scan, score: Tensor, agent_id: Tensor, valid: Tensor, dtype: torch.dtype
-) -> ObjectList:
+def _object_list(scan: Scan, score: Tensor, agent_id: Tensor, valid: Tensor, dtype: torch.dtype) -> ObjectList:
     o = scan.objects
     return ObjectList(
         xy=o.xy.to(dtype),

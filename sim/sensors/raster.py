@@ -31,9 +31,7 @@ def ego_xy_to_cell(xy: Tensor, raster: RasterConfig) -> tuple[Tensor, Tensor, Te
     return row, col, inside
 
 
-def cell_centres(
-    raster: RasterConfig, dtype: torch.dtype, device: torch.device
-) -> tuple[Tensor, Tensor]:
+def cell_centres(raster: RasterConfig, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
     """Ego-frame x of each row's centres [H] and y of each column's centres [W], m."""
     row0, col0 = ego_origin_cell(raster)
     centre = torch.arange(raster.size, dtype=dtype, device=device) + 0.5
@@ -85,6 +83,4 @@ def render_map(roadmap: RoadMap, pose: SensorPose, raster: RasterConfig) -> Tens
     by_row = start.unsqueeze(1) + ahead.reshape(1, H, 1) * forward.unsqueeze(1)  # (B, H, 2)
     by_col = left.reshape(1, H, 1) * leftward.unsqueeze(1)  # (B, W, 2)
     grid = by_row.float().unsqueeze(2) + by_col.float().unsqueeze(1)  # (B, H, W, 2)
-    return torch.nn.functional.grid_sample(
-        table, grid, mode="nearest", padding_mode="zeros", align_corners=False
-    )
+    return torch.nn.functional.grid_sample(table, grid, mode="nearest", padding_mode="zeros", align_corners=False)

@@ -44,8 +44,7 @@ class EgoObjects:
     def cat(self, other: EgoObjects) -> EgoObjects:
         """Slots of `self` followed by the slots of `other`."""
         joined = {
-            f.name: torch.cat((getattr(self, f.name), getattr(other, f.name)), dim=1)
-            for f in dataclasses.fields(self)
+            f.name: torch.cat((getattr(self, f.name), getattr(other, f.name)), dim=1) for f in dataclasses.fields(self)
         }
         return EgoObjects(**joined)
 

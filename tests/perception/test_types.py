@@ -55,9 +55,7 @@ def detections(draw: st.DrawFn, min_valid: int = 0) -> Detections:
 
 @st.composite
 def tracks(draw: st.DrawFn, min_observed: int = 0) -> Tracks:
-    B, A, H = draw(st.integers(1, 3)), draw(st.integers(max(1, min_observed), 4)), draw(
-        st.integers(2, 5)
-    )
+    B, A, H = draw(st.integers(1, 3)), draw(st.integers(max(1, min_observed), 4)), draw(st.integers(2, 5))
     gen = generator(draw)
     valid = masks(draw, (B, A), min_true=min_observed)
     step_valid = masks(draw, (B, A, H))

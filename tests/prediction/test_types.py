@@ -185,9 +185,7 @@ def test_log_prob_matches_hand_computed_mixture() -> None:
     ).validate()
     x = torch.ones(1, 1, 3, 2)
     # Per mode: T * 2 independent N(mu, 0.5^2) terms.
-    per_mode = [
-        torch.distributions.Normal(mu, 0.5).log_prob(torch.ones(3, 2)).sum() for mu in (0.0, 2.0)
-    ]
+    per_mode = [torch.distributions.Normal(mu, 0.5).log_prob(torch.ones(3, 2)).sum() for mu in (0.0, 2.0)]
     expected = torch.logsumexp(torch.stack(per_mode) + torch.log(torch.tensor([0.25, 0.75])), 0)
     torch.testing.assert_close(forecast.distribution().log_prob(x)[0, 0], expected)
 
@@ -214,9 +212,7 @@ def test_sample_picks_modes_by_inverse_cdf(forecast: Forecast, samples: int, see
     noise_mode, noise_pos = noise_for(forecast, samples, seed)
     drawn = forecast.sample(noise_mode, torch.zeros_like(noise_pos))
     expected_mode = inverse_cdf(forecast, noise_mode)
-    expected = torch.stack(
-        [forecast.means[b, a, expected_mode[b, a]] for b, a in forecast.valid.nonzero().tolist()]
-    )
+    expected = torch.stack([forecast.means[b, a, expected_mode[b, a]] for b, a in forecast.valid.nonzero().tolist()])
     torch.testing.assert_close(drawn[forecast.valid], expected)
 
 

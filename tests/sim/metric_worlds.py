@@ -44,16 +44,31 @@ def set_ego(w: WorldState, x: float | None = None, y: float | None = None, **fie
 
 
 def set_agent(
-    w: WorldState, slot: int, x: float, y: float, *, yaw: float = 0.0, speed: float = 0.0,
-    length: float = 4.5, width: float = 1.9, kind: AgentKind = AgentKind.VEHICLE,
-    behaviour: Behaviour = Behaviour.IDM, valid: bool = True, episode: int | None = None,
+    w: WorldState,
+    slot: int,
+    x: float,
+    y: float,
+    *,
+    yaw: float = 0.0,
+    speed: float = 0.0,
+    length: float = 4.5,
+    width: float = 1.9,
+    kind: AgentKind = AgentKind.VEHICLE,
+    behaviour: Behaviour = Behaviour.IDM,
+    valid: bool = True,
+    episode: int | None = None,
 ) -> WorldState:
     """Put an agent (box centre `x, y`) in `slot` of every episode, or of `episode` only."""
     a = w.agents
     rows = slice(None) if episode is None else slice(episode, episode + 1)
     values = {
-        "yaw": yaw, "speed": speed, "length": length, "width": width,
-        "kind": int(kind), "behaviour": int(behaviour), "valid": valid,
+        "yaw": yaw,
+        "speed": speed,
+        "length": length,
+        "width": width,
+        "kind": int(kind),
+        "behaviour": int(behaviour),
+        "valid": valid,
     }
     changes = {}
     for name, value in values.items():

@@ -72,8 +72,15 @@ def sensor_world(
             length[b, n], width[b, n], height[b, n] = box.length, box.width, box.height
             kind[b, n], valid[b, n] = int(box.kind), True
     agents = dataclasses.replace(
-        agents, xy=xy, yaw=yaw, speed=speed, length=length, width=width, height=height,
-        kind=kind, valid=valid,
+        agents,
+        xy=xy,
+        yaw=yaw,
+        speed=speed,
+        length=length,
+        width=width,
+        height=height,
+        kind=kind,
+        valid=valid,
     )
     ego = world.ego
     half_wheelbase = 0.5 * ego.wheelbase[:, None] * torch.tensor([[math.cos(ego_yaw), math.sin(ego_yaw)]])
@@ -84,12 +91,20 @@ def sensor_world(
     )
     full = lambda value: torch.full((B,), float(value))  # noqa: E731
     sensor = dataclasses.replace(
-        world.sensor, range=full(sensor_range), position_jitter=full(position_jitter),
-        miss_prob=full(miss_prob), ghost_rate=full(ghost_rate), raster_noise=full(raster_noise),
+        world.sensor,
+        range=full(sensor_range),
+        position_jitter=full(position_jitter),
+        miss_prob=full(miss_prob),
+        ghost_rate=full(ghost_rate),
+        raster_noise=full(raster_noise),
     )
     return dataclasses.replace(
-        world, agents=agents, ego=ego, sensor=sensor,
-        seed=torch.arange(B) + seed, step=torch.full((B,), step, dtype=torch.long),
+        world,
+        agents=agents,
+        ego=ego,
+        sensor=sensor,
+        seed=torch.arange(B) + seed,
+        step=torch.full((B,), step, dtype=torch.long),
     )
 
 
@@ -136,9 +151,16 @@ def straight_road(
     lane = on_road & (across.abs() <= resolution)
     raster = torch.stack((drivable, lane, torch.zeros_like(lane))).to(torch.uint8) * 255
     roadmap = dataclasses.replace(
-        roadmap, path_xy=path_xy, path_yaw=path_yaw, path_s=path_s, path_length=path_length,
-        path_valid=path_valid, path_speed_limit=speed, raster=raster.unsqueeze(0),
-        raster_origin=origin.expand(B, 2).clone(), raster_resolution=torch.full((B,), resolution),
+        roadmap,
+        path_xy=path_xy,
+        path_yaw=path_yaw,
+        path_s=path_s,
+        path_length=path_length,
+        path_valid=path_valid,
+        path_speed_limit=speed,
+        raster=raster.unsqueeze(0),
+        raster_origin=origin.expand(B, 2).clone(),
+        raster_resolution=torch.full((B,), resolution),
     )
     return dataclasses.replace(world, map=roadmap)
 

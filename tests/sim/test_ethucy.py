@@ -9,8 +9,13 @@ from sim.ethucy import TrackFormatError, cut_window, load_tracks, resample
 
 # Two agents: 1 walks east at 1 m per 0.4 s sample; 2 walks north, appearing later.
 ROWS = [
-    (780, 1, 0.0, 0.0), (790, 1, 1.0, 0.0), (800, 1, 2.0, 0.0), (810, 1, 3.0, 0.5),
-    (800, 2, 5.0, 5.0), (810, 2, 5.0, 6.0), (820, 2, 5.0, 7.0),
+    (780, 1, 0.0, 0.0),
+    (790, 1, 1.0, 0.0),
+    (800, 1, 2.0, 0.0),
+    (810, 1, 3.0, 0.5),
+    (800, 2, 5.0, 5.0),
+    (810, 2, 5.0, 6.0),
+    (820, 2, 5.0, 7.0),
 ]
 
 
@@ -30,13 +35,16 @@ def test_parses_integer_and_float_frame_ids_alike(tmp_path):
     assert np.array_equal(ints.xy[0][-1], [3.0, 0.5])
 
 
-@pytest.mark.parametrize("bad_line,message", [
-    ("800\t3.0\t1.0\n", "expected 4 columns"),
-    ("8x0\t3.0\t1.0\t2.0\n", "frame id '8x0' is not a number"),
-    ("800.5\t3.0\t1.0\t2.0\n", "not a whole number"),
-    ("800\t3.0\tnan\t2.0\n", "not finite"),
-    ("780\t1.0\t9.0\t9.0\n", "appears twice"),
-])
+@pytest.mark.parametrize(
+    "bad_line,message",
+    [
+        ("800\t3.0\t1.0\n", "expected 4 columns"),
+        ("8x0\t3.0\t1.0\t2.0\n", "frame id '8x0' is not a number"),
+        ("800.5\t3.0\t1.0\t2.0\n", "not a whole number"),
+        ("800\t3.0\tnan\t2.0\n", "not finite"),
+        ("780\t1.0\t9.0\t9.0\n", "appears twice"),
+    ],
+)
 def test_malformed_line_names_file_and_line(tmp_path, bad_line, message):
     path = _write(tmp_path, ROWS[:2])
     path.write_text(path.read_text() + "\n" + bad_line)  # line 3 blank, line 4 bad

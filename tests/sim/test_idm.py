@@ -32,8 +32,6 @@ def two_lanes(length: float = 600.0):
     return park_ego(road_world([straight(96, length), straight(96, length, offset=3.5)], agents=4))
 
 
-
-
 def test_free_road_accelerates_to_desired_speed():
     world = idm_car(one_lane(2000.0), 0, 0, path=0, s=0.0, speed=5.0, desired_speed=15.0)
     for _ in range(400):

@@ -157,12 +157,20 @@ def test_ttc_sweep_matches_stepping_the_boxes_forward():
     analytic = ctx.sweep.first_hit(0.1, 30)  # (B, N)
     t = torch.arange(1, 31, dtype=torch.float32) * 0.1  # (K,)
     ego_c = ctx.ego_center[:, None] + ctx.ego_velocity[:, None] * t[None, :, None]  # (B, K, 2)
-    ego_box = geometry.box_corners(ego_c, w.ego.yaw[:, None].expand(-1, 30),
-                                   w.ego.length[:, None].expand(-1, 30), w.ego.width[:, None].expand(-1, 30))
+    ego_box = geometry.box_corners(
+        ego_c,
+        w.ego.yaw[:, None].expand(-1, 30),
+        w.ego.length[:, None].expand(-1, 30),
+        w.ego.width[:, None].expand(-1, 30),
+    )
     a = w.agents
     xy = a.xy[:, None] + ctx.agent_velocity[:, None] * t[None, :, None, None]  # (B, K, N, 2)
-    boxes = geometry.box_corners(xy, a.yaw[:, None].expand_as(xy[..., 0]), a.length[:, None].expand_as(xy[..., 0]),
-                                 a.width[:, None].expand_as(xy[..., 0]))
+    boxes = geometry.box_corners(
+        xy,
+        a.yaw[:, None].expand_as(xy[..., 0]),
+        a.length[:, None].expand_as(xy[..., 0]),
+        a.width[:, None].expand_as(xy[..., 0]),
+    )
     hit = geometry.boxes_overlap(ego_box[:, :, None].expand_as(boxes), boxes)  # (B, K, N)
     first = torch.where(hit.any(1), t[hit.float().argmax(1)], torch.full_like(analytic, float("inf")))
     assert int(torch.isfinite(first).sum()) >= 10
@@ -172,8 +180,10 @@ def test_ttc_sweep_matches_stepping_the_boxes_forward():
 # -- drivable area -------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("x", "y", "ok"), [(10.0, 0.0, True), (10.0, 4.0, True), (10.0, 4.5, False),
-                                            (10.0, -4.5, False), (-100.0, 0.0, False)])
+@pytest.mark.parametrize(
+    ("x", "y", "ok"),
+    [(10.0, 0.0, True), (10.0, 4.0, True), (10.0, 4.5, False), (10.0, -4.5, False), (-100.0, 0.0, False)],
+)
 def test_drivable_needs_all_four_corners_on_drivable_cells(x, y, ok):
     w = set_ego(world(), x=x, y=y)
     assert bool(step_values("drivable_area", w)["drivable"][0]) is ok

@@ -16,9 +16,16 @@ from tests.sim.metric_worlds import accumulate, drive, world
 
 def results(**overrides):
     base = {
-        "at_fault_vehicle": 0, "at_fault_pedestrian": 0, "at_fault_cyclist": 0, "at_fault_static": 0,
-        "drivable_area_compliance": True, "making_progress": True, "ttc_within_bound": True,
-        "progress_ratio": 1.0, "speed_limit_compliance": 1.0, "comfortable": True,
+        "at_fault_vehicle": 0,
+        "at_fault_pedestrian": 0,
+        "at_fault_cyclist": 0,
+        "at_fault_static": 0,
+        "drivable_area_compliance": True,
+        "making_progress": True,
+        "ttc_within_bound": True,
+        "progress_ratio": 1.0,
+        "speed_limit_compliance": 1.0,
+        "comfortable": True,
     }
     base.update(overrides)
     return {k: torch.tensor([v]) for k, v in base.items()}
@@ -36,10 +43,17 @@ def test_score_example_with_one_static_collision():
     assert math.isclose(float(composite_score(r)), 0.5 * 11 / 16, rel_tol=1e-6)
 
 
-@pytest.mark.parametrize("override", [
-    {"at_fault_vehicle": 1}, {"at_fault_pedestrian": 1}, {"at_fault_cyclist": 2}, {"at_fault_static": 2},
-    {"drivable_area_compliance": False}, {"making_progress": False},
-])
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"at_fault_vehicle": 1},
+        {"at_fault_pedestrian": 1},
+        {"at_fault_cyclist": 2},
+        {"at_fault_static": 2},
+        {"drivable_area_compliance": False},
+        {"making_progress": False},
+    ],
+)
 def test_multipliers_zero_the_score(override):
     assert float(composite_score(results(**override))) == 0.0
 
@@ -62,12 +76,23 @@ def test_score_of_a_clean_simulated_episode():
 
 
 def record(family, seed, *, score=1.0, collisions=0, progress=100.0, ttc=5.0, error=None):
-    metrics = {} if error else {
-        "score": score, "at_fault_collisions": float(collisions), "collided": float(collisions > 0),
-        "min_ttc": ttc, "ttc_within_bound": float(ttc >= 0.95), "drivable_area_compliance": 1.0,
-        "progress": progress, "progress_ratio": progress / 100.0, "speed_limit_compliance": 1.0,
-        "comfortable": 1.0, "frozen_fraction": 0.25,
-    }
+    metrics = (
+        {}
+        if error
+        else {
+            "score": score,
+            "at_fault_collisions": float(collisions),
+            "collided": float(collisions > 0),
+            "min_ttc": ttc,
+            "ttc_within_bound": float(ttc >= 0.95),
+            "drivable_area_compliance": 1.0,
+            "progress": progress,
+            "progress_ratio": progress / 100.0,
+            "speed_limit_compliance": 1.0,
+            "comfortable": 1.0,
+            "frozen_fraction": 0.25,
+        }
+    )
     return {"scenario": f"{family}_1", "family": family, "seed": seed, "metrics": metrics, "error": error}
 
 

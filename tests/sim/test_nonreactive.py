@@ -63,3 +63,14 @@ def test_requires_episodes_at_step_zero():
         make_non_reactive(world, 10)
     with pytest.raises(ValueError, match="steps must be an int >= 1"):
         make_non_reactive(car_behind_stopped_ego(), 0)
+
+
+def test_non_reactive_scenario_files_replay_their_agents():
+    from sim.scenarios import build_batch, load_scenario, scenario_path
+    from sim.state import Behaviour
+
+    scenario = load_scenario(scenario_path("cruising")).with_overrides({"reactive": False, "duration": 2.0})
+    world = build_batch(scenario, [0, 1])
+    moving = world.agents.valid & (world.params.desired_speed > 0)
+    assert bool((world.agents.behaviour[moving] == int(Behaviour.REPLAY)).all())
+    assert world.log.xy.shape[2] == 21  # 2 s at 0.1 s, plus the initial pose

@@ -22,26 +22,55 @@ def _straight(**kw):
 
 
 def _curve(direction: str, radius: float = 100.0):
-    return curved_road(lanes=3, oncoming_lanes=1, lane_width=WIDTH, length=150.0, speed_limit=13.9,
-                       radius=radius, direction=direction, points=P)
+    return curved_road(
+        lanes=3,
+        oncoming_lanes=1,
+        lane_width=WIDTH,
+        length=150.0,
+        speed_limit=13.9,
+        radius=radius,
+        direction=direction,
+        points=P,
+    )
 
 
 def _intersection(lanes: int = 2):
-    return intersection(lanes=lanes, lane_width=WIDTH, arm_length=40.0, speed_limit=13.9, turn_speed_limit=8.0,
-                        corner_radius=6.0, crosswalk_width=4.0, crosswalk_gap=1.0, points=P)
+    return intersection(
+        lanes=lanes,
+        lane_width=WIDTH,
+        arm_length=40.0,
+        speed_limit=13.9,
+        turn_speed_limit=8.0,
+        corner_radius=6.0,
+        crosswalk_width=4.0,
+        crosswalk_gap=1.0,
+        points=P,
+    )
 
 
 def _merge():
-    return merge_road(lanes=2, lane_width=WIDTH, length=300.0, speed_limit=25.0, merge_s=150.0, ramp_length=80.0,
-                      ramp_offset=8.0, ramp_speed_limit=20.0, points=P)
+    return merge_road(
+        lanes=2,
+        lane_width=WIDTH,
+        length=300.0,
+        speed_limit=25.0,
+        merge_s=150.0,
+        ramp_length=80.0,
+        ramp_offset=8.0,
+        ramp_speed_limit=20.0,
+        points=P,
+    )
 
 
 def _one(geom, batch: int = 1):
     return stack_roads([geom], [0] * batch, paths=16, points=P, crosswalks=4).validate()
 
 
-@pytest.mark.parametrize("geom,expected_pairs", [(_straight(), 6), (_curve("left"), 4), (_curve("right"), 4)],
-                         ids=["straight", "left", "right"])
+@pytest.mark.parametrize(
+    "geom,expected_pairs",
+    [(_straight(), 6), (_curve("left"), 4), (_curve("right"), 4)],
+    ids=["straight", "left", "right"],
+)
 def test_neighbours_share_cross_sections(geom, expected_pairs):
     roadmap = _one(geom)
     pairs = 0
@@ -121,8 +150,11 @@ def test_merge_ramp_ends_on_lane_zero():
     assert np.allclose(ramp[after, 1], 0.0, atol=1e-9)
 
 
-@pytest.mark.parametrize("geom", [_straight(shoulder_width=2.5, crosswalk_s=100.0), _curve("right"), _intersection(),
-                                  _merge()], ids=["straight", "curve", "intersection", "merge"])
+@pytest.mark.parametrize(
+    "geom",
+    [_straight(shoulder_width=2.5, crosswalk_s=100.0), _curve("right"), _intersection(), _merge()],
+    ids=["straight", "curve", "intersection", "merge"],
+)
 def test_raster_marks_lanes_drivable_and_offroad_empty(geom):
     roadmap = _one(geom)
     valid = roadmap.path_valid[0]

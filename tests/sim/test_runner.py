@@ -74,8 +74,15 @@ def test_suite_writes_results_and_video(tmp_path):
     doc = yaml.safe_load(scenario_path("lead_brake").read_text())
     doc["duration"] = 1.5
     scenario_file.write_text(yaml.safe_dump(doc))
-    cfg = SuiteConfig(suite=str(scenario_file), policy="pdm", seeds=3, batch_size=2, out=tmp_path / "out",
-                      render=1, video_format="gif")
+    cfg = SuiteConfig(
+        suite=str(scenario_file),
+        policy="pdm",
+        seeds=3,
+        batch_size=2,
+        out=tmp_path / "out",
+        render=1,
+        video_format="gif",
+    )
     results = run_suite(cfg)
     assert len(results) == 3 and all(r.error is None for r in results)
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
@@ -90,8 +97,9 @@ def test_suite_keeps_other_episodes_when_one_raises(tmp_path):
     scenario_file = tmp_path / "s.yaml"
     scenario_file.write_text(yaml.safe_dump(short("cruising", 1.0).document))
     register_policy("raises", RaisesOnSecondEpisode)
-    results = run_suite(SuiteConfig(suite=str(scenario_file), policy="raises", seeds=3, batch_size=3,
-                                    out=tmp_path / "out"))
+    results = run_suite(
+        SuiteConfig(suite=str(scenario_file), policy="raises", seeds=3, batch_size=3, out=tmp_path / "out")
+    )
     errors = {r.seed: r.error for r in results}
     assert errors[0] is None and errors[2] is None
     assert "policy crashed" in errors[1]

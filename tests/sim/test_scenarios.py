@@ -29,8 +29,16 @@ from sim.scenarios.params import Choice, Draws, IntUniform, Uniform
 from sim.state import AgentKind, Behaviour
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "scenarios.md"
-SYNTHETIC = ["cruising", "lead_brake", "cut_in", "unprotected_left", "crosswalk_crowd", "occluded_pedestrian",
-             "merge", "ghost_road"]
+SYNTHETIC = [
+    "cruising",
+    "lead_brake",
+    "cut_in",
+    "unprotected_left",
+    "crosswalk_crowd",
+    "occluded_pedestrian",
+    "merge",
+    "ghost_road",
+]
 
 
 @pytest.fixture
@@ -154,7 +162,8 @@ def test_draws_stay_in_range(seed, lo, span):
 
 def test_randomised_roads_render_per_episode_with_fixed_capacity():
     scenario = load_scenario(scenario_path("cruising")).with_overrides(
-        {"road.lanes": {"int_uniform": [2, 3]}, "ego.lane": 0})
+        {"road.lanes": {"int_uniform": [2, 3]}, "ego.lane": 0}
+    )
     world = build_batch(scenario, list(range(6))).validate()
     assert world.map.raster.shape[0] == 6
     assert world.map.path_valid.shape[1] == 4  # from the largest draw (3 lanes + 1 oncoming), not the batch
@@ -239,7 +248,8 @@ def test_with_overrides_revalidates_and_names_the_key():
 
 def test_ethucy_crowd_centroid_lies_ahead_on_the_route(ethucy_data):
     scenario = load_scenario(scenario_path("ethucy_crowd")).with_overrides(
-        {"crowd.distance_ahead": 30.0, "crowd.rotation": 90.0})
+        {"crowd.distance_ahead": 30.0, "crowd.rotation": 90.0}
+    )
     world = build_batch(scenario, [0, 1])
     log = world.log
     weight = log.valid[..., None].float()
@@ -268,24 +278,35 @@ def _variant(tmp_path, old: str, new: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("old,new,key,expected", [
-    ("  lanes: 3\n", "  lanes: three\n", "road.lanes", "expected an integer in [1, 6]"),
-    ("  lanes: 3\n", "  lanes: 9\n", "road.lanes", "out of range"),
-    ("  lanes: 3\n", "  lanes: 3\n  lane_count: 3\n", "road.lane_count", "unknown key"),
-    ("duration: 20.0\n", "", "duration", "missing key"),
-    ("  s: 60.0\n", "  s: {uniform: [70.0, 50.0]}\n", "ego.s.uniform", "lo <= hi"),
-    ("  s: 60.0\n", "  s: {gaussian: [60.0, 1.0]}\n", "ego.s", "exactly one of"),
-    ("  cyclists: {int_uniform: [1, 3]}\n", "  cyclists: {uniform: [1, 3]}\n", "traffic.cyclists.uniform",
-     "use int_uniform"),
-    ("  vehicles: {int_uniform: [14, 22]}\n", "  vehicles: {choice: [10, 80]}\n", "traffic.vehicles.choice",
-     "out of range"),
-    ("    min_gap: 2.0\n", "    min_gap: [2.0]\n", "traffic.idm.min_gap", "expected a number"),
-    ("reactive: true\n", "reactive: maybe\n", "reactive", "true or false"),
-    ("family: cruising\n", "family: parade\n", "family", "expected one of"),
-    ("  type: straight\n", "  type: curved\n", "road.radius", "missing key"),
-    ("  s: 60.0\n", "  s: 500.0\n", "ego.s", "expected < road.length"),
-    ("  lane: {int_uniform: [0, 2]}\n", "  lane: 3\n", "ego.lane", "below road.lanes"),
-])
+@pytest.mark.parametrize(
+    "old,new,key,expected",
+    [
+        ("  lanes: 3\n", "  lanes: three\n", "road.lanes", "expected an integer in [1, 6]"),
+        ("  lanes: 3\n", "  lanes: 9\n", "road.lanes", "out of range"),
+        ("  lanes: 3\n", "  lanes: 3\n  lane_count: 3\n", "road.lane_count", "unknown key"),
+        ("duration: 20.0\n", "", "duration", "missing key"),
+        ("  s: 60.0\n", "  s: {uniform: [70.0, 50.0]}\n", "ego.s.uniform", "lo <= hi"),
+        ("  s: 60.0\n", "  s: {gaussian: [60.0, 1.0]}\n", "ego.s", "exactly one of"),
+        (
+            "  cyclists: {int_uniform: [1, 3]}\n",
+            "  cyclists: {uniform: [1, 3]}\n",
+            "traffic.cyclists.uniform",
+            "use int_uniform",
+        ),
+        (
+            "  vehicles: {int_uniform: [14, 22]}\n",
+            "  vehicles: {choice: [10, 80]}\n",
+            "traffic.vehicles.choice",
+            "out of range",
+        ),
+        ("    min_gap: 2.0\n", "    min_gap: [2.0]\n", "traffic.idm.min_gap", "expected a number"),
+        ("reactive: true\n", "reactive: maybe\n", "reactive", "true or false"),
+        ("family: cruising\n", "family: parade\n", "family", "expected one of"),
+        ("  type: straight\n", "  type: curved\n", "road.radius", "missing key"),
+        ("  s: 60.0\n", "  s: 500.0\n", "ego.s", "expected < road.length"),
+        ("  lane: {int_uniform: [0, 2]}\n", "  lane: 3\n", "ego.lane", "below road.lanes"),
+    ],
+)
 def test_bad_files_name_the_file_and_key(tmp_path, old, new, key, expected):
     path = _variant(tmp_path, old, new)
     with pytest.raises(ScenarioError) as err:
@@ -350,9 +371,10 @@ def test_docs_cover_every_family_and_key():
     for name, family in FAMILIES.items():
         assert f"`{name}`" in docs, name
         for section_name, field in family.sections.items():
-            for key in (field.fields or {}):
+            for key in field.fields or {}:
                 assert f"`{section_name}.{key}`" in docs or f"`{key}`" in docs, (name, section_name, key)
     from sim.scenarios.sections import EGO_FIELDS, ROAD_FIELDS, SENSOR_FIELDS
+
     for fields in (*ROAD_FIELDS.values(), *EGO_FIELDS.values(), SENSOR_FIELDS):
         for key in fields:
             assert f"`{key}`" in docs, key

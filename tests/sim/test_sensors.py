@@ -131,7 +131,10 @@ def test_route_starts_at_the_ego_and_is_evenly_spaced():
     centre, yaw = (10.0, -5.0), 0.3
     behind = (centre[0] - 30 * math.cos(yaw), centre[1] - 30 * math.sin(yaw))
     world = straight_road(
-        sensor_world([[], []], ego_centre=centre, ego_yaw=yaw), start=behind, heading=yaw, length=60.0,
+        sensor_world([[], []], ego_centre=centre, ego_yaw=yaw),
+        start=behind,
+        heading=yaw,
+        length=60.0,
         speed_limit=8.0,
     )
     world = dataclasses.replace(world, ego=dataclasses.replace(world.ego, progress=torch.tensor([30.0, 50.0])))
@@ -251,10 +254,14 @@ def test_bad_arguments_are_named():
 @given(
     boxes=st.lists(
         st.tuples(
-            st.floats(-15, 30), st.floats(-25, 25), st.floats(-math.pi, math.pi),
-            st.floats(0.5, 8.0), st.floats(0.5, 2.5),
+            st.floats(-15, 30),
+            st.floats(-25, 25),
+            st.floats(-math.pi, math.pi),
+            st.floats(0.5, 8.0),
+            st.floats(0.5, 2.5),
         ),
-        min_size=1, max_size=6,
+        min_size=1,
+        max_size=6,
     ),
     ego_yaw=st.floats(-math.pi, math.pi),
 )

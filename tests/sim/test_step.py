@@ -158,8 +158,7 @@ def replay_world(steps: int = 20) -> tuple[WorldState, torch.Tensor]:
     valid = world.log.valid.clone()
     valid[0, 0] = True
     world = with_log(world, xy, yaw, valid)
-    world = set_slot(world, 0, 0, agent=dict(behaviour=int(Behaviour.REPLAY), xy=xy[0, 0, 0], valid=True,
-                                             speed=5.0))
+    world = set_slot(world, 0, 0, agent=dict(behaviour=int(Behaviour.REPLAY), xy=xy[0, 0, 0], valid=True, speed=5.0))
     return world, xy
 
 
@@ -190,8 +189,9 @@ def test_replay_speed_uses_only_past_samples():
 
 def test_walker_starts_pauses_and_stops_at_its_goal():
     world = park_ego(road_world([straight(16, 100.0)], agents=2))
-    world = walker(world, 0, 0, start=(0.0, 0.0), end=(0.0, 10.0), speed=1.0, start_time=1.0,
-                   pause_at=0.5, pause_duration=2.0)
+    world = walker(
+        world, 0, 0, start=(0.0, 0.0), end=(0.0, 10.0), speed=1.0, start_time=1.0, pause_at=0.5, pause_duration=2.0
+    )
     track = []
     for _ in range(160):
         world = step(world, action([0.0], [0.0]))

@@ -83,9 +83,21 @@ def road_world(lanes: list[Lane], *, batch: int = 1, agents: int = 8, log_steps:
     cap = Capacity(agents=agents, paths=max(len(lanes), 1), path_points=P, log_steps=log_steps)
     w = empty_world(batch, cap)
     m = w.map
-    fields = {n: getattr(m, n).clone() for n in (
-        "path_xy", "path_yaw", "path_s", "path_curvature", "path_length", "path_width",
-        "path_speed_limit", "path_left", "path_right", "path_valid")}
+    fields = {
+        n: getattr(m, n).clone()
+        for n in (
+            "path_xy",
+            "path_yaw",
+            "path_s",
+            "path_curvature",
+            "path_length",
+            "path_width",
+            "path_speed_limit",
+            "path_left",
+            "path_right",
+            "path_valid",
+        )
+    }
     for i, lane in enumerate(lanes):
         fields["path_xy"][:, i] = lane.xy
         fields["path_yaw"][:, i] = lane.yaw
@@ -103,6 +115,7 @@ def road_world(lanes: list[Lane], *, batch: int = 1, agents: int = 8, log_steps:
 
 def set_slot(world: WorldState, b: int, n: int, *, agent: dict | None = None, params: dict | None = None) -> WorldState:
     """A copy of `world` with agent slot (b, n)'s AgentState / AgentParams fields set."""
+
     def fill(record, values):
         changes = {}
         for name, value in (values or {}).items():
@@ -126,42 +139,83 @@ def place_on_path(world: WorldState) -> WorldState:
 
 
 def idm_car(
-    world: WorldState, b: int, n: int, *, path: int, s: float, speed: float, desired_speed: float,
-    d: float = 0.0, politeness: float = -1.0, yields_to_ego: bool = True, length: float = 4.5,
-    width: float = 1.9, kind: AgentKind = AgentKind.VEHICLE, **params,
+    world: WorldState,
+    b: int,
+    n: int,
+    *,
+    path: int,
+    s: float,
+    speed: float,
+    desired_speed: float,
+    d: float = 0.0,
+    politeness: float = -1.0,
+    yields_to_ego: bool = True,
+    length: float = 4.5,
+    width: float = 1.9,
+    kind: AgentKind = AgentKind.VEHICLE,
+    **params,
 ) -> WorldState:
     world = set_slot(
-        world, b, n,
-        agent=dict(path=path, s=s, d=d, speed=speed, length=length, width=width, kind=int(kind),
-                   behaviour=int(Behaviour.IDM), valid=True),
+        world,
+        b,
+        n,
+        agent=dict(
+            path=path,
+            s=s,
+            d=d,
+            speed=speed,
+            length=length,
+            width=width,
+            kind=int(kind),
+            behaviour=int(Behaviour.IDM),
+            valid=True,
+        ),
         params=dict(desired_speed=desired_speed, politeness=politeness, yields_to_ego=yields_to_ego, **params),
     )
     return place_on_path(world)
 
 
-def static_car(world: WorldState, b: int, n: int, *, path: int, s: float, d: float = 0.0,
-               length: float = 4.5, width: float = 1.9) -> WorldState:
+def static_car(
+    world: WorldState, b: int, n: int, *, path: int, s: float, d: float = 0.0, length: float = 4.5, width: float = 1.9
+) -> WorldState:
     m = world.map
     pose = lanes.pose_at(m, lanes.locate(m, torch.tensor([[path]]), torch.tensor([[s]])), torch.tensor([[d]]))
     xy, yaw = pose.xy, pose.yaw
     return set_slot(
-        world, b, n,
-        agent=dict(xy=xy[0, 0], yaw=float(yaw[0, 0]), path=path, s=s, d=d, length=length, width=width,
-                   behaviour=int(Behaviour.STATIC), valid=True),
+        world,
+        b,
+        n,
+        agent=dict(
+            xy=xy[0, 0],
+            yaw=float(yaw[0, 0]),
+            path=path,
+            s=s,
+            d=d,
+            length=length,
+            width=width,
+            behaviour=int(Behaviour.STATIC),
+            valid=True,
+        ),
     )
 
 
-def set_ego(world: WorldState, *, xy=(0.0, 0.0), yaw: float = 0.0, speed: float = 0.0, route: int = 0,
-            progress: float = 0.0) -> WorldState:
+def set_ego(
+    world: WorldState, *, xy=(0.0, 0.0), yaw: float = 0.0, speed: float = 0.0, route: int = 0, progress: float = 0.0
+) -> WorldState:
     """Every episode's ego at the same pose (rear axle `xy`)."""
     e = world.ego
     B = world.batch_size
-    return dataclasses.replace(world, ego=dataclasses.replace(
-        e,
-        xy=torch.tensor(xy, dtype=torch.float32).expand(B, 2).clone(),
-        yaw=torch.full((B,), yaw), speed=torch.full((B,), speed),
-        route=torch.full((B,), route, dtype=torch.long), progress=torch.full((B,), progress),
-    ))
+    return dataclasses.replace(
+        world,
+        ego=dataclasses.replace(
+            e,
+            xy=torch.tensor(xy, dtype=torch.float32).expand(B, 2).clone(),
+            yaw=torch.full((B,), yaw),
+            speed=torch.full((B,), speed),
+            route=torch.full((B,), route, dtype=torch.long),
+            progress=torch.full((B,), progress),
+        ),
+    )
 
 
 def park_ego(world: WorldState, far: float = 1.0e4) -> WorldState:
@@ -169,8 +223,9 @@ def park_ego(world: WorldState, far: float = 1.0e4) -> WorldState:
     return set_ego(world, xy=(far, far))
 
 
-def random_highway(batch: int, agents: int, *, lanes: int = 4, length: float = 600.0, points: int = 96,
-                   seed: int = 0) -> WorldState:
+def random_highway(
+    batch: int, agents: int, *, lanes: int = 4, length: float = 600.0, points: int = 96, seed: int = 0
+) -> WorldState:
     """`agents` random IDM cars per episode on `lanes` straight parallel lanes (for timing)."""
     g = torch.Generator().manual_seed(seed)
     world = road_world([straight(points, length, offset=3.5 * i) for i in range(lanes)], batch=batch, agents=agents)
@@ -180,12 +235,19 @@ def random_highway(batch: int, agents: int, *, lanes: int = 4, length: float = 6
     s = (torch.arange(N).float() * (length * 0.8 / N)).expand(B, N) + torch.rand(B, N, generator=g) * 5.0
     speed = 8.0 + 10.0 * torch.rand(B, N, generator=g)
     a = dataclasses.replace(
-        world.agents, path=path, s=s, speed=speed, d=torch.zeros(B, N),
-        behaviour=torch.full((B, N), int(Behaviour.IDM)), valid=torch.ones(B, N, dtype=torch.bool),
-        length=torch.full((B, N), 4.5), width=torch.full((B, N), 1.9),
+        world.agents,
+        path=path,
+        s=s,
+        speed=speed,
+        d=torch.zeros(B, N),
+        behaviour=torch.full((B, N), int(Behaviour.IDM)),
+        valid=torch.ones(B, N, dtype=torch.bool),
+        length=torch.full((B, N), 4.5),
+        width=torch.full((B, N), 1.9),
     )
     p = dataclasses.replace(
-        world.params, desired_speed=speed + 5.0 * torch.rand(B, N, generator=g),
+        world.params,
+        desired_speed=speed + 5.0 * torch.rand(B, N, generator=g),
         politeness=torch.full((B, N), 0.2),
     )
     world = dataclasses.replace(world, agents=a, params=p)
@@ -204,19 +266,46 @@ def _rows(record, index: list[int]):
 def episodes(world: WorldState, index: list[int]) -> WorldState:
     """The episodes `index` of `world`, in that order, as a new batch."""
     return dataclasses.replace(
-        world, step=world.step[index], seed=world.seed[index],
+        world,
+        step=world.step[index],
+        seed=world.seed[index],
         **{name: _rows(getattr(world, name), index) for name in ("ego", "agents", "params", "log", "map", "sensor")},
     )
 
 
-def walker(world: WorldState, b: int, n: int, *, start, end, speed: float, start_time: float = 0.0,
-           pause_at: float = 2.0, pause_duration: float = 0.0) -> WorldState:
+def walker(
+    world: WorldState,
+    b: int,
+    n: int,
+    *,
+    start,
+    end,
+    speed: float,
+    start_time: float = 0.0,
+    pause_at: float = 2.0,
+    pause_duration: float = 0.0,
+) -> WorldState:
     return set_slot(
-        world, b, n,
-        agent=dict(xy=start, kind=int(AgentKind.PEDESTRIAN), behaviour=int(Behaviour.WALK), valid=True,
-                   length=0.6, width=0.6, height=1.7),
-        params=dict(walk_from=start, walk_to=end, desired_speed=speed, start_time=start_time,
-                    pause_at=pause_at, pause_duration=pause_duration),
+        world,
+        b,
+        n,
+        agent=dict(
+            xy=start,
+            kind=int(AgentKind.PEDESTRIAN),
+            behaviour=int(Behaviour.WALK),
+            valid=True,
+            length=0.6,
+            width=0.6,
+            height=1.7,
+        ),
+        params=dict(
+            walk_from=start,
+            walk_to=end,
+            desired_speed=speed,
+            start_time=start_time,
+            pause_at=pause_at,
+            pause_duration=pause_duration,
+        ),
     )
 
 
@@ -229,18 +318,29 @@ def mixed_world(batch: int, log_steps: int = 60) -> WorldState:
     """Episodes with every behaviour: IDM cars that change lanes and react to the
     ego, a car that appears late, a walker crossing, a replayed car, a parked car.
     Episode b differs from the others through its speeds and positions."""
-    world = road_world([straight(96, 500.0), straight(96, 500.0, offset=3.5)], batch=batch, agents=8,
-                       log_steps=log_steps)
+    world = road_world(
+        [straight(96, 500.0), straight(96, 500.0, offset=3.5)], batch=batch, agents=8, log_steps=log_steps
+    )
     for b in range(batch):
         u = 1.0 + 0.1 * b
         world = idm_car(world, b, 0, path=0, s=30.0 * u, speed=18.0, desired_speed=22.0 * u, politeness=0.2)
         world = idm_car(world, b, 1, path=0, s=70.0 * u, speed=9.0 * u, desired_speed=10.0)
-        world = idm_car(world, b, 2, path=1, s=120.0 * u, speed=20.0, desired_speed=24.0, politeness=0.1,
-                        yields_to_ego=False)
+        world = idm_car(
+            world, b, 2, path=1, s=120.0 * u, speed=20.0, desired_speed=24.0, politeness=0.1, yields_to_ego=False
+        )
         world = idm_car(world, b, 3, path=1, s=200.0 * u, speed=12.0, desired_speed=14.0, appear_time=1.0)
         world = set_slot(world, b, 3, agent=dict(valid=False))
-        world = walker(world, b, 4, start=(90.0 * u, -6.0), end=(90.0 * u, 10.0), speed=1.4,
-                       start_time=0.5 * b, pause_at=0.4, pause_duration=1.0)
+        world = walker(
+            world,
+            b,
+            4,
+            start=(90.0 * u, -6.0),
+            end=(90.0 * u, 10.0),
+            speed=1.4,
+            start_time=0.5 * b,
+            pause_at=0.4,
+            pause_duration=1.0,
+        )
         world = static_car(world, b, 5, path=1, s=300.0)
         world = set_slot(world, b, 6, agent=dict(behaviour=int(Behaviour.REPLAY), length=4.5, width=1.9))
     t = torch.arange(log_steps, dtype=torch.float32) * world.dt

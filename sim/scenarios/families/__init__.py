@@ -12,8 +12,16 @@ from sim.scenarios.family import Family
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
-        CRUISING, LEAD_BRAKE, CUT_IN, UNPROTECTED_LEFT, CROSSWALK_CROWD, OCCLUDED_PEDESTRIAN, MERGE,
-        GHOST_ROAD, ETHUCY_CROWD, CUSTOM,
+        CRUISING,
+        LEAD_BRAKE,
+        CUT_IN,
+        UNPROTECTED_LEFT,
+        CROSSWALK_CROWD,
+        OCCLUDED_PEDESTRIAN,
+        MERGE,
+        GHOST_ROAD,
+        ETHUCY_CROWD,
+        CUSTOM,
     )
 }
 

@@ -23,27 +23,32 @@ DEFAULT_DATA = "${DRIVESTACK_DATA:-../shared/data}/ethucy/eth/test/biwi_eth.txt"
 _VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
 
 CROWD_FIELDS = {
-    "data": text("ETH/UCY text file; ${VAR} and ${VAR:-default} expand from the environment, and a "
-                 "relative path is taken from the current working directory", DEFAULT_DATA),
+    "data": text(
+        "ETH/UCY text file; ${VAR} and ${VAR:-default} expand from the environment, and a "
+        "relative path is taken from the current working directory",
+        DEFAULT_DATA,
+    ),
     "max_agents": integer("most pedestrians replayed (agent slots)", 24, 1, 256, random=False),
     "window_start": num("start of the replayed window, as a fraction of the recording", 0.5, 0.0, 1.0),
-    "distance_ahead": num("arc length from the ego's front to the crowd's centroid along the route, m",
-                          30.0, 0.0, 1000.0),
+    "distance_ahead": num(
+        "arc length from the ego's front to the crowd's centroid along the route, m", 30.0, 0.0, 1000.0
+    ),
     "lateral_offset": num("offset of the centroid left of the route, m", 0.0, -50.0, 50.0),
-    "rotation": num("rotation of the recorded scene relative to the route heading, degrees",
-                    0.0, -360.0, 360.0),
+    "rotation": num("rotation of the recorded scene relative to the route heading, degrees", 0.0, -360.0, 360.0),
 }
 
 
 def expand_data_path(template: str, where: str) -> Path:
     """Expand `${VAR}` / `${VAR:-default}`; an unset variable without a default is an error."""
+
     def substitute(match: re.Match) -> str:
         name, default = match.group(1), match.group(2)
         value = os.environ.get(name)
         if value is None:
             if default is None:
-                raise ScenarioError(f"{where}: environment variable {name} is not set; set {name} to the "
-                                    f"data folder that holds ethucy/")
+                raise ScenarioError(
+                    f"{where}: environment variable {name} is not set; set {name} to the data folder that holds ethucy/"
+                )
             return default
         return value
 
@@ -63,7 +68,8 @@ def load_grid(ctx: BuildContext) -> ethucy.GridTracks:
     if not path.is_file():
         raise ScenarioError(
             f"{where}: ETH/UCY file {path} not found (from {template!r}, working directory {Path.cwd()}); "
-            f"set DRIVESTACK_DATA to the folder that holds ethucy/, e.g. export DRIVESTACK_DATA=/data")
+            f"set DRIVESTACK_DATA to the folder that holds ethucy/, e.g. export DRIVESTACK_DATA=/data"
+        )
     return _grid(str(path.resolve()), path.stat().st_mtime_ns, ctx.dt)
 
 
@@ -85,14 +91,24 @@ def build_ethucy_crowd(ctx: BuildContext) -> list[Block]:
     centroid = (xy_t * weight).sum((1, 2)) / weight.sum((1, 2)).clamp_min(1.0)  # (B, 2)
     front = ctx.ego_s + ctx.ego.wheelbase / 2 + ctx.ego.length / 2
     target_s = (front + ctx.sample("crowd.distance_ahead"))[:, None]
-    target, route_yaw, _ = path_pose(ctx.roadmap, ctx.ego.route[:, None], target_s,
-                                     ctx.sample("crowd.lateral_offset")[:, None])
+    target, route_yaw, _ = path_pose(
+        ctx.roadmap, ctx.ego.route[:, None], target_s, ctx.sample("crowd.lateral_offset")[:, None]
+    )
     theta = (route_yaw[:, 0] + ctx.sample("crowd.rotation") * (math.pi / 180)).double()  # (B,)
     moved = rotate(xy_t - centroid[:, None, None], theta[:, None, None]) + target[:, 0, None, None].double()
     moved = torch.where(valid_t[..., None], moved, torch.zeros_like(moved))
     turned = wrap_angle(torch.from_numpy(yaw) + theta[:, None, None]) * valid_t
-    return [replay(ctx, kind=AgentKind.PEDESTRIAN, xy=moved, yaw=turned, valid=valid_t,
-                   speed=torch.from_numpy(speed), droppable=True)]
+    return [
+        replay(
+            ctx,
+            kind=AgentKind.PEDESTRIAN,
+            xy=moved,
+            yaw=turned,
+            valid=valid_t,
+            speed=torch.from_numpy(speed),
+            droppable=True,
+        )
+    ]
 
 
 ETHUCY_CROWD = Family(

@@ -21,10 +21,17 @@ GROUP_FIELDS = {
     "kind": text("agent kind", options=tuple(KINDS)),
     "behaviour": text("idm (lane following), static, or walk (pedestrians)", options=tuple(BEHAVIOURS)),
     "count": integer("agents in the group", 1, 0, 64),
-    "path": Field("path", "path the group stands or drives on: an index or 'route' (idm, static)",
-                  "route", random=False),
-    "s": Field("range", "arc-length range along `path`; agents are spread evenly over it, m (idm, static)",
-               None, 0.0, 2000.0, random=False),
+    "path": Field(
+        "path", "path the group stands or drives on: an index or 'route' (idm, static)", "route", random=False
+    ),
+    "s": Field(
+        "range",
+        "arc-length range along `path`; agents are spread evenly over it, m (idm, static)",
+        None,
+        0.0,
+        2000.0,
+        random=False,
+    ),
     "d": num("lateral offset from `path`, left > 0, m (static)", 0.0, -30.0, 30.0),
     "speed": num("initial speed (idm) or walking speed (walk), m/s, per agent", 0.0, 0.0, 40.0),
     "desired_speed": num("IDM desired speed, m/s, per agent (default: speed)", None, 0.0, 40.0),
@@ -50,10 +57,16 @@ def _group_block(ctx: BuildContext, g: int, group) -> Block:
     speed = draw("speed", K).float()
     if behaviour == Behaviour.WALK:
         return walkers(
-            ctx, start=(draw("from_s", K).float(), draw("from_d", K).float()),
-            end=(draw("to_s", K).float(), draw("to_d", K).float()), valid=valid, speed=speed,
-            start_time=draw("start_time", K).float(), pause_at=draw("pause_at", K).float(),
-            pause_duration=draw("pause_duration", K).float(), droppable=True)
+            ctx,
+            start=(draw("from_s", K).float(), draw("from_d", K).float()),
+            end=(draw("to_s", K).float(), draw("to_d", K).float()),
+            valid=valid,
+            speed=speed,
+            start_time=draw("start_time", K).float(),
+            pause_at=draw("pause_at", K).float(),
+            pause_duration=draw("pause_duration", K).float(),
+            droppable=True,
+        )
     path = _path(ctx, group["path"], name, K)
     lo, hi = group["s"]
     slot = torch.arange(K)[None].float()
@@ -63,8 +76,18 @@ def _group_block(ctx: BuildContext, g: int, group) -> Block:
     params["yields_to_ego"] = draw("yields_to_ego", K)
     d = draw("d", K).float()
     moving = speed if behaviour == Behaviour.IDM else torch.zeros_like(speed)
-    return on_path(ctx, kind=kind, behaviour=behaviour, path=path, s=s, d=d, valid=valid, speed=moving,
-                   params=params, droppable=True)
+    return on_path(
+        ctx,
+        kind=kind,
+        behaviour=behaviour,
+        path=path,
+        s=s,
+        d=d,
+        valid=valid,
+        speed=moving,
+        params=params,
+        droppable=True,
+    )
 
 
 def _path(ctx: BuildContext, path, name: str, K: int) -> Tensor:
@@ -72,8 +95,10 @@ def _path(ctx: BuildContext, path, name: str, K: int) -> Tensor:
         return ctx.ego.route[:, None].expand(ctx.batch, K)
     paths = ctx.roadmap.path_valid.sum(1)
     if bool((paths <= path).any()):
-        raise ScenarioError(f"{ctx.scenario.source}: {name}.path: index {path} is beyond the road's "
-                            f"{int(paths.min())} paths (see docs/scenarios.md for the path order)")
+        raise ScenarioError(
+            f"{ctx.scenario.source}: {name}.path: index {path} is beyond the road's "
+            f"{int(paths.min())} paths (see docs/scenarios.md for the path order)"
+        )
     return torch.full((ctx.batch, K), path, dtype=torch.long)
 
 
@@ -101,8 +126,7 @@ def _check_groups(scenario, where: Where) -> None:
         lo, hi = group["s"]
         most = upper(group["count"])
         if most > 1 and (hi - lo) / most < SIZES[KINDS[kind]][0] + SPACING_MARGIN:
-            at.child("s").fail(f"range of {hi - lo:g} m is too short to line up {most} "
-                               f"{kind}s without overlap")
+            at.child("s").fail(f"range of {hi - lo:g} m is too short to line up {most} {kind}s without overlap")
 
 
 CUSTOM = Family(

@@ -44,8 +44,10 @@ def _crosswalk_ahead(ctx: BuildContext) -> tuple[Tensor, Tensor, Tensor, Tensor]
     crossed = rm.crosswalk_valid & (d_lo < 0) & (d_hi > 0) & (s_lo > front)
     if not bool(crossed.any(-1).all()):
         bad = ctx.draws.seeds[~crossed.any(-1)].tolist()
-        raise ScenarioError(f"{ctx.scenario.source}: no crosswalk on the ego's route ahead of it "
-                            f"(seeds {bad}); set road.crosswalk_s beyond ego.s or use an intersection")
+        raise ScenarioError(
+            f"{ctx.scenario.source}: no crosswalk on the ego's route ahead of it "
+            f"(seeds {bad}); set road.crosswalk_s beyond ego.s or use an intersection"
+        )
     pick = torch.where(crossed, s_lo, torch.full_like(s_lo, float("inf"))).argmin(-1, keepdim=True)
     take = lambda x: torch.gather(x, 1, pick).squeeze(1)  # noqa: E731
     return take(s_lo), take(s_hi), take(d_lo), take(d_hi)
@@ -70,12 +72,18 @@ def build_crosswalk_crowd(ctx: BuildContext) -> list[Block]:
     d_start = torch.where(from_right, d_lo - depth, d_hi + depth)
     d_end = torch.where(from_right, d_hi + depth, d_lo - depth)
     pauses = ctx.draws.uniform("crosswalk_crowd.pauses", (K,)).float() < ctx.sample("crowd.pause_prob")[:, None]
-    return [walkers(
-        ctx, start=(s, d_start), end=(s, d_end), valid=valid, speed=ctx.sample("crowd.speed", (K,)),
-        start_time=ctx.sample("crowd.start_time", (K,)),
-        pause_at=torch.where(pauses, ctx.sample("crowd.pause_at", (K,)), torch.full((B, K), 2.0)),
-        pause_duration=ctx.sample("crowd.pause_duration", (K,)),
-    )]
+    return [
+        walkers(
+            ctx,
+            start=(s, d_start),
+            end=(s, d_end),
+            valid=valid,
+            speed=ctx.sample("crowd.speed", (K,)),
+            start_time=ctx.sample("crowd.start_time", (K,)),
+            pause_at=torch.where(pauses, ctx.sample("crowd.pause_at", (K,)), torch.full((B, K), 2.0)),
+            pause_duration=ctx.sample("crowd.pause_duration", (K,)),
+        )
+    ]
 
 
 PARKED_FIELDS = {
@@ -109,15 +117,25 @@ def build_occluded_pedestrian(ctx: BuildContext) -> list[Block]:
     s = rear + length / 2
     route_length = torch.gather(ctx.roadmap.path_length, 1, route)
     valid = valid & (s + length / 2 <= route_length)
-    parked = on_path(ctx, kind=AgentKind.VEHICLE, behaviour=Behaviour.STATIC, path=route.expand(B, K), s=s,
-                     d=d_parked.expand(B, K), valid=valid)
+    parked = on_path(
+        ctx,
+        kind=AgentKind.VEHICLE,
+        behaviour=Behaviour.STATIC,
+        path=route.expand(B, K),
+        s=s,
+        d=d_parked.expand(B, K),
+        valid=valid,
+    )
     last = (valid.sum(1, keepdim=True) - 1).clamp_min(0)
     hide = ctx.sample("pedestrian.behind")[:, None].minimum(last)  # (B, 1)
     s_ped = torch.gather(rear + length + gap / 2, 1, hide)  # middle of the gap beyond that vehicle
     d_ped = d_parked - 0.4  # kerb side of the row: hidden from the ego
     walker = walkers(
-        ctx, start=(s_ped, d_ped), end=(s_ped, d_ped + ctx.sample("pedestrian.walk_distance")[:, None]),
-        valid=valid.any(1, keepdim=True), speed=ctx.sample("pedestrian.speed")[:, None],
+        ctx,
+        start=(s_ped, d_ped),
+        end=(s_ped, d_ped + ctx.sample("pedestrian.walk_distance")[:, None]),
+        valid=valid.any(1, keepdim=True),
+        speed=ctx.sample("pedestrian.speed")[:, None],
         start_time=ctx.sample("pedestrian.step_time")[:, None],
     )
     return [parked, walker]
@@ -131,21 +149,26 @@ def _check_crosswalk(scenario, where: Where) -> None:
     if scenario.road_type == "intersection":
         near = lower(road["arm_length"]) - upper(road["crosswalk_gap"]) - upper(road["crosswalk_width"])
         if front >= near:
-            where.child("ego").child("s").fail(f"family 'crosswalk_crowd' needs the ego to start before the "
-                                               f"crosswalk: expected ego.s + ego.length < {near:g} m")
+            where.child("ego").child("s").fail(
+                f"family 'crosswalk_crowd' needs the ego to start before the "
+                f"crosswalk: expected ego.s + ego.length < {near:g} m"
+            )
         return
     if road["crosswalk_s"] is None:
         at.child("crosswalk_s").fail("family 'crosswalk_crowd' needs a crosswalk on a straight or curved road")
     if lower(road["crosswalk_s"]) - upper(road["crosswalk_width"]) / 2 <= front:
-        at.child("crosswalk_s").fail(f"expected the crosswalk ahead of the ego: > ego.s + ego.length "
-                                     f"+ crosswalk_width / 2 (up to {front + upper(road['crosswalk_width']) / 2:g} m)")
+        at.child("crosswalk_s").fail(
+            f"expected the crosswalk ahead of the ego: > ego.s + ego.length "
+            f"+ crosswalk_width / 2 (up to {front + upper(road['crosswalk_width']) / 2:g} m)"
+        )
 
 
 def _check_shoulder(scenario, where: Where) -> None:
     need = SIZES[AgentKind.VEHICLE][1] + 0.3
     if lower(scenario.road["shoulder_width"]) < need:
         where.child("road").child("shoulder_width").fail(
-            f"family 'occluded_pedestrian' parks vehicles on the shoulder: expected >= {need:g} m")
+            f"family 'occluded_pedestrian' parks vehicles on the shoulder: expected >= {need:g} m"
+        )
 
 
 CROSSWALK_CROWD = Family(
@@ -161,8 +184,10 @@ OCCLUDED_PEDESTRIAN = Family(
     name="occluded_pedestrian",
     summary="a pedestrian steps into the road from behind a row of parked vehicles",
     road_types=("straight", "curved"),
-    sections={"parked": section("the parked row", PARKED_FIELDS),
-              "pedestrian": section("the hidden pedestrian", PEDESTRIAN_FIELDS)},
+    sections={
+        "parked": section("the parked row", PARKED_FIELDS),
+        "pedestrian": section("the hidden pedestrian", PEDESTRIAN_FIELDS),
+    },
     build=build_occluded_pedestrian,
     check=_check_shoulder,
 )

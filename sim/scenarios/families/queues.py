@@ -11,8 +11,7 @@ from sim.scenarios.context import BuildContext
 _SLACK = 0.1  # m
 
 
-def queue_offsets(ctx: BuildContext, name: str, lane: Tensor, valid: Tensor, length: Tensor,
-                  gap: Tensor) -> Tensor:
+def queue_offsets(ctx: BuildContext, name: str, lane: Tensor, valid: Tensor, length: Tensor, gap: Tensor) -> Tensor:
     """Distance `[B, K]` from the start of each slot's lane queue to its rear bumper.
 
     Slots sharing a lane line up in a random order (keyed by `name`), each

@@ -21,10 +21,19 @@ LEAD_FIELDS = {
 }
 
 CUTTER_FIELDS = {
-    "side": text("adjacent lane it starts in (the other side when that lane does not exist)",
-                 "left", ("left", "right"), random=True),
-    "cut_gap": num("gap from the ego's front to the cutter's rear when the lane change starts, "
-                   "assuming the ego keeps its initial speed, m", 6.0, 0.5, 100.0),
+    "side": text(
+        "adjacent lane it starts in (the other side when that lane does not exist)",
+        "left",
+        ("left", "right"),
+        random=True,
+    ),
+    "cut_gap": num(
+        "gap from the ego's front to the cutter's rear when the lane change starts, "
+        "assuming the ego keeps its initial speed, m",
+        6.0,
+        0.5,
+        100.0,
+    ),
     "speed_delta": num("cutter speed minus the ego's initial speed, m/s", 3.0, -10.0, 20.0),
     "cut_time": num("when the lane change starts, s", 3.0, 0.0, 600.0),
     "cut_duration": num("duration of the lane change, s", 2.0, 0.5, 10.0),
@@ -52,12 +61,12 @@ def build_lead_brake(ctx: BuildContext) -> list[Block]:
     s = s0 + v * t.minimum(tb) + v * braking - 0.5 * a * braking**2  # (B, TL)
     speed = torch.where(t < tb, v, (v - a * (t - tb)).clamp_min(0.0))
     path = ctx.ego.route[:, None]  # (B, 1)
-    xy, yaw = path_log(ctx, path, s[:, None], torch.zeros_like(s)[:, None], speed[:, None],
-                       torch.zeros_like(s)[:, None])
+    xy, yaw = path_log(
+        ctx, path, s[:, None], torch.zeros_like(s)[:, None], speed[:, None], torch.zeros_like(s)[:, None]
+    )
     length = torch.gather(ctx.roadmap.path_length, 1, path)
     valid = (s + half <= length)[:, None]  # it leaves the log when it drives off the road
-    return [replay(ctx, kind=AgentKind.VEHICLE, xy=xy, yaw=yaw, valid=valid, speed=v, path=path,
-                   s=s0)]
+    return [replay(ctx, kind=AgentKind.VEHICLE, xy=xy, yaw=yaw, valid=valid, speed=v, path=path, s=s0)]
 
 
 def build_cut_in(ctx: BuildContext) -> list[Block]:

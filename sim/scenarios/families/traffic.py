@@ -55,8 +55,9 @@ def lane_traffic(ctx: BuildContext, section: str) -> Block:
     desired = torch.where(is_cyclist, cyclist_speed, ctx.sample(f"{section}.desired_speed", (K,)))
     params = idm_params(ctx, ctx.param(f"{section}.idm"), f"{ctx.scenario.family}.{section}.idm", K, desired)
     params["politeness"] = torch.where(is_cyclist, -1.0, params["politeness"])  # cyclists keep their lane
-    return on_path(ctx, kind=kind, behaviour=Behaviour.IDM, path=lane, s=s, valid=valid, speed=speed,
-                   params=params, droppable=True)
+    return on_path(
+        ctx, kind=kind, behaviour=Behaviour.IDM, path=lane, s=s, valid=valid, speed=speed, params=params, droppable=True
+    )
 
 
 def build_cruising(ctx: BuildContext) -> list[Block]:
@@ -74,8 +75,7 @@ def build_ghost_road(ctx: BuildContext) -> list[Block]:
 ONCOMING_FIELDS = {
     "vehicles": integer("oncoming vehicles, round-robin over the east arm's straight lanes", 6, 0, 32),
     "gap": num("bumper-to-bumper gap in the oncoming stream, m, per vehicle", 15.0, 2.0, 200.0),
-    "first_distance": num("distance from the box edge back to the first oncoming vehicle's front, m",
-                          10.0, 0.0, 300.0),
+    "first_distance": num("distance from the box edge back to the first oncoming vehicle's front, m", 10.0, 0.0, 300.0),
     "speed": num("initial speed, m/s, per vehicle", 10.0, 0.0, 40.0),
     "desired_speed": num("IDM desired speed, m/s, per vehicle", 12.0, 0.5, 40.0),
     "idm": idm_section(),
@@ -97,11 +97,23 @@ def build_unprotected_left(ctx: BuildContext) -> list[Block]:
     front = ctx.road("arm_length")[:, None] - ctx.sample("oncoming.first_distance")[:, None] - behind_front
     s = front - length / 2
     valid = valid & fits_on_path(ctx, path, s, length)
-    params = idm_params(ctx, ctx.param("oncoming.idm"), "unprotected_left.oncoming.idm", K,
-                        ctx.sample("oncoming.desired_speed", (K,)))
+    params = idm_params(
+        ctx, ctx.param("oncoming.idm"), "unprotected_left.oncoming.idm", K, ctx.sample("oncoming.desired_speed", (K,))
+    )
     params["yields_to_ego"] = torch.zeros(ctx.batch, K, dtype=torch.bool)  # they do not yield
-    return [on_path(ctx, kind=AgentKind.VEHICLE, behaviour=Behaviour.IDM, path=path, s=s, valid=valid,
-                    speed=ctx.sample("oncoming.speed", (K,)), params=params, droppable=True)]
+    return [
+        on_path(
+            ctx,
+            kind=AgentKind.VEHICLE,
+            behaviour=Behaviour.IDM,
+            path=path,
+            s=s,
+            valid=valid,
+            speed=ctx.sample("oncoming.speed", (K,)),
+            params=params,
+            droppable=True,
+        )
+    ]
 
 
 def _east_straight_paths(ctx: BuildContext, lanes: int) -> Tensor:
