@@ -34,6 +34,10 @@ def episode_steps(scenario: Scenario, timing: Timing = Timing()) -> int:
     return max(1, round(scenario.duration / timing.sim_dt))
 
 
+# Pairwise agent interactions cost O(N^2) per step; past this a scenario is a mistake.
+MAX_AGENT_SLOTS = 256
+
+
 def build_batch(
     scenario: Scenario, seeds: Sequence[int], device: torch.device | str = "cpu", timing: Timing = Timing()
 ) -> WorldState:
@@ -66,6 +70,12 @@ def build_batch(
         dt=timing.sim_dt,
     )
     agents, params, log = assemble(family.build(ctx), ctx)
+    slots = agents.valid.shape[1]
+    if slots > MAX_AGENT_SLOTS:
+        raise ScenarioError(
+            f"{scenario.source}: the scenario needs {slots} agent slots, more than the simulator's "
+            f"capacity of {MAX_AGENT_SLOTS}; lower the agent counts"
+        )
     world = WorldState(
         step=torch.zeros(len(seeds), dtype=torch.long),
         seed=draws.seeds.clone(),

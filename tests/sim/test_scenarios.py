@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -378,3 +379,13 @@ def test_docs_cover_every_family_and_key():
     for fields in (*ROAD_FIELDS.values(), *EGO_FIELDS.values(), SENSOR_FIELDS):
         for key in fields:
             assert f"`{key}`" in docs, key
+
+
+def test_more_agents_than_capacity_is_an_error_naming_the_file(tmp_path):
+    doc = yaml.safe_load(scenario_path("custom_example").read_text())
+    walkers = next(g for g in doc["agents"] if g["kind"] == "pedestrian")
+    doc["agents"] = [{**walkers, "count": 64}] * 5
+    path = tmp_path / "crowded.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ScenarioError, match=r"crowded\.yaml.*320 agent slots.*capacity of 256"):
+        build_batch(load_scenario(path), [0])
