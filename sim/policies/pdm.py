@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from sim.config import ConfigError, RasterConfig, Timing
-from sim.geometry import box_corners, boxes_overlap, plan_heading
+from sim.geometry import obb_overlap, plan_heading
 from sim.policies.base import Observation, Overlay, PolicyOutput
 from sim.policies.idm import (
     EGO_HALF_LENGTH,
@@ -177,34 +177,32 @@ class PDMClosed:
         cfg = self.config
         dt = self.timing.sample_dt / cfg.idm.substeps
         xy, v = roll.xy[:, :, check], roll.v[:, :, check]  # (B, K, S2, 2), (B, K, S2)
-        S2 = xy.shape[2]
         times = (torch.arange(roll.xy.shape[2], dtype=xy.dtype, device=xy.device)[check] + 1) * dt  # (S2,)
         heading = plan_heading(roll.xy)[:, :, check]  # (B, K, S2)
-        obj = _forecast_boxes(objects, times, cfg.idm.threshold)  # (B, 1, S2, M, 4, 2), (B, 1, S2, M)
-        boxes, believed = obj
-        length = torch.full_like(v, 2 * EGO_HALF_LENGTH)
-        width = torch.full_like(v, 2 * EGO_HALF_WIDTH)
-        ego = box_corners(xy, heading, length, width)[:, :, :, None]  # (B, K, S2, 1, 4, 2)
-        hit = boxes_overlap(ego, boxes) & believed  # (B, K, S2, M)
-        stretch = v * cfg.ttc_threshold
+        obj_xy, believed = _forecast(objects, times, cfg.idm.threshold)  # (B, 1, S2, M, 2), (B, 1, S2, M)
+        obj = (obj_xy, objects.yaw[:, None, None], objects.length[:, None, None], objects.width[:, None, None])
+        ego_len = torch.full_like(v, 2 * EGO_HALF_LENGTH).unsqueeze(-1)  # (B, K, S2, 1)
+        ego_wid = torch.full_like(ego_len, 2 * EGO_HALF_WIDTH)
+        yaw = heading.unsqueeze(-1)
+        hit = obb_overlap(xy.unsqueeze(-2), yaw, ego_len, ego_wid, *obj) & believed  # (B, K, S2, M)
+        stretch = (v * cfg.ttc_threshold).unsqueeze(-1)  # (B, K, S2, 1)
         forward = torch.stack((torch.cos(heading), torch.sin(heading)), dim=-1)
-        long_box = box_corners(xy + forward * (0.5 * stretch).unsqueeze(-1), heading, length + stretch, width)
-        stretched = (boxes_overlap(long_box[:, :, :, None], boxes) & believed).flatten(2).any(-1)
-        first = torch.where(hit.any(-1), times.expand(*hit.shape[:2], S2), torch.full_like(v, float("inf")))
+        ahead = (xy + forward * (0.5 * stretch)).unsqueeze(-2)
+        stretched = (obb_overlap(ahead, yaw, ego_len + stretch, ego_wid, *obj) & believed).flatten(2).any(-1)
+        never = torch.full_like(v, float("inf"))
+        first = torch.where(hit.any(-1), times.expand_as(v), never)
         return first.amin(-1), stretched
 
 
-def _forecast_boxes(objects: ObjectList, times: Tensor, threshold: float | None) -> tuple[Tensor, Tensor]:
-    """Constant-velocity object boxes at `times [S]` -> corners [B, 1, S, M, 4, 2] and
-    belief mask [B, 1, S, M]. Objects starting behind the ego are left out: a
-    collision they cause from behind is not the ego's fault."""
+def _forecast(objects: ObjectList, times: Tensor, threshold: float | None) -> tuple[Tensor, Tensor]:
+    """Constant-velocity object centres at `times [S]` -> [B, 1, S, M, 2] and belief mask
+    [B, 1, S, M]. Objects starting behind the ego are left out: a collision they
+    cause from behind is not the ego's fault."""
     xy = objects.xy[:, None] + objects.velocity[:, None] * times[None, :, None, None]  # (B, S, M, 2)
-    S = times.shape[0]
-    grow = lambda t: t[:, None].expand(-1, S, -1)  # noqa: E731
-    corners = box_corners(xy, grow(objects.yaw), grow(objects.length), grow(objects.width))
     believed = objects.valid if threshold is None else objects.valid & (objects.score >= threshold)
     ahead = objects.xy[..., 0] + 0.5 * objects.length > -EGO_HALF_LENGTH
-    return corners[:, None], grow(believed & ahead)[:, None]
+    mask = (believed & ahead)[:, None, None].expand(-1, 1, times.shape[0], -1)
+    return xy[:, None], mask
 
 
 def _stays_drivable(frame: SensorFrame, xy: Tensor, raster: RasterConfig) -> Tensor:

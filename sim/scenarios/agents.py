@@ -251,9 +251,7 @@ def assemble(blocks: list[Block], ctx: BuildContext) -> tuple[AgentState, AgentP
 
     def cat(parts):
         return type(parts[0])(
-            **{
-                f.name: torch.cat([getattr(p, f.name) for p in parts], dim=1) for f in dataclasses.fields(parts[0])
-            }
+            **{f.name: torch.cat([getattr(p, f.name) for p in parts], dim=1) for f in dataclasses.fields(parts[0])}
         )
 
     agents = cat([b.agents for b in blocks])
