@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from sim.config import ConfigError, RasterConfig, Timing
@@ -62,6 +63,8 @@ class SuiteConfig:
             raise ConfigError(f"SuiteConfig.batch_size: expected >= 1, got {self.batch_size}")
         if self.render < 0:
             raise ConfigError(f"SuiteConfig.render: expected >= 0, got {self.render}")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"SuiteConfig.device: {self.device!r} asked for, but CUDA is not available here")
         if self.video_format not in ("mp4", "gif"):
             raise ConfigError(f"SuiteConfig.video_format: expected 'mp4' or 'gif', got {self.video_format!r}")
 

@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         # User errors (bad scenario file, unknown policy, bad config) get one clear line, no traceback.
+        logging.getLogger("drivestack").debug("traceback", exc_info=True)  # shown with --verbose
         print(f"drivestack {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -118,5 +118,11 @@ def test_cli_lists_sim_and_rejects_unknown_names(capsys, tmp_path):
     assert "no-such-policy" in err and "pdm" in err
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where CUDA is missing")
+def test_cuda_device_without_cuda_is_a_clear_error(capsys, tmp_path):
+    assert cli_main(["sim", "--suite", "hard", "--policy", "pdm", "--device", "cuda", "--out", str(tmp_path)]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+
+
 def test_registry_names_baselines():
     assert {"idm", "idm-gt", "pdm", "pdm-gt"} <= set(policy_names())
