@@ -389,3 +389,14 @@ def test_more_agents_than_capacity_is_an_error_naming_the_file(tmp_path):
     path.write_text(yaml.safe_dump(doc))
     with pytest.raises(ScenarioError, match=r"crowded\.yaml.*320 agent slots.*capacity of 256"):
         build_batch(load_scenario(path), [0])
+
+
+@pytest.mark.parametrize("name", [n for n in packaged_scenarios() if n != "ethucy_crowd"])
+def test_routes_outlast_the_episode_at_the_speed_limit(name):
+    """A policy driving at the limit for the whole episode must not run off its route's end."""
+    scenario = load_scenario(scenario_path(name))
+    world = build_batch(scenario, [0, 1, 2])
+    route = world.ego.route[:, None]
+    length = torch.gather(world.map.path_length, 1, route)[:, 0]
+    limit = torch.gather(world.map.path_speed_limit, 1, route)[:, 0]
+    assert bool((length - world.ego.progress > limit * scenario.duration).all())
