@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sim.config import ConfigError, RasterConfig
+from sim.config import RasterConfig, require
 from sim.types import BEV_CHANNELS, MAP_CHANNELS
 
 WARP_MODES = ("bilinear", "nearest")
 
 
 def _require(cond: bool, name: str, expected: str, value: object) -> None:
-    if not cond:
-        raise ConfigError(f"DetectorConfig.{name}: expected {expected}, got {value!r}")
+    require(cond, "DetectorConfig", name, expected, value)
 
 
 @dataclass(frozen=True)

@@ -57,17 +57,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sim.config import ConfigError, RasterConfig
+from sim.config import RasterConfig, require
 from sim.sensors.raster import cell_centres, ego_origin_cell, ego_xy_to_cell
 
 # existence * q is kept below 1 by this much so log1p(-p) and its gradient stay finite.
 _MAX_CELL_PROB_GAP = 1e-6
 _SQRT_HALF = math.sqrt(0.5)
-
-
-def _require(cond: bool, owner: str, name: str, expected: str, value: object) -> None:
-    if not cond:
-        raise ConfigError(f"{owner}.{name}: expected {expected}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -87,8 +82,8 @@ class RenderConfig:
 
     def __post_init__(self) -> None:
         o = "RenderConfig"
-        _require(self.window_cells >= 2, o, "window_cells", "an int >= 2", self.window_cells)
-        _require(self.min_std_m > 0, o, "min_std_m", "> 0 m", self.min_std_m)
+        require(self.window_cells >= 2, o, "window_cells", "an int >= 2", self.window_cells)
+        require(self.min_std_m > 0, o, "min_std_m", "> 0 m", self.min_std_m)
 
 
 @dataclass(frozen=True)
@@ -127,11 +122,11 @@ class TargetConfig:
 
     def __post_init__(self) -> None:
         o = "TargetConfig"
-        _require(self.close_gaps_cells >= 0, o, "close_gaps_cells", "an int >= 0", self.close_gaps_cells)
-        _require(self.fill_depth_m >= 0, o, "fill_depth_m", ">= 0 m", self.fill_depth_m)
-        _require(self.fade_m > 0, o, "fade_m", "> 0 m", self.fade_m)
-        _require(self.max_range_m > 0, o, "max_range_m", "> 0 m", self.max_range_m)
-        _require(0 <= self.occluded_weight <= 1, o, "occluded_weight", "in [0, 1]", self.occluded_weight)
+        require(self.close_gaps_cells >= 0, o, "close_gaps_cells", "an int >= 0", self.close_gaps_cells)
+        require(self.fill_depth_m >= 0, o, "fill_depth_m", ">= 0 m", self.fill_depth_m)
+        require(self.fade_m > 0, o, "fade_m", "> 0 m", self.fade_m)
+        require(self.max_range_m > 0, o, "max_range_m", "> 0 m", self.max_range_m)
+        require(0 <= self.occluded_weight <= 1, o, "occluded_weight", "in [0, 1]", self.occluded_weight)
 
 
 def _check_shape(name: str, t: Tensor, expected: tuple[int, ...], meaning: str) -> None:

@@ -11,7 +11,8 @@ class ConfigError(ValueError):
     """A config field holds a value outside what it documents."""
 
 
-def _require(cond: bool, owner: str, name: str, expected: str, value: object) -> None:
+def require(cond: bool, owner: str, name: str, expected: str, value: object) -> None:
+    """Raise ConfigError naming `owner.name` unless `cond` holds (for `__post_init__` checks)."""
     if not cond:
         raise ConfigError(f"{owner}.{name}: expected {expected}, got {value!r}")
 
@@ -37,18 +38,18 @@ class Timing:
 
     def __post_init__(self) -> None:
         o = "Timing"
-        _require(self.sim_dt > 0, o, "sim_dt", "> 0 s", self.sim_dt)
-        _require(self.policy_period_steps >= 1, o, "policy_period_steps", ">= 1", self.policy_period_steps)
+        require(self.sim_dt > 0, o, "sim_dt", "> 0 s", self.sim_dt)
+        require(self.policy_period_steps >= 1, o, "policy_period_steps", ">= 1", self.policy_period_steps)
         ratio = self.sample_dt / self.sim_dt
-        _require(
+        require(
             self.sample_dt > 0 and abs(ratio - round(ratio)) < 1e-6,
             o,
             "sample_dt",
             f"a positive multiple of sim_dt={self.sim_dt}",
             self.sample_dt,
         )
-        _require(self.history_steps >= 2, o, "history_steps", ">= 2", self.history_steps)
-        _require(self.horizon_steps >= 1, o, "horizon_steps", ">= 1", self.horizon_steps)
+        require(self.history_steps >= 2, o, "history_steps", ">= 2", self.history_steps)
+        require(self.horizon_steps >= 1, o, "horizon_steps", ">= 1", self.horizon_steps)
 
     @property
     def sim_steps_per_sample(self) -> int:
@@ -74,10 +75,10 @@ class RasterConfig:
 
     def __post_init__(self) -> None:
         o = "RasterConfig"
-        _require(self.size >= 8, o, "size", ">= 8 cells", self.size)
-        _require(self.resolution > 0, o, "resolution", "> 0 m", self.resolution)
-        _require(0 < self.ego_row_fraction < 1, o, "ego_row_fraction", "in (0, 1)", self.ego_row_fraction)
-        _require(self.angular_bins >= 16, o, "angular_bins", ">= 16", self.angular_bins)
+        require(self.size >= 8, o, "size", ">= 8 cells", self.size)
+        require(self.resolution > 0, o, "resolution", "> 0 m", self.resolution)
+        require(0 < self.ego_row_fraction < 1, o, "ego_row_fraction", "in (0, 1)", self.ego_row_fraction)
+        require(self.angular_bins >= 16, o, "angular_bins", ">= 16", self.angular_bins)
 
     @property
     def extent_m(self) -> float:
@@ -107,4 +108,4 @@ class Capacity:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            _require(isinstance(value, int) and value >= 1, "Capacity", f.name, "an int >= 1", value)
+            require(isinstance(value, int) and value >= 1, "Capacity", f.name, "an int >= 1", value)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sim.config import ConfigError
+from sim.config import require
 
 # nuScenes resamples every precision-recall curve at 101 recall points (0 %, 1 %, ... 100 %).
 RECALL_POINTS = 101
 
 
 def _require(cond: bool, name: str, expected: str, value: object) -> None:
-    if not cond:
-        raise ConfigError(f"EvaluationConfig.{name}: expected {expected}, got {value!r}")
+    require(cond, "EvaluationConfig", name, expected, value)
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sim.config import ConfigError, Timing
+from sim.config import Timing, require
 from sim.state import NUM_CLASSES
 
 _TIMING = Timing()
 
 
 def _require(cond: bool, name: str, expected: str, value: object) -> None:
-    if not cond:
-        raise ConfigError(f"TrackerConfig.{name}: expected {expected}, got {value!r}")
+    require(cond, "TrackerConfig", name, expected, value)
 
 
 @dataclass(frozen=True)
