@@ -1,0 +1,191 @@
+"""`Perception`: the runtime chain SensorFrame -> Detections -> Tracks, with explicit state.
+
+    model = Perception(PerceptionConfig())
+    state = model.initial_state(first_frame)
+    for frame in frames:
+        detections, tracks, state = model.step(state, frame)
+
+`step` is a pure function of (state, frame): FrameStack push -> detector input
+-> Detector -> decode (existence temperature from the config) -> Tracker.step
+with the frame's ego pose and dt = `Timing().sim_dt`. Checkpoints hold the
+detector weights and this config (temperature included) as JSON, via
+`sim.checkpoint`, so loading never unpickles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from perception.config import DetectorConfig
+from perception.decode import decode
+from perception.detector import Detector
+from perception.frames import FrameStack, detector_input, initial_stack, push
+from perception.tracker import Tracker, TrackerConfig, TrackerState
+from perception.types import Detections, Tracks
+from sim.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from sim.config import ConfigError, RasterConfig, Timing
+from sim.types import SensorFrame
+
+CHECKPOINT_KIND = "perception"
+DETECTOR_PREFIX = "detector."
+
+
+def _from_dict(cls: type, data: Any, where: str) -> Any:
+    """Rebuild a (nested) frozen config dataclass from `asdict` output; lists become tuples."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a JSON object, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown fields {unknown}")
+    defaults, values = cls(), {}  # every config here has defaults; they give the nested types
+    for name, value in data.items():
+        default = getattr(defaults, name)
+        if dataclasses.is_dataclass(default):
+            values[name] = _from_dict(type(default), value, f"{where}.{name}")
+        else:
+            values[name] = tuple(value) if isinstance(value, list) else value
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class PerceptionConfig:
+    """The runtime chain's settings.
+
+    Attributes:
+        detector: the detector network, its input stack and output slots.
+        tracker: the multi-object tracker.
+        temperature: T > 0 dividing the existence logit at decode
+            (`perception.calibration.fit_temperature`; 1 = uncalibrated).
+    """
+
+    detector: DetectorConfig = DetectorConfig()
+    tracker: TrackerConfig = TrackerConfig()
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.detector, DetectorConfig):
+            raise ConfigError(f"PerceptionConfig.detector: expected a DetectorConfig, got {self.detector!r}")
+        if not isinstance(self.tracker, TrackerConfig):
+            raise ConfigError(f"PerceptionConfig.tracker: expected a TrackerConfig, got {self.tracker!r}")
+        if not (isinstance(self.temperature, int | float) and self.temperature > 0):
+            raise ConfigError(f"PerceptionConfig.temperature: expected a number > 0, got {self.temperature!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples become lists)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PerceptionConfig:
+        """Inverse of `to_dict`; unknown or bad fields raise `ConfigError` naming them."""
+        return _from_dict(cls, data, "PerceptionConfig")
+
+    @classmethod
+    def tiny(cls, raster: RasterConfig | None = None, **changes: Any) -> PerceptionConfig:
+        """A tiny detector and few track slots, for tests and smoke runs."""
+        base = {"detector": DetectorConfig.tiny(raster), "tracker": TrackerConfig(slots=8)}
+        base.update(changes)
+        return cls(**base)
+
+
+@dataclass(frozen=True)
+class PerceptionState:
+    """The chain's recurrent state.
+
+    Attributes:
+        frames: the last K sensor frames (the detector's input memory).
+        tracker: the tracker's filter state.
+    """
+
+    frames: FrameStack
+    tracker: TrackerState
+
+    def validate(self) -> PerceptionState:
+        self.frames.validate()
+        self.tracker.validate()
+        return self
+
+
+class Perception(nn.Module):
+    """SensorFrame -> (Detections, Tracks) with explicit recurrent state; see the module docstring."""
+
+    def __init__(self, cfg: PerceptionConfig = PerceptionConfig()):
+        super().__init__()
+        self.cfg = cfg
+        self.detector = Detector(cfg.detector)
+        self.tracker = Tracker(cfg.tracker)
+        self.dt = Timing().sim_dt
+
+    def initial_state(self, frame: SensorFrame) -> PerceptionState:
+        """The state at episode start: the first frame repeated K times, no tracks."""
+        self._check_frame(frame)
+        dtype = frame.bev.dtype
+        tracker = self.tracker.initial_state(frame.batch_size, frame.bev.device, dtype)
+        return PerceptionState(frames=initial_stack(frame, self.cfg.detector.frames), tracker=tracker)
+
+    def detect(self, stack: FrameStack) -> Detections:
+        """Detections of the stack's current frame (ego frame now), decoded once at the edge."""
+        det = self.cfg.detector
+        x = detector_input(stack, det.raster, det.warp_mode)  # (B, 2K + 3, H, W)
+        return decode(self.detector(x), det.raster, det.stride, det.slots, self.cfg.temperature)
+
+    def step(self, state: PerceptionState, frame: SensorFrame) -> tuple[Detections, Tracks, PerceptionState]:
+        """One sim step: returns (detections, tracks, new_state); `state` is not modified."""
+        self._check_frame(frame)
+        stack = push(state.frames, frame)
+        detections = self.detect(stack)
+        tracks, tracker = self.tracker.step(state.tracker, detections, frame.ego_pose, self.dt)
+        return detections, tracks, PerceptionState(frames=stack, tracker=tracker)
+
+    def forward(self, state: PerceptionState, frame: SensorFrame) -> tuple[Detections, Tracks, PerceptionState]:
+        return self.step(state, frame)
+
+    def _check_frame(self, frame: SensorFrame) -> None:
+        size = self.cfg.detector.raster.size
+        if frame.bev.dim() != 4 or tuple(frame.bev.shape[-2:]) != (size, size):
+            raise ValueError(
+                f"Perception frame.bev: expected shape [B, 2, {size}, {size}] "
+                f"(the detector's raster), got {tuple(frame.bev.shape)}"
+            )
+
+    # -- checkpoints -----------------------------------------------------
+    def weights(self) -> dict[str, Tensor]:
+        """The learnable weights under their `detector.*` names (the tracker has none)."""
+        return {f"{DETECTOR_PREFIX}{k}": v for k, v in self.detector.state_dict().items()}
+
+    def save(self, path: str | Path, **meta: Any) -> Path:
+        """Write weights and config (temperature included) atomically."""
+        return save_checkpoint(path, self.weights(), self.cfg.to_dict(), kind=CHECKPOINT_KIND, **meta)
+
+    @classmethod
+    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> Perception:
+        """A model from any checkpoint holding a `PerceptionConfig` and `detector.*` weights."""
+        ckpt = load_checkpoint(path, device)
+        try:
+            cfg = PerceptionConfig.from_dict(ckpt.config)
+        except (ConfigError, TypeError) as exc:
+            raise CheckpointError(f"checkpoint {path}: config is not a PerceptionConfig ({exc})") from exc
+        model = cls(cfg).to(device)
+        model.load_weights(ckpt.tensors, str(path))
+        return model
+
+    def load_weights(self, tensors: dict[str, Tensor], source: str) -> None:
+        """Copy `detector.*` tensors in; missing or unexpected names raise `CheckpointError`."""
+        weights = {k[len(DETECTOR_PREFIX) :]: v for k, v in tensors.items() if k.startswith(DETECTOR_PREFIX)}
+        expected = set(self.detector.state_dict())
+        missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
+        if missing or unexpected:
+            raise CheckpointError(
+                f"checkpoint {source}: detector weights do not match its config "
+                f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
+            )
+        try:
+            self.detector.load_state_dict(weights)
+        except RuntimeError as exc:  # shape mismatch
+            raise CheckpointError(f"checkpoint {source}: detector weights do not fit its config ({exc})") from exc

@@ -1,0 +1,154 @@
+"""Perception jobs: pretrain, finetune, resume after a kill, evaluate, and the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from perception.data import DatasetConfig, generate_dataset
+from perception.evaluate import CALIBRATED_NAME, REPORT_NAME, EvaluateConfig, evaluate
+from perception.jobs.common import batch_index, latest_checkpoint
+from perception.jobs.pretrain import temporal_partner
+from perception.model import Perception, PerceptionConfig
+from perception.train import FINAL_NAME, FinetuneConfig, PretrainConfig, finetune, pretrain
+from sim.checkpoint import CheckpointError, load_checkpoint
+from sim.config import ConfigError, RasterConfig
+from stack.cli import main as drivestack
+
+RASTER = RasterConfig(size=32, resolution=1.0)
+MODEL = PerceptionConfig.tiny(RASTER)
+
+
+def _dataset(root: Path, seeds: tuple[int, ...]) -> Path:
+    # 1 s of cruising = 10 sim steps; every 3rd recorded: 4 frames per episode. idm-gt works on any raster.
+    cfg = DatasetConfig(
+        suite="cruising", policy="idm-gt", seeds=seeds, duration=1.0, record_every=3, max_objects=16, raster=RASTER
+    )
+    generate_dataset(cfg, root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # a shared 2-core machine: OpenMP threads only contend
+    base = tmp_path_factory.mktemp("jobs")
+    train = _dataset(base / "train", (0, 1))
+    test = _dataset(base / "test", (10, 11, 12, 13))
+    pre = pretrain(_pretrain_cfg(train, base / "pre", steps=4))
+    yield {"train": train, "test": test, "pretrained": pre, "base": base}
+    torch.set_num_threads(before)
+
+
+def _pretrain_cfg(data: Path, out: Path, **changes) -> PretrainConfig:
+    base = dict(data=data, out=out, perception=MODEL, steps=4, batch_size=3, checkpoint_every=2, progress=False)
+    base.update(changes)
+    return PretrainConfig(**base)
+
+
+def _finetune_cfg(data: Path, out: Path, **changes) -> FinetuneConfig:
+    base = dict(data=data, out=out, perception=MODEL, steps=3, batch_size=3, checkpoint_every=2, progress=False)
+    base.update(changes)
+    return FinetuneConfig(**base)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in load_checkpoint(path).tensors.items() if k.startswith("detector.")}
+
+
+def test_pretrain_runs_and_checkpoints(data):
+    out = data["pretrained"].parent
+    assert data["pretrained"].name == FINAL_NAME
+    assert sorted(p.name for p in out.glob("step-*")) == ["step-000002.safetensors", "step-000004.safetensors"]
+    meta = load_checkpoint(out / "step-000004.safetensors").meta
+    assert meta["kind"] == "pretrain" and meta["step"] == 4
+    assert meta["epoch"] == 1 and meta["epoch_position"] == 4  # 12 frames seen of 8
+    assert set(meta["losses"]) == {"synthesis", "contrastive", "next_frame", "total"}
+    assert all(torch.isfinite(torch.tensor(v)) for v in meta["losses"].values())
+    assert Perception.load(data["pretrained"]).cfg == MODEL
+
+
+def test_batches_cover_each_epoch_once_and_partners_share_the_episode():
+    pool = torch.arange(10, 20)
+    first_epoch = torch.cat([batch_index(pool, step, 5, seed=0) for step in range(2)])
+    assert sorted(first_epoch.tolist()) == list(range(10, 20))
+    assert torch.equal(batch_index(pool, 1, 5, seed=0), batch_index(pool, 1, 5, seed=0))
+    episode = torch.tensor([0, 0, 0, 1, 2, 2])
+    assert temporal_partner(episode).tolist() == [1, 2, 1, 3, 5, 4]
+
+
+def test_finetune_from_scratch_and_from_pretrain(data):
+    base = data["base"]
+    scratch = finetune(_finetune_cfg(data["train"], base / "ft-scratch", label_fraction=0.5))
+    init = finetune(_finetune_cfg(data["train"], base / "ft-init", label_fraction=0.5, init=data["pretrained"]))
+    a, b = _weights(scratch), _weights(init)
+    assert a.keys() == b.keys()
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # the pretrained start made a difference
+    assert Perception.load(init).cfg == MODEL
+    assert load_checkpoint(base / "ft-init" / "step-000002.safetensors").meta["kind"] == "finetune"
+    with pytest.raises(ConfigError, match="label_fraction"):
+        _finetune_cfg(data["train"], base / "x", label_fraction=0.0)
+
+
+def test_killed_job_resumes_to_identical_weights(data):
+    base = data["base"]
+    through = pretrain(_pretrain_cfg(data["train"], base / "through", steps=6))
+    killed_out = base / "killed"
+    stopped = pretrain(_pretrain_cfg(data["train"], killed_out, steps=6, stop_at=4))
+    assert stopped.name == "step-000004.safetensors" and not (killed_out / FINAL_NAME).exists()
+    with pytest.raises(ValueError, match="--resume"):
+        pretrain(_pretrain_cfg(data["train"], killed_out, steps=6))
+    resumed = pretrain(_pretrain_cfg(data["train"], killed_out, steps=6, resume=True))
+    a, b = _weights(through), _weights(resumed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="batch_size"):
+        pretrain(_pretrain_cfg(data["train"], killed_out, steps=6, batch_size=2, resume=True))
+
+
+def test_resume_from_a_corrupted_checkpoint_is_a_clear_error(data):
+    out = data["base"] / "corrupt"
+    pretrain(_pretrain_cfg(data["train"], out, steps=4, stop_at=2))
+    latest = latest_checkpoint(out)
+    latest.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupted"):
+        pretrain(_pretrain_cfg(data["train"], out, steps=4, resume=True))
+
+
+def test_evaluate_writes_report_and_calibrated_checkpoint(data):
+    out = data["base"] / "eval"
+    report = evaluate(EvaluateConfig(checkpoint=data["pretrained"], data=data["test"], out=out, batch_size=4))
+    temperature = report["calibration"]["temperature"]
+    assert temperature > 0
+    saved = json.loads((out / REPORT_NAME).read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
+    assert saved["frames"] == {"val": 8, "test": 8}
+    assert set(saved["metrics"]) >= {"mAP", "ap", "calibration", "position", "false_positives"}
+    calibrated = Perception.load(out / CALIBRATED_NAME)
+    assert calibrated.cfg.temperature == pytest.approx(temperature)
+    assert Perception.load(data["pretrained"]).cfg.temperature == 1.0  # the source is untouched
+
+
+def test_cli_help_lists_the_jobs(capsys):
+    with pytest.raises(SystemExit):
+        drivestack(["perception", "--help"])
+    text = capsys.readouterr().out
+    assert all(job in text for job in ("generate", "pretrain", "finetune", "evaluate"))
+
+
+def test_cli_errors_are_one_line(data, capsys, tmp_path: Path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 16)
+    assert drivestack(["perception", "evaluate", "--checkpoint", str(bad), "--data", str(data["test"])]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "corrupted" in err and len(err.splitlines()) == 1
+    assert drivestack(["perception", "pretrain", "--data", str(tmp_path / "nowhere")]) == 2
+    assert "dataset index" in capsys.readouterr().err
+
+
+def test_cli_finetune_reads_the_raster_from_the_dataset(data, capsys):
+    out = data["base"] / "cli-ft"
+    args = ["perception", "finetune", "--data", str(data["train"]), "--out", str(out), "--detector", "tiny"]
+    assert drivestack([*args, "--steps", "2", "--batch-size", "2", "--no-progress"]) == 0
+    assert Perception.load(out / FINAL_NAME).cfg.detector.raster == RASTER
