@@ -13,6 +13,7 @@
 
     python bench/perception.py                 # full size, writes docs/bench/perception.json
     python bench/perception.py --quick         # tiny rasters, few steps: a smoke run (~1.5 min; JSON only with --out)
+    python bench/perception.py --work runs/bench-perception   # keep datasets and checkpoints; rerun to continue
 
 Estimated duration of the full run on this 2-core CPU: about 1.5 hours (an
 estimate, extrapolated from timed steps on a shared machine: generating the
@@ -99,6 +100,20 @@ class BenchConfig:
         )
 
 
+def _dataset(cfg: DatasetConfig, path: Path) -> Path:
+    """The dataset at `path`, generated unless a complete one is already there (a rerun with the
+    same `--work` continues where an interrupted run stopped)."""
+    if (path / "index.json").is_file():
+        FrameDataset(path)  # checks every shard; a damaged dataset is an error, not silently reused
+        return path
+    return generate_dataset(cfg, path).parent
+
+
+def _checkpoint_every(steps: int) -> int:
+    """Checkpoint often enough that an interrupted run loses little (jobs resume from the latest)."""
+    return max(1, min(steps, 100))
+
+
 def _train_and_evaluate(cfg: BenchConfig, work: Path, train: Path, test: Path, pretrained: Path) -> list[dict]:
     rows = []
     frames = len(FrameDataset(train))
@@ -113,7 +128,8 @@ def _train_and_evaluate(cfg: BenchConfig, work: Path, train: Path, test: Path, p
                     perception=cfg.perception,
                     steps=cfg.finetune_steps,
                     batch_size=cfg.batch_size,
-                    checkpoint_every=cfg.finetune_steps,
+                    checkpoint_every=_checkpoint_every(cfg.finetune_steps),
+                    resume=True,
                     label_fraction=used,
                     init=init,
                     device=cfg.device,
@@ -165,8 +181,8 @@ def detector_latency(detector: DetectorConfig, batch: int, threads: int, repeats
 
 def run(cfg: BenchConfig, work: Path) -> dict:
     started = time.perf_counter()
-    train = generate_dataset(cfg.train, work / "train").parent
-    test = generate_dataset(cfg.test, work / "test").parent
+    train = _dataset(cfg.train, work / "train")
+    test = _dataset(cfg.test, work / "test")
     pretrained = pretrain(
         PretrainConfig(
             data=train,
@@ -174,7 +190,8 @@ def run(cfg: BenchConfig, work: Path) -> dict:
             perception=cfg.perception,
             steps=cfg.pretrain_steps,
             batch_size=cfg.batch_size,
-            checkpoint_every=cfg.pretrain_steps,
+            checkpoint_every=_checkpoint_every(cfg.pretrain_steps),
+            resume=True,
             device=cfg.device,
         )
     )
