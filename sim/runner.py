@@ -19,7 +19,7 @@ from sim.config import RasterConfig, Timing
 from sim.controller import TrackingController, centre_plan_to_rear_axle
 from sim.metrics import EpisodeAccumulator, composite_score
 from sim.policies import Observation, Policy, PolicyOutput
-from sim.sensors import detect_objects, ground_truth, render_frame
+from sim.sensors import frame_and_detections, ground_truth, render_frame
 from sim.state import WorldState
 from sim.step import step as sim_step
 
@@ -40,9 +40,11 @@ class EpisodeResult:
 
 def observe(state: WorldState, policy: Policy, raster: RasterConfig) -> Observation:
     """Compute the observation parts the policy reads (the frame always)."""
-    frame = render_frame(state, raster)
+    if "detections" in policy.inputs:
+        frame, det = frame_and_detections(state, raster)  # one noisy scan for both
+    else:
+        frame, det = render_frame(state, raster), None
     gt = ground_truth(state, raster) if "ground_truth" in policy.inputs else None
-    det = detect_objects(state, raster) if "detections" in policy.inputs else None
     return Observation(frame=frame, ground_truth=gt, detections=det)
 
 

@@ -6,7 +6,7 @@ centre of the ego's box (x forward, y left). Every random draw is keyed by
 (seed, step, stream, slot), so a frame depends only on its episode's state.
 """
 
-from sim.sensors.frame import render_frame
+from sim.sensors.frame import frame_and_detections, render_frame
 from sim.sensors.objects import detect_objects, ground_truth
 from sim.sensors.raster import cell_centres, ego_origin_cell, ego_xy_to_cell
 
@@ -15,6 +15,7 @@ __all__ = [
     "detect_objects",
     "ego_origin_cell",
     "ego_xy_to_cell",
+    "frame_and_detections",
     "ground_truth",
     "render_frame",
 ]

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from sim.config import RasterConfig
 from sim.sensors.noise import ObjectNoise
-from sim.sensors.observe import DEFAULT_GHOST_SLOTS, observe_noisy, observe_truth
+from sim.sensors.observe import DEFAULT_GHOST_SLOTS, NoisyObservation, observe_noisy, observe_truth
 from sim.sensors.scan import Scan
 from sim.state import NUM_CLASSES, WorldState
 from sim.types import ObjectList
@@ -73,7 +73,12 @@ def detect_objects(
     Ghost slots (`agent_id` -1) are reported when active and visible, with
     scores in [0.05, 0.75) so that a 0.5 threshold lets some through.
     """
-    seen = observe_noisy(state, raster, ghost_slots)
+    return detections_from(state, observe_noisy(state, raster, ghost_slots))
+
+
+def detections_from(state: WorldState, seen: NoisyObservation) -> ObjectList:
+    """The object sensor's output for an already computed noisy scan (shared with `render_frame`)."""
+    ghost_slots = seen.ghosts.score.shape[1]
     N, B = state.num_agents, state.batch_size
     scan = seen.scan
     reported = scan.visible & scan.objects.drawn  # (B, N + G)

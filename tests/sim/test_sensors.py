@@ -290,3 +290,23 @@ def test_noise_free_returns_lie_on_visible_outlines(boxes, ego_yaw):
     for n in range(len(placed)):
         if visible[n]:
             assert bool(on_outline[:, n].any()), n
+
+
+def test_frame_and_detections_share_one_scan_and_equal_the_separate_calls():
+    from sim.sensors import frame_and_detections
+
+    world = sensor_world(
+        [[Box(x=12.0, y=0.5), Box(x=-8.0, y=3.0, kind=AgentKind.PEDESTRIAN, length=0.6, width=0.6)]],
+        position_jitter=0.2,
+        miss_prob=0.2,
+        ghost_rate=2.0,
+        raster_noise=0.01,
+        seed=5,
+        step=3,
+    )
+    frame, det = frame_and_detections(world)
+    alone_frame, alone_det = render_frame(world), detect_objects(world)
+    for name in frame.field_names():
+        assert torch.equal(getattr(frame, name), getattr(alone_frame, name)), name
+    for name in det.field_names():
+        assert torch.equal(getattr(det, name), getattr(alone_det, name)), name
