@@ -1,13 +1,20 @@
 """Perception benchmark: label efficiency with and without self-supervised pretraining, calibration, latency.
 
-1. Simulate a training dataset and a held-out one (disjoint scenario seeds).
+1. Simulate a training dataset, a held-out one (disjoint scenario seeds) and a
+   small held-out one of the ghost-heavy scenario (`ghost_road`, an empty road
+   seen by a sensor with many false positives).
 2. Pretrain the detector once without labels (`perception.train.pretrain`).
 3. For each labeled fraction (1 %, 5 %, 10 %, 100 % of the training frames;
    at least one frame), fine-tune from scratch and from the pretrained weights
    with the same steps and seed (`finetune`), then fit the existence
    temperature on half of the held-out episodes and measure on the other half
    (`perception.evaluate`): mAP, ECE before and after calibration, position
-   NLL and 1/2-sigma coverage, expected false positives per frame.
+   NLL and 1/2-sigma coverage, expected false positives per frame. Each
+   calibrated model is also measured on every frame of the ghost-road set at
+   that same temperature (refitting it on a road with no real objects would
+   just push every existence to 0): false positives per frame, expected (sum of existence of
+   unmatched slots) and above 0.5, and the existence of the slots within 2 m
+   of a sensor ghost, the mean over those slots and the peak per ghost.
 4. Time the detector forward pass (torch eager, inference mode) at batch 1
    and 32, with 1 thread and all threads: median and p99 latency.
 
@@ -61,6 +68,7 @@ class BenchConfig:
 
     train: DatasetConfig
     test: DatasetConfig
+    ghosts: DatasetConfig
     perception: PerceptionConfig
     pretrain_steps: int
     finetune_steps: int
@@ -76,6 +84,7 @@ class BenchConfig:
         return cls(
             train=data,
             test=replace(data, seeds=tuple(range(1000, 1016))),
+            ghosts=replace(data, suite="ghost_road", seeds=tuple(range(2000, 2008))),
             perception=PerceptionConfig(),
             pretrain_steps=2000,
             finetune_steps=1000,
@@ -92,6 +101,7 @@ class BenchConfig:
         return cls(
             train=data,
             test=replace(data, seeds=(100, 101, 102, 103)),
+            ghosts=replace(data, suite="ghost_road", seeds=(200, 201)),
             perception=PerceptionConfig(detector=DetectorConfig.tiny(raster)),
             pretrain_steps=4,
             finetune_steps=4,
@@ -114,8 +124,22 @@ def _checkpoint_every(steps: int) -> int:
     return max(1, min(steps, 100))
 
 
-def _train_and_evaluate(cfg: BenchConfig, work: Path, train: Path, test: Path, pretrained: Path) -> list[dict]:
+def _ghost_columns(report: dict) -> dict:
+    """The ghost-road evaluation's false positives and response to the sensor's ghosts."""
+    fp, ghosts = report["metrics"]["false_positives"], report["metrics"]["ghosts"]
+    return {
+        "ghost_road_fp_per_frame": fp["expected_per_frame"],
+        "ghost_road_fp_above_half_per_frame": fp["above_probability_per_frame"],
+        "ghosts_per_frame": ghosts["num_ghosts"] / report["metrics"]["num_frames"],
+        "ghost_slot_mean_existence": ghosts["mean_existence_of_responding_slots"],
+        "ghost_peak_existence": ghosts["peak_existence_per_ghost"],
+        "ghost_fraction_confident": ghosts["fraction_confident"],
+    }
+
+
+def _train_and_evaluate(cfg: BenchConfig, work: Path, data: dict[str, Path], pretrained: Path) -> list[dict]:
     rows = []
+    train, test, ghost_road = data["train"], data["test"], data["ghosts"]
     frames = len(FrameDataset(train))
     for fraction in cfg.fractions:
         used = max(fraction, 1.0 / frames)  # at least one labeled frame
@@ -136,6 +160,15 @@ def _train_and_evaluate(cfg: BenchConfig, work: Path, train: Path, test: Path, p
                 )
             )
             report = evaluate(EvaluateConfig(checkpoint=final, data=test, out=work / f"eval-{name}", device=cfg.device))
+            ghost_report = evaluate(
+                EvaluateConfig(
+                    checkpoint=Path(report["calibrated_checkpoint"]),
+                    data=ghost_road,
+                    out=work / f"eval-ghosts-{name}",
+                    fit_temperature=False,
+                    device=cfg.device,
+                )
+            )
             m, c = report["metrics"], report["calibration"]
             rows.append(
                 {
@@ -151,6 +184,7 @@ def _train_and_evaluate(cfg: BenchConfig, work: Path, train: Path, test: Path, p
                     "coverage_1sigma": m["position"]["coverage_1sigma"],
                     "coverage_2sigma": m["position"]["coverage_2sigma"],
                     "false_positives_per_frame": m["false_positives"]["expected_per_frame"],
+                    **_ghost_columns(ghost_report),
                 }
             )
     return rows
@@ -181,11 +215,10 @@ def detector_latency(detector: DetectorConfig, batch: int, threads: int, repeats
 
 def run(cfg: BenchConfig, work: Path) -> dict:
     started = time.perf_counter()
-    train = _dataset(cfg.train, work / "train")
-    test = _dataset(cfg.test, work / "test")
+    data = {name: _dataset(getattr(cfg, name), work / name) for name in ("train", "test", "ghosts")}
     pretrained = pretrain(
         PretrainConfig(
-            data=train,
+            data=data["train"],
             out=work / "pretrain",
             perception=cfg.perception,
             steps=cfg.pretrain_steps,
@@ -195,7 +228,7 @@ def run(cfg: BenchConfig, work: Path) -> dict:
             device=cfg.device,
         )
     )
-    rows = _train_and_evaluate(cfg, work, train, test, pretrained)
+    rows = _train_and_evaluate(cfg, work, data, pretrained)
     threads = sorted({1, os.cpu_count() or 1})
     latency = [
         detector_latency(cfg.perception.detector, b, t, cfg.latency_repeats)
@@ -208,6 +241,7 @@ def run(cfg: BenchConfig, work: Path) -> dict:
         "config": {
             "train_seeds": list(cfg.train.seeds),
             "test_seeds": list(cfg.test.seeds),
+            "ghost_road_seeds": list(cfg.ghosts.seeds),
             "suite": cfg.train.suite,
             "raster": asdict(cfg.perception.detector.raster),
             "pretrain_steps": cfg.pretrain_steps,
@@ -234,6 +268,15 @@ def format_tables(result: dict) -> str:
             f"{_cell(r['ece_before']):>10}  {_cell(r['ece_after']):>9}  {_cell(r['temperature']):>6}  "
             f"{_cell(r['position_nll']):>6}  {_cell(r['coverage_1sigma']):>6}  {_cell(r['coverage_2sigma']):>6}  "
             f"{_cell(r['false_positives_per_frame']):>8}"
+        )
+    lines += ["", "ghost road (empty road, sensor ghosts): false positives and existence near the ghosts"]
+    lines.append("label fraction  pretrained  ghosts/frame  FP/frame  FP>0.5/frame  slot mean p  ghost peak p  p>0.5")
+    for r in result["label_efficiency"]:
+        lines.append(
+            f"{r['label_fraction']:>14.0%}  {r['pretrained']!s:>10}  {_cell(r['ghosts_per_frame'], '.2f'):>12}  "
+            f"{_cell(r['ghost_road_fp_per_frame']):>8}  {_cell(r['ghost_road_fp_above_half_per_frame']):>12}  "
+            f"{_cell(r['ghost_slot_mean_existence']):>11}  {_cell(r['ghost_peak_existence']):>12}  "
+            f"{_cell(r['ghost_fraction_confident'], '.0%'):>5}"
         )
     lines += ["", "detector latency (torch eager)", "batch  threads  median ms  p99 ms"]
     for r in result["latency"]:

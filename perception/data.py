@@ -8,8 +8,12 @@
 A driving policy drives every scenario of a suite for each seed. The
 `FrameStack` is pushed every sim step, exactly as the detector is run, and
 every `record_every`-th step records the detector input, the ground-truth
-labels (padded to `max_objects` slots), the next sim step's raw BEV with both
-poses (for next-frame prediction), and the episode id and time.
+labels (padded to `max_objects` slots), the object sensor's ghosts of that
+frame (the false objects drawn into its BEV raster, in G = `Capacity().ghosts`
+slots), the next sim step's raw BEV with both poses (for next-frame
+prediction), and the episode id and time. Datasets written before ghosts were
+recorded still load; their frames have no ghost information (`ghosts_of`
+returns None).
 
 One shard per (scenario, chunk of seeds): a safetensors file written to a
 temporary name and moved into place (os.replace), then the JSON index the same
@@ -23,7 +27,7 @@ import bisect
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -34,17 +38,19 @@ from torch.utils.data import Dataset
 
 from perception.config import WARP_MODES
 from perception.frames import FrameStack, detector_input, initial_stack, push
-from sim.config import ConfigError, RasterConfig
+from sim.config import Capacity, ConfigError, RasterConfig
 from sim.policies import Observation, PolicyOutput, make_policy
 from sim.runner import rollout
 from sim.scenarios import Scenario, build_batch, episode_steps, resolve_suite
-from sim.sensors import ground_truth, render_frame
+from sim.sensors import detect_objects, ground_truth, render_frame
 from sim.state import WorldState
 from sim.types import ObjectList
 
 INDEX_NAME = "index.json"
 FORMAT = "drivestack-frames/1"
 LABELS = "labels"
+GHOSTS = "ghosts"
+GHOST_SLOTS = Capacity().ghosts
 
 
 class DatasetError(ValueError):
@@ -106,6 +112,14 @@ def pad_objects(labels: ObjectList, slots: int) -> tuple[ObjectList, Tensor]:
     return _gather_objects(labels, keep), dropped
 
 
+def pad_ghosts(sensed: ObjectList, slots: int = GHOST_SLOTS) -> ObjectList:
+    """The sensor's ghosts (`agent_id == -1`) of `sensed` in exactly `slots` slots, nearest the ego first
+    when there are more; every other slot is marked invalid."""
+    is_ghost = sensed.valid & (sensed.agent_id == -1)  # (B, M)
+    only_ghosts = replace(sensed, valid=is_ghost, visible=sensed.visible & is_ghost)
+    return pad_objects(only_ghosts, slots)[0]
+
+
 def _append_empty(labels: ObjectList, extra: int) -> ObjectList:
     B = labels.valid.shape[0]
     fill = {"length": 1.0, "width": 1.0, "agent_id": -1}
@@ -147,6 +161,7 @@ class _Recorder:
         if self.step % self.cfg.record_every == 0:
             labels, dropped = pad_objects(ground_truth(state, self.cfg.raster), self.cfg.max_objects)
             self.dropped += dropped.cpu()
+            ghosts = pad_ghosts(detect_objects(state, self.cfg.raster))
             record = {
                 "input": detector_input(self.stack, self.cfg.raster, self.cfg.warp_mode).half(),
                 "pose": frame.ego_pose.float(),
@@ -154,6 +169,7 @@ class _Recorder:
                 "time": frame.time.float(),
                 "step": torch.full_like(self.episodes, self.step),
                 **labels.to_flat(LABELS),
+                **ghosts.to_flat(GHOSTS),
             }
             self.records.append({k: v.cpu() for k, v in record.items()})
         self.step += 1
@@ -234,6 +250,7 @@ def generate_dataset(cfg: DatasetConfig, root: str | Path, scenarios: Sequence[S
 
 
 def _shard_names() -> list[str]:
+    """Tensors every shard holds (the ghosts, `ObjectList.flat_names(GHOSTS)`, are in newer shards only)."""
     return ["input", "next_bev", "pose", "next_pose", "episode", "time", "step", *ObjectList.flat_names(LABELS)]
 
 
@@ -250,18 +267,28 @@ def _read_index(root: Path) -> dict:
     return index
 
 
-def _check_shard(path: Path, frames: int) -> Tensor:
-    """Open a shard, check its tensors against the index; returns its [F] episode ids."""
+def _ghost_names(names: set[str], path: Path) -> list[str]:
+    """The ghost tensors of a shard: all of them, or none in a shard written before ghosts were recorded."""
+    ghost_names = ObjectList.flat_names(GHOSTS)
+    present = [n for n in ghost_names if n in names]
+    if present and len(present) != len(ghost_names):
+        raise DatasetError(f"{path}: corrupted shard, missing tensors {sorted(set(ghost_names) - names)}")
+    return present
+
+
+def _check_shard(path: Path, frames: int) -> tuple[Tensor, bool]:
+    """Open a shard, check its tensors against the index; returns its [F] episode ids and whether it has ghosts."""
     try:
         with safe_open(str(path), framework="pt") as f:
             names = set(f.keys())
             missing = sorted(set(_shard_names()) - names)
             if missing:
                 raise DatasetError(f"{path}: corrupted shard, missing tensors {missing}")
-            wrong = [n for n in _shard_names() if f.get_slice(n).get_shape()[0] != frames]
+            stored = _shard_names() + _ghost_names(names, path)
+            wrong = [n for n in stored if f.get_slice(n).get_shape()[0] != frames]
             if wrong:
                 raise DatasetError(f"{path}: corrupted shard, {wrong} do not hold the index's {frames} frames")
-            return f.get_tensor("episode")
+            return f.get_tensor("episode"), len(stored) > len(_shard_names())
     except DatasetError:
         raise
     except FileNotFoundError as exc:
@@ -276,7 +303,8 @@ class FrameDataset(Dataset):
     Item i is a dict: "input" [2K + 3, H, W], "next_bev" [2, H, W] (the next sim
     step's raw BEV, in that step's ego frame), "pose" and "next_pose" [3] (world
     x, y, yaw of the ego centre), "episode", "step" (long), "time" (s), and the
-    labels as "labels.<field>" (`labels_of` rebuilds an `ObjectList` from a batch).
+    labels as "labels.<field>" (`labels_of` rebuilds an `ObjectList` from a batch),
+    and when `has_ghosts` the sensor's ghosts as "ghosts.<field>" (`ghosts_of`).
     Rasters are stored as float16 and returned as float32.
     """
 
@@ -288,7 +316,13 @@ class FrameDataset(Dataset):
         self.raster = RasterConfig(**cfg["raster"])
         self.paths = [self.root / shard["file"] for shard in self.index["shards"]]
         sizes = [int(shard["frames"]) for shard in self.index["shards"]]
-        self.episode = torch.cat([_check_shard(p, n) for p, n in zip(self.paths, sizes, strict=True)])  # (F,)
+        checked = [_check_shard(p, n) for p, n in zip(self.paths, sizes, strict=True)]
+        self.episode = torch.cat([episode for episode, _ in checked])  # (F,)
+        with_ghosts = {has for _, has in checked}
+        if len(with_ghosts) > 1:  # a batch must either have ghosts or not
+            raise DatasetError(f"{self.root}: some shards record the sensor's ghosts and some do not")
+        self.has_ghosts = with_ghosts == {True}
+        self.names = _shard_names() + (ObjectList.flat_names(GHOSTS) if self.has_ghosts else [])
         self.starts = [sum(sizes[:i]) for i in range(len(sizes))]
         self.total = sum(sizes)
 
@@ -303,7 +337,7 @@ class FrameDataset(Dataset):
         local, path = i - self.starts[shard], self.paths[shard]
         try:
             with safe_open(str(path), framework="pt") as f:
-                item = {name: f.get_slice(name)[local : local + 1][0] for name in _shard_names()}
+                item = {name: f.get_slice(name)[local : local + 1][0] for name in self.names}
         except Exception as exc:  # the file changed since it was checked
             raise DatasetError(f"{path}: cannot read frame {local} ({exc})") from exc
         for name in ("input", "next_bev"):
@@ -323,6 +357,14 @@ class FrameDataset(Dataset):
 def labels_of(batch: dict[str, Tensor]) -> ObjectList:
     """The ground-truth `ObjectList` of a (collated) dataset item."""
     return ObjectList.from_flat(batch, LABELS)
+
+
+def ghosts_of(batch: dict[str, Tensor]) -> ObjectList | None:
+    """The object sensor's ghosts (`agent_id == -1`, G slots) of a (collated) dataset item, or None
+    for a dataset recorded without them."""
+    if not any(name in batch for name in ObjectList.flat_names(GHOSTS)):
+        return None
+    return ObjectList.from_flat(batch, GHOSTS)
 
 
 def split_by_episode(dataset: FrameDataset, val_fraction: float, seed: int) -> tuple[Tensor, Tensor]:

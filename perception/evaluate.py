@@ -5,7 +5,8 @@ on which the existence temperature is fitted (`fit_temperature` on the
 decoded slots' existence logits against `existence_outcomes`), and a test
 part, on which `DetectionEvaluator` measures mAP per class and threshold,
 calibration (ECE), position NLL and 1/2-sigma coverage, and false positives
-per frame at the fitted temperature. The calibrated model is written as a new
+per frame at the fitted temperature, and, when the dataset recorded the object
+sensor's ghosts, how much existence the detector puts near them. The calibrated model is written as a new
 checkpoint (`calibrated.safetensors`, temperature in its config) and the
 report as `report.json`, both atomically; the source checkpoint is untouched.
 """
@@ -21,7 +22,7 @@ import torch
 from torch import Tensor
 
 from perception.calibration import expected_calibration_error, fit_temperature
-from perception.data import FrameDataset, labels_of, split_by_episode
+from perception.data import FrameDataset, ghosts_of, labels_of, split_by_episode
 from perception.decode import decode
 from perception.jobs.common import load_batch, write_json
 from perception.metrics import DetectionEvaluator, EvaluationConfig, existence_outcomes
@@ -43,6 +44,9 @@ class EvaluateConfig:
         data: held-out dataset directory (scenario seeds not trained on).
         out: directory for `calibrated.safetensors` and `report.json`.
         val_fraction: fraction of `data`'s episodes used to fit the temperature; the rest are measured.
+        fit_temperature: fit the temperature on `val_fraction` of the episodes (True), or keep the
+            checkpoint's own and measure every frame (False: a calibrated checkpoint measured on another
+            scenario, e.g. one with no real objects, on which a fitted temperature would be degenerate).
         seed: the episode split's seed.
         batch_size: frames per detector call.
         device: torch device.
@@ -53,6 +57,7 @@ class EvaluateConfig:
     data: Path = Path("data/frames-test")
     out: Path = Path("runs/perception/eval")
     val_fraction: float = 0.5
+    fit_temperature: bool = True
     seed: int = 0
     batch_size: int = 32
     device: str = "cpu"
@@ -73,11 +78,13 @@ class SplitOutputs:
         logits: one [B, N] tensor per batch, the existence logit of each slot.
         detections: one per batch, decoded at temperature 1.
         labels: one ground-truth `ObjectList` per batch.
+        ghosts: one per batch, the object sensor's ghosts, or None when the dataset has none.
     """
 
     logits: list[Tensor]
     detections: list[Detections]
     labels: list[ObjectList]
+    ghosts: list[ObjectList | None]
 
     def at_temperature(self, temperature: float) -> list[Detections]:
         """The detections with existence `sigmoid(logit / temperature)` (decode's order does not change)."""
@@ -95,7 +102,7 @@ def run_detector(model: Perception, dataset: FrameDataset, index: Tensor, batch_
     """Detections and existence logits for the frames `index` of `dataset` (temperature 1)."""
     det = model.cfg.detector
     model.eval()
-    logits, detections, labels = [], [], []
+    logits, detections, labels, ghosts = [], [], [], []
     for start in range(0, len(index), batch_size):
         batch = load_batch(dataset, index[start : start + batch_size], device)
         dense = model.detector(batch["input"])
@@ -103,7 +110,8 @@ def run_detector(model: Perception, dataset: FrameDataset, index: Tensor, batch_
         logits.append(torch.topk(raw, det.slots, dim=1).values)  # (B, N) decode's slot order
         detections.append(decode(dense, det.raster, det.stride, det.slots, temperature=1.0))
         labels.append(labels_of(batch))
-    return SplitOutputs(logits, detections, labels)
+        ghosts.append(ghosts_of(batch))
+    return SplitOutputs(logits, detections, labels, ghosts)
 
 
 def _ece(detections: list[Detections], outcomes: list[Tensor], bins: int) -> float:
@@ -123,8 +131,22 @@ def _splits(dataset: FrameDataset, cfg: EvaluateConfig) -> tuple[Tensor, Tensor]
     return val, test
 
 
+def _fit_temperature(val: SplitOutputs, cfg: EvaluateConfig) -> dict[str, float]:
+    """The temperature fitted on the validation split, and that split's ECE before and after."""
+    outcomes, bins = val.outcomes(cfg.evaluation), cfg.evaluation.calibration_bins
+    temperature = fit_temperature(
+        torch.cat([z.flatten() for z in val.logits]), torch.cat([o.flatten() for o in outcomes])
+    )
+    return {
+        "temperature": temperature,
+        "val_ece_before": _ece(val.detections, outcomes, bins),
+        "val_ece_after": _ece(val.at_temperature(temperature), outcomes, bins),
+    }
+
+
 def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
-    """Fit the temperature, write the calibrated checkpoint and the report; returns the report."""
+    """Fit the temperature (unless `cfg.fit_temperature` is False), write the calibrated checkpoint and the
+    report; returns the report."""
     model = Perception.load(cfg.checkpoint, cfg.device)
     if not (Path(cfg.data) / "index.json").is_file():
         hint = "generate it with `drivestack perception generate`"
@@ -132,28 +154,22 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     dataset = FrameDataset(cfg.data)
     det = model.cfg.detector
     dataset.check_compatible(det.frames, det.raster, det.warp_mode)
-    val_index, test_index = _splits(dataset, cfg)
-    bins = cfg.evaluation.calibration_bins
-
-    val = run_detector(model, dataset, val_index, cfg.batch_size, cfg.device)
-    val_outcomes = val.outcomes(cfg.evaluation)
-    temperature = fit_temperature(
-        torch.cat([z.flatten() for z in val.logits]), torch.cat([o.flatten() for o in val_outcomes])
-    )
+    if cfg.fit_temperature:
+        val_index, test_index = _splits(dataset, cfg)
+        calibration = _fit_temperature(run_detector(model, dataset, val_index, cfg.batch_size, cfg.device), cfg)
+    else:
+        val_index, test_index = torch.zeros(0, dtype=torch.long), torch.arange(len(dataset))
+        calibration = {"temperature": model.cfg.temperature, "val_ece_before": None, "val_ece_after": None}
+    temperature, bins = calibration["temperature"], cfg.evaluation.calibration_bins
     test = run_detector(model, dataset, test_index, cfg.batch_size, cfg.device)
     test_outcomes = test.outcomes(cfg.evaluation)
     calibrated = test.at_temperature(temperature)
-    calibration = {
-        "temperature": temperature,
-        "val_ece_before": _ece(val.detections, val_outcomes, bins),
-        "val_ece_after": _ece(val.at_temperature(temperature), val_outcomes, bins),
-        "test_ece_before": _ece(test.detections, test_outcomes, bins),
-        "test_ece_after": _ece(calibrated, test_outcomes, bins),
-    }
+    calibration["test_ece_before"] = _ece(test.detections, test_outcomes, bins)
+    calibration["test_ece_after"] = _ece(calibrated, test_outcomes, bins)
 
     evaluator = DetectionEvaluator(cfg.evaluation)
-    for dets, gt in zip(calibrated, test.labels, strict=True):
-        evaluator.update(dets, gt)
+    for dets, gt, ghosts in zip(calibrated, test.labels, test.ghosts, strict=True):
+        evaluator.update(dets, gt, ghosts=ghosts)
     out = Path(cfg.out)
     calibrated_model = Perception(dataclasses.replace(model.cfg, temperature=temperature)).to(cfg.device)
     calibrated_model.detector.load_state_dict(model.detector.state_dict())
@@ -173,6 +189,7 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
 def format_report(report: dict[str, Any]) -> str:
     """A plain-text table of the headline numbers."""
     m, c = report["metrics"], report["calibration"]
+    fp = m["false_positives"]
     rows = [("mAP", m["mAP"])]
     rows += [(f"AP {name}", m["ap_per_class"][name]) for name in CLASS_NAMES]
     rows += [
@@ -182,7 +199,15 @@ def format_report(report: dict[str, Any]) -> str:
         ("position NLL", m["position"]["nll_mean"]),
         (f"1-sigma coverage (ideal {m['position']['expected_1sigma']:.2f})", m["position"]["coverage_1sigma"]),
         (f"2-sigma coverage (ideal {m['position']['expected_2sigma']:.2f})", m["position"]["coverage_2sigma"]),
-        ("false positives / frame", m["false_positives"]["expected_per_frame"]),
+        ("false positives / frame", fp["expected_per_frame"]),
+        (f"false positives / frame > {fp['probability']:g}", fp["above_probability_per_frame"]),
+    ]
+    ghosts = m["ghosts"] or {}  # None: the dataset did not record the sensor's ghosts
+    rows += [
+        ("sensor ghosts", ghosts.get("num_ghosts")),
+        ("existence near a ghost (sum / ghost)", ghosts.get("existence_per_ghost")),
+        ("peak existence near a ghost", ghosts.get("peak_existence_per_ghost")),
+        ("mean existence of ghost-responding slots", ghosts.get("mean_existence_of_responding_slots")),
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {_number(value)}" for name, value in rows)

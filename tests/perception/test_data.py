@@ -8,14 +8,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from perception.data import (
+    GHOST_SLOTS,
+    GHOSTS,
     INDEX_NAME,
     DatasetConfig,
     DatasetError,
     FrameDataset,
     generate_dataset,
+    ghosts_of,
     labeled_mask,
     labels_of,
     pad_objects,
@@ -25,7 +29,7 @@ from perception.frames import detector_input, initial_stack
 from perception.losses import make_targets
 from sim.config import ConfigError
 from sim.scenarios import build_batch, load_scenario, scenario_path
-from sim.sensors import ground_truth, render_frame
+from sim.sensors import detect_objects, ground_truth, render_frame
 
 # 1 s of cruising = 10 sim steps; every 4th step recorded: steps 0, 4, 8 of 2 episodes.
 CFG = DatasetConfig(suite="cruising", seeds=(3, 4), duration=1.0, record_every=4, max_objects=16, episodes_per_shard=1)
@@ -41,8 +45,24 @@ def dataset_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _scenario():
-    return load_scenario(scenario_path("cruising")).with_overrides({"duration": 1.0})
+def _scenario(name: str = "cruising"):
+    return load_scenario(scenario_path(name)).with_overrides({"duration": 1.0})
+
+
+@pytest.fixture(scope="module")
+def ghost_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("ghost-frames")
+    generate_dataset(CFG, root, scenarios=[_scenario("ghost_road")])
+    torch.set_num_threads(before)
+    return root
+
+
+def strip_ghosts(shard: Path) -> None:
+    """Rewrite a shard as one written before the sensor's ghosts were recorded."""
+    tensors = load_file(str(shard))
+    save_file({k: v for k, v in tensors.items() if not k.startswith(f"{GHOSTS}.")}, str(shard))
 
 
 def test_round_trip_holds_the_recorded_frames(dataset_root: Path):
@@ -73,6 +93,35 @@ def test_round_trip_holds_the_recorded_frames(dataset_root: Path):
     # The next frame is one sim step later and the ego moved.
     assert not torch.equal(item["next_pose"], item["pose"])
     torch.testing.assert_close(data[4]["time"], torch.tensor(0.4))
+
+
+def test_frames_store_the_sensors_ghosts_of_that_frame(ghost_root: Path):
+    data = FrameDataset(ghost_root)
+    assert data.has_ghosts
+    batch = next(iter(DataLoader(data, batch_size=len(data), shuffle=False)))
+    ghosts = ghosts_of(batch).validate()
+    assert ghosts.valid.shape == (len(data), GHOST_SLOTS)
+    assert (ghosts.agent_id[ghosts.valid] == -1).all() and int(ghosts.valid.sum()) > 0
+    # Step 0 of seed 4 rebuilt independently: the same ghosts as the object sensor reports.
+    sensed = detect_objects(build_batch(_scenario("ghost_road"), [4]), CFG.raster)
+    expected = sensed.xy[sensed.valid & (sensed.agent_id == -1)]  # (K, 2)
+    stored = ghosts.xy[3][ghosts.valid[3]]  # frame 3: episode 1 (seed 4), step 0
+    assert len(expected) > 0
+    torch.testing.assert_close(stored.sort(dim=0).values, expected.float().sort(dim=0).values)
+
+
+def test_dataset_without_ghosts_still_loads(ghost_root: Path, tmp_path: Path):
+    copy = tmp_path / "old"
+    shutil.copytree(ghost_root, copy)
+    strip_ghosts(copy / "shard-00000.safetensors")
+    with pytest.raises(DatasetError, match="some shards record the sensor's ghosts"):
+        FrameDataset(copy)
+    strip_ghosts(copy / "shard-00001.safetensors")
+    old = FrameDataset(copy)
+    assert not old.has_ghosts and len(old) == 6
+    item = old[0]
+    assert ghosts_of(item) is None and labels_of({k: v[None] for k, v in item.items()}).valid.shape == (1, 16)
+    torch.testing.assert_close(item["input"], FrameDataset(ghost_root)[0]["input"])
 
 
 def test_batches_feed_the_loss_targets(dataset_root: Path):

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
-from perception.data import DatasetConfig, generate_dataset
-from perception.evaluate import CALIBRATED_NAME, REPORT_NAME, EvaluateConfig, evaluate
+from perception.data import GHOSTS, DatasetConfig, generate_dataset
+from perception.evaluate import CALIBRATED_NAME, REPORT_NAME, EvaluateConfig, evaluate, format_report
 from perception.jobs.common import batch_index, latest_checkpoint
 from perception.jobs.pretrain import temporal_partner
 from perception.model import Perception, PerceptionConfig
@@ -22,10 +25,10 @@ RASTER = RasterConfig(size=32, resolution=1.0)
 MODEL = PerceptionConfig.tiny(RASTER)
 
 
-def _dataset(root: Path, seeds: tuple[int, ...]) -> Path:
+def _dataset(root: Path, seeds: tuple[int, ...], scenario: str = "cruising") -> Path:
     # 1 s of cruising = 10 sim steps; every 3rd recorded: 4 frames per episode. idm-gt works on any raster.
     cfg = DatasetConfig(
-        suite="cruising", policy="idm-gt", seeds=seeds, duration=1.0, record_every=3, max_objects=16, raster=RASTER
+        suite=scenario, policy="idm-gt", seeds=seeds, duration=1.0, record_every=3, max_objects=16, raster=RASTER
     )
     generate_dataset(cfg, root)
     return root
@@ -38,8 +41,9 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("jobs")
     train = _dataset(base / "train", (0, 1))
     test = _dataset(base / "test", (10, 11, 12, 13))
+    ghosts = _dataset(base / "ghosts", (20, 21), scenario="ghost_road")
     pre = pretrain(_pretrain_cfg(train, base / "pre", steps=4))
-    yield {"train": train, "test": test, "pretrained": pre, "base": base}
+    yield {"train": train, "test": test, "ghosts": ghosts, "pretrained": pre, "base": base}
     torch.set_num_threads(before)
 
 
@@ -128,6 +132,33 @@ def test_evaluate_writes_report_and_calibrated_checkpoint(data):
     calibrated = Perception.load(out / CALIBRATED_NAME)
     assert calibrated.cfg.temperature == pytest.approx(temperature)
     assert Perception.load(data["pretrained"]).cfg.temperature == 1.0  # the source is untouched
+
+
+def test_evaluate_reports_the_response_to_sensor_ghosts(data):
+    # An empty road has no real objects: a temperature fitted there would drive every existence to 0,
+    # so the checkpoint's own temperature is kept and every frame is measured.
+    cfg = EvaluateConfig(checkpoint=data["pretrained"], data=data["ghosts"], out=data["base"] / "eval-g")
+    report = evaluate(replace(cfg, fit_temperature=False))
+    assert report["frames"] == {"val": 0, "test": 8} and report["calibration"]["temperature"] == 1.0
+    ghosts, fp = report["metrics"]["ghosts"], report["metrics"]["false_positives"]
+    assert ghosts["num_ghosts"] > 0 and ghosts["num_responding_slots"] > 0
+    assert 0 < ghosts["mean_existence_of_responding_slots"] < 1
+    assert 0 < ghosts["peak_existence_per_ghost"] < 1
+    assert fp["expected_per_frame"] > 0  # an empty road: every slot is a false positive
+    assert "sensor ghosts" in format_report(report) and "n/a" not in format_report(report).split("sensor ghosts")[1]
+
+
+def test_dataset_recorded_without_ghosts_evaluates_without_ghost_stats(data, tmp_path: Path):
+    old = tmp_path / "old"
+    shutil.copytree(data["test"], old)
+    for shard in old.glob("shard-*.safetensors"):  # as written before the sensor's ghosts were recorded
+        tensors = load_file(str(shard))
+        save_file({k: v for k, v in tensors.items() if not k.startswith(f"{GHOSTS}.")}, str(shard))
+    report = evaluate(EvaluateConfig(checkpoint=data["pretrained"], data=old, out=tmp_path / "eval"))
+    assert report["metrics"]["ghosts"] is None
+    assert json.loads((tmp_path / "eval" / REPORT_NAME).read_text())["metrics"]["ghosts"] is None
+    assert report["metrics"]["num_frames"] == 8
+    assert format_report(report).split("sensor ghosts")[1].count("n/a") == 4
 
 
 def test_cli_help_lists_the_jobs(capsys):
