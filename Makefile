@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_PIN := torch==2.13.0
 
-.PHONY: demo test lint bench clean venv
+.PHONY: demo test lint bench clean venv weights
 
 venv: $(STAMP)
 
@@ -31,6 +31,36 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[dev,bench]"
 	$(PY) bench/sim_throughput.py --out docs/bench/sim_throughput.json
+
+# Default perception weights for the demo: simulate, pretrain without labels,
+# fine-tune on every label, calibrate on held-out episodes. Every step resumes
+# or is skipped when its output exists. Full size takes hours on a 2-core CPU;
+# the variables shrink it for a smoke run.
+DS := $(VENV)/bin/drivestack
+WEIGHTS_WORK ?= runs/weights
+WEIGHTS_OUT ?= weights/perception.safetensors
+WEIGHTS_SEEDS ?= 32
+WEIGHTS_VAL_SEEDS ?= 8
+GEN_ARGS ?=
+TRAIN_ARGS ?=
+PRETRAIN_ARGS ?= --steps 2000 --batch-size 16
+FINETUNE_ARGS ?= --steps 1000 --batch-size 16
+
+$(WEIGHTS_WORK)/train/index.json: | $(STAMP)
+	$(DS) perception generate --out $(WEIGHTS_WORK)/train --seeds $(WEIGHTS_SEEDS) $(GEN_ARGS)
+
+$(WEIGHTS_WORK)/val/index.json: | $(STAMP)
+	$(DS) perception generate --out $(WEIGHTS_WORK)/val --seeds $(WEIGHTS_VAL_SEEDS) --first-seed 1000 $(GEN_ARGS)
+
+weights: $(WEIGHTS_WORK)/train/index.json $(WEIGHTS_WORK)/val/index.json
+	$(DS) perception pretrain --data $(WEIGHTS_WORK)/train --out $(WEIGHTS_WORK)/pretrain --resume \
+		$(PRETRAIN_ARGS) $(TRAIN_ARGS)
+	$(DS) perception finetune --data $(WEIGHTS_WORK)/train --out $(WEIGHTS_WORK)/finetune --resume \
+		--init $(WEIGHTS_WORK)/pretrain/final.safetensors --label-fraction 1.0 $(FINETUNE_ARGS) $(TRAIN_ARGS)
+	$(DS) perception evaluate --checkpoint $(WEIGHTS_WORK)/finetune/final.safetensors \
+		--data $(WEIGHTS_WORK)/val --out $(WEIGHTS_WORK)/eval
+	mkdir -p $(dir $(WEIGHTS_OUT))
+	cp $(WEIGHTS_WORK)/eval/calibrated.safetensors $(WEIGHTS_OUT)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
