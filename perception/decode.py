@@ -179,3 +179,23 @@ def decode(
     candidates = dense_candidates(out, raster, stride, temperature)
     index = torch.topk(_cells(out.existence_logit), slots, dim=1).indices  # (B, N) by logit: same order
     return select(candidates, index)
+
+
+def harden(detections: Detections) -> Detections:
+    """The argmax ablation (DESIGN.md): what a pipeline that passes decisions, not
+    distributions, would hand downstream. Existence is thresholded at 0.5, the
+    class becomes one-hot, and position and velocity collapse to points (the
+    covariance floors). It exists to measure in closed loop what the
+    distributions buy; it is never the default.
+    """
+    d = detections
+    existence = (d.existence >= 0.5).to(d.existence.dtype)
+    one_hot = torch.nn.functional.one_hot(d.class_probs.argmax(-1), d.class_probs.shape[-1])
+    eye = torch.eye(2, dtype=d.position_cov.dtype, device=d.position_cov.device)
+    return dataclasses.replace(
+        d,
+        existence=existence,
+        class_probs=one_hot.to(d.class_probs.dtype),
+        position_cov=(POSITION_STD_FLOOR**2 * eye).expand_as(d.position_cov),
+        velocity_cov=(VELOCITY_STD_FLOOR**2 * eye).expand_as(d.velocity_cov),
+    )

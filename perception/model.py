@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from perception.config import DetectorConfig
-from perception.decode import decode
+from perception.decode import decode, harden
 from perception.detector import Detector
 from perception.frames import FrameStack, detector_input, initial_stack, push
 from perception.tracker import Tracker, TrackerConfig, TrackerState
@@ -63,11 +63,15 @@ class PerceptionConfig:
         tracker: the multi-object tracker.
         temperature: T > 0 dividing the existence logit at decode
             (`perception.calibration.fit_temperature`; 1 = uncalibrated).
+        argmax: the ablation switch: hand the tracker thresholded, one-hot,
+            point detections (`perception.decode.harden`) instead of
+            distributions. Never the default.
     """
 
     detector: DetectorConfig = DetectorConfig()
     tracker: TrackerConfig = TrackerConfig()
     temperature: float = 1.0
+    argmax: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.detector, DetectorConfig):
@@ -133,7 +137,8 @@ class Perception(nn.Module):
         """Detections of the stack's current frame (ego frame now), decoded once at the edge."""
         det = self.cfg.detector
         x = detector_input(stack, det.raster, det.warp_mode)  # (B, 2K + 3, H, W)
-        return decode(self.detector(x), det.raster, det.stride, det.slots, self.cfg.temperature)
+        detections = decode(self.detector(x), det.raster, det.stride, det.slots, self.cfg.temperature)
+        return harden(detections) if self.cfg.argmax else detections
 
     def step(self, state: PerceptionState, frame: SensorFrame) -> tuple[Detections, Tracks, PerceptionState]:
         """One sim step: returns (detections, tracks, new_state); `state` is not modified."""

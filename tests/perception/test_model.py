@@ -103,3 +103,19 @@ def test_wrong_raster_is_rejected(frames):
     model = Perception(PerceptionConfig.tiny(RasterConfig(size=64, resolution=0.5)))
     with pytest.raises(ValueError, match="frame.bev"):
         model.initial_state(frames[0])
+
+
+def test_argmax_ablation_passes_decisions_from_the_same_weights(frames):
+    model = _model()
+    ablated = Perception(PerceptionConfig.tiny(RASTER, argmax=True)).eval()
+    ablated.load_state_dict(model.state_dict())
+    soft, _ = _run(model, frames)[-1]
+    hard, tracks = _run(ablated, frames)[-1]
+    hard.validate()
+    tracks.validate()
+    assert torch.equal(hard.existence, (soft.existence >= 0.5).float())
+    assert torch.equal(hard.class_probs.argmax(-1), soft.class_probs.argmax(-1))
+    assert bool(((hard.class_probs == 0) | (hard.class_probs == 1)).all())
+    assert torch.equal(hard.position, soft.position)
+    assert torch.allclose(hard.position_cov, torch.eye(2) * 0.05**2)
+    assert not PerceptionConfig().argmax  # the ablation is never the default
