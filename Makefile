@@ -1,6 +1,7 @@
 # `make demo` and `make test` work on a fresh clone: each creates .venv when it
 # is missing, installs torch pinned first (an unpinned resolve would pull
-# several GB of CUDA wheels), then the project with its dev extra.
+# several GB of CUDA wheels), then the project with its dev and cpu extras
+# (the cpu extra is onnxruntime; GPU machines take the gpu extra instead).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -15,7 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PIN)
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,cpu]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -29,7 +30,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 bench: $(STAMP)
-	$(PY) -m pip install --quiet -e ".[dev,bench]"
+	$(PY) -m pip install --quiet -e ".[dev,cpu,bench]"
 	$(PY) bench/sim_throughput.py --out docs/bench/sim_throughput.json
 
 # Default perception weights for the demo: simulate, pretrain without labels,
