@@ -259,6 +259,9 @@ class Trainer:
             raise CheckpointError(f"checkpoint {path}: written by {ckpt.meta.get('kind')!r}, expected {self.kind!r}")
         now = jsonable(asdict(self.cfg))
         for name, value in ckpt.meta.get("job", {}).items():
+            if name == "perception":
+                # Fields added to the config since the checkpoint take their defaults.
+                value = jsonable(asdict(PerceptionConfig.from_dict(value)))
             if name not in _RESUMABLE_CHANGES and now.get(name) != value:
                 raise ValueError(f"--resume: {name} is {now.get(name)!r} but {path.name} was trained with {value!r}")
         try:

@@ -183,3 +183,22 @@ def test_cli_finetune_reads_the_raster_from_the_dataset(data, capsys):
     args = ["perception", "finetune", "--data", str(data["train"]), "--out", str(out), "--detector", "tiny"]
     assert drivestack([*args, "--steps", "2", "--batch-size", "2", "--no-progress"]) == 0
     assert Perception.load(out / FINAL_NAME).cfg.detector.raster == RASTER
+
+
+def test_resume_accepts_a_checkpoint_written_before_a_config_field_was_added(tmp_path, data):
+    """A job checkpointed by an older version (its perception config lacks a newer field,
+    here `argmax`) resumes: the missing field takes its default."""
+    from safetensors import safe_open
+
+    cfg = _finetune_cfg(data["train"], tmp_path / "ft", steps=4, stop_at=2)
+    finetune(cfg)
+    path = sorted((tmp_path / "ft").glob("step-*.safetensors"))[-1]
+    with safe_open(str(path), framework="pt") as f:
+        header = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    meta = json.loads(header["meta"])
+    del meta["job"]["perception"]["argmax"]
+    header["meta"] = json.dumps(meta)
+    save_file(tensors, str(path), metadata=header)
+    finetune(replace(cfg, stop_at=None, resume=True))
+    assert (tmp_path / "ft" / "final.safetensors").is_file()
