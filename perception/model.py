@@ -14,7 +14,6 @@ detector weights and this config (temperature included) as JSON, via
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,29 +28,11 @@ from perception.frames import FrameStack, detector_input, initial_stack, push
 from perception.tracker import Tracker, TrackerConfig, TrackerState
 from perception.types import Detections, Tracks
 from sim.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from sim.config import ConfigError, RasterConfig, Timing
+from sim.config import ConfigError, RasterConfig, Timing, config_from_dict
 from sim.types import SensorFrame
 
 CHECKPOINT_KIND = "perception"
 DETECTOR_PREFIX = "detector."
-
-
-def _from_dict(cls: type, data: Any, where: str) -> Any:
-    """Rebuild a (nested) frozen config dataclass from `asdict` output; lists become tuples."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a JSON object, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(f"{where}: unknown fields {unknown}")
-    defaults, values = cls(), {}  # every config here has defaults; they give the nested types
-    for name, value in data.items():
-        default = getattr(defaults, name)
-        if dataclasses.is_dataclass(default):
-            values[name] = _from_dict(type(default), value, f"{where}.{name}")
-        else:
-            values[name] = tuple(value) if isinstance(value, list) else value
-    return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -88,7 +69,7 @@ class PerceptionConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PerceptionConfig:
         """Inverse of `to_dict`; unknown or bad fields raise `ConfigError` naming them."""
-        return _from_dict(cls, data, "PerceptionConfig")
+        return config_from_dict(cls, data, "PerceptionConfig")
 
     @classmethod
     def tiny(cls, raster: RasterConfig | None = None, **changes: Any) -> PerceptionConfig:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 
 class ConfigError(ValueError):
@@ -109,3 +110,21 @@ class Capacity:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             require(isinstance(value, int) and value >= 1, "Capacity", f.name, "an int >= 1", value)
+
+
+def config_from_dict(cls: type, data: Any, where: str) -> Any:
+    """Rebuild a (nested) frozen config dataclass from `asdict` output; lists become tuples."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a JSON object, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown fields {unknown}")
+    defaults, values = cls(), {}  # every config here has defaults; they give the nested types
+    for name, value in data.items():
+        default = getattr(defaults, name)
+        if dataclasses.is_dataclass(default):
+            values[name] = config_from_dict(type(default), value, f"{where}.{name}")
+        else:
+            values[name] = tuple(value) if isinstance(value, list) else value
+    return cls(**values)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from perception.data import labeled_mask, labels_of
 from perception.detector import Detector
-from perception.jobs.common import TrainConfig, Trainer, load_batch, open_dataset, require
+from perception.jobs.common import TrainConfig, load_batch, open_dataset, perception_trainer, require
 from perception.losses import LossConfig, make_targets, supervised_loss
 from perception.model import Perception, PerceptionConfig
 from sim.checkpoint import CheckpointError, load_checkpoint
@@ -69,14 +69,14 @@ def finetune(cfg: FinetuneConfig) -> Path:
         detector.load_state_dict(start.detector.state_dict())
     modules = nn.ModuleDict({"detector": detector}).to(cfg.device)
 
-    def loss_fn(index: Tensor, augment: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss_fn(index: Tensor, augment: torch.Generator, step: int) -> tuple[Tensor, dict[str, Tensor]]:
         batch = load_batch(dataset, index, cfg.device)
         targets = make_targets(labels_of(batch), det.raster, det.stride, cfg.loss)
         out = modules["detector"](batch["input"])
         return supervised_loss(out, targets, det.raster, det.stride, cfg=cfg.loss)
 
     pool = torch.nonzero(labeled_mask(len(dataset), cfg.label_fraction, cfg.seed)).flatten()
-    return Trainer(cfg, KIND, modules, pool, loss_fn).run()
+    return perception_trainer(cfg, KIND, modules, pool, loss_fn).run()
 
 
 def main(cfg: FinetuneConfig) -> Path:

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from perception.decode import dense_candidates
 from perception.detector import Detector
 from perception.frames import pose_in_frame, warp_bev
-from perception.jobs.common import TrainConfig, Trainer, load_batch, open_dataset, require
+from perception.jobs.common import TrainConfig, load_batch, open_dataset, perception_trainer, require
 from perception.selfsup import (
     AnalysisBySynthesisLoss,
     AugmentConfig,
@@ -108,7 +108,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
     partner = temporal_partner(dataset.episode)
     bev = slice(len(BEV_CHANNELS) * (det.frames - 1), len(BEV_CHANNELS) * det.frames)  # current frame's channels
 
-    def loss_fn(index: Tensor, augment: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss_fn(index: Tensor, augment: torch.Generator, step: int) -> tuple[Tensor, dict[str, Tensor]]:
         batch = load_batch(dataset, index, cfg.device)
         partner_x = load_batch(dataset, partner[index], cfg.device)["input"]
         x = batch["input"]  # (B, 2K + 3, H, W)
@@ -132,7 +132,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
         return total, {**{k: v.detach() for k, v in parts.items()}, "total": total.detach()}
 
     pool = torch.arange(len(dataset))
-    return Trainer(cfg, KIND, modules, pool, loss_fn).run()
+    return perception_trainer(cfg, KIND, modules, pool, loss_fn).run()
 
 
 def augment_view(x: Tensor, seed: int, cfg: PretrainConfig) -> Tensor:

@@ -1,0 +1,144 @@
+"""The predictor's encoders: history, interaction (masked attention over neighbours), map, future.
+
+All are batched over every agent of every scene at once: no Python loops over
+agents or edge types, and no data-dependent control flow (exportable).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from prediction.config import PredictorConfig
+from prediction.features import EDGE_STEP_FEATURES, NODE_STATIC_FEATURES, NODE_STEP_FEATURES
+from sim.config import RasterConfig
+from sim.sensors.raster import ego_origin_cell
+
+
+def mlp(sizes: list[int], final_activation: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2 or final_activation:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class HistoryEncoder(nn.Module):
+    """GRU over the H history steps of every agent -> [B, A, hidden] (state after the current step)."""
+
+    def __init__(self, cfg: PredictorConfig):
+        super().__init__()
+        self.gru = nn.GRU(NODE_STEP_FEATURES, cfg.hidden, batch_first=True)
+        self.static = nn.Linear(NODE_STATIC_FEATURES, cfg.hidden)
+
+    def forward(self, steps: Tensor, static: Tensor) -> Tensor:
+        B, A, H, F_ = steps.shape
+        _, last = self.gru(steps.reshape(B * A, H, F_))
+        return last[0].reshape(B, A, -1) + self.static(static)
+
+
+class InteractionEncoder(nn.Module):
+    """Agent i attends over its neighbours j (and a learned "nobody" slot) -> [B, A, hidden].
+
+    The nobody slot keeps the softmax defined for an agent alone in the scene and
+    lets the model say "no one matters". Masked neighbours get -inf logits, so
+    they have no influence at all (tested), and the weights are shared across
+    pairs, so permuting agents permutes the outputs.
+    """
+
+    def __init__(self, cfg: PredictorConfig):
+        super().__init__()
+        width = cfg.edge_hidden
+        self.edge = mlp([cfg.history * EDGE_STEP_FEATURES + NODE_STATIC_FEATURES, width, width], final_activation=True)
+        self.query = nn.Linear(cfg.hidden, width)
+        self.key = nn.Linear(width, width)
+        self.value = nn.Linear(width, width)
+        self.nobody_key = nn.Parameter(torch.zeros(width))
+        self.nobody_value = nn.Parameter(torch.zeros(width))
+        self.out = nn.Linear(width, cfg.hidden)
+        self.scale = 1.0 / math.sqrt(width)
+
+    def forward(self, node: Tensor, edges: Tensor, static: Tensor, neighbour: Tensor) -> Tensor:
+        B, A = neighbour.shape[:2]
+        neighbour_static = static[:, None, :, :].expand(B, A, A, static.shape[-1])
+        e = self.edge(torch.cat((edges, neighbour_static), dim=-1))  # [B, i, j, W]
+        q = self.query(node)  # [B, i, W]
+        keys = torch.cat((self.key(e), self.nobody_key.expand(B, A, 1, -1)), dim=2)  # [B, i, j+1, W]
+        values = torch.cat((self.value(e), self.nobody_value.expand(B, A, 1, -1)), dim=2)
+        logits = (keys * q[:, :, None, :]).sum(-1) * self.scale  # [B, i, j+1]
+        allowed = torch.cat((neighbour, torch.ones_like(neighbour[..., :1])), dim=-1)
+        logits = logits.masked_fill(~allowed, float("-inf"))
+        weights = torch.softmax(logits, dim=-1)
+        return self.out((weights[..., None] * values).sum(dim=2))
+
+
+class MapEncoder(nn.Module):
+    """A CNN over the map patch around each agent (axis-aligned with the raster's frame) -> [B, A, hidden].
+
+    Patches are read from the ego-frame map raster `[B, C, R, R]` with bilinear
+    `grid_sample` (zeros off the raster), one affine grid per agent.
+    """
+
+    def __init__(self, cfg: PredictorConfig):
+        super().__init__()
+        self.cfg = cfg
+        c = cfg.map_channels
+        self.cnn = nn.Sequential(
+            nn.Conv2d(c, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(32, cfg.hidden),
+        )
+        offsets = (torch.arange(cfg.map_patch, dtype=torch.float32) + 0.5) / cfg.map_patch - 0.5
+        self.register_buffer("offsets", offsets * cfg.map_patch_m, persistent=False)  # [P] m
+
+    def patches(self, map_raster: Tensor, raster: RasterConfig, position: Tensor) -> Tensor:
+        """[B, A, C, P, P] map cells around `position [B, A, 2]` (ego frame, m); patch rows run ahead to behind."""
+        B, C, R, _ = map_raster.shape
+        A, P = position.shape[1], self.cfg.map_patch
+        row0, col0 = ego_origin_cell(raster)
+        ahead = position[..., 0, None] - self.offsets  # [B, A, P] x of each patch row (first row = farthest ahead)
+        left = position[..., 1, None] - self.offsets  # [B, A, P] y of each patch column
+        u = 2.0 * (col0 - left / raster.resolution) / R - 1.0  # normalised column
+        v = 2.0 * (row0 - ahead / raster.resolution) / R - 1.0  # normalised row
+        grid = torch.stack((u[:, :, None, :].expand(B, A, P, P), v[:, :, :, None].expand(B, A, P, P)), dim=-1)
+        image = map_raster.float()[:, None].expand(B, A, C, R, R).reshape(B * A, C, R, R)
+        out = F.grid_sample(image, grid.reshape(B * A, P, P, 2), mode="bilinear", align_corners=False)
+        return out.reshape(B, A, C, P, P)
+
+    def forward(self, map_raster: Tensor, raster: RasterConfig, position: Tensor) -> Tensor:
+        patches = self.patches(map_raster, raster, position)
+        B, A = patches.shape[:2]
+        return self.cnn(patches.flatten(0, 1)).reshape(B, A, -1)
+
+
+class FutureEncoder(nn.Module):
+    """The true future (training only) -> [B, A, hidden], input of the posterior q(z | x, y).
+
+    Reads positions relative to the current one and their backward-difference
+    velocities over the T future steps; missing steps are zero with a flag.
+    """
+
+    def __init__(self, cfg: PredictorConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.net = mlp([cfg.horizon * 5, cfg.hidden, cfg.hidden], final_activation=True)
+
+    def forward(self, future: Tensor, future_valid: Tensor, now: Tensor) -> Tensor:
+        cfg = self.cfg
+        path = torch.cat((now[:, :, None, :], future), dim=2)  # [B, A, T + 1, 2]
+        seen = torch.cat((torch.ones_like(future_valid[..., :1]), future_valid), dim=-1)
+        velocity = (path[:, :, 1:] - path[:, :, :-1]) / cfg.dt
+        velocity = torch.where((seen[..., 1:] & seen[..., :-1])[..., None], velocity, torch.zeros_like(velocity))
+        rel = (future - now[:, :, None, :]) / cfg.position_scale
+        step = torch.cat((rel, velocity / cfg.velocity_scale, torch.ones_like(rel[..., :1])), dim=-1)
+        step = torch.where(future_valid[..., None], step, torch.zeros_like(step))
+        return self.net(step.flatten(2))

@@ -1,0 +1,240 @@
+"""`Predictor`: Tracks -> Forecast, a Trajectron++-style conditional VAE.
+
+    x      = encode(tracks)                 history GRU + attention over neighbours (+ map patch)
+    p(z|x)  prior over K discrete latent values
+    q(z|x,y) posterior (training only), from x and the true future y
+    p(y|x,z) per-step Gaussian controls, integrated through agent dynamics with
+            linearised covariance propagation into Gaussian positions
+
+`forward(tracks)` is the deterministic output: the full mixture over all K
+latent values (no sampling), decoded once into a `Forecast`. `sample_positions`
+draws trajectories by sampling z and the controls from caller-supplied noise
+and integrating them (so samples are smooth paths, not independent per-step
+draws). `elbo` is the training objective.
+
+Agent class decides the dynamics: pedestrians move as single integrators,
+vehicles and cyclists as unicycles. Both are integrated for every agent and
+blended by class probability (moment matching), so an uncertain class makes
+an honestly wider forecast instead of an argmax.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from perception.types import STATE_POS, STATE_VEL, Tracks
+from prediction import dynamics
+from prediction.config import PredictorConfig
+from prediction.decoder import ControlDecoder, ControlGaussian
+from prediction.encoders import FutureEncoder, HistoryEncoder, InteractionEncoder, MapEncoder, mlp
+from prediction.features import edge_features, node_features
+from prediction.types import Forecast
+from sim.config import RasterConfig
+from sim.state import AgentKind
+
+PEDESTRIAN = int(AgentKind.PEDESTRIAN)
+
+
+@dataclass(frozen=True)
+class MapInput:
+    """The ego-frame map raster `[B, C, R, R]` and its geometry, for the optional map encoder."""
+
+    raster: Tensor
+    config: RasterConfig
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """Gaussian positions for every latent value: means `[B, A, K, T, 2]`, covariances `[..., 2, 2]`,
+    prior log-weights `[B, A, K]`."""
+
+    log_prior: Tensor
+    means: Tensor
+    cov: Tensor
+
+
+def gaussian_log_prob(y: Tensor, mean: Tensor, cov: Tensor) -> Tensor:
+    """log N(y; mean, cov) for 2-D points `[..., 2]` and covariances `[..., 2, 2]` (closed form)."""
+    a, b, d = cov[..., 0, 0], cov[..., 0, 1], cov[..., 1, 1]
+    det = (a * d - b * b).clamp_min(1e-12)
+    dx, dy = (y - mean).unbind(-1)
+    maha = (d * dx * dx - 2 * b * dx * dy + a * dy * dy) / det
+    return -math.log(2 * math.pi) - 0.5 * det.log() - 0.5 * maha
+
+
+class Predictor(nn.Module):
+    """See the module docstring. Positions in and out are in the frame of `tracks` (m)."""
+
+    def __init__(self, cfg: PredictorConfig = PredictorConfig()):
+        super().__init__()
+        self.cfg = cfg
+        self.history = HistoryEncoder(cfg)
+        self.interaction = InteractionEncoder(cfg)
+        self.map = MapEncoder(cfg) if cfg.map_channels > 0 else None
+        self.fuse = mlp([cfg.hidden * (3 if self.map is not None else 2), cfg.hidden, cfg.hidden], True)
+        self.prior = nn.Linear(cfg.hidden, cfg.latent)
+        self.future = FutureEncoder(cfg)
+        self.posterior = mlp([2 * cfg.hidden, cfg.hidden, cfg.latent])
+        self.decoder = ControlDecoder(cfg)
+
+    # -- encoding ---------------------------------------------------------
+    def encode(self, tracks: Tracks, map_input: MapInput | None = None) -> Tensor:
+        """[B, A, hidden]: each agent's history, neighbours and (optionally) map around it."""
+        steps, static = node_features(tracks, self.cfg)
+        node = self.history(steps, static)
+        edges, _, neighbour = edge_features(tracks, self.cfg)
+        parts = [node, self.interaction(node, edges, static, neighbour)]
+        if self.map is not None:
+            if map_input is None:
+                raise ValueError("Predictor.encode: this model has a map encoder (map_channels > 0); pass map_input")
+            parts.append(self.map(map_input.raster, map_input.config, tracks.current[..., STATE_POS]))
+        return self.fuse(torch.cat(parts, dim=-1))
+
+    def log_prior(self, x: Tensor) -> Tensor:
+        return torch.log_softmax(self.prior(x), dim=-1)
+
+    def log_posterior(self, x: Tensor, future: Tensor, future_valid: Tensor, now: Tensor) -> Tensor:
+        y = self.future(future, future_valid, now)
+        return torch.log_softmax(self.posterior(torch.cat((x, y), dim=-1)), dim=-1)
+
+    # -- decoding and integration ---------------------------------------------
+    def controls(self, x: Tensor, tracks: Tracks) -> tuple[ControlGaussian, ControlGaussian]:
+        return self.decoder(x, tracks.current[..., STATE_VEL])
+
+    def integrate(self, tracks: Tracks, pedestrian: ControlGaussian, vehicle: ControlGaussian) -> tuple[Tensor, Tensor]:
+        """Positions `[B, A, K, T, 2]` and covariances `[..., 2, 2]`, both dynamics blended by class."""
+        K, dt = self.cfg.latent, self.cfg.dt
+        current, cov = tracks.current, tracks.current_cov
+        pos0, pos0_cov = current[..., STATE_POS], cov[..., STATE_POS, STATE_POS]
+        vel0, vel0_cov = current[..., STATE_VEL], cov[..., STATE_VEL, STATE_VEL]
+        per_mode = lambda t: t.unsqueeze(2).expand(*t.shape[:2], K, *t.shape[2:])  # noqa: E731
+        walk, walk_cov = dynamics.single_integrator(
+            per_mode(pos0), per_mode(pos0_cov), pedestrian.mean, pedestrian.cov, dt
+        )
+        state0, state0_cov = dynamics.unicycle_state(pos0, pos0_cov, vel0, vel0_cov)
+        drive, drive_cov = dynamics.unicycle(per_mode(state0), per_mode(state0_cov), vehicle.mean, vehicle.cov, dt)
+        p_walk = tracks.class_probs[..., PEDESTRIAN]
+        weights = per_mode(torch.stack((p_walk, 1 - p_walk), dim=-1))  # [B, A, K, 2]
+        means = torch.stack((walk, drive), dim=3)  # [B, A, K, 2, T, 2]
+        covs = torch.stack((walk_cov, drive_cov), dim=3)
+        return dynamics.moment_match(weights, means, covs)
+
+    def mixture(self, tracks: Tracks, map_input: MapInput | None = None, x: Tensor | None = None) -> Mixture:
+        x = self.encode(tracks, map_input) if x is None else x
+        means, cov = self.integrate(tracks, *self.controls(x, tracks))
+        return Mixture(log_prior=self.log_prior(x), means=means, cov=cov)
+
+    def forward(self, tracks: Tracks, map_input: MapInput | None = None) -> Forecast:
+        """The full K-mode mixture as a `Forecast` (deterministic; existence and classes carried through)."""
+        mix = self.mixture(tracks, map_input)
+        return Forecast(
+            log_weights=mix.log_prior,
+            means=mix.means,
+            chol=dynamics.cholesky_2x2(mix.cov),
+            existence=tracks.existence,
+            class_probs=tracks.class_probs,
+            valid=tracks.valid,
+        )
+
+    # -- sampling ---------------------------------------------------------------
+    def sample_positions(self, tracks: Tracks, noise: SampleNoise, map_input: MapInput | None = None) -> Tensor:
+        """[B, A, N, T, 2] trajectories: z from the prior, the start state and the controls from
+        their Gaussians, integrated through the dynamics of a class drawn from the class probabilities."""
+        cfg = self.cfg
+        x = self.encode(tracks, map_input)
+        pedestrian, vehicle = self.controls(x, tracks)
+        cdf = torch.softmax(self.prior(x), dim=-1).cumsum(dim=-1)  # [B, A, K]
+        z = (cdf.unsqueeze(-2) <= noise.mode.unsqueeze(-1)).sum(dim=-1).clamp(max=cfg.latent - 1)  # [B, A, N]
+        current, cov = tracks.current, tracks.current_cov
+        start = current[:, :, None, :] + (dynamics_chol4(cov)[:, :, None] @ noise.start[..., None]).squeeze(-1)
+        pos0, vel0 = start[..., STATE_POS], start[..., STATE_VEL]  # [B, A, N, 2]
+        walk_u = _pick(pedestrian, z, noise.control)
+        walk = pos0[..., None, :] + cfg.dt * walk_u.cumsum(dim=-2)
+        drive_u = _pick(vehicle, z, noise.control)
+        zero2 = torch.zeros(*pos0.shape, 2, dtype=pos0.dtype, device=pos0.device)
+        state0, _ = dynamics.unicycle_state(pos0, zero2, vel0, zero2)
+        zero_u = torch.zeros(*drive_u.shape, 2, dtype=pos0.dtype, device=pos0.device)
+        drive, _ = dynamics.unicycle(state0, torch.zeros(*state0.shape, 4, dtype=pos0.dtype, device=pos0.device),
+                                     drive_u, zero_u, cfg.dt)  # fmt: skip
+        walks = noise.kind < tracks.class_probs[..., PEDESTRIAN, None]  # [B, A, N]
+        return torch.where(walks[..., None, None], walk, drive)
+
+    # -- training objective ---------------------------------------------------
+    def elbo(
+        self, tracks: Tracks, future: Tensor, future_valid: Tensor, map_input: MapInput | None = None
+    ) -> dict[str, Tensor]:
+        """Per-agent terms `[B, A]` of the ELBO with the posterior enumerated exactly over all K values.
+
+        `future [B, A, T, 2]` (m, frame of `tracks`) and `future_valid [B, A, T]` are the labels.
+        Returns `reconstruction` (E_q log p(y|x,z), summed over valid steps), `kl` (KL(q || p)),
+        `log_likelihood` (log p(y|x) = log sum_z p(z|x) p(y|x,z), the exact mixture likelihood),
+        `steps` (valid future steps) and `trained` (agents with at least one).
+        """
+        x = self.encode(tracks, map_input)
+        mix = self.mixture(tracks, x=x)
+        now = tracks.current[..., STATE_POS]
+        log_q = self.log_posterior(x, future, future_valid, now)
+        per_step = gaussian_log_prob(future[:, :, None], mix.means, mix.cov)  # [B, A, K, T]
+        per_step = torch.where(future_valid[:, :, None], per_step, torch.zeros_like(per_step))
+        ll_z = per_step.sum(dim=-1)  # [B, A, K]
+        q = log_q.exp()
+        trained = tracks.valid & future_valid.any(dim=-1)
+        return {
+            "reconstruction": (q * ll_z).sum(dim=-1),
+            "kl": (q * (log_q - mix.log_prior)).sum(dim=-1),
+            "log_likelihood": torch.logsumexp(mix.log_prior + ll_z, dim=-1),
+            "steps": future_valid.sum(dim=-1).to(ll_z.dtype),
+            "trained": trained,
+        }
+
+
+@dataclass(frozen=True)
+class SampleNoise:
+    """Caller-supplied noise for `Predictor.sample_positions` (N samples per agent).
+
+    mode: [B, A, N] uniform, picks z by inverse CDF of the prior.
+    kind: [B, A, N] uniform, picks the dynamics (pedestrian if below its class probability).
+    start: [B, A, N, 4] standard normal, perturbs the current (x, y, vx, vy) by its covariance.
+    control: [B, A, N, T, 2] standard normal, the control noise at each step.
+    """
+
+    mode: Tensor
+    kind: Tensor
+    start: Tensor
+    control: Tensor
+
+    @classmethod
+    def draw(cls, batch: int, agents: int, samples: int, horizon: int, generator: torch.Generator,
+             dtype: torch.dtype = torch.float32) -> SampleNoise:  # fmt: skip
+        shape = (batch, agents, samples)
+        kw = {"generator": generator, "dtype": dtype}
+        return cls(
+            mode=torch.rand(shape, **kw),
+            kind=torch.rand(shape, **kw),
+            start=torch.randn(*shape, 4, **kw),
+            control=torch.randn(*shape, horizon, 2, **kw),
+        )
+
+    def to(self, device: torch.device | str) -> SampleNoise:
+        return SampleNoise(*(t.to(device) for t in (self.mode, self.kind, self.start, self.control)))
+
+
+def _pick(controls: ControlGaussian, z: Tensor, noise: Tensor) -> Tensor:
+    """Controls `[B, A, N, T, 2]` of latent values `z [B, A, N]`: mean + chol @ noise."""
+    T = controls.mean.shape[-2]
+    mean = controls.mean.gather(2, z[..., None, None].expand(*z.shape, T, 2))
+    chol = controls.chol.gather(2, z[..., None, None, None].expand(*z.shape, T, 2, 2))
+    return mean + (chol @ noise[..., None]).squeeze(-1)
+
+
+def dynamics_chol4(cov: Tensor) -> Tensor:
+    """A square root `[..., 4, 4]` of the state covariance: block-diagonal 2x2 Cholesky factors of the
+    position and velocity blocks (their cross-covariance is ignored when sampling the start)."""
+    out = torch.zeros_like(cov)
+    out[..., :2, :2] = dynamics.cholesky_2x2(cov[..., :2, :2])
+    out[..., 2:, 2:] = dynamics.cholesky_2x2(cov[..., 2:, 2:])
+    return out

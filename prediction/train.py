@@ -1,0 +1,179 @@
+"""`drivestack prediction train`: fit the predictor's ELBO on trajectory windows.
+
+Data: an ETH/UCY fold (`ethucy_root` + `scene`: the fold's train split, i.e.
+every other scene) and/or simulator windows files (`prediction.simdata`),
+held in memory. Each step draws `batch_size` windows (the shared
+`sim.training` loop: AdamW, warm-up + cosine LR, resumable checkpoints),
+rotates each window by a random angle (augmentation: the model is
+translation invariant by construction, rotation invariance is learned), builds
+`Tracks` from the observed steps only (`prediction.inputs`) and minimises
+
+    - [ E_q log p(y | x, z) - beta * max(KL(q || p), kl_min) ]
+
+per valid future step, with beta annealed from 0 to `kl_weight` over
+`kl_anneal_steps` (a sigmoid, as Trajectron++ anneals it) and `kl_min` free
+nats per agent that keep the posterior from collapsing onto the prior early.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from prediction.checkpoint import KIND_TRAIN, save_predictor
+from prediction.config import PredictorConfig
+from prediction.ethucy import SCENES, load_split
+from prediction.inputs import tracks_from_positions
+from prediction.model import Predictor
+from prediction.simdata import load_windows
+from prediction.windows import TrajectoryWindows
+from sim.config import ConfigError
+from sim.training import FINAL_NAME, Trainer, check_loop_settings, jsonable, require
+
+
+@dataclass(frozen=True)
+class PredictionTrainConfig:
+    """A prediction training job (the loop fields are those of `sim.training`).
+
+    Attributes:
+        ethucy_root: ETH/UCY folder (`<root>/<scene>/{train,val,test}`); None = no ETH/UCY data.
+        scene: the held-out scene of the fold (train on `<root>/<scene>/train`).
+        windows: simulator windows files (`drivestack prediction generate`).
+        predictor: the model.
+        kl_weight: final beta of the KL term.
+        kl_anneal_steps: steps over which beta rises (sigmoid centred at half of it).
+        kl_min: free nats per agent: KL below this is not penalised.
+        rotate: random rotation of every training window.
+        position_std: m, the position noise assumed for observed positions (feeds the track covariances).
+    """
+
+    out: Path = Path("runs/prediction")
+    ethucy_root: Path | None = None
+    scene: str | None = None
+    windows: tuple[Path, ...] = ()
+    predictor: PredictorConfig = field(default_factory=PredictorConfig)
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    checkpoint_every: int = 250
+    kl_weight: float = 1.0
+    kl_anneal_steps: int = 1000
+    kl_min: float = 0.07
+    rotate: bool = True
+    position_std: float = 0.05
+    seed: int = 0
+    resume: bool = False
+    stop_at: int | None = None
+    progress: bool = True
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        o = type(self).__name__
+        check_loop_settings(self)
+        require(isinstance(self.predictor, PredictorConfig), o, "predictor", "a PredictorConfig", self.predictor)
+        has_ethucy = self.ethucy_root is not None
+        require(has_ethucy == (self.scene is not None), o, "scene", "given exactly when ethucy_root is", self.scene)
+        require(self.scene is None or self.scene in SCENES, o, "scene", f"one of {SCENES}", self.scene)
+        require(has_ethucy or len(self.windows) > 0, o, "windows", "at least one file when there is no ETH/UCY fold",
+                self.windows)  # fmt: skip
+        require(self.kl_weight >= 0, o, "kl_weight", ">= 0", self.kl_weight)
+        require(isinstance(self.kl_anneal_steps, int) and self.kl_anneal_steps >= 0, o, "kl_anneal_steps",
+                "an int >= 0", self.kl_anneal_steps)  # fmt: skip
+        require(self.kl_min >= 0, o, "kl_min", ">= 0", self.kl_min)
+        require(self.position_std > 0, o, "position_std", "> 0 m", self.position_std)
+
+
+def training_windows(cfg: PredictionTrainConfig) -> TrajectoryWindows:
+    """Every training window of the job, agent slots padded to the widest source."""
+    parts = []
+    if cfg.ethucy_root is not None:
+        parts.append(
+            load_split(cfg.ethucy_root, cfg.scene, "train", cfg.predictor.history, cfg.predictor.horizon).windows
+        )
+    for path in cfg.windows:
+        windows, _ = load_windows(path)
+        parts.append(windows)
+    for p in parts:
+        if (p.history, p.horizon) != (cfg.predictor.history, cfg.predictor.horizon) or abs(
+            p.dt - cfg.predictor.dt
+        ) > 1e-9:
+            raise ConfigError(
+                f"PredictionTrainConfig: windows have (history, horizon, dt) = {(p.history, p.horizon, p.dt)}, "
+                f"the predictor expects {(cfg.predictor.history, cfg.predictor.horizon, cfg.predictor.dt)}"
+            )
+    return TrajectoryWindows.concat(parts)
+
+
+def kl_beta(step: int, cfg: PredictionTrainConfig) -> float:
+    """Annealed KL weight: a sigmoid from ~0 to `kl_weight`, centred at `kl_anneal_steps / 2`."""
+    if cfg.kl_anneal_steps == 0:
+        return cfg.kl_weight
+    width = cfg.kl_anneal_steps / 10
+    return cfg.kl_weight / (1.0 + math.exp(-(step - cfg.kl_anneal_steps / 2) / width))
+
+
+def rotate_windows(windows: TrajectoryWindows, angle: Tensor) -> TrajectoryWindows:
+    """Each window rotated about the origin by `angle [S]` rad (positions only)."""
+    c, s = torch.cos(angle), torch.sin(angle)
+    rot = torch.stack((torch.stack((c, -s), -1), torch.stack((s, c), -1)), -2)  # [S, 2, 2]
+    xy = torch.einsum("sij,salj->sali", rot.to(windows.xy.dtype), windows.xy)
+    xy = torch.where(windows.present[..., None], xy, torch.zeros_like(xy))
+    return TrajectoryWindows(xy, windows.present, windows.class_probs, windows.size, windows.valid, windows.history,
+                             windows.dt)  # fmt: skip
+
+
+def elbo_loss(
+    model: Predictor, windows: TrajectoryWindows, beta: float, kl_min: float, position_std: float
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The negative ELBO per valid future step, and per-step NLL / KL reports, on one batch of windows."""
+    obs_xy, obs_present = windows.observed()
+    tracks = tracks_from_positions(
+        obs_xy, obs_present, windows.dt, windows.class_probs, windows.size, position_std=position_std
+    )
+    future, future_present = windows.future()
+    terms = model.elbo(tracks, future, future_present)
+    trained = terms["trained"]
+    steps = terms["steps"][trained].sum().clamp_min(1.0)
+    recon, kl = terms["reconstruction"][trained], terms["kl"][trained]
+    loss = -(recon - beta * kl.clamp_min(kl_min)).sum() / steps
+    report = {
+        "total": loss.detach(),
+        "nll_per_step": -(terms["log_likelihood"][trained].sum() / steps).detach(),
+        "kl": kl.mean().detach() if kl.numel() else torch.zeros(()),
+        "beta": torch.tensor(beta),
+    }
+    return loss, report
+
+
+def train(cfg: PredictionTrainConfig) -> Path:
+    """Run the job; returns the final model file (`final.safetensors`), or the last checkpoint if stopped."""
+    windows = training_windows(cfg).to(cfg.device)
+    model = Predictor(cfg.predictor).to(cfg.device)
+    modules = nn.ModuleDict({"predictor": model})
+    pool = torch.arange(windows.batch_size)
+
+    def loss_fn(index: Tensor, augment: torch.Generator, step: int) -> tuple[Tensor, dict[str, Tensor]]:
+        batch = windows.index(index.to(windows.device)).trimmed()
+        if cfg.rotate:
+            angle = torch.rand(len(index), generator=augment) * (2 * math.pi)
+            batch = rotate_windows(batch, angle.to(batch.device))
+        return elbo_loss(model, batch, kl_beta(step, cfg), cfg.kl_min, cfg.position_std)
+
+    def finalize(steps: int) -> Path:
+        return save_predictor(model, Path(cfg.out) / FINAL_NAME, trained_by=KIND_TRAIN, steps=steps,
+                              job=jsonable(cfg))  # fmt: skip
+
+    def normalise_job(name: str, value: object) -> object:
+        if name == "predictor":  # fields added since the checkpoint take their defaults
+            return jsonable(PredictorConfig.from_dict(value))
+        return value
+
+    trainer = Trainer(cfg, KIND_TRAIN, modules, pool, loss_fn, cfg.predictor.to_dict(), finalize, normalise_job)
+    return trainer.run()
