@@ -21,6 +21,7 @@ from perception.evaluate import main as evaluate_main
 from perception.model import PerceptionConfig
 from perception.train import FinetuneConfig, PretrainConfig, finetune, pretrain
 from sim.config import RasterConfig
+from sim.training import add_loop_arguments, loop_fields
 
 DETECTOR_PRESETS = ("default", "tiny")
 
@@ -60,18 +61,9 @@ def _add_training(parser: argparse.ArgumentParser, out: str) -> None:
     parser.add_argument("--data", type=Path, required=True, help="dataset directory")
     parser.add_argument("--out", type=Path, default=Path(out), help=f"checkpoint directory (default {out})")
     parser.add_argument("--detector", choices=DETECTOR_PRESETS, default="default", help="network size preset")
-    parser.add_argument("--steps", type=int, default=1000, help="optimiser steps (default 1000)")
-    parser.add_argument("--batch-size", type=int, default=16, help="frames per step (default 16)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
-    parser.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay (default 1e-4)")
-    parser.add_argument("--warmup-steps", type=int, default=50, help="linear LR warm-up steps (default 50)")
-    parser.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (default 1.0)")
-    parser.add_argument("--checkpoint-every", type=int, default=100, help="checkpoint period, steps (default 100)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of data order, labels and augmentation")
-    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
-    parser.add_argument("--stop-at", type=int, default=None, help="stop after this step (resume later)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_loop_arguments(
+        parser, steps=1000, batch_size=16, lr=1e-3, warmup_steps=50, checkpoint_every=100, items="frames"
+    )
 
 
 def _add_pretrain(jobs: argparse._SubParsersAction) -> None:
@@ -130,22 +122,7 @@ def perception_for(data: Path, preset: str) -> PerceptionConfig:
 
 
 def _training_fields(args: argparse.Namespace) -> dict:
-    return dict(
-        data=args.data,
-        out=args.out,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        warmup_steps=args.warmup_steps,
-        grad_clip=args.grad_clip,
-        checkpoint_every=args.checkpoint_every,
-        seed=args.seed,
-        resume=args.resume,
-        stop_at=args.stop_at,
-        progress=not args.no_progress,
-        device=args.device,
-    )
+    return dict(data=args.data, out=args.out, **loop_fields(args))
 
 
 def run_pretrain(args: argparse.Namespace) -> int:

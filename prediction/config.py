@@ -33,6 +33,9 @@ class PredictorConfig:
         min_control_std: floor of every control standard deviation (m/s for pedestrians'
             velocities; rad/s and m/s^2 for vehicles' yaw rate and acceleration).
         max_control_std: ceiling of every control standard deviation.
+        vehicle_dynamics: integrate vehicles and cyclists as unicycles and blend by class
+            probability; False = a pedestrian-only model (e.g. ETH/UCY) that moves every
+            agent as a single integrator and skips the unicycle branch's cost.
     """
 
     history: int = 8
@@ -50,6 +53,7 @@ class PredictorConfig:
     velocity_scale: float = 1.5
     min_control_std: float = 0.01
     max_control_std: float = 5.0
+    vehicle_dynamics: bool = True
 
     def __post_init__(self) -> None:
         for name in ("history", "horizon", "latent", "hidden", "edge_hidden", "decoder_hidden", "map_patch"):

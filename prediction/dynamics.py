@@ -105,12 +105,19 @@ def _check_dt(where: str, dt: float) -> None:
 # -- single integrator ------------------------------------------------------------
 
 
-def single_integrator(pos0: Tensor, pos0_cov: Tensor, vel: Tensor, vel_cov: Tensor, dt: float) -> tuple[Tensor, Tensor]:
+def single_integrator(
+    pos0: Tensor, pos0_cov: Tensor, vel: Tensor, vel_cov: Tensor, dt: float, shared_chol: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Pedestrian positions from Gaussian velocities, x_{t+1} = x_t + dt * u_t.
 
     Controls are independent across steps and of the start, so the propagation
     is exact: pos_t = pos0 + dt * sum_{k<=t} vel_k and
     cov_t = pos0_cov + dt^2 * sum_{k<=t} vel_cov_k.
+
+    With `shared_chol`, each velocity also carries a drift `S_k eta` whose noise
+    eta ~ N(0, I) is the SAME at every step (a walker's persistent deviation from
+    the mean path, which makes sampled paths smooth); then
+    cov_t += dt^2 * (sum_{k<=t} S_k)(sum_{k<=t} S_k)^T.
 
     Args:
         pos0: [..., 2] start position, m.
@@ -118,6 +125,7 @@ def single_integrator(pos0: Tensor, pos0_cov: Tensor, vel: Tensor, vel_cov: Tens
         vel: [..., T, 2] mean velocity held over each step, m/s.
         vel_cov: [..., T, 2, 2] its covariance, (m/s)^2.
         dt: step length, s.
+        shared_chol: [..., T, 2, 2] the drift's factor S_k per step, m/s (None: no drift).
 
     Returns:
         (pos [..., T, 2] m, pos_cov [..., T, 2, 2] m^2); step t is the position after t + 1 steps.
@@ -130,6 +138,10 @@ def single_integrator(pos0: Tensor, pos0_cov: Tensor, vel: Tensor, vel_cov: Tens
     _check_dt("single_integrator", dt)
     pos = pos0.unsqueeze(-2) + dt * vel.cumsum(dim=-2)  # [..., T, 2]
     pos_cov = pos0_cov.unsqueeze(-3) + dt**2 * vel_cov.cumsum(dim=-3)  # [..., T, 2, 2]
+    if shared_chol is not None:
+        _check_tail("single_integrator.shared_chol", shared_chol, (None, 2, 2), "[..., T, 2, 2]")
+        drift = dt * shared_chol.cumsum(dim=-3)  # [..., T, 2, 2]
+        pos_cov = pos_cov + drift @ drift.transpose(-1, -2)
     return pos, pos_cov
 
 
@@ -330,6 +342,19 @@ def unicycle_transition(state: Tensor, control: Tensor, dt: float) -> Tensor:
     _check_tail("unicycle_transition.control", control, (2,), "[..., 2]")
     _check_dt("unicycle_transition", dt)
     return _unicycle_step(state, control, dt)[0]
+
+
+def unicycle_path(state0: Tensor, control: Tensor, dt: float) -> Tensor:
+    """Positions [..., T, 2] of a unicycle from `state0 [..., 4]` under controls `control [..., T, 2]`
+    (no covariance: for sampled controls, where each sample is one deterministic path)."""
+    _check_tail("unicycle_path.state0", state0, (4,), "[..., 4]")
+    _check_tail("unicycle_path.control", control, (None, 2), "[..., T, 2]")
+    _check_dt("unicycle_path", dt)
+    state, positions = state0, []
+    for t in range(int(control.shape[-2])):  # T is static: the loop unrolls under tracing
+        state = _unicycle_step(state, control[..., t, :], dt)[0]
+        positions.append(state[..., :2])
+    return torch.stack(positions, dim=-2)
 
 
 def unicycle_jacobians(state: Tensor, control: Tensor, dt: float) -> tuple[Tensor, Tensor]:

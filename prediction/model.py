@@ -20,6 +20,7 @@ an honestly wider forecast instead of an argmax.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ from prediction.config import PredictorConfig
 from prediction.decoder import ControlDecoder, ControlGaussian
 from prediction.encoders import FutureEncoder, HistoryEncoder, InteractionEncoder, MapEncoder, mlp
 from prediction.features import edge_features, node_features
+from prediction.likelihood import observed_prefix, path_log_prob
 from prediction.types import Forecast
 from sim.config import RasterConfig
 from sim.state import AgentKind
@@ -105,20 +107,32 @@ class Predictor(nn.Module):
     def controls(self, x: Tensor, tracks: Tracks) -> tuple[ControlGaussian, ControlGaussian]:
         return self.decoder(x, tracks.current[..., STATE_VEL])
 
+    def walk(self, tracks: Tracks, pedestrian: ControlGaussian) -> tuple[Tensor, Tensor]:
+        """Pedestrian dynamics (single integrator with drift): positions `[B, A, K, T, 2]`, covariances."""
+        pos0, pos0_cov = tracks.current[..., STATE_POS], tracks.current_cov[..., STATE_POS, STATE_POS]
+        return dynamics.single_integrator(
+            _per_mode(pos0, self.cfg.latent), _per_mode(pos0_cov, self.cfg.latent), pedestrian.mean,
+            pedestrian.cov, self.cfg.dt, shared_chol=pedestrian.shared_chol,
+        )  # fmt: skip
+
+    def drive(self, tracks: Tracks, vehicle: ControlGaussian) -> tuple[Tensor, Tensor]:
+        """Vehicle and cyclist dynamics (unicycle, linearised): positions `[B, A, K, T, 2]`, covariances."""
+        current, cov = tracks.current, tracks.current_cov
+        state0, state0_cov = dynamics.unicycle_state(
+            current[..., STATE_POS], cov[..., STATE_POS, STATE_POS], current[..., STATE_VEL],
+            cov[..., STATE_VEL, STATE_VEL],
+        )  # fmt: skip
+        K = self.cfg.latent
+        return dynamics.unicycle(_per_mode(state0, K), _per_mode(state0_cov, K), vehicle.mean, vehicle.cov, self.cfg.dt)
+
     def integrate(self, tracks: Tracks, pedestrian: ControlGaussian, vehicle: ControlGaussian) -> tuple[Tensor, Tensor]:
         """Positions `[B, A, K, T, 2]` and covariances `[..., 2, 2]`, both dynamics blended by class."""
-        K, dt = self.cfg.latent, self.cfg.dt
-        current, cov = tracks.current, tracks.current_cov
-        pos0, pos0_cov = current[..., STATE_POS], cov[..., STATE_POS, STATE_POS]
-        vel0, vel0_cov = current[..., STATE_VEL], cov[..., STATE_VEL, STATE_VEL]
-        per_mode = lambda t: t.unsqueeze(2).expand(*t.shape[:2], K, *t.shape[2:])  # noqa: E731
-        walk, walk_cov = dynamics.single_integrator(
-            per_mode(pos0), per_mode(pos0_cov), pedestrian.mean, pedestrian.cov, dt
-        )
-        state0, state0_cov = dynamics.unicycle_state(pos0, pos0_cov, vel0, vel0_cov)
-        drive, drive_cov = dynamics.unicycle(per_mode(state0), per_mode(state0_cov), vehicle.mean, vehicle.cov, dt)
+        walk, walk_cov = self.walk(tracks, pedestrian)
+        if not self.cfg.vehicle_dynamics:  # a static choice of the config, not of the data
+            return walk, walk_cov
+        drive, drive_cov = self.drive(tracks, vehicle)
         p_walk = tracks.class_probs[..., PEDESTRIAN]
-        weights = per_mode(torch.stack((p_walk, 1 - p_walk), dim=-1))  # [B, A, K, 2]
+        weights = _per_mode(torch.stack((p_walk, 1 - p_walk), dim=-1), self.cfg.latent)  # [B, A, K, 2]
         means = torch.stack((walk, drive), dim=3)  # [B, A, K, 2, T, 2]
         covs = torch.stack((walk_cov, drive_cov), dim=3)
         return dynamics.moment_match(weights, means, covs)
@@ -152,14 +166,14 @@ class Predictor(nn.Module):
         current, cov = tracks.current, tracks.current_cov
         start = current[:, :, None, :] + (dynamics_chol4(cov)[:, :, None] @ noise.start[..., None]).squeeze(-1)
         pos0, vel0 = start[..., STATE_POS], start[..., STATE_VEL]  # [B, A, N, 2]
-        walk_u = _pick(pedestrian, z, noise.control)
+        walk_u = _pick(pedestrian, z, noise.control, noise.shared)
         walk = pos0[..., None, :] + cfg.dt * walk_u.cumsum(dim=-2)
+        if not cfg.vehicle_dynamics:
+            return walk
         drive_u = _pick(vehicle, z, noise.control)
         zero2 = torch.zeros(*pos0.shape, 2, dtype=pos0.dtype, device=pos0.device)
         state0, _ = dynamics.unicycle_state(pos0, zero2, vel0, zero2)
-        zero_u = torch.zeros(*drive_u.shape, 2, dtype=pos0.dtype, device=pos0.device)
-        drive, _ = dynamics.unicycle(state0, torch.zeros(*state0.shape, 4, dtype=pos0.dtype, device=pos0.device),
-                                     drive_u, zero_u, cfg.dt)  # fmt: skip
+        drive = dynamics.unicycle_path(state0, drive_u, cfg.dt)
         walks = noise.kind < tracks.class_probs[..., PEDESTRIAN, None]  # [B, A, N]
         return torch.where(walks[..., None, None], walk, drive)
 
@@ -170,26 +184,58 @@ class Predictor(nn.Module):
         """Per-agent terms `[B, A]` of the ELBO with the posterior enumerated exactly over all K values.
 
         `future [B, A, T, 2]` (m, frame of `tracks`) and `future_valid [B, A, T]` are the labels.
-        Returns `reconstruction` (E_q log p(y|x,z), summed over valid steps), `kl` (KL(q || p)),
-        `log_likelihood` (log p(y|x) = log sum_z p(z|x) p(y|x,z), the exact mixture likelihood),
-        `steps` (valid future steps) and `trained` (agents with at least one).
+        The future is scored up to the agent's first missing step (`observed_prefix`).
+        Returns `reconstruction` (E_q log p(y|x,z) of the whole scored path), `kl` (KL(q || p)),
+        `log_likelihood` (log p(y|x) = log sum_z p(z|x) p(y|x,z), the model's path likelihood),
+        `steps` (scored future steps) and `trained` (agents with at least one).
         """
         x = self.encode(tracks, map_input)
-        mix = self.mixture(tracks, x=x)
-        now = tracks.current[..., STATE_POS]
-        log_q = self.log_posterior(x, future, future_valid, now)
-        per_step = gaussian_log_prob(future[:, :, None], mix.means, mix.cov)  # [B, A, K, T]
-        per_step = torch.where(future_valid[:, :, None], per_step, torch.zeros_like(per_step))
-        ll_z = per_step.sum(dim=-1)  # [B, A, K]
+        scored = observed_prefix(future_valid)
+        trained = tracks.valid & scored.any(dim=-1)
+        # Decoding is per agent once x is known: decode only the trained agents, not the padding slots.
+        pick = lambda t: t[trained].unsqueeze(0)  # noqa: E731  [B, A, ...] -> [1, N, ...]
+        agents = dataclasses.replace(tracks, **{name: pick(getattr(tracks, name)) for name in tracks.field_names()})
+        x, future, scored = pick(x), pick(future), pick(scored)
+        pedestrian, vehicle = self.controls(x, agents)
+        log_prior = self.log_prior(x)
+        log_q = self.log_posterior(x, future, scored, agents.current[..., STATE_POS])
+        ll_z = self.path_log_likelihood(agents, future, scored, pedestrian, vehicle)
         q = log_q.exp()
-        trained = tracks.valid & future_valid.any(dim=-1)
-        return {
+        terms = {
             "reconstruction": (q * ll_z).sum(dim=-1),
-            "kl": (q * (log_q - mix.log_prior)).sum(dim=-1),
-            "log_likelihood": torch.logsumexp(mix.log_prior + ll_z, dim=-1),
-            "steps": future_valid.sum(dim=-1).to(ll_z.dtype),
-            "trained": trained,
+            "kl": (q * (log_q - log_prior)).sum(dim=-1),
+            "log_likelihood": torch.logsumexp(log_prior + ll_z, dim=-1),
+            "steps": scored.sum(dim=-1).to(ll_z.dtype),
         }
+        return {**{name: _scatter(value[0], trained) for name, value in terms.items()}, "trained": trained}
+
+    def path_log_likelihood(
+        self, tracks: Tracks, future: Tensor, scored: Tensor, pedestrian: ControlGaussian, vehicle: ControlGaussian
+    ) -> Tensor:
+        """[B, A, K] log p(y | x, z) of each agent's scored future prefix, per latent value.
+
+        Pedestrians: the exact density of the whole path (`prediction.likelihood`).
+        Vehicles and cyclists: the sum of the per-step marginal log-densities of the
+        linearised unicycle (its steps' correlations are not modelled). An agent of
+        uncertain class gets the class-weighted sum, the expected log-likelihood
+        under its class distribution (a lower bound of the blend's).
+        """
+        pos0, pos0_cov = tracks.current[..., STATE_POS], tracks.current_cov[..., STATE_POS, STATE_POS]
+        walk = path_log_prob(future, scored, pos0, pos0_cov, pedestrian.mean, pedestrian.chol,
+                             pedestrian.shared_chol, self.cfg.dt)  # fmt: skip
+        if not self.cfg.vehicle_dynamics:
+            return walk
+        means, cov = self.drive(tracks, vehicle)
+        per_step = gaussian_log_prob(future[:, :, None], means, cov)  # [B, A, K, T]
+        drive = torch.where(scored[:, :, None], per_step, torch.zeros_like(per_step)).sum(dim=-1)
+        p_walk = tracks.class_probs[..., PEDESTRIAN, None]
+        return p_walk * walk + (1 - p_walk) * drive
+
+
+def _scatter(values: Tensor, mask: Tensor) -> Tensor:
+    """[N] values of the True entries of `mask [B, A]` -> [B, A] (0 elsewhere), differentiable."""
+    out = torch.zeros(mask.shape, dtype=values.dtype, device=values.device)
+    return out.masked_scatter(mask, values)
 
 
 @dataclass(frozen=True)
@@ -200,12 +246,14 @@ class SampleNoise:
     kind: [B, A, N] uniform, picks the dynamics (pedestrian if below its class probability).
     start: [B, A, N, 4] standard normal, perturbs the current (x, y, vx, vy) by its covariance.
     control: [B, A, N, T, 2] standard normal, the control noise at each step.
+    shared: [B, A, N, 2] standard normal, the pedestrians' drift noise (one draw per path).
     """
 
     mode: Tensor
     kind: Tensor
     start: Tensor
     control: Tensor
+    shared: Tensor
 
     @classmethod
     def draw(cls, batch: int, agents: int, samples: int, horizon: int, generator: torch.Generator,
@@ -217,18 +265,29 @@ class SampleNoise:
             kind=torch.rand(shape, **kw),
             start=torch.randn(*shape, 4, **kw),
             control=torch.randn(*shape, horizon, 2, **kw),
+            shared=torch.randn(*shape, 2, **kw),
         )
 
     def to(self, device: torch.device | str) -> SampleNoise:
-        return SampleNoise(*(t.to(device) for t in (self.mode, self.kind, self.start, self.control)))
+        return SampleNoise(*(t.to(device) for t in (self.mode, self.kind, self.start, self.control, self.shared)))
 
 
-def _pick(controls: ControlGaussian, z: Tensor, noise: Tensor) -> Tensor:
-    """Controls `[B, A, N, T, 2]` of latent values `z [B, A, N]`: mean + chol @ noise."""
+def _pick(controls: ControlGaussian, z: Tensor, noise: Tensor, shared: Tensor | None = None) -> Tensor:
+    """Controls `[B, A, N, T, 2]` of latent values `z [B, A, N]`: mean + chol @ noise (+ shared_chol @ shared,
+    the drift, with `shared [B, A, N, 2]` the same at every step)."""
     T = controls.mean.shape[-2]
+    index = z[..., None, None, None].expand(*z.shape, T, 2, 2)
     mean = controls.mean.gather(2, z[..., None, None].expand(*z.shape, T, 2))
-    chol = controls.chol.gather(2, z[..., None, None, None].expand(*z.shape, T, 2, 2))
-    return mean + (chol @ noise[..., None]).squeeze(-1)
+    out = mean + (controls.chol.gather(2, index) @ noise[..., None]).squeeze(-1)
+    if controls.shared_chol is not None and shared is not None:
+        drift = controls.shared_chol.gather(2, index) @ shared[:, :, :, None, :, None]
+        out = out + drift.squeeze(-1)
+    return out
+
+
+def _per_mode(t: Tensor, modes: int) -> Tensor:
+    """`[B, A, ...]` -> `[B, A, K, ...]` (a view repeated over the K latent values)."""
+    return t.unsqueeze(2).expand(*t.shape[:2], modes, *t.shape[2:])
 
 
 def dynamics_chol4(cov: Tensor) -> Tensor:

@@ -155,7 +155,9 @@ def elbo_loss(
 def train(cfg: PredictionTrainConfig) -> Path:
     """Run the job; returns the final model file (`final.safetensors`), or the last checkpoint if stopped."""
     windows = training_windows(cfg).to(cfg.device)
-    model = Predictor(cfg.predictor).to(cfg.device)
+    with torch.random.fork_rng(devices=[]):  # initial weights from the job's seed, global RNG untouched
+        torch.manual_seed(cfg.seed)
+        model = Predictor(cfg.predictor).to(cfg.device)
     modules = nn.ModuleDict({"predictor": model})
     pool = torch.arange(windows.batch_size)
 
@@ -166,9 +168,9 @@ def train(cfg: PredictionTrainConfig) -> Path:
             batch = rotate_windows(batch, angle.to(batch.device))
         return elbo_loss(model, batch, kl_beta(step, cfg), cfg.kl_min, cfg.position_std)
 
-    def finalize(steps: int) -> Path:
+    def finalize(steps: int, seconds: float) -> Path:
         return save_predictor(model, Path(cfg.out) / FINAL_NAME, trained_by=KIND_TRAIN, steps=steps,
-                              job=jsonable(cfg))  # fmt: skip
+                              train_seconds=seconds, job=jsonable(cfg))  # fmt: skip
 
     def normalise_job(name: str, value: object) -> object:
         if name == "predictor":  # fields added since the checkpoint take their defaults

@@ -21,6 +21,7 @@ import math
 import os
 import re
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
@@ -139,7 +140,8 @@ class Trainer:
         pool: [P] long, the items (frames, windows) a step draws its batch from.
         loss_fn: (batch item indices, augmentation generator, step) -> (loss, report).
         model_config: the model's config as a JSON-able dict, stored with every checkpoint.
-        finalize: (steps done) -> path of the model file written at the end.
+        finalize: (steps done, training seconds) -> path of the model file written at the end;
+            the seconds add up every session of a resumed job.
         normalise_job: maps a stored job config field (name, value) to today's form, so
             fields added to a nested config since the checkpoint take their defaults.
     """
@@ -152,7 +154,7 @@ class Trainer:
         pool: Tensor,
         loss_fn: LossFn,
         model_config: dict[str, Any],
-        finalize: Callable[[int], Path],
+        finalize: Callable[[int, float], Path],
         normalise_job: Callable[[str, Any], Any] | None = None,
     ):
         if len(pool) == 0:
@@ -164,10 +166,13 @@ class Trainer:
         self.scheduler = LambdaLR(self.optimizer, warmup_cosine(cfg.warmup_steps, cfg.steps))
         self.augment = torch.Generator().manual_seed(cfg.seed + 1)
         self.step = 0
+        self.seconds_before = 0.0  # training time of earlier sessions of a resumed job
+        self.session_start = time.perf_counter()
 
     def run(self) -> Path:
         """Train to `steps` (or `stop_at`); returns the final model file, or the last checkpoint when stopped."""
         out = Path(self.cfg.out)
+        self.session_start = time.perf_counter()
         self._start(out)
         stop = min(self.cfg.steps, self.cfg.stop_at or self.cfg.steps)
         bar = tqdm(total=self.cfg.steps, initial=self.step, desc=self.kind, disable=not self.cfg.progress)
@@ -181,7 +186,7 @@ class Trainer:
         bar.close()
         if self.step < self.cfg.steps:
             return last if last is not None else self._save(out / f"step-{self.step:06d}.safetensors", {})
-        return self.finalize(self.step)
+        return self.finalize(self.step, self.seconds)
 
     def _one_step(self) -> dict[str, Tensor]:
         index = batch_index(self.pool, self.step, self.cfg.batch_size, self.cfg.seed)
@@ -204,6 +209,11 @@ class Trainer:
         if latest is not None:
             self._restore(latest)
 
+    @property
+    def seconds(self) -> float:
+        """Wall-clock training time so far, s, over every session of the job."""
+        return self.seconds_before + time.perf_counter() - self.session_start
+
     def _save(self, path: Path, report: dict[str, Tensor]) -> Path:
         opt_tensors, opt_rest = optimizer_to_tensors(self.optimizer.state_dict())
         tensors = {**self.modules.state_dict(), **opt_tensors, **rng_to_tensors({"augment": self.augment})}
@@ -217,6 +227,7 @@ class Trainer:
             "optimizer": jsonable(opt_rest),
             "scheduler": jsonable(self.scheduler.state_dict()),
             "losses": {name: float(value) for name, value in report.items()},
+            "train_seconds": self.seconds,
         }
         return save_checkpoint(path, tensors, self.model_config, **meta)
 
@@ -238,3 +249,42 @@ class Trainer:
             raise CheckpointError(f"checkpoint {path}: cannot resume from it ({exc})") from exc
         restore_rng(ckpt.tensors, {"augment": self.augment})
         self.step = int(ckpt.meta["step"])
+        self.seconds_before = float(ckpt.meta.get("train_seconds", 0.0))
+
+
+def add_loop_arguments(
+    parser: Any, steps: int, batch_size: int, lr: float, warmup_steps: int, checkpoint_every: int, items: str
+) -> None:
+    """The command-line options of the shared training loop (`loop_fields` reads them back)."""
+    parser.add_argument("--steps", type=int, default=steps, help=f"optimiser steps (default {steps})")
+    parser.add_argument("--batch-size", type=int, default=batch_size, help=f"{items} per step (default {batch_size})")
+    parser.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default {lr:g})")
+    parser.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay (default 1e-4)")
+    parser.add_argument("--warmup-steps", type=int, default=warmup_steps,
+                        help=f"linear LR warm-up steps (default {warmup_steps})")  # fmt: skip
+    parser.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (default 1.0)")
+    parser.add_argument("--checkpoint-every", type=int, default=checkpoint_every,
+                        help=f"checkpoint period, steps (default {checkpoint_every})")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0, help="seed of data order and augmentation")
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    parser.add_argument("--stop-at", type=int, default=None, help="stop after this step (resume later)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+
+
+def loop_fields(args: Any) -> dict[str, Any]:
+    """The job-config fields set by `add_loop_arguments`' options."""
+    return dict(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        warmup_steps=args.warmup_steps,
+        grad_clip=args.grad_clip,
+        checkpoint_every=args.checkpoint_every,
+        seed=args.seed,
+        resume=args.resume,
+        stop_at=args.stop_at,
+        progress=not args.no_progress,
+        device=args.device,
+    )

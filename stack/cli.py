@@ -17,10 +17,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     from perception import cli as perception_cli
+    from prediction import cli as prediction_cli
     from sim import cli as sim_cli
 
     sim_cli.add_parser(sub)
     perception_cli.add_parser(sub)
+    prediction_cli.add_parser(sub)
     return parser
 
 

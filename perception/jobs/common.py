@@ -99,10 +99,10 @@ def perception_trainer(cfg: TrainConfig, kind: str, modules: nn.ModuleDict, pool
     if len(pool) == 0:
         raise ValueError(f"{kind}: no frames to train on (check --label-fraction and the dataset)")
 
-    def finalize(steps: int) -> Path:
+    def finalize(steps: int, seconds: float) -> Path:
         model = Perception(cfg.perception)
         model.detector.load_state_dict(modules["detector"].state_dict())
-        return model.save(Path(cfg.out) / FINAL_NAME, trained_by=kind, steps=steps)
+        return model.save(Path(cfg.out) / FINAL_NAME, trained_by=kind, steps=steps, train_seconds=seconds)
 
     def normalise_job(name: str, value: Any) -> Any:
         # Fields added to PerceptionConfig since the checkpoint take their defaults.

@@ -19,6 +19,7 @@ from prediction.dynamics import (
     single_integrator,
     unicycle,
     unicycle_jacobians,
+    unicycle_path,
     unicycle_state,
     unicycle_transition,
 )
@@ -522,3 +523,12 @@ def test_dynamics_export_to_onnx_and_match_onnxruntime():
     for name, value, expected in zip(outputs, got, want, strict=True):
         assert bool(torch.isfinite(expected).all()), name
         torch.testing.assert_close(torch.from_numpy(value), expected, rtol=1e-4, atol=1e-4, msg=name)
+
+
+def test_unicycle_path_is_the_mean_of_the_covariance_propagation():
+    g = torch.Generator().manual_seed(3)
+    state0 = torch.tensor([[1.0, -2.0, 0.3, 4.0], [0.0, 0.0, -1.0, 0.0]])
+    control = torch.randn(2, 6, 2, generator=g) * torch.tensor([0.4, 1.5])
+    zero_cov = torch.zeros(2, 4, 4)
+    expected, _ = unicycle(state0, zero_cov, control, torch.zeros(2, 6, 2, 2), 0.4)
+    assert torch.allclose(unicycle_path(state0, control, 0.4), expected, atol=1e-6)

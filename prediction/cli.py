@@ -1,0 +1,157 @@
+"""`drivestack prediction generate|train|evaluate`: the prediction jobs from the command line.
+
+drivestack prediction generate --out data/windows.safetensors --suite hard --seeds 16
+drivestack prediction train --ethucy ../shared/data/ethucy --scene eth --out runs/pred-eth
+drivestack prediction train --windows data/windows.safetensors --out runs/pred-sim --interaction-radius 30
+drivestack prediction evaluate --model runs/pred-eth/final.safetensors --ethucy ../shared/data/ethucy --scene eth
+drivestack prediction evaluate --baseline cv-sampled --ethucy ../shared/data/ethucy --scene eth
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from prediction import api
+from prediction.config import PredictorConfig
+from prediction.ethucy import SCENES, SPLITS, load_split
+from prediction.evaluate import evaluate_scene
+from prediction.simdata import SimWindowsConfig, describe, load_windows, save_windows, simulate_windows
+from prediction.train import PredictionTrainConfig, train
+from prediction.windows import TrajectoryWindows
+from sim.training import add_loop_arguments, loop_fields, write_json
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "prediction",
+        help="generate trajectory windows, train and evaluate the predictor",
+        description="Prediction jobs: generate (simulated trajectory windows), train (the CVAE's ELBO), "
+        "evaluate (minADE/FDE, most-likely ADE/FDE, mixture and KDE NLL).",
+    )
+    jobs = p.add_subparsers(dest="job", metavar="JOB", required=True)
+    _add_generate(jobs)
+    _add_train(jobs)
+    _add_evaluate(jobs)
+
+
+def _add_generate(jobs: argparse._SubParsersAction) -> None:
+    g = jobs.add_parser("generate", help="simulate scenarios and write trajectory windows (ego frame)")
+    g.add_argument("--out", type=Path, required=True, help="windows file (.safetensors)")
+    g.add_argument("--suite", default="hard", help="suite name, scenario name or .yaml path (default hard)")
+    g.add_argument("--policy", default="pdm-gt", help="driving policy (default pdm-gt)")
+    g.add_argument("--seeds", type=int, default=8, help="episodes per scenario (default 8)")
+    g.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
+    g.add_argument("--duration", type=float, default=None, help="override every scenario's duration, s")
+    g.add_argument("--stride", type=int, default=1, help="samples between window start times (default 1)")
+    g.add_argument("--max-agents", type=int, default=64, help="nearest agents kept per window (default 64)")
+    g.add_argument("--radius", type=float, default=60.0, help="agents within this distance of the ego, m")
+    g.set_defaults(run=run_generate)
+
+
+def _add_data(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ethucy", type=Path, default=None, help="ETH/UCY folder (<scene>/{train,val,test}/*.txt)")
+    parser.add_argument("--scene", choices=SCENES, default=None, help="the fold's held-out scene")
+    parser.add_argument("--windows", type=Path, nargs="*", default=[], help="simulator windows files")
+
+
+def _add_train(jobs: argparse._SubParsersAction) -> None:
+    t = jobs.add_parser("train", help="train the predictor (ELBO with KL annealing)")
+    _add_data(t)
+    t.add_argument("--out", type=Path, default=Path("runs/prediction"), help="checkpoint directory")
+    defaults = PredictorConfig()
+    t.add_argument("--latent", type=int, default=defaults.latent, help="K, latent values (default 25)")
+    t.add_argument("--hidden", type=int, default=defaults.hidden, help="agent encoding width (default 64)")
+    t.add_argument("--decoder-hidden", type=int, default=defaults.decoder_hidden, help="decoder width (default 128)")
+    t.add_argument("--interaction-radius", type=float, default=defaults.interaction_radius,
+                   help="neighbours within this distance, m (default 3)")  # fmt: skip
+    t.add_argument("--map-channels", type=int, default=0, help="map raster channels read per agent (0 = no map)")
+    t.add_argument(
+        "--pedestrians-only",
+        action="store_true",
+        help="move every agent as a pedestrian (single integrator; no unicycle branch), e.g. ETH/UCY",
+    )
+    t.add_argument("--kl-weight", type=float, default=1.0, help="final KL weight beta (default 1)")
+    t.add_argument("--kl-anneal-steps", type=int, default=1000, help="steps of the KL annealing (default 1000)")
+    t.add_argument("--kl-min", type=float, default=0.07, help="free nats of KL per agent (default 0.07)")
+    t.add_argument("--no-rotate", action="store_true", help="no random rotation of training windows")
+    t.add_argument("--position-std", type=float, default=0.05, help="assumed position noise of the data, m")
+    add_loop_arguments(t, steps=3000, batch_size=32, lr=3e-3, warmup_steps=100, checkpoint_every=250, items="windows")
+    t.set_defaults(run=run_train)
+
+
+def _add_evaluate(jobs: argparse._SubParsersAction) -> None:
+    e = jobs.add_parser("evaluate", help="measure a model file or a baseline on held-out windows")
+    which = e.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", type=Path, help="model file (final.safetensors of a train job)")
+    which.add_argument("--baseline", choices=sorted(api.BASELINES), help="a constant-velocity baseline")
+    _add_data(e)
+    e.add_argument("--split", choices=SPLITS, default="test", help="ETH/UCY split (default test)")
+    e.add_argument("--samples", type=int, default=20, help="samples for minADE/minFDE (default 20)")
+    e.add_argument("--kde-samples", type=int, default=2000, help="samples for the KDE NLL (0 = skip; default 2000)")
+    e.add_argument("--seed", type=int, default=0, help="sampling seed")
+    e.add_argument("--out", type=Path, default=None, help="write the report here (JSON)")
+    e.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    e.set_defaults(run=run_evaluate)
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    cfg = SimWindowsConfig(
+        suite=args.suite,
+        policy=args.policy,
+        seeds=tuple(range(args.first_seed, args.first_seed + args.seeds)),
+        duration=args.duration,
+        stride=args.stride,
+        max_agents=args.max_agents,
+        radius=args.radius,
+    )
+    windows = simulate_windows(cfg)
+    path = save_windows(windows, args.out, describe(cfg))
+    print(f"wrote {path} ({windows.batch_size} windows, {int(windows.valid.sum())} agents)")
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    predictor = PredictorConfig(
+        latent=args.latent,
+        hidden=args.hidden,
+        decoder_hidden=args.decoder_hidden,
+        interaction_radius=args.interaction_radius,
+        map_channels=args.map_channels,
+        vehicle_dynamics=not args.pedestrians_only,
+    )
+    cfg = PredictionTrainConfig(
+        out=args.out,
+        ethucy_root=args.ethucy,
+        scene=args.scene,
+        windows=tuple(args.windows),
+        predictor=predictor,
+        kl_weight=args.kl_weight,
+        kl_anneal_steps=args.kl_anneal_steps,
+        kl_min=args.kl_min,
+        rotate=not args.no_rotate,
+        position_std=args.position_std,
+        **loop_fields(args),
+    )
+    print(f"wrote {train(cfg)}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    model = api.load(args.model, args.device) if args.model else api.baseline(args.baseline)
+    if (args.ethucy is None) == (not args.windows):
+        raise ValueError("evaluate: give either --ethucy with --scene, or --windows")
+    if args.ethucy is not None:
+        if args.scene is None:
+            raise ValueError("evaluate: --ethucy needs --scene")
+        windows = load_split(args.ethucy, args.scene, args.split).windows
+    else:
+        windows = TrajectoryWindows.concat([load_windows(p)[0] for p in args.windows])
+    report = evaluate_scene(model, windows, num_samples=args.samples, kde_samples=args.kde_samples, seed=args.seed,
+                            progress=True)  # fmt: skip
+    report = {"model": str(args.model or args.baseline), "scene": args.scene, "split": args.split, **report}
+    print(json.dumps(report, indent=1))
+    if args.out is not None:
+        write_json(args.out, report)
+    return 0

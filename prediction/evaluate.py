@@ -1,0 +1,74 @@
+"""Measure a predictor on trajectory windows through the public API only (`predict_positions`, `forecast`).
+
+For the agents the protocol scores (observed at all 8 history steps and
+present at all 12 future ones):
+
+* min_ade / min_fde: best of `num_samples` (20) sampled futures, each minimised separately;
+* ade / fde: the most likely mode's mean (`Forecast.most_likely`);
+* nll_step / nll_joint: exact negative log-likelihood of the truth under the forecast mixture;
+* kde_nll: Trajectron++'s KDE NLL over `kde_samples` (2000) samples (skipped when 0).
+
+Every model receives the observed steps only (`TrajectoryWindows.observed`).
+Results are pooled over agents (`prediction.metrics.Totals`), so a scene's mean
+does not depend on how its windows were batched.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from prediction.metrics import AgentScores, Totals, ade_fde, kde_nll, min_ade_fde, mixture_nll
+from prediction.types import Forecast
+from prediction.windows import TrajectoryWindows
+
+
+class PositionPredictor(Protocol):
+    """What `prediction.api.load` and `prediction.api.baseline` return."""
+
+    def predict_positions(self, obs_xy: Tensor, obs_valid: Tensor, num_samples: int = 20, seed: int = 0) -> Tensor: ...
+
+    def forecast(self, obs_xy: Tensor, obs_valid: Tensor) -> Forecast: ...
+
+
+def evaluate_windows(
+    model: PositionPredictor,
+    windows: TrajectoryWindows,
+    num_samples: int = 20,
+    kde_samples: int = 2000,
+    seed: int = 0,
+    chunk: int = 16,
+    progress: bool = False,
+) -> Totals:
+    """Pooled metric sums over the scored agents of `windows` (`.means()` gives the averages)."""
+    total = Totals()
+    starts = range(0, windows.batch_size, chunk)
+    for i, start in enumerate(tqdm(starts, desc="evaluate", disable=not progress)):
+        index = torch.arange(start, min(start + chunk, windows.batch_size))
+        batch = windows.index(index).trimmed()
+        scored = batch.scored()
+        if not bool(scored.any()):
+            continue
+        obs_xy, obs_valid = batch.observed()
+        truth, _ = batch.future()
+        samples = model.predict_positions(obs_xy, obs_valid, num_samples=num_samples, seed=seed + i)
+        forecast = model.forecast(obs_xy, obs_valid)
+        values = {
+            **min_ade_fde(samples, truth, scored).values,
+            **ade_fde(forecast.most_likely(), truth, scored).values,
+            **mixture_nll(forecast, truth, scored).values,
+        }
+        if kde_samples > 0:
+            many = model.predict_positions(obs_xy, obs_valid, num_samples=kde_samples, seed=seed + i + 1_000_003)
+            values.update(kde_nll(many, truth, scored).values)
+        total = total + AgentScores(values, scored).totals()  # one count per agent, every metric
+    return total
+
+
+def evaluate_scene(model: PositionPredictor, windows: TrajectoryWindows, **kw) -> dict[str, float]:
+    """Averages over the scored agents, plus their count."""
+    total = evaluate_windows(model, windows, **kw)
+    return {**total.means(), "agents": total.count}

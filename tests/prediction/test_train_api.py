@@ -1,0 +1,149 @@
+"""Training job, model files, the public API and the command line, on tiny generated data."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from prediction import api
+from prediction.checkpoint import load_predictor
+from prediction.config import PredictorConfig
+from prediction.evaluate import evaluate_scene
+from prediction.simdata import save_windows
+from prediction.train import PredictionTrainConfig, kl_beta, rotate_windows, train
+from sim.checkpoint import CheckpointError
+from sim.config import ConfigError
+from stack.cli import main
+from tests.prediction.conftest import walking_windows
+
+TINY = PredictorConfig.tiny(interaction_radius=10.0)
+
+
+@pytest.fixture
+def windows_file(tmp_path: Path) -> Path:
+    windows = walking_windows(windows=12, agents=4, seed=3)
+    return save_windows(windows, tmp_path / "walk.safetensors", {"made_by": "test"})
+
+
+def job(tmp_path: Path, windows_file: Path, **changes) -> PredictionTrainConfig:
+    base = dict(out=tmp_path / "run", windows=(windows_file,), predictor=TINY, steps=8, batch_size=4,
+                warmup_steps=1, checkpoint_every=4, kl_anneal_steps=4, progress=False)  # fmt: skip
+    base.update(changes)
+    return PredictionTrainConfig(**base)
+
+
+def test_training_lowers_the_loss_and_writes_a_loadable_model(tmp_path, windows_file):
+    path = train(job(tmp_path, windows_file, steps=40, checkpoint_every=40, lr=1e-2))
+    model, meta = load_predictor(path)
+    assert meta["steps"] == 40 and meta["train_seconds"] > 0
+    first = load_predictor(tmp_path / "run" / "step-000040.safetensors")
+    assert isinstance(first[0], type(model))
+    windows = walking_windows(windows=12, agents=4, seed=3)
+    untrained = api.TrajectoryPredictor(type(model)(TINY))
+    trained = api.TrajectoryPredictor(model)
+    before = evaluate_scene(untrained, windows, kde_samples=0)
+    after = evaluate_scene(trained, windows, kde_samples=0)
+    assert after["nll_step"] < before["nll_step"]
+
+
+def test_a_stopped_and_resumed_job_ends_where_an_uninterrupted_one_does(tmp_path, windows_file):
+    straight = train(job(tmp_path / "a", windows_file))
+    train(job(tmp_path / "b", windows_file, stop_at=4))
+    resumed = train(job(tmp_path / "b", windows_file, resume=True))
+    a, b = load_predictor(straight)[0].state_dict(), load_predictor(resumed)[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_a_changed_job(tmp_path, windows_file):
+    train(job(tmp_path, windows_file, stop_at=4))
+    with pytest.raises(ValueError, match="kl_weight"):
+        train(job(tmp_path, windows_file, kl_weight=2.0, resume=True))
+
+
+def test_bad_job_configs_name_the_field(tmp_path, windows_file):
+    with pytest.raises(ConfigError, match="scene"):
+        job(tmp_path, windows_file, ethucy_root=tmp_path)
+    with pytest.raises(ConfigError, match="windows"):
+        job(tmp_path, windows_file, windows=())
+    with pytest.raises(ConfigError, match="kl_min"):
+        job(tmp_path, windows_file, kl_min=-1.0)
+    with pytest.raises(ConfigError, match="PredictorConfig.latent"):
+        PredictorConfig(latent=0)
+
+
+def test_kl_weight_rises_from_zero_to_its_final_value():
+    cfg = PredictionTrainConfig(windows=(Path("x"),), kl_weight=2.0, kl_anneal_steps=100)
+    assert kl_beta(0, cfg) < 0.02 and kl_beta(50, cfg) == pytest.approx(1.0) and kl_beta(200, cfg) > 1.99
+
+
+def test_rotation_turns_whole_windows_and_keeps_distances():
+    windows = walking_windows()
+    rotated = rotate_windows(windows, torch.full((3,), torch.pi / 2))
+    present = windows.present
+    assert torch.allclose(rotated.xy[..., 0][present], -windows.xy[..., 1][present], atol=1e-5)
+    d0 = (windows.xy[:, 0] - windows.xy[:, 2]).norm(dim=-1)
+    d1 = (rotated.xy[:, 0] - rotated.xy[:, 2]).norm(dim=-1)
+    assert torch.allclose(d0, d1, atol=1e-5)
+
+
+def test_corrupted_model_files_are_refused(tmp_path, windows_file):
+    path = train(job(tmp_path, windows_file, steps=1, checkpoint_every=1))
+    data = path.read_bytes()
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="broken.safetensors"):
+        api.load(broken)
+
+
+def test_api_predicts_positions_for_every_agent_observed_now(tmp_path, windows_file):
+    model = api.load(train(job(tmp_path, windows_file, steps=2)))
+    windows = walking_windows()
+    obs_xy, obs_valid = windows.observed()
+    samples = model.predict_positions(obs_xy, obs_valid, num_samples=5, seed=7)
+    assert samples.shape == (3, 5, 5, 12, 2)
+    assert torch.equal(samples, model.predict_positions(obs_xy, obs_valid, num_samples=5, seed=7))
+    assert not torch.equal(samples, model.predict_positions(obs_xy, obs_valid, num_samples=5, seed=8))
+    assert bool((samples[:, -1] == 0).all())  # the empty slot
+    forecast = model.forecast(obs_xy, obs_valid).validate()
+    assert torch.equal(forecast.valid, obs_valid[..., -1])
+    with pytest.raises(ValueError, match="obs_xy: expected 8 observed steps"):
+        model.predict_positions(obs_xy[:, :, 1:], obs_valid[:, :, 1:])
+    bad = obs_xy.clone()
+    bad[0, 0, 3, 0] = float("nan")
+    with pytest.raises(ValueError, match="window 0, agent 0, step 3"):
+        model.forecast(bad, obs_valid)
+    with pytest.raises(ValueError, match="num_samples"):
+        model.predict_positions(obs_xy, obs_valid, num_samples=0)
+
+
+def test_api_baselines_have_the_same_interface():
+    windows = walking_windows()
+    obs_xy, obs_valid = windows.observed()
+    for name in ("cv", "cv-sampled"):
+        report = evaluate_scene(api.baseline(name), windows, kde_samples=50)
+        assert report["agents"] == int(windows.scored().sum()) and report["min_ade"] <= report["ade"] + 1e-6
+    with pytest.raises(ValueError, match="baseline"):
+        api.baseline("oracle")
+
+
+def test_command_line_trains_and_evaluates(tmp_path, windows_file, capsys):
+    out = tmp_path / "cli"
+    assert main(["prediction", "train", "--windows", str(windows_file), "--out", str(out), "--steps", "2",
+                 "--batch-size", "2", "--latent", "3", "--hidden", "8", "--decoder-hidden", "8", "--no-progress",
+                 "--checkpoint-every", "2", "--warmup-steps", "0"]) == 0  # fmt: skip
+    report = tmp_path / "report.json"
+    assert main(["prediction", "evaluate", "--model", str(out / "final.safetensors"), "--windows", str(windows_file),
+                 "--kde-samples", "10", "--out", str(report)]) == 0  # fmt: skip
+    assert report.is_file() and '"min_ade"' in report.read_text()
+    assert main(["prediction", "evaluate", "--baseline", "cv"]) == 2
+    assert "either --ethucy" in capsys.readouterr().err
+
+
+def test_windows_from_another_timing_are_refused(tmp_path):
+    windows = dataclasses.replace(walking_windows(), dt=0.1)
+    path = save_windows(windows, tmp_path / "fast.safetensors", {})
+    with pytest.raises(ConfigError, match="dt"):
+        train(PredictionTrainConfig(out=tmp_path / "r", windows=(path,), predictor=TINY, steps=1, progress=False))
