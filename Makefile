@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_PIN := torch==2.13.0
 
-.PHONY: demo test lint bench clean venv weights
+.PHONY: demo test lint bench clean venv weights ethucy-weights
 
 venv: $(STAMP)
 
@@ -62,6 +62,14 @@ weights: $(WEIGHTS_WORK)/train/index.json $(WEIGHTS_WORK)/val/index.json
 		--data $(WEIGHTS_WORK)/val --out $(WEIGHTS_WORK)/eval
 	mkdir -p $(dir $(WEIGHTS_OUT))
 	cp $(WEIGHTS_WORK)/eval/calibrated.safetensors $(WEIGHTS_OUT)
+
+# ETH/UCY predictor weights, one per leave-one-scene-out fold (each trained on the
+# other four scenes), then the per-scene benchmark table. Resumes; skips folds
+# whose weights exist.
+ETHUCY ?= ../shared/data/ethucy
+
+ethucy-weights: $(STAMP)
+	$(PY) bench/ethucy.py --data $(ETHUCY) --train --work runs/ethucy --out docs/bench/ethucy.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

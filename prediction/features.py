@@ -65,6 +65,7 @@ def edge_features(tracks: Tracks, cfg: PredictorConfig) -> tuple[Tensor, Tensor,
     diff = now[:, None, :, :] - now[:, :, None, :]
     distance = (diff.square().sum(-1) + 1e-12).sqrt()
     valid = tracks.valid
-    not_self = ~torch.eye(A, dtype=torch.bool, device=valid.device)
+    slot = torch.arange(A, device=valid.device)
+    not_self = slot[:, None] != slot[None, :]  # (not a bool torch.eye: onnxruntime has no bool EyeLike)
     neighbour = valid[:, None, :] & valid[:, :, None] & not_self & (distance <= cfg.interaction_radius)
     return step.reshape(B, A, A, H * F), distance, neighbour

@@ -178,3 +178,44 @@ def test_map_encoder_reads_the_patch_around_each_agent():
 def test_map_model_requires_a_map(walkers):
     with pytest.raises(ValueError, match="map_input"):
         model(PredictorConfig.tiny(map_channels=2))(tracks_of(walkers))
+
+
+@pytest.mark.parametrize("vehicle_dynamics", [False, True])
+def test_forecast_exports_to_onnx_with_dynamic_scene_and_agent_axes(vehicle_dynamics):
+    """The deterministic forecast (all K latent values, no sampling) runs in onnxruntime and matches torch
+    on a different number of scenes and agents than it was exported with."""
+    import io
+    import warnings
+
+    from perception.types import Tracks
+    from prediction.types import Forecast
+
+    net = model(PredictorConfig.tiny(interaction_radius=10.0, vehicle_dynamics=vehicle_dynamics))
+
+    class Graph(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, *flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            tracks = Tracks.from_flat(dict(zip(Tracks.flat_names(), flat, strict=True)))
+            return tuple(self.net(tracks).to_flat().values())
+
+    def flat(windows: TrajectoryWindows) -> tuple[torch.Tensor, ...]:
+        return tuple(tracks_of(windows).to_flat().values())
+
+    buffer, names = io.BytesIO(), Tracks.flat_names()
+    axes = {name: {0: "S", 1: "A"} for name in names}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Graph(), flat(walking_windows()), buffer, input_names=names, dynamo=False,
+                          output_names=Forecast.flat_names(), dynamic_axes=axes, opset_version=17)  # fmt: skip
+    import onnxruntime as ort  # only the export tests need it
+
+    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    other = flat(walking_windows(windows=2, agents=7, seed=4))
+    got = session.run(None, {name: value.numpy() for name, value in zip(names, other, strict=True)})
+    with torch.no_grad():
+        want = Graph()(*other)
+    for name, a, b in zip(Forecast.flat_names(), got, want, strict=True):
+        torch.testing.assert_close(torch.from_numpy(a), b, atol=1e-4, rtol=1e-4, msg=name)
