@@ -179,5 +179,8 @@ class ConstantVelocitySampled(ConstantVelocity):
     def mode_angles(self, like: Tensor) -> tuple[Tensor, Tensor]:
         levels = (torch.arange(self.num_modes, dtype=torch.float64) + 0.5) / self.num_modes
         angles = torch.special.ndtri(levels) * self.heading_std
+        # Equal weights tie; order the modes by |angle| so the most likely one (`Forecast.most_likely`
+        # takes the first maximum) is the straight-ahead mode, the density's peak.
+        angles = angles[torch.argsort(angles.abs(), stable=True)]
         log_weights = torch.full((self.num_modes,), -math.log(self.num_modes), dtype=like.dtype)
         return angles.to(dtype=like.dtype, device=like.device), log_weights
