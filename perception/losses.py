@@ -159,9 +159,10 @@ def focal_loss(logit: Tensor, heatmap: Tensor, alpha: float, beta: float) -> Ten
 
 
 def gaussian_nll(value: Tensor, mean: Tensor, cov: Tensor) -> Tensor:
-    """[...] negative log density of `value [..., 2]` under N(mean, cov [..., 2, 2])."""
+    """[...] negative log density of `value [..., 2]` under N(mean, cov [..., 2, 2]) (closed form; the
+    determinant is floored at 1e-12 so a near-singular covariance gives a large, finite value)."""
     a, b, d = cov[..., 0, 0], cov[..., 0, 1], cov[..., 1, 1]
-    det = a * d - b * b
+    det = (a * d - b * b).clamp_min(1e-12)
     r = value - mean
     mahalanobis = (d * r[..., 0] ** 2 - 2 * b * r[..., 0] * r[..., 1] + a * r[..., 1] ** 2) / det
     return 0.5 * (mahalanobis + torch.log(det)) + LOG_2PI

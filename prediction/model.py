@@ -21,12 +21,12 @@ an honestly wider forecast instead of an argmax.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from perception.losses import gaussian_nll
 from perception.types import STATE_POS, STATE_VEL, Tracks
 from prediction import dynamics
 from prediction.config import PredictorConfig
@@ -57,15 +57,6 @@ class Mixture:
     log_prior: Tensor
     means: Tensor
     cov: Tensor
-
-
-def gaussian_log_prob(y: Tensor, mean: Tensor, cov: Tensor) -> Tensor:
-    """log N(y; mean, cov) for 2-D points `[..., 2]` and covariances `[..., 2, 2]` (closed form)."""
-    a, b, d = cov[..., 0, 0], cov[..., 0, 1], cov[..., 1, 1]
-    det = (a * d - b * b).clamp_min(1e-12)
-    dx, dy = (y - mean).unbind(-1)
-    maha = (d * dx * dx - 2 * b * dx * dy + a * dy * dy) / det
-    return -math.log(2 * math.pi) - 0.5 * det.log() - 0.5 * maha
 
 
 class Predictor(nn.Module):
@@ -226,7 +217,7 @@ class Predictor(nn.Module):
         if not self.cfg.vehicle_dynamics:
             return walk
         means, cov = self.drive(tracks, vehicle)
-        per_step = gaussian_log_prob(future[:, :, None], means, cov)  # [B, A, K, T]
+        per_step = -gaussian_nll(future[:, :, None], means, cov)  # [B, A, K, T] log-densities
         drive = torch.where(scored[:, :, None], per_step, torch.zeros_like(per_step)).sum(dim=-1)
         p_walk = tracks.class_probs[..., PEDESTRIAN, None]
         return p_walk * walk + (1 - p_walk) * drive

@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal
 
+from perception.losses import gaussian_nll
 from prediction.config import PredictorConfig
 from prediction.inputs import backward_velocity, tracks_from_positions
-from prediction.model import Predictor, SampleNoise, gaussian_log_prob
+from prediction.model import Predictor, SampleNoise
 from prediction.windows import HISTORY, TrajectoryWindows
 from tests.prediction.conftest import walking_windows
 
@@ -99,13 +100,13 @@ def test_masked_and_distant_agents_have_no_influence(walkers):
     assert torch.allclose(a.means[:, others], b.means[:, others], atol=1e-5)
 
 
-def test_gaussian_log_prob_matches_torch_distributions():
+def test_gaussian_nll_matches_torch_distributions():
     g = torch.Generator().manual_seed(0)
     mean, y = torch.randn(7, 2, generator=g), torch.randn(7, 2, generator=g)
     root = torch.randn(7, 2, 2, generator=g)
     cov = root @ root.transpose(-1, -2) + 0.1 * torch.eye(2)
     expected = MultivariateNormal(mean, covariance_matrix=cov).log_prob(y)
-    assert torch.allclose(gaussian_log_prob(y, mean, cov), expected, atol=1e-5)
+    assert torch.allclose(-gaussian_nll(y, mean, cov), expected, atol=1e-5)
 
 
 def test_forecast_marginals_match_the_path_model_for_pedestrians(walkers):
