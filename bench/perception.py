@@ -178,6 +178,7 @@ def _train_and_evaluate(cfg: BenchConfig, work: Path, data: dict[str, Path], pre
                     "mAP": m["mAP"],
                     "ap_per_class": m["ap_per_class"],
                     "temperature": c["temperature"],
+                    "position_cov_scale": c["position_cov_scale"],
                     "ece_before": c["test_ece_before"],
                     "ece_after": c["test_ece_after"],
                     "position_nll": m["position"]["nll_mean"],
@@ -259,13 +260,15 @@ def _cell(value: float | None, spec: str = ".3f") -> str:
 
 def format_tables(result: dict) -> str:
     header = (
-        "label fraction  frames  pretrained     mAP  ECE before  ECE after       T     NLL    cov1    cov2  FP/frame"
+        "label fraction  frames  pretrained     mAP  ECE before  ECE after       T  cov scale     NLL    cov1    cov2"
+        "  FP/frame"
     )
     lines = [header]
     for r in result["label_efficiency"]:
         lines.append(
             f"{r['label_fraction']:>14.0%}  {r['labeled_frames']:>6}  {r['pretrained']!s:>10}  {_cell(r['mAP']):>6}  "
             f"{_cell(r['ece_before']):>10}  {_cell(r['ece_after']):>9}  {_cell(r['temperature']):>6}  "
+            f"{_cell(r['position_cov_scale'], '.2f'):>9}  "
             f"{_cell(r['position_nll']):>6}  {_cell(r['coverage_1sigma']):>6}  {_cell(r['coverage_2sigma']):>6}  "
             f"{_cell(r['false_positives_per_frame']):>8}"
         )

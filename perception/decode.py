@@ -181,6 +181,14 @@ def decode(
     return select(candidates, index)
 
 
+def scale_position_covariance(detections: Detections, scale: float) -> Detections:
+    """The detections with every position covariance multiplied by `scale` (> 0), the calibration
+    `perception.calibration.fit_covariance_scale` fits; 1 returns them unchanged."""
+    if scale == 1.0:
+        return detections
+    return dataclasses.replace(detections, position_cov=detections.position_cov * scale)
+
+
 def harden(detections: Detections) -> Detections:
     """The argmax ablation (DESIGN.md): what a pipeline that passes decisions, not
     distributions, would hand downstream. Existence is thresholded at 0.5, the

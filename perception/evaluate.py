@@ -1,13 +1,15 @@
-"""`evaluate(cfg)`: calibrate a detector's existence temperature and measure it on held-out frames.
+"""`evaluate(cfg)`: calibrate a detector (existence temperature, position-covariance scale) and
+measure it on held-out frames.
 
 The dataset's episodes are split (`split_by_episode`) into a validation part,
 on which the existence temperature is fitted (`fit_temperature` on the
-decoded slots' existence logits against `existence_outcomes`), and a test
-part, on which `DetectionEvaluator` measures mAP per class and threshold,
+decoded slots' existence logits against `existence_outcomes`) and the
+position-covariance scale (`fit_covariance_scale` on the squared Mahalanobis
+distances of the matched slots), and a test part, on which `DetectionEvaluator` measures mAP per class and threshold,
 calibration (ECE), position NLL and 1/2-sigma coverage, and false positives
-per frame at the fitted temperature, and, when the dataset recorded the object
+per frame with both calibrations applied, and, when the dataset recorded the object
 sensor's ghosts, how much existence the detector puts near them. The calibrated model is written as a new
-checkpoint (`calibrated.safetensors`, temperature in its config) and the
+checkpoint (`calibrated.safetensors`, both in its config) and the
 report as `report.json`, both atomically; the source checkpoint is untouched.
 """
 
@@ -21,11 +23,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from perception.calibration import expected_calibration_error, fit_temperature
+from perception.calibration import expected_calibration_error, fit_covariance_scale, fit_temperature
 from perception.data import FrameDataset, ghosts_of, labels_of, split_by_episode
-from perception.decode import decode
+from perception.decode import decode, scale_position_covariance
 from perception.jobs.common import load_batch, write_json
-from perception.metrics import DetectionEvaluator, EvaluationConfig, existence_outcomes
+from perception.metrics import (
+    DetectionEvaluator,
+    EvaluationConfig,
+    existence_outcomes,
+    mahalanobis_squared,
+    match_frames,
+)
 from perception.model import Perception
 from perception.types import CLASS_NAMES, Detections
 from sim.config import ConfigError
@@ -43,10 +51,11 @@ class EvaluateConfig:
         checkpoint: any perception checkpoint (`final.safetensors`, a `step-*` file, a calibrated one).
         data: held-out dataset directory (scenario seeds not trained on).
         out: directory for `calibrated.safetensors` and `report.json`.
-        val_fraction: fraction of `data`'s episodes used to fit the temperature; the rest are measured.
-        fit_temperature: fit the temperature on `val_fraction` of the episodes (True), or keep the
-            checkpoint's own and measure every frame (False: a calibrated checkpoint measured on another
-            scenario, e.g. one with no real objects, on which a fitted temperature would be degenerate).
+        val_fraction: fraction of `data`'s episodes used for calibration; the rest are measured.
+        fit_temperature: fit the temperature and the position-covariance scale on `val_fraction` of the
+            episodes (True), or keep the checkpoint's own and measure every frame (False: a calibrated
+            checkpoint measured on another scenario, e.g. one with no real objects, on which a fitted
+            calibration would be degenerate).
         seed: the episode split's seed.
         batch_size: frames per detector call.
         device: torch device.
@@ -72,11 +81,12 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class SplitOutputs:
-    """Decoded detections of one split at temperature 1, with their raw existence logits.
+    """Decoded detections of one split, uncalibrated (temperature 1, covariance scale 1), with their raw
+    existence logits.
 
     Attributes:
         logits: one [B, N] tensor per batch, the existence logit of each slot.
-        detections: one per batch, decoded at temperature 1.
+        detections: one per batch, uncalibrated.
         labels: one ground-truth `ObjectList` per batch.
         ghosts: one per batch, the object sensor's ghosts, or None when the dataset has none.
     """
@@ -86,12 +96,28 @@ class SplitOutputs:
     labels: list[ObjectList]
     ghosts: list[ObjectList | None]
 
-    def at_temperature(self, temperature: float) -> list[Detections]:
-        """The detections with existence `sigmoid(logit / temperature)` (decode's order does not change)."""
+    def calibrated(self, temperature: float, position_cov_scale: float = 1.0) -> list[Detections]:
+        """The detections with existence `sigmoid(logit / temperature)` (decode's order does not change)
+        and position covariances times `position_cov_scale`."""
         return [
-            dataclasses.replace(d, existence=torch.sigmoid(z / temperature))
+            scale_position_covariance(
+                dataclasses.replace(d, existence=torch.sigmoid(z / temperature)), position_cov_scale
+            )
             for d, z in zip(self.detections, self.logits, strict=True)
         ]
+
+    def matched_mahalanobis_sq(self, config: EvaluationConfig) -> Tensor:
+        """(P,) squared Mahalanobis distance of every matched slot's ground-truth position (class-agnostic
+        match at `outcome_threshold`, as the evaluator's position metrics)."""
+        distances = []
+        for d, gt in zip(self.detections, self.labels, strict=True):
+            matched = match_frames(d, gt, config).matched_gt  # (B, N), -1 = unmatched
+            frame, slot = (matched >= 0).nonzero(as_tuple=True)
+            target = gt.xy[frame, matched[frame, slot]].double()
+            distances.append(
+                mahalanobis_squared(target, d.position[frame, slot].double(), d.position_cov[frame, slot].double())
+            )
+        return torch.cat(distances)
 
     def outcomes(self, config: EvaluationConfig) -> list[Tensor]:
         return [existence_outcomes(d, gt, config) for d, gt in zip(self.detections, self.labels, strict=True)]
@@ -131,21 +157,25 @@ def _splits(dataset: FrameDataset, cfg: EvaluateConfig) -> tuple[Tensor, Tensor]
     return val, test
 
 
-def _fit_temperature(val: SplitOutputs, cfg: EvaluateConfig) -> dict[str, float]:
-    """The temperature fitted on the validation split, and that split's ECE before and after."""
+def _fit_calibration(val: SplitOutputs, cfg: EvaluateConfig, current_scale: float) -> dict[str, Any]:
+    """The temperature and position-covariance scale fitted on the validation split, and that split's
+    ECE before and after. With no matched detection to fit the scale on, `current_scale` is kept."""
     outcomes, bins = val.outcomes(cfg.evaluation), cfg.evaluation.calibration_bins
     temperature = fit_temperature(
         torch.cat([z.flatten() for z in val.logits]), torch.cat([o.flatten() for o in outcomes])
     )
+    distances = val.matched_mahalanobis_sq(cfg.evaluation)
     return {
         "temperature": temperature,
+        "position_cov_scale": fit_covariance_scale(distances) if distances.numel() else current_scale,
+        "position_cov_scale_fitted_on": int(distances.numel()),
         "val_ece_before": _ece(val.detections, outcomes, bins),
-        "val_ece_after": _ece(val.at_temperature(temperature), outcomes, bins),
+        "val_ece_after": _ece(val.calibrated(temperature), outcomes, bins),
     }
 
 
 def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
-    """Fit the temperature (unless `cfg.fit_temperature` is False), write the calibrated checkpoint and the
+    """Fit the calibration (unless `cfg.fit_temperature` is False), write the calibrated checkpoint and the
     report; returns the report."""
     model = Perception.load(cfg.checkpoint, cfg.device)
     if not (Path(cfg.data) / "index.json").is_file():
@@ -156,14 +186,21 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     dataset.check_compatible(det.frames, det.raster, det.warp_mode)
     if cfg.fit_temperature:
         val_index, test_index = _splits(dataset, cfg)
-        calibration = _fit_temperature(run_detector(model, dataset, val_index, cfg.batch_size, cfg.device), cfg)
+        val = run_detector(model, dataset, val_index, cfg.batch_size, cfg.device)
+        calibration = _fit_calibration(val, cfg, model.cfg.position_cov_scale)
     else:
         val_index, test_index = torch.zeros(0, dtype=torch.long), torch.arange(len(dataset))
-        calibration = {"temperature": model.cfg.temperature, "val_ece_before": None, "val_ece_after": None}
+        calibration = {
+            "temperature": model.cfg.temperature,
+            "position_cov_scale": model.cfg.position_cov_scale,
+            "position_cov_scale_fitted_on": 0,
+            "val_ece_before": None,
+            "val_ece_after": None,
+        }
     temperature, bins = calibration["temperature"], cfg.evaluation.calibration_bins
     test = run_detector(model, dataset, test_index, cfg.batch_size, cfg.device)
     test_outcomes = test.outcomes(cfg.evaluation)
-    calibrated = test.at_temperature(temperature)
+    calibrated = test.calibrated(temperature, calibration["position_cov_scale"])
     calibration["test_ece_before"] = _ece(test.detections, test_outcomes, bins)
     calibration["test_ece_after"] = _ece(calibrated, test_outcomes, bins)
 
@@ -171,7 +208,8 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     for dets, gt, ghosts in zip(calibrated, test.labels, test.ghosts, strict=True):
         evaluator.update(dets, gt, ghosts=ghosts)
     out = Path(cfg.out)
-    calibrated_model = Perception(dataclasses.replace(model.cfg, temperature=temperature)).to(cfg.device)
+    settings = {"temperature": temperature, "position_cov_scale": calibration["position_cov_scale"]}
+    calibrated_model = Perception(dataclasses.replace(model.cfg, **settings)).to(cfg.device)
     calibrated_model.detector.load_state_dict(model.detector.state_dict())
     checkpoint = calibrated_model.save(out / CALIBRATED_NAME, calibrated_from=str(cfg.checkpoint), **calibration)
     report = {
@@ -194,6 +232,7 @@ def format_report(report: dict[str, Any]) -> str:
     rows += [(f"AP {name}", m["ap_per_class"][name]) for name in CLASS_NAMES]
     rows += [
         ("temperature", c["temperature"]),
+        ("position covariance scale", c["position_cov_scale"]),
         ("ECE before (test)", c["test_ece_before"]),
         ("ECE after (test)", c["test_ece_after"]),
         ("position NLL", m["position"]["nll_mean"]),

@@ -6,14 +6,16 @@
         detections, tracks, state = model.step(state, frame)
 
 `step` is a pure function of (state, frame): FrameStack push -> detector input
--> Detector -> decode (existence temperature from the config) -> Tracker.step
+-> Detector -> decode (existence temperature and position-covariance scale
+from the config) -> Tracker.step
 with the frame's ego pose and dt = `Timing().sim_dt`. Checkpoints hold the
-detector weights and this config (temperature included) as JSON, via
+detector weights and this config (calibration included) as JSON, via
 `sim.checkpoint`, so loading never unpickles.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from perception.config import DetectorConfig
-from perception.decode import decode, harden
+from perception.decode import decode, harden, scale_position_covariance
 from perception.detector import Detector
 from perception.frames import FrameStack, detector_input, initial_stack, push
 from perception.tracker import Tracker, TrackerConfig, TrackerState
@@ -44,6 +46,8 @@ class PerceptionConfig:
         tracker: the multi-object tracker.
         temperature: T > 0 dividing the existence logit at decode
             (`perception.calibration.fit_temperature`; 1 = uncalibrated).
+        position_cov_scale: s > 0 multiplying every decoded position covariance
+            (`perception.calibration.fit_covariance_scale`; 1 = uncalibrated).
         argmax: the ablation switch: hand the tracker thresholded, one-hot,
             point detections (`perception.decode.harden`) instead of
             distributions. Never the default.
@@ -52,6 +56,7 @@ class PerceptionConfig:
     detector: DetectorConfig = DetectorConfig()
     tracker: TrackerConfig = TrackerConfig()
     temperature: float = 1.0
+    position_cov_scale: float = 1.0
     argmax: bool = False
 
     def __post_init__(self) -> None:
@@ -61,6 +66,9 @@ class PerceptionConfig:
             raise ConfigError(f"PerceptionConfig.tracker: expected a TrackerConfig, got {self.tracker!r}")
         if not (isinstance(self.temperature, int | float) and self.temperature > 0):
             raise ConfigError(f"PerceptionConfig.temperature: expected a number > 0, got {self.temperature!r}")
+        scale = self.position_cov_scale
+        if not (isinstance(scale, int | float) and math.isfinite(scale) and scale > 0):
+            raise ConfigError(f"PerceptionConfig.position_cov_scale: expected a finite number > 0, got {scale!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""
@@ -119,6 +127,7 @@ class Perception(nn.Module):
         det = self.cfg.detector
         x = detector_input(stack, det.raster, det.warp_mode)  # (B, 2K + 3, H, W)
         detections = decode(self.detector(x), det.raster, det.stride, det.slots, self.cfg.temperature)
+        detections = scale_position_covariance(detections, self.cfg.position_cov_scale)
         return harden(detections) if self.cfg.argmax else detections
 
     def step(self, state: PerceptionState, frame: SensorFrame) -> tuple[Detections, Tracks, PerceptionState]:

@@ -1,4 +1,4 @@
-"""Calibration of probabilities: ECE, reliability tables and temperature scaling, on seeded synthetic data."""
+"""Calibration: ECE, reliability tables, temperature and covariance scaling, on seeded synthetic data."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ from perception.calibration import (
     binary_nll,
     calibrate_probability,
     expected_calibration_error,
+    fit_covariance_scale,
     fit_temperature,
     probability_to_logit,
     reliability_table,
 )
-from perception.metrics import DetectionEvaluator
+from perception.metrics import DetectionEvaluator, mahalanobis_squared
 from tests.perception.metric_frames import grid_positions, make_dets, make_objects
 
 SAMPLES = 20_000
@@ -80,6 +81,32 @@ def test_temperature_scaling_repairs_overconfidence() -> None:
     repaired = calibrate_probability(sharp, temperature)
     assert expected_calibration_error(repaired, outcomes) < 0.02
     np.testing.assert_allclose(apply_temperature(torch.tensor([3.0, -6.0]), 3.0).numpy(), [1.0, -2.0])
+
+
+def test_fit_covariance_scale_recovers_a_known_scale() -> None:
+    # Errors drawn from N(0, 4 Sigma) judged under Sigma: the maximum-likelihood scale is 4.
+    rng = np.random.default_rng(3)
+    cov = torch.tensor([[0.5, 0.2], [0.2, 0.3]], dtype=torch.float64)
+    chol = torch.linalg.cholesky(4.0 * cov)
+    errors = torch.from_numpy(rng.standard_normal((SAMPLES, 2))) @ chol.T
+    d2 = mahalanobis_squared(errors, torch.zeros(2, dtype=torch.float64), cov.expand(SAMPLES, 2, 2))
+    scale = fit_covariance_scale(d2)
+    assert scale == pytest.approx(4.0, rel=0.03)
+    # After scaling the coverage of the sigma ellipses is the Gaussian's.
+    assert (d2 / scale <= 1.0).double().mean() == pytest.approx(1 - math.exp(-0.5), abs=0.01)
+    assert (d2 / scale <= 4.0).double().mean() == pytest.approx(1 - math.exp(-2.0), abs=0.01)
+
+    # It is the NLL minimum: nudging it either way costs.
+    def nll(s: float) -> float:
+        return float((d2 / (2 * s)).mean() + math.log(s))
+
+    assert nll(scale) < min(nll(scale * 0.95), nll(scale * 1.05))
+
+
+@pytest.mark.parametrize("bad", [np.zeros(0), np.array([1.0, np.nan]), np.array([1.0, -0.5]), np.ones((2, 2))])
+def test_fit_covariance_scale_rejects_bad_input(bad) -> None:
+    with pytest.raises(ValueError, match="mahalanobis_sq"):
+        fit_covariance_scale(bad)
 
 
 def test_separable_data_hits_the_lower_bound() -> None:

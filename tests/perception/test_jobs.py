@@ -131,7 +131,10 @@ def test_evaluate_writes_report_and_calibrated_checkpoint(data):
     assert set(saved["metrics"]) >= {"mAP", "ap", "calibration", "position", "false_positives"}
     calibrated = Perception.load(out / CALIBRATED_NAME)
     assert calibrated.cfg.temperature == pytest.approx(temperature)
-    assert Perception.load(data["pretrained"]).cfg.temperature == 1.0  # the source is untouched
+    assert calibrated.cfg.position_cov_scale == pytest.approx(report["calibration"]["position_cov_scale"])
+    assert report["calibration"]["position_cov_scale_fitted_on"] > 0
+    source = Perception.load(data["pretrained"]).cfg  # untouched
+    assert source.temperature == 1.0 and source.position_cov_scale == 1.0
 
 
 def test_evaluate_reports_the_response_to_sensor_ghosts(data):

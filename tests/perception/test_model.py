@@ -70,6 +70,17 @@ def test_temperature_changes_existence_not_ranking(frames):
     assert not torch.allclose(cold_det.existence, hot_det.existence)
 
 
+def test_position_cov_scale_widens_covariances_only(frames):
+    model = _model()
+    wide = Perception(PerceptionConfig.tiny(RASTER, position_cov_scale=2.5)).eval()
+    wide.detector.load_state_dict(model.detector.state_dict())
+    state = model.initial_state(frames[0])
+    base, scaled = model.step(state, frames[1])[0], wide.step(state, frames[1])[0]
+    assert torch.allclose(scaled.position_cov, 2.5 * base.position_cov)
+    assert torch.equal(scaled.position, base.position) and torch.equal(scaled.existence, base.existence)
+    assert torch.equal(scaled.velocity_cov, base.velocity_cov)
+
+
 def test_save_load_round_trip_gives_identical_outputs(frames, tmp_path: Path):
     torch.manual_seed(3)
     model = Perception(PerceptionConfig.tiny(RASTER, temperature=0.7)).eval()
@@ -88,6 +99,9 @@ def test_config_dict_round_trip_and_bad_fields():
         PerceptionConfig.from_dict({**cfg.to_dict(), "bogus": 1})
     with pytest.raises(ConfigError, match="temperature"):
         PerceptionConfig(temperature=0.0)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="position_cov_scale"):
+            PerceptionConfig(position_cov_scale=bad)
 
 
 def test_corrupted_checkpoint_gives_a_clear_error(tmp_path: Path):
