@@ -26,9 +26,9 @@ class Plan(TensorContract):
     """The ego's plan for one policy step, with the candidates it was chosen from.
 
     Attributes:
-        trajectory: [B, T, 3] float, ego pose (x m, y m, yaw rad) of the rear-axle
-            centre (as `sim.state.EgoState`) per future step, ego frame at the
-            current time; read with `POSE_XY` / `POSE_YAW`.
+        trajectory: [B, T, 3] float, ego pose (x m, y m, yaw rad) of the box
+            centre (the ego frame's origin, as `sim.policies.PolicyOutput`) per
+            future step, ego frame at the current time; read with `POSE_XY` / `POSE_YAW`.
         speed: [B, T] float, longitudinal speed along the plan, m/s.
         controls: [B, T, 2] float, (longitudinal acceleration m/s^2, curvature
             1/m, left > 0) applied over each step; read with `CONTROL_ACCEL` /

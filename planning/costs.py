@@ -1,0 +1,131 @@
+"""Cost terms of candidate trajectories, each normalised to be of order 1.
+
+The collision term is random (it depends on which mode each agent follows and
+whether it exists) and enters the entropic risk per agent; the others are
+deterministic given the candidate. Agents are independent given the forecast,
+and costs add over agents, so the risk of the sum is the sum of the per-agent
+risks: R(J_ego + sum_a J_a) = J_ego + sum_a R(J_a), exactly, for every sigma.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from planning.collision import EGO_HALF_LENGTH, EGO_HALF_WIDTH, disc_probability, ego_circles, first_hit_probability
+from planning.config import PlannerConfig
+from planning.lattice import Candidates
+from sim.config import RasterConfig, Timing
+from sim.types import SensorFrame
+
+
+@dataclass(frozen=True)
+class AgentFutures:
+    """What the collision term reads about the other agents, ego frame.
+
+    Attributes:
+        means: [B, A, M, T, 2] position per outcome (mode or sample) and step, m.
+        cov: [B, A, M, T, 2, 2] position covariance, m^2.
+        log_prob: [B, A, M] log-probability of each outcome given the agent exists.
+        existence: [B, A] probability that the agent is real (0 for empty slots).
+        radius: [B, A] footprint disc radius, m.
+    """
+
+    means: Tensor
+    cov: Tensor
+    log_prob: Tensor
+    existence: Tensor
+    radius: Tensor
+
+
+def ego_disc_centres(candidates: Candidates) -> Tensor:
+    """[B, C, T, D, 2] centres of the ego's covering discs along each candidate."""
+    offsets, _ = ego_circles(candidates.xy.dtype, candidates.xy.device)
+    heading = torch.stack((torch.cos(candidates.yaw), torch.sin(candidates.yaw)), dim=-1)  # (B, C, T, 2)
+    return candidates.xy.unsqueeze(-2) + heading.unsqueeze(-2) * offsets[:, None]
+
+
+def collision_costs(candidates: Candidates, agents: AgentFutures, cfg: PlannerConfig) -> Tensor:
+    """Cost [B, C, A, M] of each candidate if agent a exists and follows outcome m.
+
+    Per step, the probability that any ego disc meets the agent's disc (the
+    largest over the ego's discs); across steps, the probability that the first
+    contact happens then; the cost is its sum weighted by a discount (later
+    contacts can still be avoided by replanning) and a severity that grows with
+    the ego's speed (being hit at standstill is not the ego's doing).
+    """
+    _, ego_radius = ego_circles()
+    centres = ego_disc_centres(candidates)[:, :, None, None]  # (B, C, 1, 1, T, D, 2)
+    means = agents.means[:, None, :, :, :, None]  # (B, 1, A, M, T, 1, 2)
+    cov = agents.cov[:, None, :, :, :, None]  # (B, 1, A, M, T, 1, 2, 2)
+    radius = (agents.radius + ego_radius + cfg.margin)[:, None, :, None, None, None]
+    per_disc = disc_probability(centres, means, cov, radius)  # (B, C, A, M, T, D)
+    first = first_hit_probability(per_disc.amax(-1))  # (B, C, A, M, T)
+    T = first.shape[-1]
+    discount = cfg.collision_discount ** torch.arange(T, dtype=first.dtype, device=first.device)
+    severity = cfg.severity_floor + candidates.speed / cfg.severity_speed  # (B, C, T)
+    weight = discount * severity  # (B, C, T)
+    return cfg.weights.collision * (first * weight[:, :, None, None]).sum(-1)
+
+
+def progress_cost(candidates: Candidates, frame: SensorFrame, timing: Timing, cfg: PlannerConfig) -> Tensor:
+    """[B, C] minus the distance along the route as a fraction of what the speed limit allows."""
+    reachable = (frame.speed_limit * timing.horizon_s).clamp_min(1.0)[:, None]
+    return -cfg.weights.progress * candidates.s[..., -1] / reachable
+
+
+def lane_cost(candidates: Candidates, cfg: PlannerConfig) -> Tensor:
+    """[B, C] mean squared lateral offset from the route, in lane half-widths."""
+    return cfg.weights.lane * (candidates.offset / cfg.lane_half_width).pow(2).mean(-1)
+
+
+def comfort_cost(candidates: Candidates, timing: Timing, cfg: PlannerConfig) -> Tensor:
+    """[B, C] mean squared longitudinal and lateral acceleration and jerk, in comfort units."""
+    accel = candidates.accel
+    lateral = candidates.speed.pow(2) * candidates.curvature
+    jerk = torch.diff(accel, dim=-1, prepend=torch.zeros_like(accel[..., :1])) / timing.sample_dt
+    terms = (accel / cfg.comfort_accel).pow(2) + (lateral / cfg.comfort_accel).pow(2) + (jerk / cfg.comfort_jerk).pow(2)
+    return cfg.weights.comfort * terms.mean(-1)
+
+
+def speed_limit_cost(candidates: Candidates, frame: SensorFrame, cfg: PlannerConfig) -> Tensor:
+    """[B, C] mean squared excess over the speed limit, in units of the limit."""
+    limit = frame.speed_limit.clamp_min(1.0)[:, None, None]
+    return cfg.weights.speed_limit * (F.relu(candidates.speed - limit) / limit).pow(2).mean(-1)
+
+
+def drivable_cost(candidates: Candidates, frame: SensorFrame, raster: RasterConfig, cfg: PlannerConfig) -> Tensor:
+    """[B, C] fraction of the ego's four corners, over the steps, outside the drivable area.
+
+    The map raster is read bilinearly (`grid_sample`), so the term is smooth in
+    the trajectory; points beyond the raster count as drivable (unmapped, not off-road).
+    """
+    heading = torch.stack((torch.cos(candidates.yaw), torch.sin(candidates.yaw)), dim=-1)
+    left = torch.stack((-heading[..., 1], heading[..., 0]), dim=-1)
+    signs = candidates.xy.new_tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])  # (4, 2)
+    corners = (
+        candidates.xy.unsqueeze(-2)
+        + signs[:, :1] * EGO_HALF_LENGTH * heading.unsqueeze(-2)
+        + signs[:, 1:] * EGO_HALF_WIDTH * left.unsqueeze(-2)
+    )  # (B, C, T, 4, 2)
+    drivable = sample_map(frame.map[:, :1], corners, raster)
+    return cfg.weights.drivable * (1.0 - drivable).flatten(2).mean(-1)
+
+
+def sample_map(channel: Tensor, xy: Tensor, raster: RasterConfig) -> Tensor:
+    """Bilinear read of `channel [B, 1, H, W]` at ego-frame points `xy [B, ..., 2]` -> [B, ...];
+    1 outside the raster (unmapped counts as drivable)."""
+    H = raster.size
+    # Raster row 0 is the far front; the ego sits at row ego_row_fraction * H, column W / 2.
+    row = raster.ego_row_fraction * H - xy[..., 0] / raster.resolution
+    col = 0.5 * H - xy[..., 1] / raster.resolution
+    grid = torch.stack((col / (0.5 * H) - 1.0, row / (0.5 * H) - 1.0), dim=-1)  # align_corners=False units
+    B = xy.shape[0]
+    flat = grid.reshape(B, 1, -1, 2)
+    inside = (grid.abs() <= 1.0).all(-1)
+    value = F.grid_sample(channel, flat, mode="bilinear", padding_mode="border", align_corners=False)
+    value = value.reshape(xy.shape[:-1])
+    return torch.where(inside, value, torch.ones_like(value))
