@@ -37,16 +37,21 @@ def load_predictor(path: str | Path, device: torch.device | str = "cpu") -> tupl
     except (ConfigError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {path}: config is not a PredictorConfig ({exc})") from exc
     model = Predictor(cfg).to(device)
-    weights = {k[len(PREFIX) :]: v for k, v in ckpt.tensors.items() if k.startswith(PREFIX)}
+    load_predictor_weights(model, ckpt.subset(PREFIX), path)
+    return model.eval(), ckpt.meta
+
+
+def load_predictor_weights(model: Predictor, weights: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Copy `weights` (state_dict names) into `model`; missing, unexpected or misshapen tensors raise
+    `CheckpointError` naming `source`."""
     expected = set(model.state_dict())
     missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
     if missing or unexpected:
         raise CheckpointError(
-            f"checkpoint {path}: predictor weights do not match its config "
+            f"checkpoint {source}: predictor weights do not match its config "
             f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
         )
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:  # a tensor of the wrong shape
-        raise CheckpointError(f"checkpoint {path}: predictor weights do not fit its config ({exc})") from exc
-    return model.eval(), ckpt.meta
+        raise CheckpointError(f"checkpoint {source}: predictor weights do not fit its config ({exc})") from exc

@@ -1,0 +1,176 @@
+"""`Stack`: detector -> tracker -> predictor -> planner as one module with explicit recurrent state.
+
+    stack = Stack.load("weights/stack.safetensors")
+    state = stack.initial_state(first_frame)
+    for frame in frames:
+        plan, state = stack.step(state, frame, sigma)
+
+`step` is a pure function of (state, frame, sigma); the state is the
+perception chain's (the detector's frame memory and the tracker's filter), the
+only memory the stack has. Every module hands the next a distribution:
+`Detections` with existence and covariances, `Tracks` with covariances,
+existence and classes, a `Forecast` mixture. The planner turns it into a
+`Plan` under the risk sensitivity sigma, a tensor input of the step, so one set
+of weights (and one exported graph) serves every sigma. The same forward path
+runs in training, in the simulator and in export.
+
+The argmax ablation (`StackConfig.argmax`) runs the same weights on decisions
+instead: detections thresholded and hardened (`perception.decode.harden`), each
+forecast reduced to its most likely mode as a point with existence thresholded
+at 0.5 (`harden_forecast`).
+
+Checkpoints hold the detector weights under `perception.detector.*`, the
+predictor's under `predictor.*`, and the `StackConfig` as JSON (`sim.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from perception.decode import POSITION_STD_FLOOR
+from perception.model import Perception, PerceptionState
+from perception.types import Detections, Tracks
+from planning.planner import Planner, checking
+from planning.risk import check_sigma
+from planning.types import Plan
+from prediction.checkpoint import load_predictor_weights
+from prediction.model import MapInput, Predictor
+from prediction.types import Forecast
+from sim.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from sim.config import ConfigError, Timing
+from sim.types import SensorFrame
+from stack.config import StackConfig
+
+CHECKPOINT_KIND = "stack"
+PERCEPTION_PREFIX = "perception."
+PREDICTOR_PREFIX = "predictor."
+# Log-weight given to the modes the argmax ablation drops: exp(-30) ~ 1e-13, so the mixture stays
+# normalised to float precision while the dropped modes carry no mass.
+DROPPED_MODE_LOG_WEIGHT = -30.0
+
+StackState = PerceptionState
+
+
+@dataclass(frozen=True)
+class StackOutput:
+    """Everything one step produced, for rendering, debugging and training losses."""
+
+    detections: Detections
+    tracks: Tracks
+    forecast: Forecast
+    plan: Plan
+    state: StackState
+
+
+def harden_forecast(forecast: Forecast) -> Forecast:
+    """The argmax ablation of a forecast: the most likely mode only, as a point (the covariance floor),
+    existence thresholded at 0.5 and the class one-hot."""
+    best = forecast.log_weights.argmax(-1, keepdim=True)  # (B, A, 1)
+    modes = torch.arange(forecast.num_modes, device=best.device)
+    log_weights = torch.where(modes == best, 0.0, DROPPED_MODE_LOG_WEIGHT).to(forecast.log_weights.dtype)
+    eye = torch.eye(2, dtype=forecast.chol.dtype, device=forecast.chol.device)
+    one_hot = torch.nn.functional.one_hot(forecast.class_probs.argmax(-1), forecast.class_probs.shape[-1])
+    return dataclasses.replace(
+        forecast,
+        log_weights=log_weights,
+        chol=(POSITION_STD_FLOOR * eye).expand_as(forecast.chol),
+        existence=(forecast.existence >= 0.5).to(forecast.existence.dtype),
+        class_probs=one_hot.to(forecast.class_probs.dtype),
+    )
+
+
+class Stack(nn.Module):
+    """See the module docstring."""
+
+    def __init__(self, cfg: StackConfig = StackConfig(), timing: Timing = Timing()):
+        super().__init__()
+        _check_timing(cfg, timing)
+        self.cfg, self.timing = cfg, timing
+        self.perception = Perception(dataclasses.replace(cfg.perception, argmax=cfg.argmax))
+        self.predictor = Predictor(cfg.predictor)
+        self.planner = Planner(cfg.planner, timing, cfg.perception.detector.raster)
+
+    def initial_state(self, frame: SensorFrame) -> StackState:
+        """The state at episode start (the first frame repeated, no tracks)."""
+        return self.perception.initial_state(frame)
+
+    def step(self, state: StackState, frame: SensorFrame, sigma: Tensor | float) -> tuple[Plan, StackState]:
+        """One step: the plan for `frame` under risk sensitivity `sigma` ([B] or scalar) and the new state."""
+        out = self.step_outputs(state, frame, sigma)
+        return out.plan, out.state
+
+    def forward(self, state: StackState, frame: SensorFrame, sigma: Tensor) -> tuple[Plan, StackState]:
+        return self.step(state, frame, sigma)
+
+    def step_outputs(
+        self, state: StackState, frame: SensorFrame, sigma: Tensor | float, noise: tuple[Tensor, Tensor] | None = None
+    ) -> StackOutput:
+        """`step` with every intermediate distribution; `noise` (see `Planner.forward`) switches the risk
+        from forecast modes to samples."""
+        if checking():
+            sigma = check_sigma(sigma, frame.ego_speed.shape[0])
+        detections, tracks, new_state = self.perception.step(state, frame)
+        forecast = self.forecast(tracks, frame)
+        plan = self.planner(forecast, frame, sigma, agent_size=tracks.size, noise=noise)
+        return StackOutput(detections, tracks, forecast, plan, new_state)
+
+    def forecast(self, tracks: Tracks, frame: SensorFrame) -> Forecast:
+        """The predictor's mixture for `tracks` (hardened under the argmax ablation)."""
+        map_input = (
+            MapInput(frame.map, self.cfg.perception.detector.raster) if self.cfg.predictor.map_channels else None
+        )
+        forecast = self.predictor(tracks, map_input)
+        return harden_forecast(forecast) if self.cfg.argmax else forecast
+
+    def with_argmax(self, argmax: bool = True) -> Stack:
+        """The same weights with the ablation switch set (a new module)."""
+        other = Stack(dataclasses.replace(self.cfg, argmax=argmax), self.timing)
+        other.load_state_dict(self.state_dict())
+        return other.to(next(self.parameters()).device).train(self.training)
+
+    # -- checkpoints -----------------------------------------------------
+    def weights(self) -> dict[str, Tensor]:
+        tensors = {PERCEPTION_PREFIX + k: v for k, v in self.perception.weights().items()}
+        tensors.update({PREDICTOR_PREFIX + k: v.detach().contiguous() for k, v in self.predictor.state_dict().items()})
+        return tensors
+
+    def save(self, path: str | Path, **meta: Any) -> Path:
+        """Weights and config, atomically (`sim.checkpoint`)."""
+        return save_checkpoint(path, self.weights(), self.cfg.to_dict(), kind=CHECKPOINT_KIND, **meta)
+
+    @classmethod
+    def load(cls, path: str | Path, device: torch.device | str = "cpu", **changes: Any) -> Stack:
+        """A stack from a checkpoint; `changes` replace config fields (e.g. `argmax=True`, `sigma=2.0`)."""
+        ckpt = load_checkpoint(path, device)
+        try:
+            cfg = dataclasses.replace(StackConfig.from_dict(ckpt.config), **changes)
+        except (ConfigError, TypeError) as exc:
+            raise CheckpointError(f"checkpoint {path}: config is not a StackConfig ({exc})") from exc
+        stack = cls(cfg).to(device)
+        stack.perception.load_weights(ckpt.subset(PERCEPTION_PREFIX), str(path))
+        load_predictor_weights(stack.predictor, ckpt.subset(PREDICTOR_PREFIX), str(path))
+        return stack.eval()
+
+    @classmethod
+    def assemble(cls, perception: Perception, predictor: Predictor, **changes: Any) -> Stack:
+        """A stack from separately trained modules (their weights are copied)."""
+        cfg = StackConfig(perception=perception.cfg, predictor=predictor.cfg, **changes)
+        stack = cls(cfg)
+        stack.perception.detector.load_state_dict(perception.detector.state_dict())
+        stack.predictor.load_state_dict(predictor.state_dict())
+        return stack
+
+
+def _check_timing(cfg: StackConfig, timing: Timing) -> None:
+    p = cfg.predictor
+    if p.horizon != timing.horizon_steps or abs(p.dt - timing.sample_dt) > 1e-9:
+        raise ConfigError(
+            f"StackConfig.predictor: expected horizon {timing.horizon_steps} steps of {timing.sample_dt} s "
+            f"(Timing), got {p.horizon} of {p.dt} s"
+        )

@@ -1,0 +1,148 @@
+"""The stack as a closed-loop simulator policy: `drivestack sim --policy stack`.
+
+The policy reads only the sensor frame (no ground truth, no object list): the
+stack's own detector and tracker do the rest. Its recurrent state is the
+stack's, created from the first frame it sees. Importing this module registers
+`stack` and `stack-argmax` (the ablation, same weights) with `sim.policies`,
+both loading the shipped default weights.
+
+`plan_every` > 1 runs the full step (perception, prediction, planning) every
+that many frames and perception alone in between, so the tracker still sees
+every frame; in between, the last plan is re-expressed in the current ego
+frame (from the localisation poses) and advanced by the time elapsed. It
+exists to fit closed-loop evaluation into a CPU budget; on a vehicle the whole
+step runs every frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from sim.config import Timing
+from sim.geometry import local_to_world, world_to_local
+from sim.policies import Observation, Overlay, PolicyOutput, register_policy
+from sim.types import SensorFrame
+from stack.model import Stack, StackOutput, StackState
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "stack.safetensors"
+REPRODUCE = "make stack-weights"
+
+
+@dataclass(frozen=True)
+class PolicyState:
+    """The policy's memory between frames.
+
+    Attributes:
+        stack: the stack's recurrent state.
+        frames: frames seen so far.
+        plan_xy: [B, T, 2] the last plan, world frame.
+        plan_speed: [B, T] its speeds.
+        plan_time: [B] the frame time it was made at, s.
+        overlay: what it drew.
+    """
+
+    stack: StackState
+    frames: int
+    plan_xy: Tensor
+    plan_speed: Tensor
+    plan_time: Tensor
+    overlay: Overlay
+
+
+class StackPolicy:
+    """A `sim.policies.Policy` driving with a `Stack` at a fixed sigma (module docstring)."""
+
+    name: ClassVar[str] = "stack"
+    inputs: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, stack: Stack, sigma: float | None = None, plan_every: int = 1, timing: Timing = Timing()):
+        if not (isinstance(plan_every, int) and plan_every >= 1):
+            raise ValueError(f"StackPolicy.plan_every: expected an int >= 1, got {plan_every!r}")
+        self.stack = stack.eval()
+        self.sigma = stack.cfg.sigma if sigma is None else float(sigma)
+        self.plan_every, self.timing = plan_every, timing
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path = DEFAULT_WEIGHTS, sigma: float | None = None, plan_every: int = 1, **changes: Any
+    ) -> StackPolicy:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"stack weights {path}: not found (reproduce them with `{REPRODUCE}`)")
+        return cls(Stack.load(path, **changes), sigma, plan_every)
+
+    def initial_state(self, batch: int, device: Any) -> None:
+        return None  # the stack's state needs the first frame
+
+    @torch.inference_mode()
+    def act(self, state: PolicyState | None, obs: Observation) -> tuple[PolicyOutput, PolicyState]:
+        frame = obs.frame
+        if state is None or state.frames % self.plan_every == 0:
+            stack_state = self.stack.initial_state(frame) if state is None else state.stack
+            out = self.stack.step_outputs(stack_state, frame, torch.full_like(frame.ego_speed, self.sigma))
+            plan_xy = plan_to_world(out.plan.trajectory[..., :2], frame)
+            frames = 0 if state is None else state.frames
+            new = PolicyState(out.state, frames + 1, plan_xy, out.plan.speed, frame.time, overlay(out))
+        else:
+            _, _, stack_state = self.stack.perception.step(state.stack, frame)
+            new = PolicyState(
+                stack_state, state.frames + 1, state.plan_xy, state.plan_speed, state.plan_time, state.overlay
+            )
+        trajectory, speeds = self.current_plan(new, frame)
+        return PolicyOutput(trajectory=trajectory, speeds=speeds, overlay=new.overlay), new
+
+    def current_plan(self, state: PolicyState, frame: SensorFrame) -> tuple[Tensor, Tensor]:
+        """The last plan in the current ego frame, each step (t + 1) sample_dt from now."""
+        elapsed = (frame.time - state.plan_time).to(state.plan_xy.dtype)  # (B,)
+        dt, T = self.timing.sample_dt, state.plan_xy.shape[1]
+        times = (torch.arange(T, dtype=elapsed.dtype, device=elapsed.device) + 1) * dt + elapsed[:, None]  # (B, T)
+        xy = _interpolate(state.plan_xy, times, dt)
+        speed = _interpolate(state.plan_speed.unsqueeze(-1), times, dt).squeeze(-1)
+        pose = frame.ego_pose.to(xy.dtype)
+        return world_to_local(xy, pose[:, :2], pose[:, 2]), speed
+
+
+def plan_to_world(trajectory: Tensor, frame: SensorFrame) -> Tensor:
+    pose = frame.ego_pose.to(trajectory.dtype)
+    return local_to_world(trajectory, pose[:, :2], pose[:, 2])
+
+
+def _interpolate(values: Tensor, times: Tensor, dt: float) -> Tensor:
+    """`values [B, T, D]` sampled at (t + 1) dt, read at `times [B, T]` (linear; held past the end)."""
+    T = values.shape[1]
+    position = (times / dt - 1.0).clamp(0.0, T - 1.0)
+    low = position.floor().long().clamp(max=T - 2) if T > 1 else position.long()
+    frac = (position - low.to(position.dtype)).unsqueeze(-1)
+    gather = lambda idx: values.gather(1, idx.unsqueeze(-1).expand(-1, -1, values.shape[-1]))  # noqa: E731
+    if T == 1:
+        return gather(low)
+    return gather(low) * (1.0 - frac) + gather(low + 1) * frac
+
+
+def overlay(out: StackOutput) -> Overlay:
+    """What the renderer draws: detections with their ellipses, forecast modes with their weights,
+    and the plan's candidates (weights from their risk)."""
+    d, f, plan = out.detections, out.forecast, out.plan
+    forecast_weights = f.weights * f.valid[..., None] * f.existence[..., None]
+    return Overlay(
+        objects_xy=d.position,
+        objects_cov=d.position_cov,
+        objects_prob=d.existence,
+        forecasts=f.means,
+        forecast_weights=forecast_weights,
+        candidates=plan.candidates[..., :2],
+        candidate_weights=plan.candidate_weights,
+    )
+
+
+def _register() -> None:
+    register_policy("stack", lambda: StackPolicy.from_checkpoint())
+    register_policy("stack-argmax", lambda: StackPolicy.from_checkpoint(argmax=True))
+
+
+_register()
