@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_PIN := torch==2.13.0
 
-.PHONY: demo test lint bench clean venv weights ethucy-weights
+.PHONY: demo test lint bench clean venv weights ethucy-weights stack-weights
 
 venv: $(STAMP)
 
@@ -19,8 +19,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev,cpu]"
 	touch $(STAMP)
 
+# The closed-loop evaluation of the shipped stack (weights/stack.safetensors) on the built-in `demo`
+# suite: the stack, its argmax ablation, the rule-based baseline and a short sigma sweep, with a
+# report folder (runs/demo/report). A few minutes on a 2-core CPU.
 demo: $(STAMP)
-	$(VENV)/bin/drivestack sim --suite hard --policy pdm --seeds 4 --out runs/demo --render 1
+	OMP_NUM_THREADS=1 $(VENV)/bin/drivestack stack evaluate --preset demo --out runs/demo
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -70,6 +73,24 @@ ETHUCY ?= ../shared/data/ethucy
 
 ethucy-weights: $(STAMP)
 	$(PY) bench/ethucy.py --data $(ETHUCY) --train --work runs/ethucy --out docs/bench/ethucy.json
+
+# The default stack: the shipped perception weights (`make weights`) and a predictor trained on
+# simulator windows (vehicles and pedestrians of the hard suite, seeds clear of the evaluation's),
+# assembled into one checkpoint with the planner's settings. Resumes; skips what exists.
+STACK_WORK ?= runs/stack-weights
+PREDICTOR_ARGS ?= --latent 8 --hidden 48 --decoder-hidden 96 --interaction-radius 20 --kl-min 1.0 \
+	--steps 6000 --kl-anneal-steps 2000 --checkpoint-every 500
+
+$(STACK_WORK)/windows-a.safetensors: | $(STAMP)
+	$(DS) prediction generate --out $@ --suite hard --seeds 12 --first-seed 100
+
+$(STACK_WORK)/windows-b.safetensors: | $(STAMP)
+	$(DS) prediction generate --out $@ --suite hard --seeds 24 --first-seed 200
+
+stack-weights: $(STACK_WORK)/windows-a.safetensors $(STACK_WORK)/windows-b.safetensors
+	$(DS) prediction train --windows $^ --out $(STACK_WORK)/predictor --resume $(PREDICTOR_ARGS)
+	$(DS) stack assemble --perception weights/perception.safetensors \
+		--predictor $(STACK_WORK)/predictor/final.safetensors --out weights/stack.safetensors
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

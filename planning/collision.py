@@ -1,23 +1,31 @@
-"""Probability that the ego's footprint meets an agent whose position is Gaussian.
+"""Probability that the ego's box meets an agent whose centre position is Gaussian.
 
-Footprints are discs: the ego is covered by `EGO_CIRCLES` discs along its
-length, an agent by one disc of its box's area, and two discs overlap when
-their centres are closer than the sum of the radii. So the question per ego
-disc, agent, mode and step is P(|x - c| < r) for x ~ N(mu, Sigma).
+Two boxes overlap when the agent's centre lies inside their Minkowski sum
+around the ego's centre. For boxes that are both aligned with the ego's
+heading that sum is the box of half-sizes (ego half-length + agent
+half-length, ego half-width + agent half-width); for an agent turned by
+delta relative to the ego, the sum is enclosed by the box whose half-sizes
+add the agent's extent projected on the ego's axes,
 
-There is no closed form for a disc under a general Gaussian. The disc is
-replaced by the square of the same area, aligned with the line from mu to c,
-and Sigma by its variances along and across that line (its correlation in that
-frame is dropped). Then the probability factorises into two 1-D Gaussian
-interval probabilities (erf), which:
+    along  = L_e/2 + |cos delta| L_a/2 + |sin delta| W_a/2
+    across = W_e/2 + |sin delta| L_a/2 + |cos delta| W_a/2,
 
-* is exact for that square when Sigma's axes align with the line,
-* tends to the square's indicator as Sigma shrinks (no Gaussian tails
-  inventing collisions with traffic in the next lane),
-* is smooth in mu, Sigma and c, so the planning loss differentiates through it,
-* uses only exportable elementwise ops.
+exact at 0 and 90 degrees and conservative between. The agent's heading is
+the direction of its forecast motion; an agent that barely moves (a parked
+car, a waiting pedestrian) is taken as aligned with the ego, as traffic
+beside a lane is.
 
-A Monte Carlo test bounds its error against the disc.
+With the agent's centre x ~ N(mu, Sigma), the probability that x lies in
+that box factorises into two 1-D Gaussian interval probabilities (erf) once
+Sigma's correlation in the ego's axes is dropped. This
+
+* is exact for an axis-aligned Sigma,
+* tends to the box's indicator as Sigma shrinks (no Gaussian tails inventing
+  collisions with traffic in the next lane or a car parked beside the lane),
+* is smooth in mu, Sigma and the ego's pose, so the planning loss
+  differentiates through it, with exportable elementwise ops only.
+
+A Monte Carlo test bounds its error for correlated Sigma.
 """
 
 from __future__ import annotations
@@ -27,25 +35,11 @@ import math
 import torch
 from torch import Tensor
 
-# The ego (4.8 m x 2.0 m, `sim.policies.idm`) is covered by three discs along its length.
+# The ego's box (`sim.policies.idm`): 4.8 m x 2.0 m.
 EGO_HALF_LENGTH = 2.4
 EGO_HALF_WIDTH = 1.0
-EGO_CIRCLES = 3
-# Half-side of the square with the area of a disc of radius r: r sqrt(pi) / 2.
-SQUARE_HALF_SIDE = math.sqrt(math.pi) / 2
-
-
-def ego_circles(dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> tuple[Tensor, float]:
-    """Offsets [EGO_CIRCLES] of the ego's covering discs along its heading (m, from the box centre)
-    and their common radius (m), so that the discs cover the box."""
-    spacing = 2 * EGO_HALF_LENGTH / EGO_CIRCLES
-    offsets = (torch.arange(EGO_CIRCLES, dtype=dtype, device=device) - (EGO_CIRCLES - 1) / 2) * spacing
-    return offsets, math.hypot(spacing / 2, EGO_HALF_WIDTH)
-
-
-def equal_area_radius(size: Tensor) -> Tensor:
-    """Radius [...] of the disc with the area of boxes `size [..., 2]` (length, width), m."""
-    return torch.sqrt(size[..., 0] * size[..., 1] / math.pi)
+# Below this speed (m/s) an agent's heading is taken as the ego's (its motion says nothing).
+HEADING_MIN_SPEED = 0.5
 
 
 def _interval(low: Tensor, high: Tensor, std: Tensor) -> Tensor:
@@ -54,33 +48,62 @@ def _interval(low: Tensor, high: Tensor, std: Tensor) -> Tensor:
     return 0.5 * (torch.erf(high * scale) - torch.erf(low * scale))
 
 
-def disc_probability(centre: Tensor, mean: Tensor, cov: Tensor, radius: Tensor) -> Tensor:
-    """P(|x - centre| < radius) for x ~ N(mean, cov), by the equal-area square (module docstring).
+def box_probability(offset: Tensor, cov: Tensor, heading: Tensor, half_along: Tensor, half_across: Tensor) -> Tensor:
+    """P(x - ego centre lies in the box) for x ~ N(ego centre + offset, cov).
 
     Args:
-        centre: [..., 2] disc centre, m.
-        mean: [..., 2] Gaussian mean, m.
-        cov: [..., 2, 2] SPD covariance, m^2.
-        radius: [...] disc radius, m (> 0).
+        offset: [..., 2] mean of the agent's centre minus the ego's centre, m.
+        cov: [..., 2, 2] SPD covariance of the agent's centre, m^2.
+        heading: [..., 2] unit vector of the ego's heading (the box's long axis).
+        half_along, half_across: [...] half-sizes of the box along and across the heading, m.
 
     All broadcast together; returns [...] in [0, 1].
     """
-    offset = centre - mean
-    distance = offset.norm(dim=-1)
-    # Along the line from the mean to the centre; any direction will do when they coincide.
-    along = offset / distance.clamp_min(1e-6).unsqueeze(-1)
-    along = torch.where(distance.unsqueeze(-1) > 1e-6, along, torch.zeros_like(along) + along.new_tensor([1.0, 0.0]))
-    across = torch.stack((-along[..., 1], along[..., 0]), dim=-1)
-    std_along = _quadratic(cov, along).clamp_min(1e-12).sqrt()
-    std_across = _quadratic(cov, across).clamp_min(1e-12).sqrt()
-    half = SQUARE_HALF_SIDE * radius
-    return _interval(distance - half, distance + half, std_along) * _interval(-half, half, std_across)
+    across_axis = torch.stack((-heading[..., 1], heading[..., 0]), dim=-1)
+    along = (offset * heading).sum(-1)
+    across = (offset * across_axis).sum(-1)
+    std_along = _quadratic(cov, heading).clamp_min(1e-12).sqrt()
+    std_across = _quadratic(cov, across_axis).clamp_min(1e-12).sqrt()
+    return _interval(-half_along - along, half_along - along, std_along) * _interval(
+        -half_across - across, half_across - across, std_across
+    )
 
 
 def _quadratic(cov: Tensor, u: Tensor) -> Tensor:
     """u^T cov u -> [...], written out: a broadcast matmul of 2x2 blocks copies far more than it computes."""
     u0, u1 = u[..., 0], u[..., 1]
     return cov[..., 0, 0] * u0 * u0 + 2.0 * cov[..., 0, 1] * u0 * u1 + cov[..., 1, 1] * u1 * u1
+
+
+def motion_heading(means: Tensor, dt: float) -> tuple[Tensor, Tensor]:
+    """Unit heading [..., T, 2] of forecast positions `means [..., T, 2]` (from the step before; the first
+    step from the second) and whether the agent moves fast enough for it to mean anything [..., T]."""
+    step = torch.diff(means, dim=-2)  # (..., T-1, 2)
+    step = torch.cat((step[..., :1, :], step), dim=-2)
+    length = step.norm(dim=-1)
+    moving = length > HEADING_MIN_SPEED * dt
+    unit = step / length.clamp_min(1e-6).unsqueeze(-1)
+    return unit, moving
+
+
+def minkowski_half_sizes(
+    ego_heading: Tensor, agent_heading: Tensor, agent_moving: Tensor, agent_size: Tensor, margin: float
+) -> tuple[Tensor, Tensor]:
+    """Half-sizes (along, across the ego's heading) of the box enclosing ego + agent, m.
+
+    Args:
+        ego_heading: [..., 2] unit. agent_heading: [..., 2] unit. agent_moving: [...] bool (a still
+            agent counts as aligned with the ego). agent_size: [..., 2] (length, width), m.
+        margin: added to both half-sizes, m.
+    """
+    cos = (ego_heading * agent_heading).sum(-1).abs()
+    sin = (ego_heading[..., 0] * agent_heading[..., 1] - ego_heading[..., 1] * agent_heading[..., 0]).abs()
+    cos = torch.where(agent_moving, cos, torch.ones_like(cos))
+    sin = torch.where(agent_moving, sin, torch.zeros_like(sin))
+    half_length, half_width = 0.5 * agent_size[..., 0], 0.5 * agent_size[..., 1]
+    along = EGO_HALF_LENGTH + cos * half_length + sin * half_width + margin
+    across = EGO_HALF_WIDTH + sin * half_length + cos * half_width + margin
+    return along, across
 
 
 def first_hit_probability(step_probability: Tensor) -> Tensor:

@@ -15,7 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from planning.collision import EGO_HALF_LENGTH, EGO_HALF_WIDTH, disc_probability, ego_circles, first_hit_probability
+from planning.collision import (
+    EGO_HALF_LENGTH,
+    EGO_HALF_WIDTH,
+    box_probability,
+    first_hit_probability,
+    minkowski_half_sizes,
+)
 from planning.config import PlannerConfig
 from planning.lattice import Candidates
 from sim.config import RasterConfig, Timing
@@ -27,43 +33,50 @@ class AgentFutures:
     """What the collision term reads about the other agents, ego frame.
 
     Attributes:
-        means: [B, A, M, T, 2] position per outcome (mode or sample) and step, m.
-        cov: [B, A, M, T, 2, 2] position covariance, m^2.
+        means: [B, A, M, T, 2] centre position per outcome (mode or sample) and step, m.
+        cov: [B, A, M, T, 2, 2] its covariance, m^2.
+        heading: [B, A, M, T, 2] unit heading of the agent's motion (`motion_heading`).
+        moving: [B, A, M, T] bool, the agent moves fast enough for `heading` to mean anything.
         log_prob: [B, A, M] log-probability of each outcome given the agent exists.
         existence: [B, A] probability that the agent is real (0 for empty slots).
-        radius: [B, A] footprint disc radius, m.
+        size: [B, A, 2] box (length, width), m.
     """
 
     means: Tensor
     cov: Tensor
+    heading: Tensor
+    moving: Tensor
     log_prob: Tensor
     existence: Tensor
-    radius: Tensor
+    size: Tensor
+
+    def select(self, index: Tensor) -> AgentFutures:
+        """The agents `index [B, k]` (a gather along the agent axis of every field)."""
+        return AgentFutures(**{name: _gather_agents(getattr(self, name), index) for name in self.__dataclass_fields__})
 
 
-def ego_disc_centres(candidates: Candidates) -> Tensor:
-    """[B, C, T, D, 2] centres of the ego's covering discs along each candidate."""
-    offsets, _ = ego_circles(candidates.xy.dtype, candidates.xy.device)
-    heading = torch.stack((torch.cos(candidates.yaw), torch.sin(candidates.yaw)), dim=-1)  # (B, C, T, 2)
-    return candidates.xy.unsqueeze(-2) + heading.unsqueeze(-2) * offsets[:, None]
+def _gather_agents(values: Tensor, index: Tensor) -> Tensor:
+    """values[b, index[b, j]] for values [B, A, ...] -> [B, k, ...]."""
+    shape = (*index.shape, *values.shape[2:])
+    return values.gather(1, index.reshape(*index.shape, *([1] * (values.dim() - 2))).expand(shape))
 
 
 def collision_costs(candidates: Candidates, agents: AgentFutures, cfg: PlannerConfig) -> Tensor:
     """Cost [B, C, A, M] of each candidate if agent a exists and follows outcome m.
 
-    Per step, the probability that any ego disc meets the agent's disc (the
-    largest over the ego's discs); across steps, the probability that the first
+    Per step, the probability that the ego's box meets the agent's
+    (`planning.collision`); across steps, the probability that the first
     contact happens then; the cost is its sum weighted by a discount (later
     contacts can still be avoided by replanning) and a severity that grows with
     the ego's speed (being hit at standstill is not the ego's doing).
     """
-    _, ego_radius = ego_circles()
-    centres = ego_disc_centres(candidates)[:, :, None, None]  # (B, C, 1, 1, T, D, 2)
-    means = agents.means[:, None, :, :, :, None]  # (B, 1, A, M, T, 1, 2)
-    cov = agents.cov[:, None, :, :, :, None]  # (B, 1, A, M, T, 1, 2, 2)
-    radius = (agents.radius + ego_radius + cfg.margin)[:, None, :, None, None, None]
-    per_disc = disc_probability(centres, means, cov, radius)  # (B, C, A, M, T, D)
-    first = first_hit_probability(per_disc.amax(-1))  # (B, C, A, M, T)
+    ego_heading = torch.stack((torch.cos(candidates.yaw), torch.sin(candidates.yaw)), dim=-1)[:, :, None, None]
+    offset = agents.means[:, None] - candidates.xy[:, :, None, None]  # (B, C, A, M, T, 2)
+    along, across = minkowski_half_sizes(
+        ego_heading, agents.heading[:, None], agents.moving[:, None], agents.size[:, None, :, None, None], cfg.margin
+    )
+    step = box_probability(offset, agents.cov[:, None], ego_heading, along, across)  # (B, C, A, M, T)
+    first = first_hit_probability(step)
     T = first.shape[-1]
     discount = cfg.collision_discount ** torch.arange(T, dtype=first.dtype, device=first.device)
     severity = cfg.severity_floor + candidates.speed / cfg.severity_speed  # (B, C, T)

@@ -24,7 +24,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from planning.collision import equal_area_radius
+from planning.collision import motion_heading
 from planning.config import PlannerConfig
 from planning.costs import (
     AgentFutures,
@@ -60,8 +60,7 @@ class Planner(nn.Module):
     ):
         super().__init__()
         self.cfg, self.timing, self.raster = cfg, timing, raster
-        sizes = torch.tensor(DEFAULT_SIZES)
-        self.register_buffer("class_radius", equal_area_radius(sizes), persistent=False)
+        self.register_buffer("class_size", torch.tensor(DEFAULT_SIZES), persistent=False)
 
     def forward(
         self,
@@ -116,18 +115,18 @@ class Planner(nn.Module):
         log_weights, means, chol = forecast._safe()
         existence = torch.where(forecast.valid, forecast.existence, torch.zeros_like(forecast.existence))
         if agent_size is None:
-            radius = forecast.class_probs @ self.class_radius.to(forecast.class_probs.dtype)
-        else:
-            radius = equal_area_radius(agent_size)
+            agent_size = forecast.class_probs @ self.class_size.to(forecast.class_probs.dtype)
         if noise is None:
             cov = chol @ chol.transpose(-1, -2)
-            return AgentFutures(means, cov, log_weights, existence, radius)
-        samples = forecast.sample(*noise)  # (B, A, S, T, 2)
-        S = samples.shape[2]
-        blur = self.cfg.sample_position_std**2 * torch.eye(2, dtype=samples.dtype, device=samples.device)
-        cov = blur.expand(*samples.shape[:-1], 2, 2)
-        log_prob = torch.full(samples.shape[:3], -math.log(S), dtype=samples.dtype, device=samples.device)
-        return AgentFutures(samples, cov, log_prob, existence, radius)
+            log_prob = log_weights
+        else:
+            means = forecast.sample(*noise)  # (B, A, S, T, 2)
+            S = means.shape[2]
+            blur = self.cfg.sample_position_std**2 * torch.eye(2, dtype=means.dtype, device=means.device)
+            cov = blur.expand(*means.shape[:-1], 2, 2)
+            log_prob = torch.full(means.shape[:3], -math.log(S), dtype=means.dtype, device=means.device)
+        heading, moving = motion_heading(means, self.timing.sample_dt)
+        return AgentFutures(means, cov, heading, moving, log_prob, existence, agent_size)
 
     def deterministic_cost(self, candidates: Candidates, frame: SensorFrame) -> Tensor:
         """[B, C] the costs that do not depend on the other agents."""
@@ -218,7 +217,7 @@ def _where(condition: Tensor, a: Tensor, b: Tensor) -> Tensor:
 
 def nearest_agents(agents: AgentFutures, candidates: Candidates, count: int) -> AgentFutures:
     """The `count` agents that come closest to any candidate (by their outcome means, minus their
-    footprint), so the collision term's cost scales with `count`, not the tracker's slots.
+    half-diagonal), so the collision term's cost scales with `count`, not the tracker's slots.
 
     Selecting agents is top-k with the probabilities travelling along (DESIGN.md): every selected
     agent keeps its whole distribution. Agents that cannot be real (existence 0) rank last.
@@ -228,22 +227,10 @@ def nearest_agents(agents: AgentFutures, candidates: Candidates, count: int) -> 
         return agents
     with torch.no_grad():
         gap = (candidates.xy[:, :, None, None] - agents.means[:, None]).norm(dim=-1)  # (B, C, A, M, T)
-        closest = gap.flatten(3).amin(-1).amin(1) - agents.radius  # (B, A)
+        closest = gap.flatten(3).amin(-1).amin(1) - 0.5 * agents.size.norm(dim=-1)  # (B, A)
         closest = torch.where(agents.existence > 0, closest, torch.full_like(closest, float("inf")))
         index = torch.topk(closest, count, dim=1, largest=False).indices  # (B, count)
-    return AgentFutures(
-        means=_gather_agents(agents.means, index),
-        cov=_gather_agents(agents.cov, index),
-        log_prob=_gather_agents(agents.log_prob, index),
-        existence=_gather_agents(agents.existence, index),
-        radius=_gather_agents(agents.radius, index),
-    )
-
-
-def _gather_agents(values: Tensor, index: Tensor) -> Tensor:
-    """values[b, index[b, j]] for values [B, A, ...] -> [B, count, ...]."""
-    shape = (*index.shape, *values.shape[2:])
-    return values.gather(1, index.reshape(*index.shape, *([1] * (values.dim() - 2))).expand(shape))
+    return agents.select(index)
 
 
 def _take(values: Tensor, index: Tensor) -> Tensor:

@@ -19,11 +19,13 @@ def build_parser() -> argparse.ArgumentParser:
     from perception import cli as perception_cli
     from prediction import cli as prediction_cli
     from sim import cli as sim_cli
+    from stack import commands as stack_commands
     from stack import policy  # noqa: F401  registers the `stack` policies before `sim` looks them up
 
     sim_cli.add_parser(sub)
     perception_cli.add_parser(sub)
     prediction_cli.add_parser(sub)
+    stack_commands.add_parser(sub)
     return parser
 
 

@@ -44,13 +44,13 @@ def test_ignores_an_agent_that_cannot_exist_and_a_vehicle_in_the_next_lane():
 
 
 def test_risk_aversion_slows_down_for_an_uncertain_crossing():
-    # A pedestrian-sized agent that crosses the lane ahead in one of two modes.
+    # An agent that crosses the lane ahead in one of its two modes (2 %) and waits in the other.
     crossing = moving(30.0, 6.0, 0.0, -2.5)
     waiting = standing(30.0, 6.0)
-    fc = forecast([torch.stack((crossing, waiting))], mode_weights=(0.2, 0.8), std=0.5)
+    fc = forecast([torch.stack((crossing, waiting))], mode_weights=(0.02, 0.98), std=0.5)
     sigmas = (-0.5, 0.0, 1.0, 5.0)
     refined = [plan_for(fc, sigma=s).trajectory[0, -1, 0].item() for s in sigmas]
-    assert refined[0] > max(refined[1:]) + 5.0  # risk-seeking drives through
+    assert refined[0] > refined[-1] + 10.0  # risk-seeking drives on, strongly risk-averse slows down
     # On the fixed lattice every candidate's risk grows with sigma and the progress chosen falls;
     # refinement is a local search from each lattice point, so it is only nearly monotone.
     lattice = Planner(PlannerConfig(refine_steps=0))
@@ -59,7 +59,7 @@ def test_risk_aversion_slows_down_for_an_uncertain_crossing():
     assert progress == sorted(progress, reverse=True)
     risks = torch.stack([p.candidate_risk[0] for p in plans])
     assert (risks.diff(dim=0) >= -1e-5).all()
-    assert max(refined[1:]) - min(refined[1:]) < 1.0
+    assert all(later <= earlier + 0.5 for earlier, later in zip(refined, refined[1:], strict=False))
 
 
 def test_refinement_never_raises_a_candidates_risk():

@@ -86,7 +86,7 @@ def test_every_family_ships_a_scenario_and_suites_cover_them():
         for key in ("position_jitter", "miss_prob", "ghost_rate"):
             assert float(torch.tensor(s.sensor[key].values()).min()) > 0, (s.name, key)
     assert [s.family for s in resolve_suite("crowds")] == ["ethucy_crowd"]
-    assert set(packaged_suites()) >= {"hard", "crowds"}
+    assert set(packaged_suites()) >= {"hard", "crowds", "demo"}
 
 
 @pytest.mark.parametrize("name", packaged_scenarios())
@@ -360,7 +360,7 @@ def test_resolve_suite_accepts_names_and_paths(tmp_path):
     (tmp_path / "local.yaml").write_text(scenario_path("ghost_road").read_text())
     suite.write_text("name: mine\ndescription: two\nscenarios: [cut_in, local.yaml]\n")
     assert [s.name for s in resolve_suite(str(suite))] == ["cut_in", "ghost_road"]
-    with pytest.raises(ScenarioError, match=r"unknown suite 'nope'.*crowds, hard"):
+    with pytest.raises(ScenarioError, match=r"unknown suite .nope.*crowds, demo, hard"):
         resolve_suite("nope")
     suite.write_text("name: mine\ndescription: two\nscenarios: [cut_in, parade]\n")
     with pytest.raises(ScenarioError, match=r"mine.yaml: scenarios\[1\]: unknown scenario 'parade'"):

@@ -1,0 +1,191 @@
+"""The closed-loop report: a Markdown summary, plots and a rendered episode, from `comparison.json`.
+
+<out>/report/report.md          tables (stack, ablation, baselines; sigma sweep) and the targets
+<out>/report/sigma_tradeoff.png collision rate, min TTC, progress and frozen time against sigma
+<out>/report/metrics.png        the policies side by side
+<out>/report/episode.png        a still of a rendered stack episode (sensor raster, detections with
+                                covariance ellipses, forecast modes by weight, candidates by risk)
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from sim.metrics.writers import atomic_write_text  # noqa: E402
+
+REPORT_DIR = "report"
+POLICY_COLUMNS = (
+    ("score_mean", "score", "{:.3f}"),
+    ("at_fault_collision_rate_pct", "at-fault collision %", "{:.1f}"),
+    ("mean_min_ttc_s", "min TTC (s)", "{:.2f}"),
+    ("mean_progress_m", "progress (m)", "{:.1f}"),
+    ("mean_progress_ratio", "progress ratio", "{:.2f}"),
+    ("frozen_pct", "frozen %", "{:.1f}"),
+    ("comfortable_pct", "comfortable %", "{:.1f}"),
+)
+SWEEP_COLUMNS = (
+    ("sigma", "sigma", "{:g}"),
+    ("score", "score", "{:.3f}"),
+    ("collision_rate_pct", "collision %", "{:.1f}"),
+    ("min_ttc_s", "min TTC (s)", "{:.2f}"),
+    ("progress_m", "progress (m)", "{:.1f}"),
+    ("frozen_pct", "frozen %", "{:.1f}"),
+)
+
+
+def _cell(value: Any, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return fmt.format(value)
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: tuple, first: tuple[str, str] | None = None) -> str:
+    headers = ([first[1]] if first else []) + [header for _, header, _ in columns]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for row in rows:
+        cells = ([str(row[first[0]])] if first else []) + [_cell(row.get(k), fmt) for k, _, fmt in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def policy_rows(comparison: dict[str, Any]) -> list[dict[str, Any]]:
+    """Stack, ablation and baselines (the sweep has its own table)."""
+    return [
+        {"policy": label, **row} for label, row in comparison["overall"].items() if not label.startswith("stack-sigma")
+    ]
+
+
+def text_table(comparison: dict[str, Any]) -> str:
+    """The policy table for a terminal."""
+    rows = policy_rows(comparison)
+    headers = ["policy"] + [h for _, h, _ in POLICY_COLUMNS]
+    cells = [[r["policy"]] + [_cell(r.get(k), f) for k, _, f in POLICY_COLUMNS] for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(headers, widths, strict=True)))]
+    for c in cells:
+        lines.append("  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(c, widths, strict=True))))
+    return "\n".join(lines)
+
+
+def plot_sigma_tradeoff(sweep: list[dict[str, Any]], path: Path) -> Path:
+    sigma = [r["sigma"] for r in sweep]
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
+    for ax, (key, label) in zip(
+        axes,
+        (
+            ("collision_rate_pct", "at-fault collision %"),
+            ("min_ttc_s", "mean min TTC (s)"),
+            ("progress_m", "progress (m)"),
+            ("frozen_pct", "frozen % of time"),
+        ),  # fmt: skip
+        strict=True,
+    ):
+        ax.plot(sigma, [np.nan if r[key] is None else r[key] for r in sweep], marker="o")
+        ax.set_xlabel("sigma (risk sensitivity)")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_metrics(comparison: dict[str, Any], path: Path) -> Path:
+    rows = policy_rows(comparison)
+    keys = (
+        ("score_mean", "score"),
+        ("at_fault_collision_rate_pct", "collision %"),
+        ("mean_progress_ratio", "progress ratio"),
+    )
+    fig, axes = plt.subplots(1, len(keys), figsize=(12, 3.2))
+    for ax, (key, label) in zip(axes, keys, strict=True):
+        values = [np.nan if r.get(key) is None else r[key] for r in rows]
+        ax.bar(range(len(rows)), values, color=["tab:blue", "tab:orange", "tab:gray", "tab:green"][: len(rows)])
+        ax.set_xticks(range(len(rows)), [r["policy"] for r in rows], rotation=20)
+        ax.set_title(label)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def episode_still(videos: Path, path: Path) -> Path | None:
+    """The middle frame of the first rendered stack episode, as PNG (None when none was rendered)."""
+    gifs = sorted(videos.glob("*.gif"))
+    if not gifs:
+        return None
+    with Image.open(gifs[0]) as gif:
+        gif.seek(gif.n_frames // 2)
+        frame = gif.convert("RGB")
+    tmp = path.with_name(path.name + ".tmp.png")
+    frame.save(tmp)
+    tmp.replace(path)
+    return path
+
+
+def write_report(comparison: dict[str, Any], out: Path) -> Path:
+    """Write the report folder under `out`; returns report.md."""
+    folder = out / REPORT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    plot_metrics(comparison, folder / "metrics.png")
+    sweep = comparison["sweep"]
+    if sweep:
+        plot_sigma_tradeoff(sweep, folder / "sigma_tradeoff.png")
+    still = episode_still(out / "stack" / "videos", folder / "episode.png")
+    cfg = comparison["config"]
+    parts = [
+        "# Closed-loop evaluation of the stack",
+        "",
+        f"Suite `{cfg['suite']}`, {cfg['seeds']} seeds per scenario from seed {cfg['first_seed']}, weights "
+        f"`{cfg['weights']}`, sigma {comparison['sigma']:g}; the stack plans every {cfg['plan_every']} frames "
+        "and perceives every frame. All policies drive the same episodes; `pdm` reads the noisy object sensor "
+        "thresholded at 0.5, `pdm-gt` ground truth (the upper reference).",
+        "",
+        markdown_table(policy_rows(comparison), POLICY_COLUMNS, ("policy", "policy")),
+        "",
+        "## Sigma sweep",
+        "",
+        markdown_table(sweep, SWEEP_COLUMNS) if sweep else "(no sweep)",
+        "",
+        "![sigma trade-off](sigma_tradeoff.png)" if sweep else "",
+        "",
+        "![metrics](metrics.png)",
+        "",
+        "## Targets",
+        "",
+        *[_target_line(name, check) for name, check in comparison["targets"].items()],
+        "",
+    ]
+    if still is not None:
+        parts += [
+            "## A rendered episode",
+            "",
+            "Left: the world. Right: the sensor raster with detections (1- and 2-sigma ellipses, brighter = more "
+            "likely), forecast modes (brighter = heavier) and the plan's candidates (brighter = lower risk).",
+            "",
+            "![episode](episode.png)",
+            "",
+        ]
+    path = folder / "report.md"
+    atomic_write_text(path, "\n".join(parts))
+    return path
+
+
+def _target_line(name: str, check: dict[str, Any]) -> str:
+    status = {True: "met", False: "NOT met", None: "not measured"}[check["met"]]
+    value, bound = _cell(check["value"], "{:.3f}"), _cell(check["bound"], "{:.3f}")
+    return f"- {name.replace('_', ' ')}: {value} {check['op']} {bound}: **{status}**"

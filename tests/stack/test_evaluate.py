@@ -1,0 +1,88 @@
+"""Closed-loop evaluation: runs, resume, targets and the report, with a tiny stack on a short scenario."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from perception.model import PerceptionConfig
+from sim.config import RasterConfig
+from sim.scenarios import scenario_path
+from stack.config import StackConfig
+from stack.evaluate import ClosedLoopConfig, evaluate, planned_runs, targets
+from stack.model import Stack
+from stack.report import write_report
+
+RASTER = RasterConfig(size=32, resolution=1.0)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    base = tmp_path_factory.mktemp("closed-loop")
+    scenario = base / "short_crossing.yaml"
+    text = scenario_path("crosswalk_crowd").read_text()
+    lines = [("duration: 1.5" if line.startswith("duration:") else line) for line in text.splitlines()]
+    scenario.write_text("\n".join(lines) + "\n")
+    torch.manual_seed(0)
+    weights = Stack(StackConfig.tiny(perception=PerceptionConfig.tiny(RASTER))).save(base / "stack.safetensors")
+    cfg = ClosedLoopConfig(
+        suite=str(scenario), seeds=2, weights=weights, sigmas=(0.0, 1.0), baselines=(), batch_size=2,
+        render=1, out=base / "out",
+    )  # fmt: skip
+    return cfg, evaluate(cfg)
+
+
+def test_every_run_is_on_the_same_episodes_and_reported(setup):
+    cfg, comparison = setup
+    assert set(comparison["overall"]) == {"stack", "stack-argmax", "stack-sigma=0"}
+    assert all(row["episodes"] == 2 and row["failed"] == 0 for row in comparison["overall"].values())
+    assert [r["sigma"] for r in comparison["sweep"]] == [0.0, 1.0]
+    assert set(comparison["targets"]) == {
+        "collision_rate_at_most_half_of_ablation",
+        "progress_at_least_90pct_of_ablation",
+        "frozen_at_most_2pct",
+    }
+    saved = json.loads((cfg.out / "comparison.json").read_text())
+    assert saved["sweep"] == comparison["sweep"]
+
+
+def test_a_finished_run_is_reused_not_rerun(setup):
+    cfg, comparison = setup
+    stamp = (cfg.out / "stack" / "summary.json").stat().st_mtime_ns
+    again = evaluate(cfg)
+    assert (cfg.out / "stack" / "summary.json").stat().st_mtime_ns == stamp
+    assert again["overall"] == comparison["overall"]
+
+
+def test_the_report_has_tables_plots_and_a_rendered_episode(setup):
+    cfg, comparison = setup
+    report = write_report(comparison, cfg.out)
+    text = report.read_text()
+    assert "| stack |" in text and "| stack-argmax |" in text and "## Sigma sweep" in text
+    for name in ("metrics.png", "sigma_tradeoff.png", "episode.png"):
+        assert (report.parent / name).stat().st_size > 1000
+
+
+def test_targets_compare_with_the_ablation():
+    def row(collision, progress, frozen, score=0.5):
+        return {"overall": {"at_fault_collision_rate_pct": collision, "mean_progress_m": progress,
+                            "frozen_pct": frozen, "score_mean": score}}  # fmt: skip
+
+    checks = targets({"stack": row(4.0, 95.0, 1.0), "stack-argmax": row(10.0, 100.0, 0.0), "pdm": row(0, 0, 0, 0.6)})
+    assert checks["collision_rate_at_most_half_of_ablation"]["met"]
+    assert checks["progress_at_least_90pct_of_ablation"]["met"]
+    assert checks["frozen_at_most_2pct"]["met"]
+    assert checks["score_at_least_pdm_on_noisy_sensor"]["met"] is False
+
+
+def test_planned_runs_put_the_main_sigma_once():
+    runs = planned_runs(ClosedLoopConfig(sigmas=(0.0, 1.0, 2.0)), default_sigma=1.0)
+    assert [r.label for r in runs] == ["stack", "stack-argmax", "pdm", "pdm-gt", "stack-sigma=0", "stack-sigma=2"]
+
+
+def test_missing_weights_get_a_clear_error(tmp_path: Path):
+    with pytest.raises(FileNotFoundError, match="make stack-weights"):
+        evaluate(ClosedLoopConfig(weights=tmp_path / "none.safetensors", out=tmp_path))
