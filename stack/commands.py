@@ -9,10 +9,12 @@ from pathlib import Path
 from perception.model import Perception
 from planning.config import PlannerConfig
 from prediction.checkpoint import load_predictor
+from sim.training import add_loop_arguments, loop_fields
 from stack.evaluate import BASELINES, SIGMA_SWEEP, ClosedLoopConfig, evaluate
 from stack.model import Stack
 from stack.policy import DEFAULT_WEIGHTS
 from stack.report import text_table, write_report
+from stack.train import EndToEndConfig, train
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -27,6 +29,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("--max-agents", type=int, default=PlannerConfig.max_agents, help="agents the planner weighs")
     a.add_argument("--refine-steps", type=int, default=PlannerConfig.refine_steps, help="planner gradient steps")
     a.set_defaults(run=assemble_main)
+
+    t = jobs.add_parser("train", help="end-to-end fine-tuning with a planning loss (imitation + hindsight collisions)")
+    t.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="the stack to start from")
+    t.add_argument("--out", type=Path, default=Path("runs/stack-e2e"), help="checkpoint folder")
+    t.add_argument("--suite", default="hard", help="scenarios of the expert episodes (default hard)")
+    t.add_argument("--seeds", type=int, default=4, help="expert episodes per scenario (default 4)")
+    t.add_argument("--first-seed", type=int, default=400, help="first seed (default 400)")
+    t.add_argument("--expert", default="pdm-gt", help="the policy that drives the episodes (default pdm-gt)")
+    t.add_argument("--sigma", type=float, default=1.0, help="risk sensitivity while training (default 1)")
+    t.add_argument("--collision-weight", type=float, default=1.0, help="weight of the hindsight collision cost")
+    add_loop_arguments(t, steps=200, batch_size=8, lr=1e-4, warmup_steps=10, checkpoint_every=50, items="items")
+    t.set_defaults(run=train_main)
 
     e = jobs.add_parser("evaluate", help="closed loop: stack, argmax ablation, baselines, sigma sweep; report")
     e.add_argument("--preset", choices=("full", "demo"), default="full", help="demo: a few minutes on a CPU")
@@ -53,6 +67,22 @@ def assemble_main(args: argparse.Namespace) -> int:
     path = stack.save(args.out, perception_from=str(args.perception), predictor_from=str(args.predictor))
     size = path.stat().st_size / 1e6
     print(f"wrote {path} ({size:.1f} MB)")
+    return 0
+
+
+def train_main(args: argparse.Namespace) -> int:
+    cfg = EndToEndConfig(
+        out=args.out,
+        weights=args.weights,
+        suite=args.suite,
+        seeds=tuple(range(args.first_seed, args.first_seed + args.seeds)),
+        expert=args.expert,
+        sigma=args.sigma,
+        collision_weight=args.collision_weight,
+        **loop_fields(args),
+    )
+    path = train(cfg)
+    print(f"wrote {path}")
     return 0
 
 

@@ -1,0 +1,196 @@
+"""End-to-end fine-tuning of the stack with a planning loss.
+
+    drivestack stack train --weights weights/stack.safetensors --out runs/stack-e2e
+
+An expert (`pdm-gt`) drives recorded episodes (`stack.episodes`). A training
+item is (episode, step): the stack perceives the `warmup_frames` frames before
+the step without gradients (the tracker's history fills), then takes one full
+step with gradients and plans. The loss is the expectation, under the
+planner's softmin weights over its candidates, of
+
+    imitation:  mean squared distance to the expert's actual future positions / imitation_scale
+    hindsight:  the collision cost of the candidate against every agent's true future
+                (`planning.collision` with the true boxes and a 0.1 m position blur)
+
+so a candidate that collides in hindsight should have been given a high risk
+and one close to the expert a low one. The weights come from the risk, the
+risk from the forecast (predictor) and the tracks (detector through the
+tracker), so the loss trains the predictor and the detector together. The
+loop (AdamW, warm-up + cosine, checkpoints, resume) is `sim.training`'s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from planning.collision import box_probability, first_hit_probability, minkowski_half_sizes
+from sim.config import ConfigError, Timing
+from sim.training import Trainer, check_loop_settings
+from stack.episodes import Futures, RecordedBatch, futures, record
+from stack.model import Stack
+from stack.policy import DEFAULT_WEIGHTS
+
+KIND = "stack-e2e"
+HINDSIGHT_POSITION_STD = 0.1  # m, blur of the true agent positions (keeps the cost smooth)
+
+
+@dataclass(frozen=True)
+class EndToEndConfig:
+    """The fine-tuning job (loop fields as every `sim.training` job).
+
+    Attributes:
+        weights: the stack to start from.
+        suite: scenarios of the recorded episodes.
+        seeds: episode seeds (clear of the evaluation's, which start at 5000).
+        expert: the policy that drives the recorded episodes.
+        sigma: the risk sensitivity the stack plans with during training.
+        warmup_frames: frames perceived without gradients before each item's step.
+        item_stride: sim steps between the items of an episode.
+        imitation_scale: m^2 that count as one unit of imitation loss.
+        collision_weight: weight of the hindsight collision cost.
+    """
+
+    out: Path = Path("runs/stack-e2e")
+    weights: Path = DEFAULT_WEIGHTS
+    suite: str = "hard"
+    seeds: tuple[int, ...] = tuple(range(400, 404))
+    expert: str = "pdm-gt"
+    sigma: float = 1.0
+    warmup_frames: int = 32
+    item_stride: int = 4
+    imitation_scale: float = 4.0
+    collision_weight: float = 1.0
+    steps: int = 200
+    batch_size: int = 8
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 10
+    grad_clip: float = 1.0
+    checkpoint_every: int = 50
+    seed: int = 0
+    resume: bool = False
+    stop_at: int | None = None
+    progress: bool = True
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        check_loop_settings(self)
+        if not self.seeds:
+            raise ConfigError("EndToEndConfig.seeds: expected at least one seed")
+        for name in ("warmup_frames", "item_stride"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                raise ConfigError(f"EndToEndConfig.{name}: expected an int >= 1, got {value!r}")
+        if not self.imitation_scale > 0 or self.collision_weight < 0:
+            raise ConfigError("EndToEndConfig: expected imitation_scale > 0 and collision_weight >= 0")
+
+
+def hindsight_collision(candidates: Tensor, truth: Futures, margin: float = 0.0) -> Tensor:
+    """[K, C] expected number of first contacts of each candidate `[K, C, T, 3]` with the true agents."""
+    xy, yaw = candidates[..., :2], candidates[..., 2]
+    heading = torch.stack((torch.cos(yaw), torch.sin(yaw)), dim=-1)[:, :, None]  # (K, C, 1, T, 2)
+    offset = truth.agent_xy[:, None] - xy[:, :, None]  # (K, C, N, T, 2)
+    moving = torch.ones_like(truth.agent_valid)[:, None]  # the true heading is known
+    along, across = minkowski_half_sizes(
+        heading, truth.agent_heading[:, None], moving, truth.agent_size[:, None, :, None], margin
+    )
+    cov = HINDSIGHT_POSITION_STD**2 * torch.eye(2, dtype=xy.dtype, device=xy.device)
+    step = box_probability(offset, cov, heading, along, across) * truth.agent_valid[:, None]  # (K, C, N, T)
+    return first_hit_probability(step).sum(-1).sum(-1)
+
+
+def planning_loss(stack: Stack, frames: list, truth: Futures, cfg: EndToEndConfig) -> tuple[Tensor, dict[str, Tensor]]:
+    """Warm-up on `frames[:-1]` without gradients, plan on `frames[-1]`, score the candidates in hindsight."""
+    with torch.no_grad():
+        state = stack.initial_state(frames[0])
+        for frame in frames[1:-1]:
+            _, _, state = stack.perception.step(state, frame)
+    sigma = torch.full_like(frames[-1].ego_speed, cfg.sigma)
+    plan = stack.step_outputs(state, frames[-1], sigma).plan
+    candidates = plan.candidates  # (K, C, T, 3)
+    imitation = (candidates[..., :2] - truth.ego_xy[:, None]).pow(2).sum(-1).mean(-1) / cfg.imitation_scale
+    hindsight = hindsight_collision(candidates, truth)
+    w = plan.candidate_weights
+    loss = (w * (imitation + cfg.collision_weight * hindsight)).sum(-1).mean()
+    chosen = plan.chosen[:, None]
+    report = {
+        "total": loss.detach(),
+        "imitation": (w * imitation).sum(-1).mean().detach(),
+        "hindsight": (w * hindsight).sum(-1).mean().detach(),
+        "chosen_hindsight": hindsight.gather(1, chosen).mean().detach(),
+    }
+    return loss, report
+
+
+class ItemTable:
+    """Every (recorded batch, episode, step) with a full warm-up before it and a full horizon after it."""
+
+    def __init__(self, recorded: list[RecordedBatch], cfg: EndToEndConfig, timing: Timing):
+        self.recorded, self.cfg, self.timing = recorded, cfg, timing
+        horizon = timing.horizon_steps * timing.sim_steps_per_sample
+        rows = [
+            (r, e, t)
+            for r, batch in enumerate(recorded)
+            for e in range(batch.batch_size)
+            for t in range(cfg.warmup_frames, batch.steps - horizon, cfg.item_stride)
+        ]
+        if not rows:
+            raise ValueError("EndToEndConfig: the recorded episodes are too short for one warm-up plus a horizon")
+        self.items = torch.tensor(rows, dtype=torch.long)  # (P, 3)
+
+    def batch(self, index: Tensor) -> tuple[list, Futures]:
+        """The frames (warm-up then the step) and the truth of the items `index`, grouped as one batch."""
+        rows = self.items[index]
+        frames, truths = [], []
+        for k in range(self.cfg.warmup_frames, -1, -1):
+            parts = [self.recorded[int(r)].frame(e[None], (t - k)[None]) for r, e, t in rows]
+            frames.append(_cat_frames(parts))
+        for r, e, t in rows:
+            truths.append(futures(self.recorded[int(r)], e[None], t[None], self.timing))
+        return frames, _cat_futures(truths)
+
+
+def _cat_frames(parts: list):
+    cls = type(parts[0])
+    return cls(**{name: torch.cat([getattr(p, name) for p in parts]) for name in cls.__dataclass_fields__})
+
+
+def _cat_futures(parts: list[Futures]) -> Futures:
+    """Concatenate per-item futures, padding the agent axis to the largest count (padding is invalid)."""
+    n = max(p.agent_xy.shape[1] for p in parts)
+
+    def pad(t: Tensor) -> Tensor:
+        extra = n - t.shape[1]
+        return torch.cat((t, torch.zeros((t.shape[0], extra, *t.shape[2:]), dtype=t.dtype)), dim=1) if extra else t
+
+    fields = ("agent_xy", "agent_heading", "agent_size", "agent_valid")
+    padded = {name: torch.cat([pad(getattr(p, name)) for p in parts]) for name in fields}
+    return Futures(ego_xy=torch.cat([p.ego_xy for p in parts]), **padded)
+
+
+def train(cfg: EndToEndConfig, recorded: list[RecordedBatch] | None = None) -> Path:
+    """Fine-tune and write `<out>/final.safetensors` (a stack checkpoint); returns its path."""
+    stack = Stack.load(cfg.weights, cfg.device).train()
+    timing = stack.timing
+    raster = stack.cfg.perception.detector.raster
+    recorded = recorded if recorded is not None else record(cfg.suite, list(cfg.seeds), cfg.expert, raster, timing)
+    table = ItemTable(recorded, cfg, timing)
+    modules = nn.ModuleDict({"detector": stack.perception.detector, "predictor": stack.predictor})
+
+    def loss_fn(index: Tensor, _augment: torch.Generator, _step: int) -> tuple[Tensor, dict[str, Tensor]]:
+        frames, truth = table.batch(index)
+        return planning_loss(stack, frames, truth, cfg)
+
+    def finalize(steps: int, seconds: float) -> Path:
+        return stack.save(Path(cfg.out) / "final.safetensors", fine_tuned_from=str(cfg.weights), steps=steps,
+                          train_seconds=seconds, job=KIND)  # fmt: skip
+
+    trainer = Trainer(cfg, KIND, modules, torch.arange(len(table.items)), loss_fn, stack.cfg.to_dict(), finalize)
+    return trainer.run()
+
+
+__all__ = ["EndToEndConfig", "hindsight_collision", "planning_loss", "train"]

@@ -1,0 +1,74 @@
+"""End-to-end fine-tuning: recorded expert episodes, true futures, the hindsight cost, a short training run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from perception.model import PerceptionConfig
+from sim.config import RasterConfig
+from stack.config import StackConfig
+from stack.episodes import Futures, futures, record
+from stack.model import Stack
+from stack.train import EndToEndConfig, hindsight_collision, train
+
+RASTER = RasterConfig(size=32, resolution=1.0)
+
+
+@pytest.fixture(scope="module")
+def recorded():
+    return record("cut_in", [0, 1], "idm-gt", RASTER)
+
+
+def straight(speed: float, steps: int = 12, dt: float = 0.4) -> torch.Tensor:
+    t = (torch.arange(steps) + 1.0) * dt
+    return torch.stack((speed * t, torch.zeros_like(t), torch.zeros_like(t)), dim=-1)  # (T, 3)
+
+
+def test_hindsight_counts_contact_with_the_true_futures_only():
+    # One true car stands 20 m ahead in the ego's lane for the whole horizon.
+    truth = Futures(
+        ego_xy=torch.zeros(1, 12, 2),
+        agent_xy=torch.tensor([20.0, 0.0]).expand(1, 1, 12, 2),
+        agent_heading=torch.tensor([1.0, 0.0]).expand(1, 1, 12, 2),
+        agent_size=torch.tensor([[[4.5, 1.9]]]),
+        agent_valid=torch.ones(1, 1, 12, dtype=torch.bool),
+    )
+    candidates = torch.stack((straight(10.0), straight(2.0), straight(10.0) + torch.tensor([0.0, 4.0, 0.0])))[None]
+    cost = hindsight_collision(candidates, truth)[0]
+    assert cost[0] == pytest.approx(1.0, abs=1e-3)  # drives into it
+    assert cost[1] < 1e-3 and cost[2] < 1e-3  # stops short; passes in the next lane
+    gone = Futures(**{**truth.__dict__, "agent_valid": torch.zeros(1, 1, 12, dtype=torch.bool)})
+    assert hindsight_collision(candidates, gone).abs().max() == 0
+
+
+def test_futures_are_in_the_ego_frame_of_the_step(recorded):
+    batch = recorded[0]
+    t = torch.tensor([10])
+    e = torch.tensor([1])
+    fut = futures(batch, e, t)
+    assert fut.ego_xy.shape == (1, 12, 2) and fut.agent_xy.shape[2:] == (12, 2)
+    # The expert drives forward: its future lies ahead (x > 0) and near the lane (|y| small).
+    assert (fut.ego_xy[0, :, 0].diff() >= -1e-4).all() and fut.ego_xy[0, -1, 0] > 5.0
+    assert fut.ego_xy[0, :, 1].abs().max() < 2.0
+    with pytest.raises(ValueError, match="horizon"):
+        futures(batch, e, torch.tensor([batch.steps - 3]))
+
+
+def test_a_short_fine_tuning_changes_detector_and_predictor(recorded, tmp_path: Path):
+    torch.manual_seed(0)
+    start = Stack(StackConfig.tiny(perception=PerceptionConfig.tiny(RASTER)))
+    weights = start.save(tmp_path / "stack.safetensors")
+    cfg = EndToEndConfig(
+        out=tmp_path / "e2e", weights=weights, suite="cut_in", seeds=(0, 1), expert="idm-gt", steps=3,
+        batch_size=2, warmup_frames=8, checkpoint_every=3, progress=False, lr=1e-2,
+    )  # fmt: skip
+    path = train(cfg, recorded)
+    tuned = Stack.load(path)
+    assert tuned.cfg == start.cfg
+    moved = [not torch.equal(a, b) for a, b in zip(tuned.weights().values(), start.weights().values(), strict=True)]
+    names = list(start.weights())
+    assert any(m for m, n in zip(moved, names, strict=True) if n.startswith("perception.detector."))
+    assert any(m for m, n in zip(moved, names, strict=True) if n.startswith("predictor."))
