@@ -42,6 +42,10 @@ class TrackerConfig:
             association probabilities (unrolled, so the graph stays static).
         attribute_memory: cap on the soft count of detections that class
             probabilities and size average over, so they can still change.
+        merge_scale: two tracks whose positions lie within about this many standard deviations
+            (of their combined position covariance) of each other are one object seen twice: the
+            less likely one's existence is softly suppressed (`perception.tracking.merge`); 0 turns
+            the suppression off.
     """
 
     slots: int = 32
@@ -53,6 +57,7 @@ class TrackerConfig:
     mean_lifetime: float = 10.0
     association_iterations: int = 10
     attribute_memory: float = 10.0
+    merge_scale: float = 1.0
 
     def __post_init__(self) -> None:
         _require(isinstance(self.slots, int) and self.slots >= 1, "slots", "an int >= 1", self.slots)
@@ -84,6 +89,7 @@ class TrackerConfig:
             self.association_iterations,
         )
         _require(self.attribute_memory >= 1, "attribute_memory", ">= 1 detection", self.attribute_memory)
+        _require(self.merge_scale >= 0, "merge_scale", ">= 0 (0: off)", self.merge_scale)
 
     @property
     def buffer_steps(self) -> int:

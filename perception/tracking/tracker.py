@@ -2,8 +2,8 @@
 
 `Tracker.step(state, detections, ego_pose, dt) -> (tracks, new_state)` runs,
 in order: ego-motion compensation, constant-velocity prediction, association
-marginals, the PDA update with existence and attribute updates, births, and
-the history buffer. Every stage is a pure function of a `TrackerState`; shapes
+marginals, the PDA update with existence and attribute updates, soft suppression
+of duplicate tracks, births, and the history buffer. Every stage is a pure function of a `TrackerState`; shapes
 are static and nothing branches on tensor values, so a step traces and exports.
 """
 
@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from perception.tracking import birth, history
 from perception.tracking.association import Marginals, association_marginals, hypothesis_weights, pair_geometry
 from perception.tracking.config import TrackerConfig
+from perception.tracking.merge import duplicate_suppression
 from perception.tracking.motion import change_frame, predict, relative_motion
 from perception.tracking.state import TrackerState
 from perception.tracking.update import average_attribute, existence_update, pda_update
@@ -99,7 +100,8 @@ class Tracker(nn.Module):
         moved = self._compensate(state, ego_pose)
         predicted = self._predict(moved, dt)
         updated, marg = self._update(predicted, det)
-        born, replaced = self._birth(updated, det, marg)
+        merged = self._merge(updated)
+        born, replaced = self._birth(merged, det, marg)
         cleared = self._clear_empty(born)
         new_state = self._record(cleared, replaced, ego_pose)
         return self.tracks(new_state), new_state
@@ -151,6 +153,15 @@ class Tracker(nn.Module):
             evidence=(state.evidence + marg.assoc.sum(-1)).clamp(max=cfg.attribute_memory),
         )
         return updated, marg
+
+    def _merge(self, state: TrackerState) -> TrackerState:
+        """Softly suppress a track that duplicates a more likely one (`perception.tracking.merge`)."""
+        if self.config.merge_scale == 0:
+            return state
+        keep = duplicate_suppression(
+            state.mean[..., STATE_POS], state.cov[..., STATE_POS, STATE_POS], state.existence, self.config.merge_scale
+        )
+        return dataclasses.replace(state, existence=state.existence * keep)
 
     def _birth(self, state: TrackerState, det: Detections, marg: Marginals) -> tuple[TrackerState, Tensor]:
         """Seed tracks from unexplained detections; returns the state and the replaced slots [B, A]."""

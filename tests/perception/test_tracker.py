@@ -350,3 +350,34 @@ def test_random_inputs_keep_every_output_valid():
         tracks, state = tracker.step(state, det, pose, rand(B) * 0.4 + 0.05)
         tracks.validate()
         state.validate()
+
+
+def test_duplicate_detections_of_one_object_leave_one_track():
+    # Two slots on the same car every frame (0.2 m apart) and a second car 6 m away.
+    position = torch.tensor([[[10.0, 0.0], [10.2, 0.1], [16.0, 0.0]]])
+    frames = [detections(position, torch.tensor([[0.9, 0.8, 0.9]]), slots=6) for _ in range(20)]
+    _, merged = run(Tracker(TrackerConfig(slots=8)), frames)
+    _, unmerged = run(Tracker(TrackerConfig(slots=8, merge_scale=0.0)), frames)
+
+    def believed_near(state, x):
+        near = (state.mean[0, :, 0] - x).abs() < 1.0
+        return float(state.existence[0][near].sum())
+
+    assert believed_near(merged, 10.0) == pytest.approx(1.0, abs=0.15)  # one car, not two
+    assert believed_near(unmerged, 10.0) > 1.5  # without the suppression the car is counted twice
+    assert believed_near(merged, 16.0) == pytest.approx(1.0, abs=0.1)  # the other car is untouched
+
+
+def test_suppression_spares_distinct_well_localised_neighbours():
+    from perception.tracking.merge import duplicate_suppression
+
+    position = torch.tensor([[[0.0, 0.0], [0.6, 0.0], [0.05, 0.0]]])
+    cov = (0.15**2 * torch.eye(2)).expand(1, 3, 2, 2)
+    existence = torch.tensor([[0.9, 0.8, 0.5]])
+    keep = duplicate_suppression(position, cov, existence, 1.0)
+    assert keep[0, 0] == 1.0  # the most likely track is never suppressed
+    assert keep[0, 1] > 0.95  # a pedestrian 0.6 m away (about 2.8 sigma)
+    assert keep[0, 2] < 0.2  # a second estimate 5 cm from the first
+    position.requires_grad_(True)
+    duplicate_suppression(position, cov, existence, 1.0).sum().backward()
+    assert torch.isfinite(position.grad).all() and position.grad.abs().sum() > 0
