@@ -11,8 +11,9 @@ add the agent's extent projected on the ego's axes,
     across = W_e/2 + |sin delta| L_a/2 + |cos delta| W_a/2,
 
 exact at 0 and 90 degrees and conservative between. The agent's heading is
-the direction of its forecast motion; an agent that barely moves (a parked
-car, a waiting pedestrian) is taken as aligned with the ego, as traffic
+the direction of its forecast motion, trusted in proportion to its speed
+(none below 1 m/s, fully from 3 m/s): the motion of a parked car is tracker
+noise, and such an agent is taken as aligned with the ego, as traffic
 beside a lane is.
 
 With the agent's centre x ~ N(mu, Sigma), the probability that x lies in
@@ -38,8 +39,10 @@ from torch import Tensor
 # The ego's box (`sim.policies.idm`): 4.8 m x 2.0 m.
 EGO_HALF_LENGTH = 2.4
 EGO_HALF_WIDTH = 1.0
-# Below this speed (m/s) an agent's heading is taken as the ego's (its motion says nothing).
-HEADING_MIN_SPEED = 0.5
+# An agent's motion gives its heading from HEADING_MIN_SPEED (not at all) to HEADING_FULL_SPEED (fully), m/s:
+# below, the motion of a still object is tracker noise (a parked car "moving" at 0.3-1 m/s in any direction).
+HEADING_MIN_SPEED = 1.0
+HEADING_FULL_SPEED = 3.0
 
 
 def _interval(low: Tensor, high: Tensor, std: Tensor) -> Tensor:
@@ -77,29 +80,30 @@ def _quadratic(cov: Tensor, u: Tensor) -> Tensor:
 
 def motion_heading(means: Tensor, dt: float) -> tuple[Tensor, Tensor]:
     """Unit heading [..., T, 2] of forecast positions `means [..., T, 2]` (from the step before; the first
-    step from the second) and whether the agent moves fast enough for it to mean anything [..., T]."""
+    step from the second) and how much to trust it [..., T] in [0, 1], from the speed (module docstring)."""
     step = torch.diff(means, dim=-2)  # (..., T-1, 2)
     step = torch.cat((step[..., :1, :], step), dim=-2)
     length = step.norm(dim=-1)
-    moving = length > HEADING_MIN_SPEED * dt
+    trust = ((length / dt - HEADING_MIN_SPEED) / (HEADING_FULL_SPEED - HEADING_MIN_SPEED)).clamp(0.0, 1.0)
     unit = step / length.clamp_min(1e-6).unsqueeze(-1)
-    return unit, moving
+    return unit, trust
 
 
 def minkowski_half_sizes(
-    ego_heading: Tensor, agent_heading: Tensor, agent_moving: Tensor, agent_size: Tensor, margin: float
+    ego_heading: Tensor, agent_heading: Tensor, heading_trust: Tensor, agent_size: Tensor, margin: float
 ) -> tuple[Tensor, Tensor]:
     """Half-sizes (along, across the ego's heading) of the box enclosing ego + agent, m.
 
     Args:
-        ego_heading: [..., 2] unit. agent_heading: [..., 2] unit. agent_moving: [...] bool (a still
-            agent counts as aligned with the ego). agent_size: [..., 2] (length, width), m.
+        ego_heading: [..., 2] unit. agent_heading: [..., 2] unit. heading_trust: [...] in [0, 1]: 1 uses
+            the agent's heading, 0 takes the agent as aligned with the ego, between blends the two.
+        agent_size: [..., 2] (length, width), m.
         margin: added to both half-sizes, m.
     """
     cos = (ego_heading * agent_heading).sum(-1).abs()
     sin = (ego_heading[..., 0] * agent_heading[..., 1] - ego_heading[..., 1] * agent_heading[..., 0]).abs()
-    cos = torch.where(agent_moving, cos, torch.ones_like(cos))
-    sin = torch.where(agent_moving, sin, torch.zeros_like(sin))
+    cos = heading_trust * cos + (1.0 - heading_trust)
+    sin = heading_trust * sin
     half_length, half_width = 0.5 * agent_size[..., 0], 0.5 * agent_size[..., 1]
     along = EGO_HALF_LENGTH + cos * half_length + sin * half_width + margin
     across = EGO_HALF_WIDTH + sin * half_length + cos * half_width + margin

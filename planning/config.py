@@ -42,7 +42,7 @@ class CostWeights:
     """
 
     collision: float = 1.0
-    progress: float = 0.1
+    progress: float = 0.25
     lane: float = 0.025
     drivable: float = 0.5
     comfort: float = 0.01

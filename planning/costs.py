@@ -19,7 +19,6 @@ from planning.collision import (
     EGO_HALF_LENGTH,
     EGO_HALF_WIDTH,
     box_probability,
-    first_hit_probability,
     minkowski_half_sizes,
 )
 from planning.config import PlannerConfig
@@ -36,7 +35,7 @@ class AgentFutures:
         means: [B, A, M, T, 2] centre position per outcome (mode or sample) and step, m.
         cov: [B, A, M, T, 2, 2] its covariance, m^2.
         heading: [B, A, M, T, 2] unit heading of the agent's motion (`motion_heading`).
-        moving: [B, A, M, T] bool, the agent moves fast enough for `heading` to mean anything.
+        heading_trust: [B, A, M, T] in [0, 1], how much `heading` says (`motion_heading`).
         log_prob: [B, A, M] log-probability of each outcome given the agent exists.
         existence: [B, A] probability that the agent is real (0 for empty slots).
         size: [B, A, 2] box (length, width), m.
@@ -45,7 +44,7 @@ class AgentFutures:
     means: Tensor
     cov: Tensor
     heading: Tensor
-    moving: Tensor
+    heading_trust: Tensor
     log_prob: Tensor
     existence: Tensor
     size: Tensor
@@ -65,23 +64,31 @@ def collision_costs(candidates: Candidates, agents: AgentFutures, cfg: PlannerCo
     """Cost [B, C, A, M] of each candidate if agent a exists and follows outcome m.
 
     Per step, the probability that the ego's box meets the agent's
-    (`planning.collision`); across steps, the probability that the first
-    contact happens then; the cost is its sum weighted by a discount (later
-    contacts can still be avoided by replanning) and a severity that grows with
-    the ego's speed (being hit at standstill is not the ego's doing).
+    (`planning.collision`), weighted by a discount (later contacts can still be
+    avoided by replanning) and a severity that grows with the ego's speed (being
+    hit at standstill is not the ego's doing); the cost is the largest over the
+    steps. The largest, not a noisy-OR: within a mode the predictor's positions
+    come from integrated control noise, so their errors are strongly correlated
+    from step to step, and the probability of some contact over the horizon is
+    close to the largest per-step probability. Treating the steps as
+    independent would add up the same persistent uncertainty twelve times and
+    see a collision in every neighbour of an uncertain lane.
     """
     ego_heading = torch.stack((torch.cos(candidates.yaw), torch.sin(candidates.yaw)), dim=-1)[:, :, None, None]
     offset = agents.means[:, None] - candidates.xy[:, :, None, None]  # (B, C, A, M, T, 2)
     along, across = minkowski_half_sizes(
-        ego_heading, agents.heading[:, None], agents.moving[:, None], agents.size[:, None, :, None, None], cfg.margin
+        ego_heading,
+        agents.heading[:, None],
+        agents.heading_trust[:, None],
+        agents.size[:, None, :, None, None],
+        cfg.margin,
     )
     step = box_probability(offset, agents.cov[:, None], ego_heading, along, across)  # (B, C, A, M, T)
-    first = first_hit_probability(step)
-    T = first.shape[-1]
-    discount = cfg.collision_discount ** torch.arange(T, dtype=first.dtype, device=first.device)
+    T = step.shape[-1]
+    discount = cfg.collision_discount ** torch.arange(T, dtype=step.dtype, device=step.device)
     severity = cfg.severity_floor + candidates.speed / cfg.severity_speed  # (B, C, T)
     weight = discount * severity  # (B, C, T)
-    return cfg.weights.collision * (first * weight[:, :, None, None]).sum(-1)
+    return cfg.weights.collision * (step * weight[:, :, None, None]).amax(-1)
 
 
 def progress_cost(candidates: Candidates, frame: SensorFrame, timing: Timing, cfg: PlannerConfig) -> Tensor:

@@ -125,8 +125,8 @@ class Planner(nn.Module):
             blur = self.cfg.sample_position_std**2 * torch.eye(2, dtype=means.dtype, device=means.device)
             cov = blur.expand(*means.shape[:-1], 2, 2)
             log_prob = torch.full(means.shape[:3], -math.log(S), dtype=means.dtype, device=means.device)
-        heading, moving = motion_heading(means, self.timing.sample_dt)
-        return AgentFutures(means, cov, heading, moving, log_prob, existence, agent_size)
+        heading, trust = motion_heading(means, self.timing.sample_dt)
+        return AgentFutures(means, cov, heading, trust, log_prob, existence, agent_size)
 
     def deterministic_cost(self, candidates: Candidates, frame: SensorFrame) -> Tensor:
         """[B, C] the costs that do not depend on the other agents."""

@@ -94,9 +94,9 @@ def hindsight_collision(candidates: Tensor, truth: Futures, margin: float = 0.0)
     xy, yaw = candidates[..., :2], candidates[..., 2]
     heading = torch.stack((torch.cos(yaw), torch.sin(yaw)), dim=-1)[:, :, None]  # (K, C, 1, T, 2)
     offset = truth.agent_xy[:, None] - xy[:, :, None]  # (K, C, N, T, 2)
-    moving = torch.ones_like(truth.agent_valid)[:, None]  # the true heading is known
+    trust = torch.ones_like(truth.agent_valid, dtype=xy.dtype)[:, None]  # the true heading is known
     along, across = minkowski_half_sizes(
-        heading, truth.agent_heading[:, None], moving, truth.agent_size[:, None, :, None], margin
+        heading, truth.agent_heading[:, None], trust, truth.agent_size[:, None, :, None], margin
     )
     cov = HINDSIGHT_POSITION_STD**2 * torch.eye(2, dtype=xy.dtype, device=xy.device)
     step = box_probability(offset, cov, heading, along, across) * truth.agent_valid[:, None]  # (K, C, N, T)

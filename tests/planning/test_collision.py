@@ -70,7 +70,7 @@ def test_tends_to_the_boxes_indicator_without_gaussian_tails():
     tight = ((1e-4, 0.0), (0.0, 1e-4))
     assert closed_form((1.0, 0.5), tight, (1.0, 0.0), 4.6, 2.0) == pytest.approx(1.0)
     # A car parked beside the lane (centres 2.6 m apart across, boxes 2.0 m and 1.9 m wide) is clear.
-    along, across = minkowski_half_sizes(t([1.0, 0.0]), t([1.0, 0.0]), torch.tensor(False), t([4.5, 1.9]), 0.3)
+    along, across = minkowski_half_sizes(t([1.0, 0.0]), t([1.0, 0.0]), t(0.0), t([4.5, 1.9]), 0.3)
     assert closed_form((3.0, -2.6), tight, (1.0, 0.0), along.item(), across.item()) < 1e-6
     assert closed_form((3.0, -1.5), tight, (1.0, 0.0), along.item(), across.item()) == pytest.approx(1.0)
 
@@ -78,21 +78,23 @@ def test_tends_to_the_boxes_indicator_without_gaussian_tails():
 def test_half_sizes_follow_the_agents_heading():
     ego = t([1.0, 0.0])
     size = t([4.0, 2.0])
-    along, across = minkowski_half_sizes(ego, t([1.0, 0.0]), torch.tensor(True), size, 0.0)
+    along, across = minkowski_half_sizes(ego, t([1.0, 0.0]), t(1.0), size, 0.0)
     assert (along.item(), across.item()) == pytest.approx((EGO_HALF_LENGTH + 2.0, EGO_HALF_WIDTH + 1.0))
-    along, across = minkowski_half_sizes(ego, t([0.0, 1.0]), torch.tensor(True), size, 0.0)  # crossing
+    along, across = minkowski_half_sizes(ego, t([0.0, 1.0]), t(1.0), size, 0.0)  # crossing
     assert (along.item(), across.item()) == pytest.approx((EGO_HALF_LENGTH + 1.0, EGO_HALF_WIDTH + 2.0))
-    along, across = minkowski_half_sizes(ego, t([0.0, 1.0]), torch.tensor(False), size, 0.0)  # still: aligned
+    along, across = minkowski_half_sizes(ego, t([0.0, 1.0]), t(0.0), size, 0.0)  # still: aligned
     assert (along.item(), across.item()) == pytest.approx((EGO_HALF_LENGTH + 2.0, EGO_HALF_WIDTH + 1.0))
 
 
 def test_motion_heading_and_the_still_agent():
     t_steps = torch.arange(1, 5, dtype=T64)[:, None]
-    moving = torch.cat((t_steps * 2.0, torch.zeros_like(t_steps)), -1)  # 2 m per 0.4 s step along +x
-    heading, is_moving = motion_heading(moving, 0.4)
-    assert torch.allclose(heading, t([1.0, 0.0]).expand(4, 2)) and is_moving.all()
+    moving = torch.cat((t_steps * 2.0, torch.zeros_like(t_steps)), -1)  # 5 m/s along +x
+    heading, trust = motion_heading(moving, 0.4)
+    assert torch.allclose(heading, t([1.0, 0.0]).expand(4, 2)) and torch.allclose(trust, torch.ones(4, dtype=T64))
     _, still = motion_heading(torch.zeros(4, 2, dtype=T64), 0.4)
-    assert not still.any()
+    assert (still == 0).all()
+    _, creeping = motion_heading(moving * 0.4, 0.4)  # 2 m/s: half way between 1 and 3 m/s
+    assert torch.allclose(creeping, torch.full((4,), 0.5, dtype=T64))
 
 
 def test_gradients_reach_the_mean_and_the_covariance():
