@@ -9,13 +9,14 @@ from typing import Any
 from sim.config import ConfigError, config_from_dict, require
 
 OWNER = "PlannerConfig"
+STEP_DEPENDENCE = ("correlated", "independent")
 POSITIVE_FIELDS = (
     "offset_ramp",
     "accel_time",
     "max_accel",
     "max_decel",
+    "stop_decel",
     "softmin_temperature",
-    "severity_speed",
     "lane_half_width",
     "comfort_accel",
     "comfort_jerk",
@@ -66,6 +67,8 @@ class PlannerConfig:
         accel_time: time constant of the speed profiles' approach to their target, s.
         max_accel: the profiles' acceleration bound, m/s^2.
         max_decel: the profiles' braking bound, m/s^2 (> 0).
+        stop_decel: the braking bound of the profiles that stop (target speed 0), m/s^2; it blends
+            into `max_decel` for targets up to 2 m/s. An emergency stop must be a candidate.
         substeps: integration substeps per plan step.
         max_agents: the collision term considers the agents that come closest to the
             candidates, at most this many (its cost grows linearly with it).
@@ -76,8 +79,11 @@ class PlannerConfig:
         finite_difference: half-widths of the central differences that give the gradient.
         softmin_temperature: candidate weights are softmax(-risk / temperature) in training.
         collision_discount: per-step factor on later collisions (replanning can still avoid them).
-        severity_floor: collision severity at standstill; it grows by 1 per `severity_speed`.
-        severity_speed: m/s.
+        step_dependence: how a mode's per-step collision probabilities combine over the horizon:
+            "correlated" takes the largest (errors persist from step to step), "independent" the
+            probability of a first contact at each step as if the steps were independent (noisy-OR).
+        severity_gain: s/m, a collision's severity is 1 + severity_gain * ego speed (0: every
+            contact costs the same, at standstill too: stopping in a crossing lane is no refuge).
         margin: added to the half-sizes of every ego + agent footprint, m.
         lane_half_width: m, the unit of the lane-keeping term.
         comfort_accel: m/s^2, the unit of the comfort term's acceleration.
@@ -92,6 +98,7 @@ class PlannerConfig:
     accel_time: float = 1.5
     max_accel: float = 2.0
     max_decel: float = 4.0
+    stop_decel: float = 8.0
     substeps: int = 2
     max_agents: int = 8
     refine_steps: int = 1
@@ -100,8 +107,8 @@ class PlannerConfig:
     finite_difference: tuple[float, float] = (0.5, 0.25)
     softmin_temperature: float = 0.025
     collision_discount: float = 0.9
-    severity_floor: float = 0.25
-    severity_speed: float = 10.0
+    step_dependence: str = "independent"
+    severity_gain: float = 0.0
     margin: float = 0.3
     lane_half_width: float = 1.75
     comfort_accel: float = 3.0
@@ -127,8 +134,10 @@ class PlannerConfig:
             value = getattr(self, name)
             require(len(value) == 2 and min(value) >= 0, o, name, "two numbers >= 0", value)
         require(min(self.finite_difference) > 0, o, "finite_difference", "two numbers > 0", self.finite_difference)
+        require(self.step_dependence in STEP_DEPENDENCE, o, "step_dependence", f"one of {STEP_DEPENDENCE}",
+                self.step_dependence)  # fmt: skip
         require(0 < self.collision_discount <= 1, o, "collision_discount", "in (0, 1]", self.collision_discount)
-        require(self.severity_floor >= 0, o, "severity_floor", ">= 0", self.severity_floor)
+        require(self.severity_gain >= 0, o, "severity_gain", ">= 0 s/m", self.severity_gain)
         require(self.margin >= 0, o, "margin", ">= 0 m", self.margin)
         if not isinstance(self.weights, CostWeights):
             raise ConfigError(f"{o}.weights: expected a CostWeights, got {self.weights!r}")

@@ -19,6 +19,7 @@ from planning.collision import (
     EGO_HALF_LENGTH,
     EGO_HALF_WIDTH,
     box_probability,
+    first_hit_probability,
     minkowski_half_sizes,
 )
 from planning.config import PlannerConfig
@@ -65,14 +66,14 @@ def collision_costs(candidates: Candidates, agents: AgentFutures, cfg: PlannerCo
 
     Per step, the probability that the ego's box meets the agent's
     (`planning.collision`), weighted by a discount (later contacts can still be
-    avoided by replanning) and a severity that grows with the ego's speed (being
-    hit at standstill is not the ego's doing); the cost is the largest over the
-    steps. The largest, not a noisy-OR: within a mode the predictor's positions
-    come from integrated control noise, so their errors are strongly correlated
-    from step to step, and the probability of some contact over the horizon is
-    close to the largest per-step probability. Treating the steps as
-    independent would add up the same persistent uncertainty twelve times and
-    see a collision in every neighbour of an uncertain lane.
+    avoided by replanning) and a severity 1 + `severity_gain` * ego speed. Over
+    the horizon (`PlannerConfig.step_dependence`): the largest of these, since
+    within a mode the predictor's positions come from integrated control noise
+    and their errors persist from step to step; or, as if the steps were
+    independent, the probability of a first contact at each step (noisy-OR).
+    Agents that start behind the ego count only as much as they are not behind
+    it (`behind_weight`): a collision they cause from behind is not the ego's to
+    avoid, and counting it would make braking for a lead vehicle look dangerous.
     """
     ego_heading = torch.stack((torch.cos(candidates.yaw), torch.sin(candidates.yaw)), dim=-1)[:, :, None, None]
     offset = agents.means[:, None] - candidates.xy[:, :, None, None]  # (B, C, A, M, T, 2)
@@ -86,9 +87,19 @@ def collision_costs(candidates: Candidates, agents: AgentFutures, cfg: PlannerCo
     step = box_probability(offset, agents.cov[:, None], ego_heading, along, across)  # (B, C, A, M, T)
     T = step.shape[-1]
     discount = cfg.collision_discount ** torch.arange(T, dtype=step.dtype, device=step.device)
-    severity = cfg.severity_floor + candidates.speed / cfg.severity_speed  # (B, C, T)
-    weight = discount * severity  # (B, C, T)
-    return cfg.weights.collision * (step * weight[:, :, None, None]).amax(-1)
+    severity = 1.0 + cfg.severity_gain * candidates.speed  # (B, C, T)
+    weight = (discount * severity)[:, :, None, None]  # (B, C, 1, 1, T)
+    if cfg.step_dependence == "independent":
+        per_outcome = (first_hit_probability(step) * weight).sum(-1)
+    else:
+        per_outcome = (step * weight).amax(-1)
+    return cfg.weights.collision * per_outcome * behind_weight(agents)[:, None, :, :]
+
+
+def behind_weight(agents: AgentFutures, softness: float = 0.5) -> Tensor:
+    """[B, A, M] ~1 for an agent whose first forecast position is ahead of the ego's rear, ~0 behind it."""
+    front_of_agent = agents.means[..., 0, 0] + 0.5 * agents.size[..., None, 0]  # (B, A, M) x of its front
+    return torch.sigmoid((front_of_agent + EGO_HALF_LENGTH) / softness)
 
 
 def progress_cost(candidates: Candidates, frame: SensorFrame, timing: Timing, cfg: PlannerConfig) -> Tensor:

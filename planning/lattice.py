@@ -2,7 +2,7 @@
 
 A candidate is theta = (target speed m/s, lateral offset m). Its speed profile
 approaches the target with time constant `accel_time`, its acceleration
-clamped to [-max_decel, max_accel]; its path follows the route centreline,
+clamped to [-max_decel, max_accel] (a stop may brake up to `stop_decel`); its path follows the route centreline,
 shifted left by the offset, blended in over `offset_ramp` m with a smoothstep
 (a lane change when the offset is one lane width). Everything is a smooth or
 piecewise-smooth function of theta, so the refinement's finite differences
@@ -27,6 +27,7 @@ from sim.types import SensorFrame
 
 TARGET_SPEED = 0
 OFFSET = 1
+STOP_BLEND_SPEED = 2.0  # m/s: targets below it brake up to stop_decel
 
 
 @dataclass(frozen=True)
@@ -71,13 +72,16 @@ def initial_parameters(frame: SensorFrame, cfg: PlannerConfig) -> Tensor:
 def speed_profile(v0: Tensor, target: Tensor, cfg: PlannerConfig, timing: Timing) -> tuple[Tensor, Tensor, Tensor]:
     """Speeds, mean accelerations and arc lengths [B, C, T] from the current speed `v0 [B]`."""
     dt = timing.sample_dt / cfg.substeps
+    stopping = (1.0 - target / STOP_BLEND_SPEED).clamp(0.0, 1.0)  # 1 for a stop, 0 from 2 m/s
+    decel = cfg.max_decel + (cfg.stop_decel - cfg.max_decel) * stopping
+    max_accel = torch.full_like(target, cfg.max_accel)
     v = v0[:, None].expand_as(target)
     s = torch.zeros_like(target)
     speeds, accels, lengths = [], [], []
     for _ in range(timing.horizon_steps):
         start = v
         for _ in range(cfg.substeps):
-            a = ((target - v) / cfg.accel_time).clamp(-cfg.max_decel, cfg.max_accel)
+            a = torch.maximum(torch.minimum((target - v) / cfg.accel_time, max_accel), -decel)
             v_next = (v + a * dt).clamp_min(0.0)
             s = s + 0.5 * (v + v_next) * dt
             v = v_next

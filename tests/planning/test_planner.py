@@ -44,10 +44,10 @@ def test_ignores_an_agent_that_cannot_exist_and_a_vehicle_in_the_next_lane():
 
 
 def test_risk_aversion_slows_down_for_an_uncertain_crossing():
-    # An agent that crosses the lane ahead in one of its two modes (2 %) and waits in the other.
+    # An agent that crosses the lane ahead in one of its two modes (15 %) and waits in the other.
     crossing = moving(30.0, 6.0, 0.0, -2.5)
     waiting = standing(30.0, 6.0)
-    fc = forecast([torch.stack((crossing, waiting))], mode_weights=(0.02, 0.98), std=0.5)
+    fc = forecast([torch.stack((crossing, waiting))], mode_weights=(0.15, 0.85), std=0.5)
     sigmas = (-0.5, 0.0, 1.0, 5.0)
     refined = [plan_for(fc, sigma=s).trajectory[0, -1, 0].item() for s in sigmas]
     assert refined[0] > refined[-1] + 10.0  # risk-seeking drives on, strongly risk-averse slows down
