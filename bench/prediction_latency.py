@@ -16,10 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -30,6 +27,7 @@ from prediction.checkpoint import load_predictor
 from prediction.config import PredictorConfig
 from prediction.inputs import tracks_from_positions
 from prediction.model import Predictor, SampleNoise
+from sim.timing import time_call
 from sim.training import write_json
 
 
@@ -43,18 +41,6 @@ def scene(agents: int, history: int, dt: float, seed: int = 0):
     return tracks_from_positions(xy, torch.ones(1, agents, history, dtype=torch.bool), dt)
 
 
-def timed(call: Callable[[], object], repeats: int) -> dict:
-    for _ in range(3):  # warm-up: allocator and kernel selection
-        call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - start) * 1e3)
-    times.sort()
-    return {"median_ms": statistics.median(times), "p99_ms": times[min(len(times) - 1, int(0.99 * len(times)))]}
-
-
 @torch.inference_mode()
 def measure(model: Predictor, agents: int, threads: int, repeats: int) -> list[dict]:
     before = torch.get_num_threads()
@@ -64,8 +50,8 @@ def measure(model: Predictor, agents: int, threads: int, repeats: int) -> list[d
         tracks = scene(agents, cfg.history, cfg.dt)
         noise = SampleNoise.draw(1, agents, 20, cfg.horizon, torch.Generator().manual_seed(1))
         rows = [
-            {"call": "forecast (K modes)", **timed(lambda: model(tracks), repeats)},
-            {"call": "20 samples", **timed(lambda: model.sample_positions(tracks, noise), repeats)},
+            {"call": "forecast (K modes)", **time_call(lambda: model(tracks), repeats)},
+            {"call": "20 samples", **time_call(lambda: model.sample_positions(tracks, noise), repeats)},
         ]
     finally:
         torch.set_num_threads(before)
