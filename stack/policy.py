@@ -108,6 +108,7 @@ class StackPolicy:
 
 
 def plan_to_world(trajectory: Tensor, frame: SensorFrame) -> Tensor:
+    """Ego-frame positions `[B, T, 2]` of `frame`'s ego frame into the world frame (its localisation pose)."""
     pose = frame.ego_pose.to(trajectory.dtype)
     return local_to_world(trajectory, pose[:, :2], pose[:, 2])
 
