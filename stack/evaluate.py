@@ -23,6 +23,7 @@ from sim.config import ConfigError, RasterConfig
 from sim.metrics.writers import write_json
 from sim.policies import make_policy
 from sim.suite import SuiteConfig, run_suite
+from stack.model import Stack
 from stack.policy import DEFAULT_WEIGHTS, StackPolicy
 
 log = logging.getLogger(__name__)
@@ -149,8 +150,6 @@ def evaluate(cfg: ClosedLoopConfig) -> dict[str, Any]:
     """Run (or reuse) every planned run and write `comparison.json`; returns it."""
     if not Path(cfg.weights).is_file():
         raise FileNotFoundError(f"stack weights {cfg.weights}: not found (reproduce them with `make stack-weights`)")
-    from stack.model import Stack
-
     stack_cfg = Stack.load(cfg.weights).cfg
     default_sigma, raster = stack_cfg.sigma, stack_cfg.perception.detector.raster
     runs = planned_runs(cfg, default_sigma)

@@ -36,8 +36,7 @@ from torch import Tensor, nn
 from perception.decode import POSITION_STD_FLOOR
 from perception.model import Perception, PerceptionState
 from perception.types import Detections, Tracks
-from planning.planner import Planner, checking
-from planning.risk import check_sigma
+from planning.planner import Planner
 from planning.types import Plan
 from prediction.checkpoint import load_predictor_weights
 from prediction.model import MapInput, Predictor
@@ -112,9 +111,7 @@ class Stack(nn.Module):
         self, state: StackState, frame: SensorFrame, sigma: Tensor | float, noise: tuple[Tensor, Tensor] | None = None
     ) -> StackOutput:
         """`step` with every intermediate distribution; `noise` (see `Planner.forward`) switches the risk
-        from forecast modes to samples."""
-        if checking():
-            sigma = check_sigma(sigma, frame.ego_speed.shape[0])
+        from forecast modes to samples. The planner checks sigma (it owns it)."""
         detections, tracks, new_state = self.perception.step(state, frame)
         forecast = self.forecast(tracks, frame)
         plan = self.planner(forecast, frame, sigma, agent_size=tracks.size, noise=noise)

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from planning.collision import box_probability, first_hit_probability, minkowski_half_sizes
-from sim.config import ConfigError, Timing
+from sim.config import Timing, require
 from sim.training import Trainer, check_loop_settings
 from stack.episodes import Futures, RecordedBatch, futures, record
 from stack.model import Stack
@@ -78,15 +78,14 @@ class EndToEndConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        o = type(self).__name__
         check_loop_settings(self)
-        if not self.seeds:
-            raise ConfigError("EndToEndConfig.seeds: expected at least one seed")
+        require(len(self.seeds) >= 1, o, "seeds", "at least one seed", self.seeds)
         for name in ("warmup_frames", "item_stride"):
             value = getattr(self, name)
-            if not (isinstance(value, int) and value >= 1):
-                raise ConfigError(f"EndToEndConfig.{name}: expected an int >= 1, got {value!r}")
-        if not self.imitation_scale > 0 or self.collision_weight < 0:
-            raise ConfigError("EndToEndConfig: expected imitation_scale > 0 and collision_weight >= 0")
+            require(isinstance(value, int) and value >= 1, o, name, "an int >= 1", value)
+        require(self.imitation_scale > 0, o, "imitation_scale", "> 0 m^2", self.imitation_scale)
+        require(self.collision_weight >= 0, o, "collision_weight", ">= 0", self.collision_weight)
 
 
 def hindsight_collision(candidates: Tensor, truth: Futures, margin: float = 0.0) -> Tensor:

@@ -72,3 +72,21 @@ def test_a_short_fine_tuning_changes_detector_and_predictor(recorded, tmp_path: 
     names = list(start.weights())
     assert any(m for m, n in zip(moved, names, strict=True) if n.startswith("perception.detector."))
     assert any(m for m, n in zip(moved, names, strict=True) if n.startswith("predictor."))
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("seeds", ()),
+        ("warmup_frames", 0),
+        ("item_stride", 1.5),
+        ("imitation_scale", 0.0),
+        ("collision_weight", -1.0),
+        ("steps", 0),
+    ],  # fmt: skip
+)
+def test_bad_job_settings_name_the_field(field, value):
+    from sim.config import ConfigError
+
+    with pytest.raises(ConfigError, match=f"EndToEndConfig.{field}"):
+        EndToEndConfig(**{field: value})
