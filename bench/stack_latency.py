@@ -59,10 +59,10 @@ def measure(stack: Stack, state, frame, threads: int, repeats: int) -> list[dict
     try:
         sigma = torch.ones(1)
         _, tracks, _ = stack.perception.step(state, frame)
-        forecast = stack.forecast(tracks, frame)
+        forecast = stack.forecast(tracks, frame.map)
         calls = {
             "perception (detector + tracker)": lambda: stack.perception.step(state, frame),
-            "prediction (K-mode forecast)": lambda: stack.forecast(tracks, frame),
+            "prediction (K-mode forecast)": lambda: stack.forecast(tracks, frame.map),
             "planning": lambda: stack.planner(forecast, frame, sigma, agent_size=tracks.size),
             "whole step": lambda: stack.step(state, frame, sigma),
         }

@@ -81,7 +81,7 @@ def _quadratic(cov: Tensor, u: Tensor) -> Tensor:
 def motion_heading(means: Tensor, dt: float) -> tuple[Tensor, Tensor]:
     """Unit heading [..., T, 2] of forecast positions `means [..., T, 2]` (from the step before; the first
     step from the second) and how much to trust it [..., T] in [0, 1], from the speed (module docstring)."""
-    step = torch.diff(means, dim=-2)  # (..., T-1, 2)
+    step = means[..., 1:, :] - means[..., :-1, :]  # (..., T-1, 2); slicing, since ONNX has no diff
     step = torch.cat((step[..., :1, :], step), dim=-2)
     length = step.norm(dim=-1)
     trust = ((length / dt - HEADING_MIN_SPEED) / (HEADING_FULL_SPEED - HEADING_MIN_SPEED)).clamp(0.0, 1.0)
@@ -114,5 +114,9 @@ def first_hit_probability(step_probability: Tensor) -> Tensor:
     """P(the first collision happens at step t) [..., T] from per-step probabilities [..., T]
     that are independent across steps (as a `Forecast`'s steps are within a mode)."""
     miss = (1.0 - step_probability).clamp(0.0, 1.0)
-    survived = torch.cumprod(torch.cat((torch.ones_like(miss[..., :1]), miss[..., :-1]), dim=-1), dim=-1)
-    return step_probability * survived
+    # A running product unrolled over the static horizon: ONNX has no cumprod, and exp(cumsum(log))
+    # would put log(0) into the gradient where a step is a sure hit.
+    survived = [torch.ones_like(miss[..., 0])]
+    for t in range(miss.shape[-1] - 1):
+        survived.append(survived[-1] * miss[..., t])
+    return step_probability * torch.stack(survived, dim=-1)

@@ -23,7 +23,7 @@ from planning.collision import (
     minkowski_half_sizes,
 )
 from planning.config import PlannerConfig
-from planning.lattice import Candidates
+from planning.lattice import Candidates, constant
 from sim.config import RasterConfig, Timing
 from sim.types import SensorFrame
 
@@ -117,7 +117,9 @@ def comfort_cost(candidates: Candidates, timing: Timing, cfg: PlannerConfig) -> 
     """[B, C] mean squared longitudinal and lateral acceleration and jerk, in comfort units."""
     accel = candidates.accel
     lateral = candidates.speed.pow(2) * candidates.curvature
-    jerk = torch.diff(accel, dim=-1, prepend=torch.zeros_like(accel[..., :1])) / timing.sample_dt
+    # Differences by slicing, not torch.diff, which ONNX cannot express; the first step's jerk is from rest.
+    previous = torch.cat((torch.zeros_like(accel[..., :1]), accel[..., :-1]), dim=-1)
+    jerk = (accel - previous) / timing.sample_dt
     terms = (accel / cfg.comfort_accel).pow(2) + (lateral / cfg.comfort_accel).pow(2) + (jerk / cfg.comfort_jerk).pow(2)
     return cfg.weights.comfort * terms.mean(-1)
 
@@ -136,7 +138,7 @@ def drivable_cost(candidates: Candidates, frame: SensorFrame, raster: RasterConf
     """
     heading = torch.stack((torch.cos(candidates.yaw), torch.sin(candidates.yaw)), dim=-1)
     left = torch.stack((-heading[..., 1], heading[..., 0]), dim=-1)
-    signs = candidates.xy.new_tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])  # (4, 2)
+    signs = constant([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]], candidates.xy)  # (4, 2)
     corners = (
         candidates.xy.unsqueeze(-2)
         + signs[:, :1] * EGO_HALF_LENGTH * heading.unsqueeze(-2)

@@ -14,7 +14,9 @@ Positions are the ego's box centre in the ego frame at the current time
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -58,11 +60,19 @@ class Candidates:
         return torch.cat((self.xy, self.yaw.unsqueeze(-1)), dim=-1)
 
 
+def constant(values: Sequence[Any], like: Tensor) -> Tensor:
+    """A small constant table (nested sequences of numbers) with `like`'s dtype and device, built from
+    fill kernels: `torch.tensor(..., device="cuda")` copies from host memory, which a CUDA graph
+    cannot capture. Exports to ONNX as a constant."""
+    if isinstance(values, Sequence):
+        return torch.stack([constant(v, like) for v in values])
+    return like.new_full((), float(values))
+
+
 def initial_parameters(frame: SensorFrame, cfg: PlannerConfig) -> Tensor:
     """The lattice: theta [B, C, 2], offset-major, fastest first within an offset."""
-    like = {"dtype": frame.ego_speed.dtype, "device": frame.ego_speed.device}
-    fractions = torch.tensor(sorted(cfg.speed_fractions, reverse=True), **like)
-    offsets = torch.tensor(cfg.lateral_offsets, **like)
+    fractions = constant(sorted(cfg.speed_fractions, reverse=True), frame.ego_speed)
+    offsets = constant(cfg.lateral_offsets, frame.ego_speed)
     B, F, O = frame.ego_speed.shape[0], fractions.numel(), offsets.numel()
     speed = (frame.speed_limit[:, None, None] * fractions[None, None, :]).expand(B, O, F)
     offset = offsets[None, :, None].expand(B, O, F)

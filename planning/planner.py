@@ -19,7 +19,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -35,7 +37,7 @@ from planning.costs import (
     progress_cost,
     speed_limit_cost,
 )
-from planning.lattice import OFFSET, TARGET_SPEED, Candidates, initial_parameters, rollout
+from planning.lattice import OFFSET, TARGET_SPEED, Candidates, constant, initial_parameters, rollout
 from planning.risk import check_sigma, entropic_risk, with_existence
 from planning.types import Plan
 from prediction.types import Forecast
@@ -46,10 +48,24 @@ from sim.types import SensorFrame
 DEFAULT_SIZES = ((4.5, 1.9), (0.6, 0.6), (1.8, 0.6))
 
 
+_UNCHECKED_DEPTH = [0]
+
+
+@contextlib.contextmanager
+def unchecked() -> Iterator[None]:
+    """Skip the data-dependent input checks inside (their host reads cannot be captured in a CUDA graph);
+    for callers that validated the inputs already."""
+    _UNCHECKED_DEPTH[0] += 1
+    try:
+        yield
+    finally:
+        _UNCHECKED_DEPTH[0] -= 1
+
+
 def checking() -> bool:
-    """Whether data-dependent input checks may run (not while tracing or exporting a graph)."""
+    """Whether data-dependent input checks may run (not while tracing, exporting or capturing a graph)."""
     exporting = getattr(torch.compiler, "is_exporting", lambda: False)()
-    return not (torch.jit.is_tracing() or torch.compiler.is_compiling() or exporting)
+    return not (torch.jit.is_tracing() or torch.compiler.is_compiling() or exporting or _UNCHECKED_DEPTH[0])
 
 
 class Planner(nn.Module):
@@ -87,11 +103,19 @@ class Planner(nn.Module):
             self._check_inputs(forecast, frame)
         sigma = torch.as_tensor(sigma, dtype=frame.ego_speed.dtype, device=frame.ego_speed.device).expand(B)
         theta = initial_parameters(frame, self.cfg)
-        candidates = rollout(frame, theta, self.cfg, self.timing)
+        C = theta.shape[1]
+        # The lattice and the first refinement's probes are rolled out and scored in one batch of
+        # candidates: one pass through the cost graph instead of two (half the ops in an export).
+        probes = self.probes(theta) if self.cfg.refine_steps else theta[:, :0]
+        everything = rollout(frame, torch.cat((theta, probes), dim=1), self.cfg, self.timing)
+        candidates = _take_candidates(everything, slice(0, C))
         agents = nearest_agents(self.agent_futures(forecast, agent_size, noise), candidates, self.cfg.max_agents)
-        risk = self.risk(candidates, frame, agents, sigma)
-        for _ in range(self.cfg.refine_steps):
-            theta, candidates, risk = self.refine(theta, candidates, risk, frame, agents, sigma)
+        all_risk = self.risk(everything, frame, agents, sigma)
+        risk, probe_risk = all_risk[:, :C], all_risk[:, C:]
+        for step in range(self.cfg.refine_steps):
+            if step:
+                probe_risk = self.risk(rollout(frame, self.probes(theta), self.cfg, self.timing), frame, agents, sigma)
+            theta, candidates, risk = self.refine(theta, candidates, risk, probe_risk, frame, agents, sigma)
         return self.plan(candidates, risk, sigma)
 
     def _check_inputs(self, forecast: Forecast, frame: SensorFrame) -> None:
@@ -149,30 +173,36 @@ class Planner(nn.Module):
         per_agent = entropic_risk(outcomes, outcome_log_prob, sigma[:, None, None])  # (B, C, A)
         return self.deterministic_cost(candidates, frame) + per_agent.sum(-1)
 
+    def probes(self, theta: Tensor) -> Tensor:
+        """[B, 4C, 2] the central-difference probes of theta [B, C, 2]: +h on each parameter, then -h."""
+        h = constant(self.cfg.finite_difference, theta)  # one step per parameter
+        eye = torch.eye(2, dtype=theta.dtype, device=theta.device) * h  # row i perturbs parameter i
+        probes = torch.cat((theta[:, None] + eye[None, :, None], theta[:, None] - eye[None, :, None]), dim=1)
+        return probes.reshape(theta.shape[0], 4 * theta.shape[1], 2)
+
     def refine(
         self,
         theta: Tensor,
         candidates: Candidates,
         risk: Tensor,
+        probe_risk: Tensor,
         frame: SensorFrame,
         agents: AgentFutures,
         sigma: Tensor,
     ) -> tuple[Tensor, Candidates, Tensor]:
-        """One gradient step on theta [B, C, 2], the gradient from central differences of the risk.
+        """One gradient step on theta [B, C, 2], the gradient from central differences of the risk
+        (`probe_risk [B, 4C]`, the risk of `probes(theta)`).
 
         A step is kept only where it lowers the candidate's risk, so refinement never makes a
         candidate worse (a fixed step size can overshoot). Returns the new (theta, candidates, risk).
         """
         cfg = self.cfg
         B, C, _ = theta.shape
-        h = theta.new_tensor(cfg.finite_difference)
-        eye = torch.eye(2, dtype=theta.dtype, device=theta.device) * h  # row i perturbs parameter i
-        probes = torch.cat((theta[:, None] + eye[None, :, None], theta[:, None] - eye[None, :, None]), dim=1)
-        probe_risk = self.risk(rollout(frame, probes.reshape(B, 4 * C, 2), cfg, self.timing), frame, agents, sigma)
+        h = constant(cfg.finite_difference, theta)
         probe_risk = probe_risk.reshape(B, 4, C)
         gradient = ((probe_risk[:, :2] - probe_risk[:, 2:]) / (2 * h[None, :, None])).transpose(1, 2)  # (B, C, 2)
-        limit = theta.new_tensor(cfg.refine_max_step)
-        step = torch.maximum(torch.minimum(theta.new_tensor(cfg.refine_lr) * gradient, limit), -limit)
+        limit = constant(cfg.refine_max_step, theta)
+        step = torch.maximum(torch.minimum(constant(cfg.refine_lr, theta) * gradient, limit), -limit)
         moved = theta - step
         moved = torch.stack((moved[..., TARGET_SPEED].clamp_min(0.0), moved[..., OFFSET]), dim=-1)
         moved_candidates = rollout(frame, moved, cfg, self.timing)
@@ -210,6 +240,11 @@ class Planner(nn.Module):
         )
 
 
+def _take_candidates(candidates: Candidates, rows: slice) -> Candidates:
+    """The candidates in `rows` of axis 1."""
+    return Candidates(**{name: getattr(candidates, name)[:, rows] for name in Candidates.__dataclass_fields__})
+
+
 def _where(condition: Tensor, a: Tensor, b: Tensor) -> Tensor:
     """`torch.where` with `condition [B, C]` broadcast over the trailing dims of a and b."""
     return torch.where(condition.reshape(*condition.shape, *([1] * (a.dim() - 2))), a, b)
@@ -234,6 +269,9 @@ def nearest_agents(agents: AgentFutures, candidates: Candidates, count: int) -> 
 
 
 def _take(values: Tensor, index: Tensor) -> Tensor:
-    """values[b, index[b]] for values [B, C, ...]."""
+    """values[b, index[b]] for values [B, C, ...].
+
+    `select`, not `squeeze`: traced under a dynamic batch, squeeze exports as an ONNX If (the size of
+    the axis is unknown to the exporter), which TensorRT's parser rejects."""
     shape = (index.shape[0], 1, *values.shape[2:])
-    return values.gather(1, index.reshape(-1, *([1] * (values.dim() - 1))).expand(shape)).squeeze(1)
+    return values.gather(1, index.reshape(-1, *([1] * (values.dim() - 1))).expand(shape)).select(1, 0)

@@ -31,6 +31,7 @@ Shapes are checked in Python (they are static under tracing); values are not.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -350,11 +351,25 @@ def unicycle_path(state0: Tensor, control: Tensor, dt: float) -> Tensor:
     _check_tail("unicycle_path.state0", state0, (4,), "[..., 4]")
     _check_tail("unicycle_path.control", control, (None, 2), "[..., T, 2]")
     _check_dt("unicycle_path", dt)
-    state, positions = state0, []
-    for t in range(int(control.shape[-2])):  # T is static: the loop unrolls under tracing
-        state = _unicycle_step(state, control[..., t, :], dt)[0]
-        positions.append(state[..., :2])
-    return torch.stack(positions, dim=-2)
+    moved, _, _ = _unicycle_step(_step_starts(state0, control, dt), control, dt)
+    return state0[..., None, :2] + moved[..., :2].cumsum(dim=-2)
+
+
+def _step_starts(state0: Tensor, control: Tensor, dt: float) -> Tensor:
+    """[..., T, 4] the state at the start of every step, with the position zeroed.
+
+    Heading and speed are linear in the controls (running sums of yaw rate and acceleration
+    times dt), and neither a step's displacement nor its Jacobians depend on where it starts,
+    so all T steps are evaluated at once and the positions are a running sum of displacements:
+    a few dozen ops for the whole horizon instead of a loop unrolled T times in an exported graph.
+    """
+    turned = (control[..., YAW_RATE] * dt).cumsum(dim=-1)
+    sped = (control[..., ACCEL] * dt).cumsum(dim=-1)
+    before = lambda total: torch.cat((torch.zeros_like(total[..., :1]), total[..., :-1]), dim=-1)  # noqa: E731
+    heading = state0[..., HEADING, None] + before(turned)
+    speed = state0[..., SPEED, None] + before(sped)
+    zero = torch.zeros_like(heading)
+    return torch.stack((zero, zero, heading, speed), dim=-1)
 
 
 def unicycle_jacobians(state: Tensor, control: Tensor, dt: float) -> tuple[Tensor, Tensor]:
@@ -391,18 +406,78 @@ def unicycle(
     _check_tail("unicycle.control_cov", control_cov, (None, 2, 2), "[..., T, 2, 2]")
     _check_steps("unicycle.control_cov", control_cov, int(control.shape[-2]), -3)
     _check_dt("unicycle", dt)
-    state, state_cov = state0, state0_cov
-    positions, covariances = [], []
-    for t in range(int(control.shape[-2])):  # T is static: the loop unrolls under tracing
-        next_state, state_jacobian, control_jacobian = _unicycle_step(state, control[..., t, :], dt)
-        state_cov = state_jacobian @ state_cov @ state_jacobian.transpose(-1, -2) + (
-            control_jacobian @ control_cov[..., t, :, :] @ control_jacobian.transpose(-1, -2)
-        )
-        state_cov = 0.5 * (state_cov + state_cov.transpose(-1, -2))  # keep rounding from accumulating asymmetry
-        state = next_state
-        positions.append(state[..., :2])
-        covariances.append(state_cov[..., :2, :2])
-    return torch.stack(positions, dim=-2), torch.stack(covariances, dim=-3)
+    moved, state_jacobian, control_jacobian = _unicycle_step(_step_starts(state0, control, dt), control, dt)
+    positions = state0[..., None, :2] + moved[..., :2].cumsum(dim=-2)
+    return positions, _position_covariance(state0_cov, state_jacobian, control_jacobian, control_cov)
+
+
+class _Mat2(NamedTuple):
+    """A batch of 2x2 matrices [[a, b], [c, d]] held as four equally shaped tensors.
+
+    The EKF covariance below multiplies thousands of 2x2 blocks. Both tensor forms are slow in
+    onnxruntime on the CPU: a batched MatMul runs one tiny GEMM per block, and broadcasting
+    columns against rows ([..., 2, 1] * [..., 1, 2]) takes its slow generic broadcast path.
+    Written out per entry, every op is a plain elementwise op on equal shapes."""
+
+    a: Tensor
+    b: Tensor
+    c: Tensor
+    d: Tensor
+
+    @classmethod
+    def of(cls, m: Tensor) -> _Mat2:
+        return cls(m[..., 0, 0], m[..., 0, 1], m[..., 1, 0], m[..., 1, 1])
+
+    def tensor(self) -> Tensor:
+        return torch.stack((torch.stack((self.a, self.b), -1), torch.stack((self.c, self.d), -1)), -2)
+
+    def __matmul__(self, o: _Mat2) -> _Mat2:  # type: ignore[override]
+        return _Mat2(self.a * o.a + self.b * o.c, self.a * o.b + self.b * o.d,
+                     self.c * o.a + self.d * o.c, self.c * o.b + self.d * o.d)  # fmt: skip
+
+    def __add__(self, o: _Mat2) -> _Mat2:  # type: ignore[override]
+        return _Mat2(self.a + o.a, self.b + o.b, self.c + o.c, self.d + o.d)
+
+    def __sub__(self, o: _Mat2) -> _Mat2:
+        return _Mat2(self.a - o.a, self.b - o.b, self.c - o.c, self.d - o.d)
+
+    @property
+    def T(self) -> _Mat2:  # noqa: N802  (the transpose, as on tensors)
+        return _Mat2(self.a, self.c, self.b, self.d)
+
+    def cumsum(self, dim: int) -> _Mat2:
+        return _Mat2(*(x.cumsum(dim=dim) for x in self))
+
+
+def _position_covariance(state0_cov: Tensor, state_jacobian: Tensor, control_jacobian: Tensor, control_cov: Tensor):
+    """[..., T, 2, 2] position blocks of the EKF recursion P_{t+1} = F_t P_t F_t^T + G_t Q_t G_t^T, in closed form.
+
+    Every F_t is I + N_t with N_t nonzero only in the block J_t = d position / d (heading, speed), so
+    N_a N_b = 0 and F_t ... F_k = I + J_k + ... + J_t: with V_t = J_0 + ... + J_t, the transition from
+    after step k to after step t has the block W = V_t - V_k. The position block of
+    P after step t is then
+
+        P0_pp + V_t P0_qp + (.)^T + V_t P0_qq V_t^T
+        + sum_{k <= t} [C_pp + W C_qp + (.)^T + W C_qq W^T]_k,     C = G Q G^T (p: position, q: heading, speed),
+
+    and expanding W = V_t - V_k turns each sum over k into running sums (cumsum) of products of
+    V_k and C_k: no loop over steps. Equal to the step-by-step recursion (tests/prediction).
+    """
+    pos, rest = slice(0, 2), slice(2, 4)
+    jac = _Mat2.of(state_jacobian[..., pos, rest])  # [..., T] each
+    g_pos, g_rest = _Mat2.of(control_jacobian[..., pos, :]), _Mat2.of(control_jacobian[..., rest, :])
+    q = _Mat2.of(control_cov)
+    c_pp, c_qp, c_qq = g_pos @ q @ g_pos.T, g_rest @ q @ g_pos.T, g_rest @ q @ g_rest.T
+    v = jac.cumsum(-1)  # the steps are the last axis of each entry
+    cross = v @ c_qp.cumsum(-1) - (v @ c_qp).cumsum(-1)  # sum_k W C_qp
+    quad_mixed = v @ (c_qq @ v.T).cumsum(-1)  # V_t sum_k C_qq V_k^T
+    quad = v @ c_qq.cumsum(-1) @ v.T - quad_mixed - quad_mixed.T + (v @ c_qq @ v.T).cumsum(-1)  # sum_k W C_qq W^T
+    process = c_pp.cumsum(-1) + cross + cross.T + quad  # sum_k [C_pp + W C_qp + (.)^T + W C_qq W^T]
+    p0 = state0_cov.unsqueeze(-3)  # [..., 1, 4, 4]: broadcasts over the steps
+    start_cross = v @ _Mat2.of(p0[..., rest, pos])
+    start = _Mat2.of(p0[..., pos, pos]) + start_cross + start_cross.T + v @ _Mat2.of(p0[..., rest, rest]) @ v.T
+    cov = (start + process).tensor()
+    return 0.5 * (cov + cov.transpose(-1, -2))  # rounding must not leave the blocks asymmetric
 
 
 # -- mixtures and factors --------------------------------------------------------------

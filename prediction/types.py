@@ -150,7 +150,8 @@ class Forecast(TensorContract):
         mean = means.gather(2, mode[..., None, None].expand_as(noise_pos))  # [B, A, S, T, 2]
         index = mode[..., None, None, None].expand(-1, -1, -1, self.horizon_steps, 2, 2)
         scale = chol.gather(2, index)  # [B, A, S, T, 2, 2]
-        return mean + (scale @ noise_pos.unsqueeze(-1)).squeeze(-1)
+        # chol @ noise written out for 2x2 (a traced matmul-then-squeeze exports as an ONNX If under a dynamic S).
+        return mean + (scale * noise_pos.unsqueeze(-2)).sum(-1)
 
     def _check_noise(self, noise_mode: Tensor, noise_pos: Tensor) -> None:
         B, A, _ = self.log_weights.shape

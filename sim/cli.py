@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sim.policies import make_policy
 from sim.suite import SuiteConfig, run_suite
 
 
@@ -24,7 +25,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     p.add_argument("--render", type=int, default=0, help="render the first K seeds of each scenario")
     p.add_argument("--video-format", choices=("mp4", "gif"), default="mp4")
+    p.add_argument(
+        "--backend",
+        default=None,
+        help="for the stack policies: torch (the checkpoint, default), onnxruntime or tensorrt (an exported artifact)",
+    )
+    p.add_argument("--artifact", type=Path, help="exported artifact folder (`drivestack export`) for --backend")
+    p.add_argument("--runtime-device", help="the backend's device: cpu, cuda[:N], or tensorrt[:N] for onnxruntime")
+    p.add_argument("--runtime-threads", type=int, help="the backend's CPU threads (onnxruntime)")
+    p.add_argument("--plan-every", type=int, help="stack policies: plan every N frames, perceive every frame")
     p.set_defaults(run=main)
+
+
+def policy_options(args: argparse.Namespace) -> dict:
+    """The options given for the policy (only those given: a policy that takes none accepts no flags)."""
+    given = {
+        "backend": args.backend,
+        "artifact": args.artifact,
+        "device": args.runtime_device,
+        "plan_every": args.plan_every,
+        "threads": args.runtime_threads,
+    }
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def main(args: argparse.Namespace) -> int:
@@ -39,7 +61,7 @@ def main(args: argparse.Namespace) -> int:
         render=args.render,
         video_format=args.video_format,
     )
-    results = run_suite(cfg)
+    results = run_suite(cfg, make_policy(args.policy, **policy_options(args)))
     failed = sum(r.error is not None for r in results)
     print(f"wrote {cfg.out}/summary.json, summary.csv, episodes.csv ({len(results)} episodes, {failed} failed)")
     return 1 if failed == len(results) else 0

@@ -111,11 +111,12 @@ def _gather_paths(field: Tensor, path: Tensor) -> Tensor:
 def _segment_at(path_s: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
     """Segment index i (point i to i+1) containing `s`, and the fraction along it."""
     P = path_s.shape[-1]
-    flat_s = path_s.reshape(-1, P).contiguous()
-    i = torch.searchsorted(flat_s, s.reshape(-1, 1).contiguous(), right=True).reshape(s.shape) - 1
-    i = i.clamp(0, P - 2)
-    s0 = torch.gather(path_s, -1, i.unsqueeze(-1)).squeeze(-1)
-    s1 = torch.gather(path_s, -1, (i + 1).unsqueeze(-1)).squeeze(-1)
+    # The count of knots at or before s is `searchsorted(right=True)` on the sorted knots, written
+    # as a comparison so that the planner's graphs export (ONNX has no searchsorted).
+    i = ((path_s <= s.unsqueeze(-1)).sum(-1) - 1).clamp(0, P - 2)
+    # `select`, not `squeeze`, here and in `interpolate_polyline`: an exported squeeze becomes an If.
+    s0 = torch.gather(path_s, -1, i.unsqueeze(-1)).select(-1, 0)
+    s1 = torch.gather(path_s, -1, (i + 1).unsqueeze(-1)).select(-1, 0)
     frac = ((s - s0) / (s1 - s0).clamp_min(1e-6)).clamp(0.0, 1.0)
     return i, frac
 
@@ -171,8 +172,8 @@ def interpolate_polyline(pts: Tensor, path_s: Tensor, s: Tensor) -> tuple[Tensor
     """Point `[..., 2]` and tangent heading `[...]` at arc length `s [...]` on polylines
     `pts [..., P, 2]`; beyond either end the last segment is extended straight."""
     i, frac = _segment_at(path_s, s)
-    p0 = torch.gather(pts, -2, i[..., None, None].expand(*i.shape, 1, 2)).squeeze(-2)
-    p1 = torch.gather(pts, -2, (i + 1)[..., None, None].expand(*i.shape, 1, 2)).squeeze(-2)
+    p0 = torch.gather(pts, -2, i[..., None, None].expand(*i.shape, 1, 2)).select(-2, 0)
+    p1 = torch.gather(pts, -2, (i + 1)[..., None, None].expand(*i.shape, 1, 2)).select(-2, 0)
     seg = p1 - p0
     yaw = torch.atan2(seg[..., 1], seg[..., 0])
     s_lo = path_s[..., 0]

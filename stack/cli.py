@@ -16,6 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from deploy import cli as deploy_cli
+    from deploy import policy as deploy_policy  # noqa: F401  registers the exported backends of `stack`
     from perception import cli as perception_cli
     from prediction import cli as prediction_cli
     from sim import cli as sim_cli
@@ -26,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     perception_cli.add_parser(sub)
     prediction_cli.add_parser(sub)
     stack_commands.add_parser(sub)
+    deploy_cli.add_parsers(sub)
     return parser
 
 

@@ -113,15 +113,15 @@ class Stack(nn.Module):
         """`step` with every intermediate distribution; `noise` (see `Planner.forward`) switches the risk
         from forecast modes to samples. The planner checks sigma (it owns it)."""
         detections, tracks, new_state = self.perception.step(state, frame)
-        forecast = self.forecast(tracks, frame)
+        forecast = self.forecast(tracks, frame.map)
         plan = self.planner(forecast, frame, sigma, agent_size=tracks.size, noise=noise)
         return StackOutput(detections, tracks, forecast, plan, new_state)
 
-    def forecast(self, tracks: Tracks, frame: SensorFrame) -> Forecast:
-        """The predictor's mixture for `tracks` (hardened under the argmax ablation)."""
-        map_input = (
-            MapInput(frame.map, self.cfg.perception.detector.raster) if self.cfg.predictor.map_channels else None
-        )
+    def forecast(self, tracks: Tracks, map_raster: Tensor | None) -> Forecast:
+        """The predictor's mixture for `tracks` (hardened under the argmax ablation); `map_raster` is the
+        frame's ego-frame map `[B, 3, H, W]`, read only by a predictor with a map encoder."""
+        raster = self.cfg.perception.detector.raster
+        map_input = MapInput(map_raster, raster) if self.cfg.predictor.map_channels else None
         forecast = self.predictor(tracks, map_input)
         return harden_forecast(forecast) if self.cfg.argmax else forecast
 

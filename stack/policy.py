@@ -16,6 +16,7 @@ step runs every frame.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -83,18 +84,34 @@ class StackPolicy:
     def act(self, state: PolicyState | None, obs: Observation) -> tuple[PolicyOutput, PolicyState]:
         frame = obs.frame
         if state is None or state.frames % self.plan_every == 0:
-            stack_state = self.stack.initial_state(frame) if state is None else state.stack
-            out = self.stack.step_outputs(stack_state, frame, torch.full_like(frame.ego_speed, self.sigma))
-            plan_xy = plan_to_world(out.plan.trajectory[..., :2], frame)
+            stack_state = self.start(frame) if state is None else state.stack
+            trajectory, speed, stack_state, drawn = self.plan(
+                stack_state, frame, torch.full_like(frame.ego_speed, self.sigma)
+            )
+            plan_xy = plan_to_world(trajectory[..., :2], frame)
             frames = 0 if state is None else state.frames
-            new = PolicyState(out.state, frames + 1, plan_xy, out.plan.speed, frame.time, overlay(out))
+            new = PolicyState(stack_state, frames + 1, plan_xy, speed, frame.time, drawn)
         else:
-            _, _, stack_state = self.stack.perception.step(state.stack, frame)
+            stack_state = self.perceive(state.stack, frame)
             new = PolicyState(
                 stack_state, state.frames + 1, state.plan_xy, state.plan_speed, state.plan_time, state.overlay
             )
         trajectory, speeds = self.current_plan(new, frame)
         return PolicyOutput(trajectory=trajectory, speeds=speeds, overlay=new.overlay), new
+
+    # The three things the policy asks of the stack; `deploy.policy` answers them with exported graphs.
+    def start(self, frame: SensorFrame) -> StackState:
+        """The stack's state at the first frame."""
+        return self.stack.initial_state(frame)
+
+    def plan(self, state: StackState, frame: SensorFrame, sigma: Tensor) -> tuple[Tensor, Tensor, StackState, Overlay]:
+        """One full step: (trajectory [B, T, 3], speed [B, T], new state, what to draw)."""
+        out = self.stack.step_outputs(state, frame, sigma)
+        return out.plan.trajectory, out.plan.speed, out.state, overlay(out)
+
+    def perceive(self, state: StackState, frame: SensorFrame) -> StackState:
+        """Perception alone (the frames between plans)."""
+        return self.stack.perception.step(state, frame)[2]
 
     def current_plan(self, state: PolicyState, frame: SensorFrame) -> tuple[Tensor, Tensor]:
         """The last plan in the current ego frame, each step (t + 1) sample_dt from now."""
@@ -141,9 +158,33 @@ def overlay(out: StackOutput) -> Overlay:
     )
 
 
+# Runtimes other than torch eager, by backend name: `deploy.policy` adds onnxruntime and tensorrt
+# (deploy builds on stack, so it plugs itself in here rather than stack importing it).
+RuntimeFactory = Callable[..., StackPolicy]
+_RUNTIME_BACKENDS: dict[str, RuntimeFactory] = {}
+
+
+def register_backend(name: str, factory: RuntimeFactory) -> None:
+    """Make `drivestack sim --policy stack --backend NAME` build its policy with `factory`."""
+    _RUNTIME_BACKENDS[name] = factory
+
+
+def make_stack_policy(argmax: bool = False, backend: str = "torch", **options: Any) -> StackPolicy:
+    """The `stack` (or `stack-argmax`) policy on `backend`: torch runs the shipped checkpoint; an exported
+    backend runs the graphs of `options["artifact"]` (`drivestack export`)."""
+    if backend == "torch":
+        if "artifact" in options:
+            raise ValueError("stack policy: --artifact is for exported backends; torch runs the checkpoint")
+        return StackPolicy.from_checkpoint(argmax=argmax, **options)
+    if backend not in _RUNTIME_BACKENDS:
+        known = ", ".join(["torch", *sorted(_RUNTIME_BACKENDS)])
+        raise ValueError(f"stack policy backend {backend!r}: expected one of {known}")
+    return _RUNTIME_BACKENDS[backend](argmax=argmax, **options)
+
+
 def _register() -> None:
-    register_policy("stack", lambda: StackPolicy.from_checkpoint())
-    register_policy("stack-argmax", lambda: StackPolicy.from_checkpoint(argmax=True))
+    register_policy("stack", lambda **options: make_stack_policy(argmax=False, **options))
+    register_policy("stack-argmax", lambda **options: make_stack_policy(argmax=True, **options))
 
 
 _register()

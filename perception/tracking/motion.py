@@ -74,11 +74,11 @@ def symmetrise(cov: Tensor) -> Tensor:
 
 def transition(dt: Tensor) -> Tensor:
     """[B, 4, 4] constant-velocity transition F for steps `dt [B]`, s."""
-    eye = torch.eye(STATE_DIM, dtype=dt.dtype, device=dt.device)
-    couple = torch.zeros(STATE_DIM, STATE_DIM, dtype=dt.dtype, device=dt.device)
-    couple[0, 2] = 1.0
-    couple[1, 3] = 1.0
-    return eye + dt.reshape(-1, 1, 1) * couple
+    eye2 = torch.eye(2, dtype=dt.dtype, device=dt.device)
+    zero2 = torch.zeros_like(eye2)
+    # Built from blocks, not by item assignment, which copies from the host (not capturable in a CUDA graph).
+    couple = torch.cat((torch.cat((zero2, eye2), -1), torch.cat((zero2, zero2), -1)), -2)  # position += dt velocity
+    return torch.eye(STATE_DIM, dtype=dt.dtype, device=dt.device) + dt.reshape(-1, 1, 1) * couple
 
 
 def white_acceleration_noise(dt: Tensor) -> Tensor:

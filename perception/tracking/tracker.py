@@ -94,8 +94,11 @@ class Tracker(nn.Module):
         """
         self._check_inputs(state, detections, ego_pose)
         # [B] or [1]: every use broadcasts over the batch (no Python int, so the batch stays dynamic in a trace).
-        dt = dt if isinstance(dt, Tensor) else torch.tensor(dt)
-        dt = dt.to(dtype=state.mean.dtype, device=state.mean.device).reshape(-1)
+        # A float becomes a fill, not a host-to-device copy (which a CUDA graph cannot capture).
+        if isinstance(dt, Tensor):
+            dt = dt.to(dtype=state.mean.dtype, device=state.mean.device).reshape(-1)
+        else:
+            dt = state.mean.new_full((1,), float(dt))
         det = usable_detections(detections)
         moved = self._compensate(state, ego_pose)
         predicted = self._predict(moved, dt)

@@ -23,12 +23,17 @@ _CELL_TYPES = (str, int, float, bool, type(None))
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Replace `path` by `text` (UTF-8) atomically; on failure the old file is untouched."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Replace `path` by `data` atomically; on failure the old file is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)

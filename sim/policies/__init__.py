@@ -3,17 +3,20 @@ their own with `register_policy`, so the simulator never imports them."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from typing import Any
 
 from sim.policies.base import Observation, Overlay, Policy, PolicyOutput
 
-PolicyFactory = Callable[[], Policy]
+PolicyFactory = Callable[..., Policy]
 
 _REGISTRY: dict[str, PolicyFactory] = {}
 
 
 def register_policy(name: str, factory: PolicyFactory) -> None:
-    """Make `factory()` available as policy `name` (re-registering replaces it)."""
+    """Make `factory(**options)` available as policy `name` (re-registering replaces it); a factory
+    that takes no options is called without any."""
     _REGISTRY[name] = factory
 
 
@@ -21,10 +24,18 @@ def policy_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def make_policy(name: str) -> Policy:
+def make_policy(name: str, **options: Any) -> Policy:
+    """Policy `name`, built with `options` (e.g. the stack's `backend`); options a policy does not take
+    are an error naming them, not ignored."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown policy {name!r}; available: {', '.join(policy_names())}")
-    return _REGISTRY[name]()
+    factory = _REGISTRY[name]
+    params = inspect.signature(factory).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    unknown = sorted(k for k in options if not takes_any and k not in params)
+    if unknown:
+        raise ValueError(f"policy {name!r} takes no option {unknown[0]!r}")
+    return factory(**options)
 
 
 def _register_baselines() -> None:

@@ -237,6 +237,33 @@ def test_unicycle_covariance_matches_monte_carlo():
     assert float(((samples.mean(0) - pos) / spread).abs().max()) < 0.05
 
 
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+def test_unicycle_closed_form_equals_the_step_by_step_ekf_recursion(dtype: torch.dtype):
+    """`unicycle` evaluates all steps at once; it must equal P' = F P F^T + G Q G^T applied step by step
+    with the Jacobians at the mean, for a batch of random turning, braking and accelerating agents."""
+    g = gen(11)
+    shape = (5, 3)
+    state0 = torch.cat((torch.randn(*shape, 2, generator=g, dtype=F64) * 10,
+                        torch.rand(*shape, 1, generator=g, dtype=F64) * 6 - 3,
+                        torch.rand(*shape, 1, generator=g, dtype=F64) * 30), dim=-1)  # fmt: skip
+    state0_cov = random_spd(g, shape, 4, 0.3)
+    control = torch.randn(*shape, HORIZON, 2, generator=g, dtype=F64) * torch.tensor([0.4, 2.0], dtype=F64)
+    control_cov = random_spd(g, (*shape, HORIZON), 2, 0.3)
+    state, cov, positions, covariances = state0, state0_cov, [], []
+    for t in range(HORIZON):
+        jac_state, jac_control = unicycle_jacobians(state, control[..., t, :], DT)
+        cov = jac_state @ cov @ jac_state.transpose(-1, -2) + jac_control @ control_cov[..., t, :, :] @ (
+            jac_control.transpose(-1, -2)
+        )
+        state = unicycle_transition(state, control[..., t, :], DT)
+        positions.append(state[..., :2])
+        covariances.append(cov[..., :2, :2])
+    pos, pos_cov = unicycle(*(x.to(dtype) for x in (state0, state0_cov, control, control_cov)), DT)
+    tol = 1e-10 if dtype == F64 else 2e-5
+    assert float(rel_err(pos.double(), torch.stack(positions, dim=-2)).max()) < tol
+    assert float(rel_err(pos_cov.double(), torch.stack(covariances, dim=-3)).max()) < tol
+
+
 def test_unicycle_is_deterministic_without_noise_and_keeps_a_symmetric_psd_covariance():
     g = gen(6)
     state0 = torch.tensor([0.0, 0.0, 1.0, 3.0], dtype=F64)

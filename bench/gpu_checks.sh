@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The GPU checks of the deploy path, in one run on a CUDA machine (results under $OUT, default runs/gpu):
+# the environment, the CUDA tests, per-module and full-step latency of every GPU backend, and a
+# torch-CUDA-against-torch-CPU parity report. Expects an exported artifact in runs/export
+# (`drivestack export --out runs/export`) and the project importable (PYTHONPATH=. is set here).
+set -uo pipefail
+OUT=${OUT:-runs/gpu}
+mkdir -p "$OUT"
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
+$PY -c "import torch, onnx; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'onnx', onnx.__version__)" | tee -a "$OUT/gpu.txt"
+$PY -c "import onnxruntime as o; print('onnxruntime', o.__version__, o.get_available_providers())" | tee -a "$OUT/gpu.txt"
+$PY -c "import tensorrt as t; print('tensorrt', t.__version__)" 2>&1 | tail -1 | tee -a "$OUT/gpu.txt"
+$PY -m pytest -q -rs tests/deploy tests/stack/test_stack.py 2>&1 | tail -15 | tee "$OUT/tests.txt"
+$PY bench/latency.py --device cuda --artifact runs/export --repeats 100 \
+    --backends torch torch-cudagraph onnxruntime-cuda onnxruntime-tensorrt tensorrt tensorrt-fp16 \
+    --out "$OUT/latency_cuda.json" 2>&1 | grep -v Warning | tee "$OUT/latency_cuda.txt"
+$PY bench/latency.py --device cuda --artifact runs/export --repeats 100 --graphs stack_step \
+    --backends torch-compile torch-compile-cudagraph \
+    --out "$OUT/latency_cuda_compile.json" 2>&1 | grep -v Warning | tee "$OUT/latency_cuda_compile.txt"
