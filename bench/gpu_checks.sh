@@ -12,7 +12,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT
 $PY -c "import torch, onnx; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'onnx', onnx.__version__)" | tee -a "$OUT/gpu.txt"
 $PY -c "import onnxruntime as o; print('onnxruntime', o.__version__, o.get_available_providers())" | tee -a "$OUT/gpu.txt"
 $PY -c "import tensorrt as t; print('tensorrt', t.__version__)" 2>&1 | tail -1 | tee -a "$OUT/gpu.txt"
-$PY -m pytest -q -rs tests/deploy tests/stack/test_stack.py 2>&1 | tail -15 | tee "$OUT/tests.txt"
+$PY -m pytest -q -rs -p no:cacheprovider tests/deploy tests/stack/test_stack.py tests/sim/test_step.py 2>&1 | tail -40 | tee "$OUT/tests.txt"
 $PY bench/latency.py --device cuda --artifact runs/export --repeats 100 \
     --backends torch torch-cudagraph onnxruntime-cuda onnxruntime-tensorrt tensorrt tensorrt-fp16 \
     --out "$OUT/latency_cuda.json" 2>&1 | grep -v Warning | tee "$OUT/latency_cuda.txt"

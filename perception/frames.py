@@ -120,7 +120,8 @@ def detector_input(stack: FrameStack, raster: RasterConfig, mode: str = "bilinea
     """[B, 2K + 3, H, W]: the K BEV frames warped into the current ego frame (oldest
     first, 2 channels each), then the current map raster (3 channels)."""
     B, K, C, H, W = stack.bev.shape
-    current = stack.pose[:, -1:].expand(-1, K, -1)  # (B, K, 3)
-    current_in_past = pose_in_frame(current, stack.pose).reshape(B * K, 3)  # (B K, 3)
-    warped = warp_bev(stack.bev.reshape(B * K, C, H, W), current_in_past, raster, mode)  # (B K, C, H, W)
-    return torch.cat((warped.reshape(B, K * C, H, W), stack.map), dim=1)
+    past = K - 1  # the current frame is already in the current ego frame: it is not resampled
+    current = stack.pose[:, -1:].expand(-1, past, -1)  # (B, K-1, 3)
+    current_in_past = pose_in_frame(current, stack.pose[:, :past]).reshape(B * past, 3)
+    warped = warp_bev(stack.bev[:, :past].reshape(B * past, C, H, W), current_in_past, raster, mode)
+    return torch.cat((warped.reshape(B, past * C, H, W), stack.bev[:, -1], stack.map), dim=1)

@@ -42,6 +42,7 @@ from planning.risk import check_sigma, entropic_risk, with_existence
 from planning.types import Plan
 from prediction.types import Forecast
 from sim.config import RasterConfig, Timing
+from sim.mat2 import Mat2
 from sim.types import SensorFrame
 
 # Footprint (length, width) assumed per class when the caller passes no sizes: vehicle, pedestrian, cyclist.
@@ -141,7 +142,8 @@ class Planner(nn.Module):
         if agent_size is None:
             agent_size = forecast.class_probs @ self.class_size.to(forecast.class_probs.dtype)
         if noise is None:
-            cov = chol @ chol.transpose(-1, -2)
+            factor = Mat2.of(chol)
+            cov = factor.mm(factor.T).tensor()
             log_prob = log_weights
         else:
             means = forecast.sample(*noise)  # (B, A, S, T, 2)
@@ -261,8 +263,10 @@ def nearest_agents(agents: AgentFutures, candidates: Candidates, count: int) -> 
     if count >= A:
         return agents
     with torch.no_grad():
-        gap = (candidates.xy[:, :, None, None] - agents.means[:, None]).norm(dim=-1)  # (B, C, A, M, T)
-        closest = gap.flatten(3).amin(-1).amin(1) - 0.5 * agents.size.norm(dim=-1)  # (B, A)
+        gap = candidates.xy[:, :, None, None] - agents.means[:, None]  # (B, C, A, M, T, 2)
+        # The square root after the minimum (it is monotonic): one per agent instead of one per point.
+        nearest = (gap[..., 0] ** 2 + gap[..., 1] ** 2).flatten(3).amin(-1).amin(1).sqrt()  # (B, A)
+        closest = nearest - 0.5 * agents.size.norm(dim=-1)
         closest = torch.where(agents.existence > 0, closest, torch.full_like(closest, float("inf")))
         index = torch.topk(closest, count, dim=1, largest=False).indices  # (B, count)
     return agents.select(index)

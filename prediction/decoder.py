@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from prediction.config import PredictorConfig
 from prediction.encoders import mlp
+from sim.mat2 import Mat2
 
 PEDESTRIAN_PARAMS = 8  # mean 2; per-step noise: log std 2, correlation 1; drift: log std 2, correlation 1
 VEHICLE_PARAMS = 5  # mean 2; per-step noise: log std 2, correlation 1
@@ -56,7 +57,8 @@ class ControlGaussian:
 
     @property
     def cov(self) -> Tensor:
-        return self.chol @ self.chol.transpose(-1, -2)
+        factor = Mat2.of(self.chol)  # written out: a batched 2x2 MatMul is slow in onnxruntime (sim.mat2)
+        return factor.mm(factor.T).tensor()
 
 
 def _factor(raw: Tensor, scale: Tensor, cfg: PredictorConfig) -> Tensor:

@@ -31,11 +31,11 @@ Shapes are checked in Python (they are static under tracing); values are not.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
+from sim.mat2 import Mat2
 from sim.tensorclass import ContractError
 
 # Unicycle state and control layouts, read through names rather than bare indices.
@@ -141,8 +141,8 @@ def single_integrator(
     pos_cov = pos0_cov.unsqueeze(-3) + dt**2 * vel_cov.cumsum(dim=-3)  # [..., T, 2, 2]
     if shared_chol is not None:
         _check_tail("single_integrator.shared_chol", shared_chol, (None, 2, 2), "[..., T, 2, 2]")
-        drift = dt * shared_chol.cumsum(dim=-3)  # [..., T, 2, 2]
-        pos_cov = pos_cov + drift @ drift.transpose(-1, -2)
+        drift = Mat2.of(dt * shared_chol.cumsum(dim=-3))  # [..., T] each
+        pos_cov = pos_cov + drift.mm(drift.T).tensor()
     return pos, pos_cov
 
 
@@ -411,44 +411,6 @@ def unicycle(
     return positions, _position_covariance(state0_cov, state_jacobian, control_jacobian, control_cov)
 
 
-class _Mat2(NamedTuple):
-    """A batch of 2x2 matrices [[a, b], [c, d]] held as four equally shaped tensors.
-
-    The EKF covariance below multiplies thousands of 2x2 blocks. Both tensor forms are slow in
-    onnxruntime on the CPU: a batched MatMul runs one tiny GEMM per block, and broadcasting
-    columns against rows ([..., 2, 1] * [..., 1, 2]) takes its slow generic broadcast path.
-    Written out per entry, every op is a plain elementwise op on equal shapes."""
-
-    a: Tensor
-    b: Tensor
-    c: Tensor
-    d: Tensor
-
-    @classmethod
-    def of(cls, m: Tensor) -> _Mat2:
-        return cls(m[..., 0, 0], m[..., 0, 1], m[..., 1, 0], m[..., 1, 1])
-
-    def tensor(self) -> Tensor:
-        return torch.stack((torch.stack((self.a, self.b), -1), torch.stack((self.c, self.d), -1)), -2)
-
-    def __matmul__(self, o: _Mat2) -> _Mat2:  # type: ignore[override]
-        return _Mat2(self.a * o.a + self.b * o.c, self.a * o.b + self.b * o.d,
-                     self.c * o.a + self.d * o.c, self.c * o.b + self.d * o.d)  # fmt: skip
-
-    def __add__(self, o: _Mat2) -> _Mat2:  # type: ignore[override]
-        return _Mat2(self.a + o.a, self.b + o.b, self.c + o.c, self.d + o.d)
-
-    def __sub__(self, o: _Mat2) -> _Mat2:
-        return _Mat2(self.a - o.a, self.b - o.b, self.c - o.c, self.d - o.d)
-
-    @property
-    def T(self) -> _Mat2:  # noqa: N802  (the transpose, as on tensors)
-        return _Mat2(self.a, self.c, self.b, self.d)
-
-    def cumsum(self, dim: int) -> _Mat2:
-        return _Mat2(*(x.cumsum(dim=dim) for x in self))
-
-
 def _position_covariance(state0_cov: Tensor, state_jacobian: Tensor, control_jacobian: Tensor, control_cov: Tensor):
     """[..., T, 2, 2] position blocks of the EKF recursion P_{t+1} = F_t P_t F_t^T + G_t Q_t G_t^T, in closed form.
 
@@ -464,18 +426,18 @@ def _position_covariance(state0_cov: Tensor, state_jacobian: Tensor, control_jac
     V_k and C_k: no loop over steps. Equal to the step-by-step recursion (tests/prediction).
     """
     pos, rest = slice(0, 2), slice(2, 4)
-    jac = _Mat2.of(state_jacobian[..., pos, rest])  # [..., T] each
-    g_pos, g_rest = _Mat2.of(control_jacobian[..., pos, :]), _Mat2.of(control_jacobian[..., rest, :])
-    q = _Mat2.of(control_cov)
-    c_pp, c_qp, c_qq = g_pos @ q @ g_pos.T, g_rest @ q @ g_pos.T, g_rest @ q @ g_rest.T
+    jac = Mat2.of(state_jacobian[..., pos, rest])  # [..., T] each
+    g_pos, g_rest = Mat2.of(control_jacobian[..., pos, :]), Mat2.of(control_jacobian[..., rest, :])
+    q = Mat2.of(control_cov)
+    c_pp, c_qp, c_qq = g_pos.mm(q).mm(g_pos.T), g_rest.mm(q).mm(g_pos.T), g_rest.mm(q).mm(g_rest.T)
     v = jac.cumsum(-1)  # the steps are the last axis of each entry
-    cross = v @ c_qp.cumsum(-1) - (v @ c_qp).cumsum(-1)  # sum_k W C_qp
-    quad_mixed = v @ (c_qq @ v.T).cumsum(-1)  # V_t sum_k C_qq V_k^T
-    quad = v @ c_qq.cumsum(-1) @ v.T - quad_mixed - quad_mixed.T + (v @ c_qq @ v.T).cumsum(-1)  # sum_k W C_qq W^T
+    cross = v.mm(c_qp.cumsum(-1)) - v.mm(c_qp).cumsum(-1)  # sum_k W C_qp
+    quad_mixed = v.mm(c_qq.mm(v.T).cumsum(-1))  # V_t sum_k C_qq V_k^T
+    quad = v.mm(c_qq.cumsum(-1)).mm(v.T) - quad_mixed - quad_mixed.T + v.mm(c_qq).mm(v.T).cumsum(-1)  # sum W C_qq W^T
     process = c_pp.cumsum(-1) + cross + cross.T + quad  # sum_k [C_pp + W C_qp + (.)^T + W C_qq W^T]
     p0 = state0_cov.unsqueeze(-3)  # [..., 1, 4, 4]: broadcasts over the steps
-    start_cross = v @ _Mat2.of(p0[..., rest, pos])
-    start = _Mat2.of(p0[..., pos, pos]) + start_cross + start_cross.T + v @ _Mat2.of(p0[..., rest, rest]) @ v.T
+    start_cross = v.mm(Mat2.of(p0[..., rest, pos]))
+    start = Mat2.of(p0[..., pos, pos]) + start_cross + start_cross.T + v.mm(Mat2.of(p0[..., rest, rest])).mm(v.T)
     cov = (start + process).tensor()
     return 0.5 * (cov + cov.transpose(-1, -2))  # rounding must not leave the blocks asymmetric
 
@@ -511,7 +473,7 @@ def moment_match(weights: Tensor, means: Tensor, covs: Tensor) -> tuple[Tensor, 
     safe_means = torch.where(present, means, torch.zeros_like(means))  # [..., C, T, 2]
     mean = (w * safe_means).sum(dim=-3)  # [..., T, 2]
     offset = safe_means - mean.unsqueeze(-3)  # [..., C, T, 2]
-    spread = covs + offset.unsqueeze(-1) * offset.unsqueeze(-2)  # [..., C, T, 2, 2]
+    spread = covs + Mat2.outer(offset[..., 0], offset[..., 1]).tensor()  # [..., C, T, 2, 2]
     spread = torch.where(present.unsqueeze(-1), spread, torch.zeros_like(spread))
     cov = (w.unsqueeze(-1) * spread).sum(dim=-4)  # [..., T, 2, 2]
     return mean, cov

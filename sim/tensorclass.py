@@ -130,7 +130,8 @@ class TensorContract:
     # -- introspection -------------------------------------------------
     @classmethod
     def tensor_fields(cls) -> list[dataclasses.Field]:
-        return [f for f in dataclasses.fields(cls) if "tensor" in f.metadata]  # type: ignore[arg-type]
+        # The class's field table rather than `dataclasses.fields`, which torch.compile cannot trace.
+        return [f for f in cls.__dataclass_fields__.values() if "tensor" in f.metadata]  # type: ignore[attr-defined]
 
     @classmethod
     def field_names(cls) -> list[str]:

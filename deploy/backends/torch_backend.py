@@ -34,6 +34,9 @@ class TorchRuntime(Runtime):
             raise BackendUnavailable(f"torch backend: CUDA graphs need a CUDA device, got {device}")
         self.graph = graph.to(device).eval()
         self.compiled, self.cuda_graph = compile, cuda_graph
+        if compile:
+            # The predictor's history GRU: without this, dynamo breaks the graph around it.
+            torch._dynamo.config.allow_rnn = True
         self._forward = torch.compile(self.graph, dynamic=False) if compile else self.graph
         self._captured: dict[tuple, _Captured] = {}
 

@@ -124,7 +124,9 @@ def test_input_model_is_left_unchanged(small: onnx.ModelProto) -> None:
 
 def _model(nodes: list, inputs: list, outputs: list, initializers: list = ()) -> onnx.ModelProto:
     graph = helper.make_graph(nodes, "g", inputs, outputs, list(initializers))
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    # IR version 8 (onnx 1.13): make_model's default follows the installed onnx, which can be newer
+    # than the installed onnxruntime reads.
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
 def _value(name: str, dtype: int = FLOAT, shape: tuple = (4,)) -> onnx.ValueInfoProto:
