@@ -26,6 +26,7 @@ import torch
 from deploy.artifact import CHECKPOINT, FORMAT, MANIFEST, Artifact, sha256_file
 from deploy.examples import recorded_inputs
 from deploy.graphs import GRAPH_NAMES, FlatGraph, Named, dynamic_axes, graph_defs
+from deploy.runtime import ArtifactError
 from deploy.spec import GraphSpec, TensorSpec
 from sim.metrics.writers import atomic_write_bytes, atomic_write_text
 from stack.model import Stack
@@ -112,7 +113,7 @@ def export_stack(
     out.mkdir(parents=True, exist_ok=True)
     stack = Stack.load(checkpoint, argmax=argmax)
     example = recorded_inputs(stack, example_batch)
-    entries = {}
+    entries = _kept_entries(out, sha256_file(Path(checkpoint)), stack)
     for name in graphs:
         log.info("exporting %s", name)
         spec = export_graph(stack, name, example, out / f"{name}.onnx", opset)
@@ -132,6 +133,21 @@ def export_stack(
     }
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return Artifact.open(out)
+
+
+def _kept_entries(out: Path, checkpoint_sha256: str, stack: Stack) -> dict:
+    """The manifest entries of graphs already exported into `out` from the same checkpoint and config,
+    so that exporting a few graphs again keeps the others; nothing from another checkpoint is kept."""
+    try:
+        old = Artifact.open(out).manifest
+    except ArtifactError:
+        return {}
+    same = old["checkpoint"]["sha256"] == checkpoint_sha256 and old["config"] == _jsonable(stack.cfg.to_dict())
+    return dict(old["graphs"]) if same else {}
+
+
+def _jsonable(data: dict) -> dict:
+    return json.loads(json.dumps(data))
 
 
 def _copy_checkpoint(source: Path, target: Path) -> None:

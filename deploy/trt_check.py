@@ -596,7 +596,7 @@ def check_artifact(artifact: str | Path, max_batch: int = 64) -> dict[str, list[
     backend would build (`deploy.backends.tensorrt_backend.profile_shapes`), restricted to the inputs
     each graph kept (the export drops inputs a graph never reads)."""
     from deploy.artifact import Artifact
-    from deploy.backends.tensorrt_backend import ProfileSizes, profile_shapes
+    from deploy.backends.tensorrt_cache import ProfileSizes, profile_shapes
 
     art = Artifact.open(artifact)
     sizes = ProfileSizes(max_batch=max_batch)

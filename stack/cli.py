@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from deploy.runtime import BackendUnavailable
 from sim.config import ConfigError
 
 
@@ -43,8 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.run(args) or 0)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        # User errors (bad scenario file, unknown policy, bad config) get one clear line, no traceback.
+    except (ConfigError, ValueError, FileNotFoundError, BackendUnavailable) as exc:
+        # User errors (bad scenario file, unknown policy, bad config, a backend missing here) get one
+        # clear line, no traceback.
         logging.getLogger("drivestack").debug("traceback", exc_info=True)  # shown with --verbose
         print(f"drivestack {args.command}: error: {exc}", file=sys.stderr)
         return 2

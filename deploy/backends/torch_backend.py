@@ -37,6 +37,9 @@ class TorchRuntime(Runtime):
         if compile:
             # The predictor's history GRU: without this, dynamo breaks the graph around it.
             torch._dynamo.config.allow_rnn = True
+            # Every graph is a FlatGraph.forward, one code object: each (graph, input shapes) pair is a
+            # recompile of it, and past the default limit of 8 dynamo silently runs eager instead.
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         self._forward = torch.compile(self.graph, dynamic=False) if compile else self.graph
         self._captured: dict[tuple, _Captured] = {}
 

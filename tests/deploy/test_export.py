@@ -48,14 +48,14 @@ def test_onnxruntime_matches_torch_at_several_batch_sizes(artifact, loaded_stack
     """The example batch was 3; batch 1 and other sizes must run and agree (the batch is not baked in)."""
     feed = recorded_inputs(loaded_stack, batch, seed=11)
     for name in GRAPH_NAMES:
-        errors = compare(open_runtime(artifact.root, name, "torch"), open_runtime(artifact.root, name), feed)
+        errors, _ = compare(open_runtime(artifact.root, name, "torch"), open_runtime(artifact.root, name), feed)
         assert max(errors.values()) <= TOLERANCE, f"{name} at batch {batch}: {errors}"
 
 
 def test_random_valid_inputs_match_too(artifact, loaded_stack):
     feed = random_inputs(loaded_stack, 4, seed=3)
     for name in ("detector", "predictor", "planner_sampled", "stack_step"):
-        errors = compare(open_runtime(artifact.root, name, "torch"), open_runtime(artifact.root, name), feed)
+        errors, _ = compare(open_runtime(artifact.root, name, "torch"), open_runtime(artifact.root, name), feed)
         assert max(errors.values()) <= TOLERANCE, f"{name}: {errors}"
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from deploy.examples import recorded_inputs
-from deploy.parity import output_error, parity, summarise
+from deploy.parity import match_slots, output_error, parity, summarise
 from deploy.runtime import BackendUnavailable, open_runtime
 from deploy.spec import GraphSpec, InputError
 
@@ -83,6 +83,9 @@ def test_spec_round_trips_through_json(artifact):
 def test_output_error_is_scale_relative_and_counts_discrete_mismatches():
     ref = torch.tensor([0.0, 1.0, -2.0])
     assert output_error(ref + torch.tensor([0.0, 0.0, 2e-4]), ref) == pytest.approx(1e-4, rel=1e-3)
+    tiny = torch.tensor([2e-4, 1e-5])  # probabilities of a scene with no objects: judged on [0, 1]
+    assert output_error(tiny + 1e-7, tiny, probability=True) == pytest.approx(1e-7, rel=1e-3)
+    assert output_error(tiny + 1e-7, tiny) > 1e-4
     assert output_error(torch.tensor([1, 2, 3]), torch.tensor([1, 2, 4])) == pytest.approx(1 / 3)
     assert output_error(torch.zeros(3), torch.zeros(3)) == 0.0
     with pytest.raises(ValueError, match="shapes differ"):
@@ -98,3 +101,18 @@ def test_parity_reports_every_output_of_every_case(artifact):
     assert set(summary["worst"]["planner"]) == set(artifact.spec("planner").output_names)
     assert summary["passed"], summary["worst"]
     assert all(np.isfinite(e) for c in cases for e in c.errors.values())
+
+
+def test_tracker_slots_are_matched_before_comparing():
+    """Two tracks that swap slots are the same set of tracks: raw errors are large, matched ones zero."""
+    mean = torch.tensor([[[1.0, 2.0, 0.0, 0.0], [5.0, 6.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]]])
+    existence = torch.tensor([[0.9, 0.1, 0.0]])
+    reference = {"new_state.tracker.mean": mean, "new_state.tracker.existence": existence,
+                 "new_state.tracker.ego_pose": torch.zeros(1, 3)}  # fmt: skip
+    swap = torch.tensor([1, 0, 2])
+    candidate = {"new_state.tracker.mean": mean[:, swap], "new_state.tracker.existence": existence[:, swap],
+                 "new_state.tracker.ego_pose": torch.zeros(1, 3)}  # fmt: skip
+    assert output_error(candidate["new_state.tracker.mean"], mean) > 0.5
+    matched = match_slots(candidate, reference)
+    for name, value in reference.items():
+        assert torch.equal(matched[name], value), name

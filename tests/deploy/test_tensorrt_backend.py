@@ -18,14 +18,14 @@ from torch import nn
 
 from deploy.artifact import Artifact
 from deploy.backends import tensorrt_backend as trt_backend
-from deploy.backends.tensorrt_backend import (
+from deploy.backends.tensorrt_backend import TensorRTRuntime, parse_failure, torch_dtypes
+from deploy.backends.tensorrt_cache import (
     FP16_BUILDER_FLAG,
     FP16_STRONGLY_TYPED,
     FP32,
     CacheCorrupted,
     CacheHeader,
     ProfileSizes,
-    TensorRTRuntime,
     cache_key,
     cached_engine,
     check_engine_io,
@@ -34,13 +34,12 @@ from deploy.backends.tensorrt_backend import (
     encode_cache,
     engine_path,
     fp16_recipe,
-    parse_failure,
     profile_shapes,
-    torch_dtypes,
-    write_atomic,
 )
 from deploy.runtime import ArtifactError, BackendUnavailable, open_runtime
 from deploy.spec import GraphSpec, InputError, TensorSpec
+from sim.metrics import writers
+from sim.metrics.writers import atomic_write_bytes
 
 try:
     import tensorrt  # noqa: F401
@@ -225,16 +224,16 @@ def test_engine_path_holds_graph_precision_and_key(tmp_path: Path) -> None:
 
 def test_cache_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "cache" / "g.engine"
-    write_atomic(path, b"first")
-    write_atomic(path, b"second")
+    atomic_write_bytes(path, b"first")
+    atomic_write_bytes(path, b"second")
     assert path.read_bytes() == b"second" and sorted(p.name for p in path.parent.iterdir()) == ["g.engine"]
 
     def crash(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(trt_backend.os, "replace", crash)
+    monkeypatch.setattr(writers.os, "replace", crash)
     with pytest.raises(OSError, match="disk full"):
-        write_atomic(path, b"third")
+        atomic_write_bytes(path, b"third")
     assert path.read_bytes() == b"second" and sorted(p.name for p in path.parent.iterdir()) == ["g.engine"]
 
 
