@@ -1,0 +1,221 @@
+"""Drive logs: one MCAP file per drive, the format of ROS 2 and Foxglove.
+
+    with DriveLogWriter("logs/cut_in-0007.mcap", drive="cut_in-0007") as log:
+        log.write("/sensor/frame", time_s, frame.to_flat("frame"))       # any named tensors
+    for record in read_drive("logs/cut_in-0007.mcap"):
+        record.topic, record.time_s, record.tensors                        # numpy arrays by name
+        frame = record.contract()                                          # SensorFrame for /sensor/frame
+
+Every message is JSON (`message_encoding="json"`, a JSON-schema per channel),
+each tensor stored as dtype, shape and base64 bytes, in zstd-compressed
+chunks: standard MCAP tools (`mcap info`, `mcap cat`, Foxglove) open the files
+without drivestack, and the tensors stay exact. Channels (`TOPICS`) carry the
+sensor frames, the ego state, ground-truth agents where known, and the stack's
+outputs; the drive's identity and provenance are MCAP metadata (`drive`).
+
+A file is written to a temporary name and renamed when finished, so a killed
+recorder never leaves a file that looks complete. Reading streams records in
+order; a truncated or corrupted file raises `LogError` naming the file and the
+byte offset where reading failed, after yielding the records of every complete
+chunk before it (a chunk is compressed as a whole).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+from mcap.exceptions import McapError
+from mcap.reader import NonSeekingReader
+from mcap.writer import CompressionType, Writer
+from zstandard import ZstdError
+
+from sim.state import AgentState, EgoState
+from sim.tensorclass import TensorContract
+from sim.types import SensorFrame
+
+PROFILE = "drivestack"
+FORMAT = "1"
+SCHEMA_NAME = "drivestack.Tensors"
+DRIVE_METADATA = "drive"
+
+# Topic -> the contract its tensors rebuild (batch of one), or None for plain named tensors.
+TOPICS: dict[str, type[TensorContract] | None] = {
+    "/sensor/frame": SensorFrame,
+    "/ego/state": EgoState,
+    "/agents/truth": AgentState,
+    "/stack/detections": None,
+    "/stack/forecast": None,
+    "/stack/plan": None,
+}
+_PREFIX = {SensorFrame: "frame", EgoState: "ego", AgentState: "agents"}
+
+_SCHEMA = {
+    "title": SCHEMA_NAME,
+    "description": "Named tensors at one time: dtype, shape and the little-endian bytes, base64.",
+    "type": "object",
+    "properties": {
+        "time_s": {"type": "number", "description": "simulation or vehicle time, s"},
+        "tensors": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "properties": {
+                    "dtype": {"type": "string"},
+                    "shape": {"type": "array", "items": {"type": "integer"}},
+                    "data": {"type": "string", "contentEncoding": "base64"},
+                },
+                "required": ["dtype", "shape", "data"],
+            },
+        },
+    },
+    "required": ["time_s", "tensors"],
+}
+# What a damaged file raises inside the MCAP reader: bad records, short reads, bad compressed chunks.
+_DAMAGE = (McapError, EOFError, ValueError, OSError, ZstdError)
+_DTYPES = ("float32", "float64", "float16", "int64", "int32", "uint8", "bool")
+
+
+class LogError(ValueError):
+    """A drive log is missing, truncated, corrupted, or holds a message that is not drivestack's."""
+
+
+def contract_prefix(contract: type[TensorContract]) -> str:
+    """The flat-name prefix a topic's contract is written under (`frame.bev`, `ego.xy`, ...)."""
+    return _PREFIX[contract]
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One message of a drive: its topic, time and tensors (numpy, by name)."""
+
+    topic: str
+    time_s: float
+    tensors: dict[str, np.ndarray]
+
+    def contract(self) -> TensorContract:
+        """The topic's contract (batch of one) rebuilt from the tensors, validated."""
+        kind = TOPICS.get(self.topic)
+        if kind is None:
+            raise LogError(f"topic {self.topic}: plain named tensors, no contract to rebuild")
+        named = {name: torch.from_numpy(value) for name, value in self.tensors.items()}
+        return kind.from_flat(named, contract_prefix(kind)).validate()
+
+
+def encode(time_s: float, tensors: Mapping[str, Any]) -> bytes:
+    """One message's bytes: JSON with each tensor as dtype, shape and base64 data."""
+    body = {}
+    for name, value in tensors.items():
+        array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        if array.dtype.name not in _DTYPES:
+            raise ValueError(f"tensor {name!r}: dtype {array.dtype} is not one of {', '.join(_DTYPES)}")
+        array = array.astype(array.dtype.newbyteorder("<"), order="C")  # 0-d stays 0-d
+        body[name] = {"dtype": array.dtype.name, "shape": list(array.shape), "data": base64.b64encode(array).decode()}
+    return json.dumps({"time_s": float(time_s), "tensors": body}).encode()
+
+
+def decode(data: bytes, where: str) -> tuple[float, dict[str, np.ndarray]]:
+    """Inverse of `encode`; a malformed message is a `LogError` naming `where`."""
+    try:
+        body = json.loads(data)
+        tensors = {}
+        for name, item in body["tensors"].items():
+            if item["dtype"] not in _DTYPES:
+                raise ValueError(f"tensor {name!r}: unknown dtype {item['dtype']!r}")
+            raw = base64.b64decode(item["data"], validate=True)
+            array = np.frombuffer(raw, dtype=np.dtype(item["dtype"]).newbyteorder("<")).reshape(item["shape"])
+            tensors[name] = array.astype(array.dtype.newbyteorder("="))  # a native, writable copy
+        return float(body["time_s"]), tensors
+    except (ValueError, KeyError, TypeError) as exc:
+        raise LogError(f"{where}: malformed drivestack message ({exc})") from exc
+
+
+class DriveLogWriter:
+    """Writes one drive to `path` (atomically: a temporary file renamed by `close`)."""
+
+    def __init__(self, path: str | Path, drive: str, metadata: Mapping[str, str] | None = None):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(f".{self.path.name}.partial")
+        self._stream: IO[bytes] = open(self._tmp, "wb")  # noqa: SIM115  (closed by close / abort)
+        self._writer = Writer(self._stream, compression=CompressionType.ZSTD)
+        self._writer.start(profile=PROFILE, library=f"drivestack drive log {FORMAT}")
+        self._schema = self._writer.register_schema(SCHEMA_NAME, "jsonschema", json.dumps(_SCHEMA).encode())
+        self._channels: dict[str, int] = {}
+        self._writer.add_metadata(DRIVE_METADATA, {"drive": drive, "format": FORMAT, **dict(metadata or {})})
+        self.messages = 0
+
+    def write(self, topic: str, time_s: float, tensors: Mapping[str, Any]) -> None:
+        """One message on `topic` at `time_s` (s); tensors are batch-free (one drive) or batch-of-one."""
+        if topic not in self._channels:
+            self._channels[topic] = self._writer.register_channel(topic, "json", self._schema)
+        stamp = int(round(time_s * 1e9))
+        self._writer.add_message(self._channels[topic], log_time=stamp, data=encode(time_s, tensors),
+                                 publish_time=stamp, sequence=self.messages)  # fmt: skip
+        self.messages += 1
+
+    def close(self) -> Path:
+        """Finish the file (summary, indexes), flush it to disk and move it into place."""
+        self._writer.finish()
+        self._stream.flush()
+        os.fsync(self._stream.fileno())
+        self._stream.close()
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the partial file (a failed drive leaves nothing behind)."""
+        self._stream.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> DriveLogWriter:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def read_drive(path: str | Path, topics: set[str] | None = None) -> Iterator[LogRecord]:
+    """Every message of the drive in file order (only `topics` when given), as `LogRecord`s."""
+    path = Path(path)
+    if not path.is_file():
+        raise LogError(f"drive log {path}: not found")
+    with open(path, "rb") as stream:
+        try:
+            reader = NonSeekingReader(stream, validate_crcs=True)
+            for schema, channel, message in reader.iter_messages(topics=sorted(topics) if topics else None):
+                if schema is None or schema.name != SCHEMA_NAME:
+                    raise LogError(f"drive log {path}: channel {channel.topic} is not a {SCHEMA_NAME} channel")
+                time_s, tensors = decode(message.data, f"drive log {path}, {channel.topic} #{message.sequence}")
+                yield LogRecord(channel.topic, time_s, tensors)
+        except _DAMAGE as exc:
+            if isinstance(exc, LogError):
+                raise
+            raise _corrupted(path, stream, exc) from exc
+
+
+def drive_metadata(path: str | Path) -> dict[str, str]:
+    """The drive's `drive` metadata record (identity, scenario, seed, policy, ...)."""
+    path = Path(path)
+    with open(path, "rb") as stream:
+        try:
+            for record in NonSeekingReader(stream).iter_metadata():
+                if record.name == DRIVE_METADATA:
+                    return dict(record.metadata)
+        except _DAMAGE as exc:
+            raise _corrupted(path, stream, exc) from exc
+    raise LogError(f"drive log {path}: no {DRIVE_METADATA!r} metadata (not a drivestack drive log)")
+
+
+def _corrupted(path: Path, stream: IO[bytes], exc: Exception) -> LogError:
+    return LogError(f"drive log {path}: truncated or corrupted at byte {stream.tell()} ({type(exc).__name__}: {exc})")
