@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,7 +80,7 @@ _SCHEMA = {
     "required": ["time_s", "tensors"],
 }
 # What a damaged file raises inside the MCAP reader: bad records, short reads, bad compressed chunks.
-_DAMAGE = (McapError, EOFError, ValueError, OSError, ZstdError)
+DAMAGE_ERRORS = (McapError, EOFError, ValueError, OSError, ZstdError, struct.error)
 _DTYPES = ("float32", "float64", "float16", "int64", "int32", "uint8", "bool")
 
 
@@ -198,10 +199,10 @@ def read_drive(path: str | Path, topics: set[str] | None = None) -> Iterator[Log
                     raise LogError(f"drive log {path}: channel {channel.topic} is not a {SCHEMA_NAME} channel")
                 time_s, tensors = decode(message.data, f"drive log {path}, {channel.topic} #{message.sequence}")
                 yield LogRecord(channel.topic, time_s, tensors)
-        except _DAMAGE as exc:
+        except DAMAGE_ERRORS as exc:
             if isinstance(exc, LogError):
                 raise
-            raise _corrupted(path, stream, exc) from exc
+            raise corrupted_error(path, stream, exc) from exc
 
 
 def drive_metadata(path: str | Path) -> dict[str, str]:
@@ -212,10 +213,10 @@ def drive_metadata(path: str | Path) -> dict[str, str]:
             for record in NonSeekingReader(stream).iter_metadata():
                 if record.name == DRIVE_METADATA:
                     return dict(record.metadata)
-        except _DAMAGE as exc:
-            raise _corrupted(path, stream, exc) from exc
+        except DAMAGE_ERRORS as exc:
+            raise corrupted_error(path, stream, exc) from exc
     raise LogError(f"drive log {path}: no {DRIVE_METADATA!r} metadata (not a drivestack drive log)")
 
 
-def _corrupted(path: Path, stream: IO[bytes], exc: Exception) -> LogError:
+def corrupted_error(path: Path, stream: IO[bytes], exc: Exception) -> LogError:
     return LogError(f"drive log {path}: truncated or corrupted at byte {stream.tell()} ({type(exc).__name__}: {exc})")

@@ -1,0 +1,104 @@
+"""The log index: broken logs reported and skipped, random access, splits by drive."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import fleet.index as index_module
+from fleet.index import INDEX_FILE, build_index, in_validation, read_frame, split_drives
+from fleet.logs import LogError, read_drive
+from fleet.recorder import record_drives
+from sim.policies import make_policy
+from sim.scenarios import load_scenario, scenario_path
+
+
+@pytest.fixture(scope="module")
+def log_dir(tmp_path_factory):
+    """Three recorded 1 s drives and one truncated log beside them."""
+    out = tmp_path_factory.mktemp("fleet-logs")
+    scenario = load_scenario(scenario_path("crosswalk_crowd")).with_overrides({"duration": 1.0})
+    paths = record_drives(scenario, [0, 1, 2], make_policy("pdm-gt"), out)
+    data = paths[0].read_bytes()
+    (out / "zz-truncated.mcap").write_bytes(data[: len(data) // 2])
+    return out
+
+
+def test_the_index_lists_good_drives_and_reports_the_broken_log(log_dir):
+    index = build_index(log_dir)
+    assert [d.drive for d in index.drives] == [
+        "crosswalk_crowd-000000",
+        "crosswalk_crowd-000001",
+        "crosswalk_crowd-000002",
+    ]
+    assert all(d.frames == 10 for d in index.drives)
+    assert (
+        list(index.broken) == ["zz-truncated.mcap"]
+        and "truncated or corrupted at byte" in index.broken["zz-truncated.mcap"]
+    )
+    saved = json.loads((log_dir / INDEX_FILE).read_text())
+    assert len(saved["drives"]) == 3 and "zz-truncated.mcap" in saved["broken"]
+
+
+def test_an_unchanged_log_is_not_read_again(log_dir, monkeypatch):
+    build_index(log_dir)
+
+    def fail(path):
+        raise AssertionError(f"{path} was re-read")
+
+    monkeypatch.setattr(index_module, "_entry", fail)
+    monkeypatch.setattr(index_module, "drive_metadata", fail)
+    try:
+        build_index(log_dir)
+    except AssertionError as exc:
+        assert "zz-truncated" in str(exc)  # only the broken log, which has no cached entry, is read again
+
+
+def test_random_access_returns_the_frame_a_sequential_read_sees(log_dir):
+    index = build_index(log_dir)
+    entry = index.drives[1]
+    sequential = [r for r in read_drive(index.path(entry)) if r.topic in ("/sensor/frame", "/agents/truth")]
+    records = read_frame(index, entry, 7, ["/sensor/frame", "/agents/truth"])
+    want = [r for r in sequential if r.time_s == entry.frame_times[7]]
+    for record in want:
+        for name, value in record.tensors.items():
+            assert np.array_equal(records[record.topic].tensors[name], value)
+    assert records["/sensor/frame"].contract().bev.shape[0] == 1
+    with pytest.raises(IndexError, match="frame 10 out of range"):
+        read_frame(index, entry, 10)
+
+
+def test_splits_are_by_drive_deterministic_and_stable():
+    names = [f"drive-{i:04d}" for i in range(400)]
+
+    class Entry:
+        def __init__(self, drive):
+            self.drive = drive
+
+    drives = [Entry(n) for n in names]
+    train, val = split_drives(drives, 0.25)
+    assert not {d.drive for d in train} & {d.drive for d in val}
+    assert len(train) + len(val) == 400 and 70 <= len(val) <= 130
+    again_train, again_val = split_drives(drives, 0.25)
+    assert [d.drive for d in again_val] == [d.drive for d in val]
+    more = drives + [Entry(f"new-{i}") for i in range(50)]
+    _, val_more = split_drives(more, 0.25)
+    assert {d.drive for d in val} <= {d.drive for d in val_more}  # a new drive never moves an old one
+    assert in_validation("x", 0.0) is False
+    with pytest.raises(ValueError, match="val_fraction"):
+        split_drives(drives, 1.0)
+
+
+def test_frames_of_one_drive_never_land_on_both_sides(log_dir):
+    index = build_index(log_dir)
+    train, val = split_drives(index.drives, 0.5)
+    frames_train = {(d.drive, t) for d in train for t in d.frame_times}
+    frames_val = {(d.drive, t) for d in val for t in d.frame_times}
+    assert not {d for d, _ in frames_train} & {d for d, _ in frames_val}
+
+
+def test_a_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(LogError, match="not found"):
+        build_index(tmp_path / "nope")
