@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
 
@@ -162,6 +164,14 @@ class Trainer:
         self.cfg, self.kind, self.modules, self.pool, self.loss_fn = cfg, kind, modules, pool, loss_fn
         self.model_config, self.finalize = model_config, finalize
         self.normalise_job = normalise_job or (lambda name, value: value)
+        self.rank, self.world = _process_group()
+        # Several processes (torchrun): each computes its share of the global batch of batch_size x world
+        # items, and DistributedDataParallel averages the gradients, so N processes take the steps one
+        # process would take with the combined batch. The loss function runs as the wrapped module's
+        # forward, which is what DDP's gradient hooks need.
+        self.forward = _LossModule(modules, loss_fn)
+        if self.world > 1:
+            self.forward = DistributedDataParallel(self.forward, find_unused_parameters=True)
         self.optimizer = torch.optim.AdamW(modules.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = LambdaLR(self.optimizer, warmup_cosine(cfg.warmup_steps, cfg.steps))
         self.augment = torch.Generator().manual_seed(cfg.seed + 1)
@@ -186,12 +196,15 @@ class Trainer:
         bar.close()
         if self.step < self.cfg.steps:
             return last if last is not None else self._save(out / f"step-{self.step:06d}.safetensors", {})
-        return self.finalize(self.step, self.seconds)
+        final = self.finalize(self.step, self.seconds) if self.rank == 0 else out / FINAL_NAME
+        _barrier(self.world)
+        return final
 
     def _one_step(self) -> dict[str, Tensor]:
-        index = batch_index(self.pool, self.step, self.cfg.batch_size, self.cfg.seed)
+        size = self.cfg.batch_size
+        index = batch_index(self.pool, self.step, size * self.world, self.cfg.seed)[self.rank * size :][:size]
         self.modules.train()
-        loss, report = self.loss_fn(index, self.augment, self.step)
+        loss, report = self.forward(index, self.augment, self.step)
         if not torch.isfinite(loss):
             raise ValueError(f"{self.kind}: loss is not finite at step {self.step} ({report})")
         self.optimizer.zero_grad(set_to_none=True)
@@ -215,9 +228,16 @@ class Trainer:
         return self.seconds_before + time.perf_counter() - self.session_start
 
     def _save(self, path: Path, report: dict[str, Tensor]) -> Path:
+        """Rank 0 writes (every rank holds the same weights); the others wait until the file exists."""
+        if self.rank == 0:
+            self._write(path, report)
+        _barrier(self.world)
+        return path
+
+    def _write(self, path: Path, report: dict[str, Tensor]) -> Path:
         opt_tensors, opt_rest = optimizer_to_tensors(self.optimizer.state_dict())
         tensors = {**self.modules.state_dict(), **opt_tensors, **rng_to_tensors({"augment": self.augment})}
-        position = self.step * self.cfg.batch_size
+        position = self.step * self.cfg.batch_size * self.world
         meta = {
             "kind": self.kind,
             "step": self.step,
@@ -250,6 +270,29 @@ class Trainer:
         restore_rng(ckpt.tensors, {"augment": self.augment})
         self.step = int(ckpt.meta["step"])
         self.seconds_before = float(ckpt.meta.get("train_seconds", 0.0))
+
+
+class _LossModule(nn.Module):
+    """The loss function as a module's forward over the trained modules (what DDP wraps)."""
+
+    def __init__(self, modules: nn.ModuleDict, loss_fn: LossFn):
+        super().__init__()
+        self.trained, self.loss_fn = modules, loss_fn
+
+    def forward(self, index: Tensor, generator: torch.Generator, step: int) -> tuple[Tensor, dict[str, Tensor]]:
+        return self.loss_fn(index, generator, step)
+
+
+def _process_group() -> tuple[int, int]:
+    """(rank, world size) of the initialised process group, (0, 1) without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        dist.barrier()
 
 
 def add_loop_arguments(
