@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     from deploy import cli as deploy_cli
     from deploy import policy as deploy_policy  # noqa: F401  registers the exported backends of `stack`
+    from fleet import cli as fleet_cli
     from perception import cli as perception_cli
     from prediction import cli as prediction_cli
     from sim import cli as sim_cli
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     prediction_cli.add_parser(sub)
     stack_commands.add_parser(sub)
     deploy_cli.add_parsers(sub)
+    fleet_cli.add_parser(sub)
     return parser
 
 

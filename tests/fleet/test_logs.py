@@ -92,3 +92,17 @@ def test_a_failed_drive_leaves_no_file_and_a_missing_log_is_a_clear_error(tmp_pa
         list(read_drive(tmp_path / "x.mcap"))
     with pytest.raises(ValueError, match="dtype complex64"):
         DriveLogWriter(tmp_path / "y.mcap", "y").write("/ego/state", 0.0, {"z": np.zeros(2, np.complex64)})
+
+
+def test_record_and_index_commands(tmp_path, capsys):
+    from stack.cli import main
+
+    assert main(["fleet", "record", "--suite", "ghost_road", "--seeds", "2", "--out", str(tmp_path / "logs")]) == 0
+    assert sorted(p.name for p in (tmp_path / "logs").glob("*.mcap")) == [
+        "ghost_road-000000.mcap",
+        "ghost_road-000001.mcap",
+    ]
+    (tmp_path / "logs" / "junk.mcap").write_bytes(b"not an mcap file")
+    assert main(["fleet", "index", "--logs", str(tmp_path / "logs")]) == 0
+    out = capsys.readouterr().out
+    assert "2 drives" in out and "skipped junk.mcap" in out
