@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
-from fleet.index import build_index
+from fleet.index import LogIndex, build_index
 from fleet.recorder import record_drives
+from fleet.train import STAGES, train_pretrain
+from perception.cli import DETECTOR_PRESETS
+from perception.config import DetectorConfig
+from perception.jobs.pretrain import PretrainConfig
+from perception.model import PerceptionConfig
 from sim.config import RasterConfig
 from sim.policies import make_policy
 from sim.scenarios import resolve_suite
+from sim.training import add_loop_arguments, loop_fields
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -22,6 +29,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     rec.add_argument("--first-seed", type=int, default=0)
     rec.add_argument("--out", type=Path, required=True, help="log folder")
     rec.set_defaults(run=run_record)
+    tr = sub.add_parser("train", help="retrain a stage from drive logs (one process, or under torchrun)")
+    tr.add_argument("--stage", choices=STAGES, required=True, help="pretrain: self-supervised detector training")
+    # `--drive-logs` is the same option for use under torchrun, whose own parser takes `--logs` for an
+    # abbreviation of its `--logs-specs`.
+    tr.add_argument("--logs", "--drive-logs", dest="logs", type=Path, required=True,
+                    help="log folder (`drivestack fleet record`); under torchrun write --drive-logs")  # fmt: skip
+    tr.add_argument("--out", type=Path, required=True, help="checkpoint directory")
+    tr.add_argument("--detector", choices=DETECTOR_PRESETS, default="default", help="network size preset")
+    tr.add_argument("--val-fraction", type=float, default=0.2, help="drives held out (by a hash of their name)")
+    add_loop_arguments(tr, steps=1000, batch_size=16, lr=1e-3, warmup_steps=50, checkpoint_every=100, items="frames")
+    tr.set_defaults(run=run_train)
     idx = sub.add_parser("index", help="index a log folder (reports broken logs and skips them)")
     idx.add_argument("--logs", type=Path, required=True)
     idx.set_defaults(run=run_index)
@@ -46,3 +64,23 @@ def run_index(args: argparse.Namespace) -> int:
     for name, error in index.broken.items():
         print(f"skipped {name}: {error}")
     return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    raster = logged_raster(build_index(args.logs, save=False))
+    detector = DetectorConfig.tiny(raster) if args.detector == "tiny" else DetectorConfig(raster=raster)
+    perception = PerceptionConfig.tiny(raster, detector=detector) if args.detector == "tiny" else PerceptionConfig(
+        detector=detector)  # fmt: skip
+    cfg = PretrainConfig(perception=perception, out=args.out, **loop_fields(args))
+    print(f"wrote {train_pretrain(args.logs, cfg, args.val_fraction)}")
+    return 0
+
+
+def logged_raster(index: LogIndex) -> RasterConfig:
+    """The raster the logs were recorded with (every drive must agree)."""
+    rasters = {d.metadata.get("raster") for d in index.drives}
+    if len(rasters) != 1 or None in rasters:
+        raise ValueError(
+            f"logs {index.root}: drives disagree on (or do not record) their raster: {sorted(map(str, rasters))}"
+        )
+    return RasterConfig(**json.loads(rasters.pop()))

@@ -12,7 +12,9 @@ objects it believed in, its forecasts and its plan (`sim.policies.Overlay`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from fleet.logs import DriveLogWriter
@@ -78,7 +80,9 @@ def record_drives(
 ) -> list[Path]:
     """Drive `scenario` for every seed (one batch) with `policy` and write one log per drive."""
     drives = [drive_name(scenario.name, s) for s in seeds]
-    meta = [{"scenario": scenario.name, "seed": str(s), "policy": type(policy).__name__} for s in seeds]
+    raster_json = json.dumps(asdict(raster))  # so a job reading the logs knows the frames' geometry
+    meta = [{"scenario": scenario.name, "seed": str(s), "policy": type(policy).__name__, "raster": raster_json}
+            for s in seeds]  # fmt: skip
     recorder = DriveRecorder(out, drives, meta)
     try:
         rollout(build_batch(scenario, list(seeds)), policy, episode_steps(scenario), raster=raster,

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from perception.data import FrameDataset
 from perception.decode import dense_candidates
 from perception.detector import Detector
 from perception.frames import pose_in_frame, warp_bev
@@ -99,10 +100,14 @@ def build_modules(cfg: PretrainConfig) -> nn.ModuleDict:
     ).to(cfg.device)
 
 
-def pretrain(cfg: PretrainConfig) -> Path:
-    """Run (or resume) the job; returns `final.safetensors` (or the last checkpoint when stopped early)."""
-    dataset = open_dataset(cfg)
+def pretrain(cfg: PretrainConfig, dataset: FrameDataset | None = None) -> Path:
+    """Run (or resume) the job; returns `final.safetensors` (or the last checkpoint when stopped early).
+    `dataset` replaces the generated one at `cfg.data` (e.g. frames from drive logs, `fleet.datasets`)."""
     det = cfg.perception.detector
+    if dataset is None:
+        dataset = open_dataset(cfg)
+    else:
+        dataset.check_compatible(det.frames, det.raster, det.warp_mode)
     modules = build_modules(cfg)
     synthesis = AnalysisBySynthesisLoss(det.raster)
     partner = temporal_partner(dataset.episode)
