@@ -1,0 +1,87 @@
+"""Training throughput from drive logs: samples per second of a stage, one process against two (torchrun, gloo).
+
+Records `--drives` cut_in drives with the expert (unless `--logs` holds some
+already), then runs `drivestack fleet train --stage pretrain` for `--steps`
+steps: one process with the global batch, one process with half of it (a
+rank's share), and two processes (torchrun, gloo) with the global batch, each
+process on one thread. Times are the training seconds the loop stores in its
+last checkpoint (start-up and log indexing excluded; decoding the logs, which
+each process does for the drives it reads, included). Prints a table, writes JSON.
+
+    python bench/fleet_throughput.py --out docs/bench/fleet_throughput.json
+"""
+
+# ruff: noqa: E402  (the package imports must follow the sys.path fix below)
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from fleet.recorder import record_drives
+from sim.checkpoint import load_checkpoint
+from sim.policies import make_policy
+from sim.scenarios import load_scenario, scenario_path
+from sim.training import latest_checkpoint, write_json
+
+
+def run_stage(logs: Path, out: Path, processes: int, steps: int, global_batch: int, detector: str) -> float:
+    """Train `steps` steps; return the loop's training seconds."""
+    args = ["fleet", "train", "--stage", "pretrain", "--drive-logs", str(logs), "--out", str(out),
+            "--detector", detector, "--steps", str(steps), "--batch-size", str(global_batch // processes),
+            "--checkpoint-every", str(steps), "--val-fraction", "0", "--no-progress"]  # fmt: skip
+    launcher = [sys.executable, "-m", "stack.cli"] if processes == 1 else [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
+        "-m", "stack.cli"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([*launcher, *args], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{processes} process(es) failed:\n{done.stderr[-3000:]}")
+    return float(load_checkpoint(latest_checkpoint(out)).meta["train_seconds"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--logs", type=Path, help="a log folder to use (default: record into a temporary one)")
+    parser.add_argument("--drives", type=int, default=4, help="cut_in drives to record (default 4)")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--global-batch", type=int, default=16)
+    parser.add_argument("--detector", choices=("default", "tiny"), default="default")
+    parser.add_argument("--out", type=Path, default=Path("docs/bench/fleet_throughput.json"))
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        logs = args.logs or Path(tmp) / "logs"
+        if args.logs is None:
+            record_drives(load_scenario(scenario_path("cut_in")), list(range(args.drives)), make_policy("pdm-gt"), logs)
+        rows = []
+        # One process with the global batch, one with a rank's share of it, and two processes.
+        half = args.global_batch // 2
+        for processes, batch in ((1, args.global_batch), (1, half), (2, args.global_batch)):
+            seconds = run_stage(logs, Path(tmp) / f"run{processes}-{batch}", processes, args.steps, batch,
+                                args.detector)  # fmt: skip
+            rows.append({"processes": processes, "global_batch": batch, "seconds": seconds,
+                         "samples_per_s": args.steps * batch / seconds})  # fmt: skip
+    speedup = rows[2]["samples_per_s"] / rows[0]["samples_per_s"]
+    print(f"{'processes':>9} {'global batch':>12} {'train s':>8} {'samples/s':>10}")
+    for r in rows:
+        print(f"{r['processes']:>9} {r['global_batch']:>12} {r['seconds']:>8.1f} {r['samples_per_s']:>10.1f}")
+    print(f"speed-up 1 -> 2 processes at global batch {args.global_batch}: {speedup:.2f}x")
+    write_json(args.out, {
+        "stage": "pretrain", "detector": args.detector, "steps": args.steps, "global_batch": args.global_batch,
+        "rows": rows, "speedup": speedup, "threads_per_process": 1,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
+    })  # fmt: skip
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
