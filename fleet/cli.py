@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fleet.index import LogIndex, build_index
 from fleet.recorder import record_drives
+from fleet.registry import GateSettings, Registry, promote
 from fleet.train import STAGES, train_pretrain
 from perception.cli import DETECTOR_PRESETS
 from perception.config import DetectorConfig
@@ -40,6 +41,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     tr.add_argument("--val-fraction", type=float, default=0.2, help="drives held out (by a hash of their name)")
     add_loop_arguments(tr, steps=1000, batch_size=16, lr=1e-3, warmup_steps=50, checkpoint_every=100, items="frames")
     tr.set_defaults(run=run_train)
+    pro = sub.add_parser("promote", help="version a candidate stack; make it current only if it drives as well")
+    pro.add_argument("--candidate", type=Path, required=True, help="stack checkpoint")
+    pro.add_argument("--registry", type=Path, required=True, help="model registry folder")
+    pro.add_argument("--suite", default="demo", help="closed-loop gate suite (default demo)")
+    pro.add_argument("--seeds", type=int, default=2, help="episodes per scenario (default 2)")
+    pro.add_argument("--first-seed", type=int, default=5000)
+    pro.add_argument("--plan-every", type=int, default=2)
+    pro.add_argument("--trained-on", type=Path, help="the training job's drives.json (the logs it saw)")
+    pro.add_argument("--no-export", action="store_true", help="do not export a promoted model")
+    pro.set_defaults(run=run_promote)
     idx = sub.add_parser("index", help="index a log folder (reports broken logs and skips them)")
     idx.add_argument("--logs", type=Path, required=True)
     idx.set_defaults(run=run_index)
@@ -84,3 +95,14 @@ def logged_raster(index: LogIndex) -> RasterConfig:
             f"logs {index.root}: drives disagree on (or do not record) their raster: {sorted(map(str, rasters))}"
         )
     return RasterConfig(**json.loads(rasters.pop()))
+
+
+def run_promote(args: argparse.Namespace) -> int:
+    gate = GateSettings(args.suite, args.seeds, args.first_seed, args.plan_every, export=not args.no_export)
+    logs = json.loads(args.trained_on.read_text()) if args.trained_on else None
+    version = promote(Registry(args.registry), args.candidate, gate, logs)
+    score = version.metrics["score_mean"]
+    against = version.metrics.get("current_score_mean")
+    versus = f" against v{version.compared_with:04d} at {against:.3f}" if version.compared_with else ""
+    print(f"v{version.version:04d}: score {score:.3f}{versus}: {version.status}")
+    return 0 if version.status == "promoted" else 1
