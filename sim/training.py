@@ -11,7 +11,8 @@ saved in the checkpoint.
 
 A job's config is a frozen dataclass with at least the `LoopSettings` fields
 (out, steps, batch_size, lr, weight_decay, warmup_steps, grad_clip,
-checkpoint_every, seed, resume, stop_at, progress, device).
+checkpoint_every, seed, resume, stop_at, progress, device). Rank 0 also writes
+TensorBoard scalars (every loss term, the learning rate) to `out/tensorboard`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from sim.checkpoint import (
 from sim.config import ConfigError
 
 FINAL_NAME = "final.safetensors"
+TENSORBOARD_DIR = "tensorboard"
 _STEP_FILE = re.compile(r"^step-(\d+)\.safetensors$")
 # Fields that may differ between a run and its resumption without changing the result.
 RESUMABLE_CHANGES = frozenset({"resume", "stop_at", "progress", "device", "out", "data", "init"})
@@ -187,13 +189,20 @@ class Trainer:
         stop = min(self.cfg.steps, self.cfg.stop_at or self.cfg.steps)
         bar = tqdm(total=self.cfg.steps, initial=self.step, desc=self.kind, disable=not self.cfg.progress)
         last = latest_checkpoint(out)
+        board = _board(out, self.rank)
         while self.step < stop:
             report = self._one_step()
             bar.update(1)
             bar.set_postfix(loss=f"{float(report['total']):.4f}")
+            if board is not None:
+                for name, value in report.items():
+                    board.add_scalar(f"{self.kind}/{name}", float(value), self.step)
+                board.add_scalar(f"{self.kind}/lr", self.scheduler.get_last_lr()[0], self.step)
             if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:
                 last = self._save(out / f"step-{self.step:06d}.safetensors", report)
         bar.close()
+        if board is not None:
+            board.close()
         if self.step < self.cfg.steps:
             return last if last is not None else self._save(out / f"step-{self.step:06d}.safetensors", {})
         final = self.finalize(self.step, self.seconds) if self.rank == 0 else out / FINAL_NAME
@@ -281,6 +290,16 @@ class _LossModule(nn.Module):
 
     def forward(self, index: Tensor, generator: torch.Generator, step: int) -> tuple[Tensor, dict[str, Tensor]]:
         return self.loss_fn(index, generator, step)
+
+
+def _board(out: Path, rank: int) -> Any:
+    """A TensorBoard writer for `out/tensorboard` (rank 0 only): every loss term and the learning rate per
+    step. A resumed job appends to the same folder."""
+    if rank != 0:
+        return None
+    from torch.utils.tensorboard import SummaryWriter  # imported here: it loads tensorboard, which is slow
+
+    return SummaryWriter(log_dir=str(out / TENSORBOARD_DIR))
 
 
 def _process_group() -> tuple[int, int]:

@@ -51,3 +51,13 @@ def test_a_killed_and_resumed_distributed_job_ends_like_one_that_ran_through(tmp
     through, resumed = _weights(tmp_path / "through"), _weights(tmp_path / "killed")
     for name, value in through.items():
         assert torch.equal(resumed[name], value), name
+
+
+def test_the_loop_writes_tensorboard_scalars(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _run(tmp_path / "one", "--batch-size", "8")
+    events = EventAccumulator(str(tmp_path / "one" / "tensorboard"))
+    events.Reload()
+    assert {"toy/total", "toy/lr"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("toy/total")] == [1, 2, 3, 4, 5, 6]
