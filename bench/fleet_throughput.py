@@ -9,6 +9,7 @@ last checkpoint (start-up and log indexing excluded; decoding the logs, which
 each process does for the drives it reads, included). Prints a table, writes JSON.
 
     python bench/fleet_throughput.py --out docs/bench/fleet_throughput.json
+    python bench/fleet_throughput.py --device cuda --out docs/bench/fleet_throughput_cuda.json
 """
 
 # ruff: noqa: E402  (the package imports must follow the sys.path fix below)
@@ -33,15 +34,20 @@ from sim.scenarios import load_scenario, scenario_path
 from sim.training import latest_checkpoint, write_json
 
 
-def run_stage(logs: Path, out: Path, processes: int, steps: int, global_batch: int, detector: str) -> float:
+def run_stage(
+    logs: Path, out: Path, processes: int, steps: int, global_batch: int, detector: str, device: str = "cpu",
+    amp: bool = False,
+) -> float:  # fmt: skip
     """Train `steps` steps; return the loop's training seconds."""
     args = ["fleet", "train", "--stage", "pretrain", "--drive-logs", str(logs), "--out", str(out),
             "--detector", detector, "--steps", str(steps), "--batch-size", str(global_batch // processes),
-            "--checkpoint-every", str(steps), "--val-fraction", "0", "--no-progress"]  # fmt: skip
+            "--checkpoint-every", str(steps), "--val-fraction", "0", "--no-progress", "--device", device,
+            *(["--amp"] if amp else [])]  # fmt: skip
     launcher = [sys.executable, "-m", "stack.cli"] if processes == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
         "-m", "stack.cli"]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    paths = [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     done = subprocess.run([*launcher, *args], env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{processes} process(es) failed:\n{done.stderr[-3000:]}")
@@ -55,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--global-batch", type=int, default=16)
     parser.add_argument("--detector", choices=("default", "tiny"), default="default")
+    parser.add_argument("--device", default="cpu", help="cpu (1 vs 2 processes) or cuda (fp32 vs mixed precision)")
     parser.add_argument("--out", type=Path, default=Path("docs/bench/fleet_throughput.json"))
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -62,21 +69,25 @@ def main(argv: list[str] | None = None) -> int:
         if args.logs is None:
             record_drives(load_scenario(scenario_path("cut_in")), list(range(args.drives)), make_policy("pdm-gt"), logs)
         rows = []
-        # One process with the global batch, one with a rank's share of it, and two processes.
         half = args.global_batch // 2
-        for processes, batch in ((1, args.global_batch), (1, half), (2, args.global_batch)):
-            seconds = run_stage(logs, Path(tmp) / f"run{processes}-{batch}", processes, args.steps, batch,
-                                args.detector)  # fmt: skip
-            rows.append({"processes": processes, "global_batch": batch, "seconds": seconds,
+        # CPU: one process with the global batch, one with a rank's share of it, and two processes.
+        # CUDA: one process, float32 and mixed precision.
+        runs = ([(1, args.global_batch, False), (1, half, False), (2, args.global_batch, False)]
+                if args.device == "cpu" else [(1, args.global_batch, False), (1, args.global_batch, True)])  # fmt: skip
+        for processes, batch, amp in runs:
+            seconds = run_stage(logs, Path(tmp) / f"run{processes}-{batch}-{amp}", processes, args.steps, batch,
+                                args.detector, args.device, amp)  # fmt: skip
+            rows.append({"processes": processes, "global_batch": batch, "amp": amp, "seconds": seconds,
                          "samples_per_s": args.steps * batch / seconds})  # fmt: skip
-    speedup = rows[2]["samples_per_s"] / rows[0]["samples_per_s"]
-    print(f"{'processes':>9} {'global batch':>12} {'train s':>8} {'samples/s':>10}")
+    print(f"{'processes':>9} {'global batch':>12} {'amp':>5} {'train s':>8} {'samples/s':>10}")
     for r in rows:
-        print(f"{r['processes']:>9} {r['global_batch']:>12} {r['seconds']:>8.1f} {r['samples_per_s']:>10.1f}")
-    print(f"speed-up 1 -> 2 processes at global batch {args.global_batch}: {speedup:.2f}x")
+        print(f"{r['processes']:>9} {r['global_batch']:>12} {r['amp']!s:>5} {r['seconds']:>8.1f} "
+              f"{r['samples_per_s']:>10.1f}")  # fmt: skip
+    speedup = rows[-1]["samples_per_s"] / rows[0]["samples_per_s"]
+    print(f"speed-up of the last row over the first: {speedup:.2f}x")
     write_json(args.out, {
         "stage": "pretrain", "detector": args.detector, "steps": args.steps, "global_batch": args.global_batch,
-        "rows": rows, "speedup": speedup, "threads_per_process": 1,
+        "rows": rows, "speedup": speedup, "threads_per_process": 1, "device": args.device,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
     })  # fmt: skip
     print(f"wrote {args.out}")

@@ -73,6 +73,7 @@ class PredictionTrainConfig:
     stop_at: int | None = None
     progress: bool = True
     device: str = "cpu"
+    amp: bool = False
 
     def __post_init__(self) -> None:
         o = type(self).__name__

@@ -11,7 +11,7 @@ saved in the checkpoint.
 
 A job's config is a frozen dataclass with at least the `LoopSettings` fields
 (out, steps, batch_size, lr, weight_decay, warmup_steps, grad_clip,
-checkpoint_every, seed, resume, stop_at, progress, device). Rank 0 also writes
+checkpoint_every, seed, resume, stop_at, progress, device, amp). Rank 0 also writes
 TensorBoard scalars (every loss term, the learning rate) to `out/tensorboard`.
 """
 
@@ -73,6 +73,8 @@ def check_loop_settings(cfg: Any) -> None:
     require(cfg.grad_clip > 0, o, "grad_clip", "> 0", cfg.grad_clip)
     require(isinstance(cfg.seed, int) and cfg.seed >= 0, o, "seed", "an int >= 0", cfg.seed)
     require(cfg.stop_at is None or cfg.stop_at >= 1, o, "stop_at", "None or an int >= 1", cfg.stop_at)
+    require(not cfg.amp or str(cfg.device).startswith("cuda"), o, "amp", "False on a CPU (bf16 autocast is for CUDA)",
+            cfg.amp)  # fmt: skip
 
 
 def jsonable(value: Any) -> Any:
@@ -204,7 +206,9 @@ class Trainer:
         if board is not None:
             board.close()
         if self.step < self.cfg.steps:
-            return last if last is not None else self._save(out / f"step-{self.step:06d}.safetensors", {})
+            stopped = last if last is not None else self._save(out / f"step-{self.step:06d}.safetensors", {})
+            _barrier(self.world)  # every rank leaves together: a rank tearing down early aborts its peers
+            return stopped
         final = self.finalize(self.step, self.seconds) if self.rank == 0 else out / FINAL_NAME
         _barrier(self.world)
         return final
@@ -213,7 +217,10 @@ class Trainer:
         size = self.cfg.batch_size
         index = batch_index(self.pool, self.step, size * self.world, self.cfg.seed)[self.rank * size :][:size]
         self.modules.train()
-        loss, report = self.forward(index, self.augment, self.step)
+        # Mixed precision on CUDA: bf16 autocast (fp32 range, so no loss scaling); weights and optimiser stay fp32.
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cfg.amp):
+            loss, report = self.forward(index, self.augment, self.step)
+        loss = loss.float()
         if not torch.isfinite(loss):
             raise ValueError(f"{self.kind}: loss is not finite at step {self.step} ({report})")
         self.optimizer.zero_grad(set_to_none=True)
@@ -332,6 +339,7 @@ def add_loop_arguments(
     parser.add_argument("--stop-at", type=int, default=None, help="stop after this step (resume later)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--amp", action="store_true", help="mixed precision (bf16 autocast) on a CUDA device")
 
 
 def loop_fields(args: Any) -> dict[str, Any]:
@@ -349,4 +357,5 @@ def loop_fields(args: Any) -> dict[str, Any]:
         stop_at=args.stop_at,
         progress=not args.no_progress,
         device=args.device,
+        amp=args.amp,
     )

@@ -76,6 +76,7 @@ class EndToEndConfig:
     stop_at: int | None = None
     progress: bool = True
     device: str = "cpu"
+    amp: bool = False
 
     def __post_init__(self) -> None:
         o = type(self).__name__

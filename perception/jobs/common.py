@@ -52,6 +52,7 @@ class TrainConfig:
         stop_at: stop after this global step as if killed (None: run to `steps`).
         progress: show a tqdm progress bar.
         device: torch device.
+        amp: mixed precision (bf16 autocast) on a CUDA device.
     """
 
     data: Path = Path("data/frames")
@@ -69,6 +70,7 @@ class TrainConfig:
     stop_at: int | None = None
     progress: bool = True
     device: str = "cpu"
+    amp: bool = False
 
     def __post_init__(self) -> None:
         check_loop_settings(self)

@@ -39,6 +39,7 @@ class ToyJob:
     stop_at: int | None = None
     progress: bool = False
     device: str = "cpu"
+    amp: bool = False
 
 
 def main() -> None:

@@ -55,3 +55,11 @@ def test_the_pretrain_stage_trains_from_logs_and_records_what_it_saw(logs, tmp_p
     train = {d["drive"] for d in manifest["train"]}
     assert train and not train & set(manifest["validation"])
     assert train | set(manifest["validation"]) == {f"cut_in-00000{i}" for i in range(4)}
+
+
+def test_mixed_precision_on_a_cpu_is_a_clear_config_error():
+    from perception.jobs.pretrain import PretrainConfig
+    from sim.config import ConfigError
+
+    with pytest.raises(ConfigError, match="amp"):
+        PretrainConfig(amp=True)
