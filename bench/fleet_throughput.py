@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-
-import torch
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
@@ -31,6 +28,7 @@ from fleet.recorder import record_drives
 from sim.checkpoint import load_checkpoint
 from sim.policies import make_policy
 from sim.scenarios import load_scenario, scenario_path
+from sim.timing import machine_info
 from sim.training import latest_checkpoint, write_json
 
 
@@ -88,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json(args.out, {
         "stage": "pretrain", "detector": args.detector, "steps": args.steps, "global_batch": args.global_batch,
         "rows": rows, "speedup": speedup, "threads_per_process": 1, "device": args.device,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
+        "machine": machine_info(),
     })  # fmt: skip
     print(f"wrote {args.out}")
     return 0

@@ -20,8 +20,6 @@ with its reason instead of a number.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -34,7 +32,7 @@ from deploy.artifact import Artifact
 from deploy.examples import recorded_inputs
 from deploy.export import export_stack
 from deploy.runtime import ArtifactError, BackendUnavailable, Runtime, open_runtime
-from sim.timing import time_call
+from sim.timing import machine_info, time_call
 from sim.training import write_json
 from stack.model import Stack
 from stack.policy import DEFAULT_WEIGHTS
@@ -130,7 +128,7 @@ def speedups(rows: list[dict]) -> dict[str, float]:
 
 
 def machine(device: str) -> dict:
-    info = {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__}
+    info: dict = machine_info()
     try:
         import onnxruntime
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -58,6 +57,7 @@ from perception.jobs.common import write_json
 from perception.model import PerceptionConfig
 from perception.train import FinetuneConfig, PretrainConfig, finetune, pretrain
 from sim.config import RasterConfig
+from sim.timing import machine_info
 
 FRACTIONS = (0.01, 0.05, 0.10, 1.0)
 
@@ -249,7 +249,7 @@ def run(cfg: BenchConfig, work: Path) -> dict:
             "finetune_steps": cfg.finetune_steps,
             "batch_size": cfg.batch_size,
         },
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
+        "machine": machine_info(),
         "wall_s": time.perf_counter() - started,
     }
 

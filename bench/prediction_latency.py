@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from prediction.checkpoint import load_predictor
 from prediction.config import PredictorConfig
 from prediction.inputs import tracks_from_positions
 from prediction.model import Predictor, SampleNoise
-from sim.timing import time_call
+from sim.timing import machine_info, time_call
 from sim.training import write_json
 
 
@@ -78,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     params = sum(p.numel() for p in model.parameters())
     write_json(args.out, {
         "rows": rows, "parameters": params, "config": model.cfg.to_dict(),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
+        "machine": machine_info(),
     })  # fmt: skip
     print(f"{params} parameters; wrote {args.out}")
     return 0

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from sim.policies import make_policy
 from sim.runner import observe
 from sim.scenarios import build_batch, load_scenario, scenario_path
 from sim.step import step as sim_step
-from sim.timing import time_call
+from sim.timing import machine_info, time_call
 from sim.training import write_json
 from stack.model import Stack
 from stack.policy import DEFAULT_WEIGHTS
@@ -91,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"tracks believed (existence > 0.5): {rows[0]['tracks_believed']}")
     write_json(args.out, {
         "rows": rows, "weights": str(args.weights), "scenario": args.scenario, "config": stack.cfg.to_dict(),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
+        "machine": machine_info(),
     })  # fmt: skip
     print(f"wrote {args.out}")
     return 0

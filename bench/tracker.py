@@ -23,8 +23,6 @@ not scored (tracks are being born). NEES has expectation 2 (position) and 4
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -42,6 +40,7 @@ from sim.policies import make_policy
 from sim.runner import rollout
 from sim.scenarios import build_batch, episode_steps, load_scenario, scenario_path
 from sim.sensors import detect_objects, ground_truth
+from sim.timing import machine_info
 from sim.training import write_json
 
 SCENARIOS = ("cruising", "cut_in", "crosswalk_crowd")
@@ -147,8 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{scenario:<16} " + " ".join(f"{c:>10.3f}" for c in cells), flush=True)
     write_json(args.out, {
         "source": str(args.model) if args.model else "object-sensor", "rows": rows, "seeds": seeds,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads()},
+        "machine": {**machine_info(), "threads": torch.get_num_threads()},
     })  # fmt: skip
     print(f"wrote {args.out}")
     return 0

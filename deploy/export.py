@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import shutil
 import warnings
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -28,7 +27,7 @@ from deploy.examples import recorded_inputs
 from deploy.graphs import GRAPH_NAMES, FlatGraph, Named, dynamic_axes, graph_defs
 from deploy.runtime import ArtifactError
 from deploy.spec import GraphSpec, TensorSpec
-from sim.metrics.writers import atomic_write_bytes, atomic_write_text
+from sim.metrics.writers import atomic_copy, atomic_write_bytes, atomic_write_text
 from stack.model import Stack
 
 log = logging.getLogger(__name__)
@@ -118,7 +117,7 @@ def export_stack(
         log.info("exporting %s", name)
         spec = export_graph(stack, name, example, out / f"{name}.onnx", opset)
         entries[name] = {"file": f"{name}.onnx", "sha256": sha256_file(out / f"{name}.onnx"), "spec": spec.to_dict()}
-    _copy_checkpoint(Path(checkpoint), out / CHECKPOINT)
+    atomic_copy(checkpoint, out / CHECKPOINT)
     manifest = {
         "format": FORMAT,
         "drivestack_version": drivestack_version(),
@@ -148,11 +147,3 @@ def _kept_entries(out: Path, checkpoint_sha256: str, stack: Stack) -> dict:
 
 def _jsonable(data: dict) -> dict:
     return json.loads(json.dumps(data))
-
-
-def _copy_checkpoint(source: Path, target: Path) -> None:
-    if source.resolve() == target.resolve():
-        return
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(source, tmp)
-    tmp.replace(target)

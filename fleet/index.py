@@ -137,9 +137,9 @@ def read_at(path: Path, time_s: float, topics: Sequence[str]) -> dict[str, LogRe
             for _, channel, message in reader.iter_messages(topics=list(topics), starting_at=stamp, ending_at=stamp):
                 t, tensors = decode(message.data, f"drive log {path}, {channel.topic} #{message.sequence}")
                 found[channel.topic] = LogRecord(channel.topic, t, tensors)
+        except LogError:
+            raise
         except DAMAGE_ERRORS as exc:
-            if isinstance(exc, LogError):
-                raise
             raise corrupted_error(path, stream, exc) from exc
     return found
 

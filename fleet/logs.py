@@ -199,9 +199,9 @@ def read_drive(path: str | Path, topics: set[str] | None = None) -> Iterator[Log
                     raise LogError(f"drive log {path}: channel {channel.topic} is not a {SCHEMA_NAME} channel")
                 time_s, tensors = decode(message.data, f"drive log {path}, {channel.topic} #{message.sequence}")
                 yield LogRecord(channel.topic, time_s, tensors)
+        except LogError:
+            raise
         except DAMAGE_ERRORS as exc:
-            if isinstance(exc, LogError):
-                raise
             raise corrupted_error(path, stream, exc) from exc
 
 

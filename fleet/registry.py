@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 from deploy.artifact import sha256_file
 from deploy.export import export_stack
 from sim.checkpoint import load_checkpoint
-from sim.metrics.writers import atomic_write_text
+from sim.metrics.writers import atomic_copy, atomic_write_text
 from sim.suite import SuiteConfig, run_suite
 from stack.config import StackConfig
 from stack.policy import StackPolicy
@@ -93,11 +92,7 @@ class Registry:
         """Copy `checkpoint` in as a new candidate version (its config read from the file)."""
         config = load_checkpoint(checkpoint).config
         number = max((v.version for v in self.versions), default=0) + 1
-        target = self.folder(number) / CHECKPOINT
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        shutil.copyfile(checkpoint, tmp)
-        tmp.replace(target)
+        target = atomic_copy(checkpoint, self.folder(number) / CHECKPOINT)
         created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         version = ModelVersion(number, str(target.relative_to(self.root)), sha256_file(target), created, config,
                                logs=logs)  # fmt: skip

@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -48,6 +49,22 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def atomic_copy(source: str | Path, target: str | Path) -> Path:
+    """Copy `source` to `target` through a temporary file renamed into place (a no-op onto itself)."""
+    source, target = Path(source), Path(target)
+    if source.resolve() == target.resolve():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
 
 
 def _finite_or_none(value: Any) -> Any:
