@@ -1,4 +1,4 @@
-"""`drivestack fleet record|index`: drive logs from the simulator, and their index."""
+"""`drivestack fleet record|index|train|promote`: drive logs, retraining from them, model versions."""
 
 from __future__ import annotations
 
@@ -9,15 +9,20 @@ from pathlib import Path
 from fleet.index import LogIndex, build_index
 from fleet.recorder import record_drives
 from fleet.registry import GateSettings, Registry, promote
-from fleet.train import STAGES, train_pretrain
+from fleet.train import STAGES, train_end2end, train_perception, train_prediction, train_pretrain
 from perception.cli import DETECTOR_PRESETS
 from perception.config import DetectorConfig
+from perception.jobs.finetune import FinetuneConfig
 from perception.jobs.pretrain import PretrainConfig
 from perception.model import PerceptionConfig
+from prediction.config import PredictorConfig
+from prediction.train import PredictionTrainConfig
 from sim.config import RasterConfig
 from sim.policies import make_policy
 from sim.scenarios import resolve_suite
 from sim.training import add_loop_arguments, loop_fields
+from stack.policy import DEFAULT_WEIGHTS
+from stack.train import EndToEndConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -31,15 +36,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     rec.add_argument("--out", type=Path, required=True, help="log folder")
     rec.set_defaults(run=run_record)
     tr = sub.add_parser("train", help="retrain a stage from drive logs (one process, or under torchrun)")
-    tr.add_argument("--stage", choices=STAGES, required=True, help="pretrain: self-supervised detector training")
+    tr.add_argument("--stage", choices=STAGES, required=True,
+                    help="pretrain: self-supervised detector; perception: supervised detector on labeled frames; "
+                         "prediction: predictor on the true tracks; end2end: the stack's planning loss")  # fmt: skip
     # `--drive-logs` is the same option for use under torchrun, whose own parser takes `--logs` for an
     # abbreviation of its `--logs-specs`.
     tr.add_argument("--logs", "--drive-logs", dest="logs", type=Path, required=True,
                     help="log folder (`drivestack fleet record`); under torchrun write --drive-logs")  # fmt: skip
     tr.add_argument("--out", type=Path, required=True, help="checkpoint directory")
-    tr.add_argument("--detector", choices=DETECTOR_PRESETS, default="default", help="network size preset")
     tr.add_argument("--val-fraction", type=float, default=0.2, help="drives held out (by a hash of their name)")
-    add_loop_arguments(tr, steps=1000, batch_size=16, lr=1e-3, warmup_steps=50, checkpoint_every=100, items="frames")
+    tr.add_argument("--init", type=Path,
+                    help="starting weights: a perception checkpoint (perception) or a stack checkpoint (end2end, "
+                         f"default {DEFAULT_WEIGHTS})")  # fmt: skip
+    tr.add_argument("--detector", choices=DETECTOR_PRESETS, default="default", help="network size (pretrain, "
+                    "perception from scratch)")  # fmt: skip
+    tr.add_argument("--predictor", choices=("default", "tiny"), default="default", help="network size (prediction)")
+    tr.add_argument("--label-fraction", type=float, default=1.0, help="labeled frames used (perception)")
+    tr.add_argument("--sigma", type=float, default=1.0, help="risk sensitivity while training (end2end)")
+    tr.add_argument("--warmup-frames", type=int, default=32, help="frames perceived before each item (end2end)")
+    add_loop_arguments(tr, steps=None, batch_size=None, lr=None, warmup_steps=None, checkpoint_every=None,
+                       items="items")  # fmt: skip
     tr.set_defaults(run=run_train)
     pro = sub.add_parser("promote", help="version a candidate stack; make it current only if it drives as well")
     pro.add_argument("--candidate", type=Path, required=True, help="stack checkpoint")
@@ -78,13 +94,40 @@ def run_index(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    raster = logged_raster(build_index(args.logs, save=False))
-    detector = DetectorConfig.tiny(raster) if args.detector == "tiny" else DetectorConfig(raster=raster)
-    perception = PerceptionConfig.tiny(raster, detector=detector) if args.detector == "tiny" else PerceptionConfig(
-        detector=detector)  # fmt: skip
-    cfg = PretrainConfig(perception=perception, out=args.out, **loop_fields(args))
-    print(f"wrote {train_pretrain(args.logs, cfg, args.val_fraction)}")
+    run = {"pretrain": _pretrain, "perception": _perception, "prediction": _prediction, "end2end": _end2end}
+    print(f"wrote {run[args.stage](args)}")
     return 0
+
+
+def _perception_config(args: argparse.Namespace) -> PerceptionConfig:
+    """The model for the logs' raster at the `--detector` size."""
+    raster = logged_raster(build_index(args.logs, save=False))
+    if args.detector == "tiny":
+        return PerceptionConfig.tiny(raster, detector=DetectorConfig.tiny(raster))
+    return PerceptionConfig(detector=DetectorConfig(raster=raster))
+
+
+def _pretrain(args: argparse.Namespace) -> Path:
+    cfg = PretrainConfig(perception=_perception_config(args), out=args.out, **loop_fields(args))
+    return train_pretrain(args.logs, cfg, args.val_fraction)
+
+
+def _perception(args: argparse.Namespace) -> Path:
+    cfg = FinetuneConfig(perception=_perception_config(args), out=args.out, init=args.init,
+                         label_fraction=args.label_fraction, **loop_fields(args))  # fmt: skip
+    return train_perception(args.logs, cfg, args.val_fraction)
+
+
+def _prediction(args: argparse.Namespace) -> Path:
+    predictor = PredictorConfig.tiny() if args.predictor == "tiny" else PredictorConfig()
+    cfg = PredictionTrainConfig(predictor=predictor, out=args.out, **loop_fields(args))
+    return train_prediction(args.logs, cfg, args.val_fraction)
+
+
+def _end2end(args: argparse.Namespace) -> Path:
+    cfg = EndToEndConfig(weights=args.init or DEFAULT_WEIGHTS, out=args.out, sigma=args.sigma,
+                         warmup_frames=args.warmup_frames, **loop_fields(args))  # fmt: skip
+    return train_end2end(args.logs, cfg, args.val_fraction)
 
 
 def logged_raster(index: LogIndex) -> RasterConfig:

@@ -8,6 +8,11 @@ the same drive only (the first frame repeated at the start, as the stack's
 frame stack does): an input never sees its own future, and "next_bev" (frame
 t+1) is the training target only. Items are drive-major and time-ordered, so a
 frame's neighbour in the index is its neighbour in time.
+
+With `labels=True` (the supervised perception stage) each item also carries
+the frame's ground-truth objects as "labels.<field>" (`perception.data.labels_of`),
+read from the `/agents/labels` channel and padded to `max_objects` slots the
+way the generated datasets pad them (`perception.data.pad_objects`).
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from fleet.index import FRAME_TOPIC, DriveEntry, LogIndex
-from fleet.logs import LogError, read_drive
+from fleet.drives import FRAME_TOPIC, LABELS_TOPIC, read_series
+from fleet.index import DriveEntry, LogIndex
+from fleet.logs import LogError
+from perception.data import LABELS, pad_objects
 from perception.frames import FrameStack, detector_input
 from sim.config import RasterConfig
+from sim.types import ObjectList
 
 CACHED_DRIVES = 4  # decoded drives kept in memory (a 20 s drive at 128 x 128 is about 60 MB)
 
@@ -31,12 +39,20 @@ class LogFrameDataset(Dataset):
     """Frames of `drives` that have a next frame; see the module docstring."""
 
     def __init__(
-        self, index: LogIndex, drives: Sequence[DriveEntry], frames: int, raster: RasterConfig, warp_mode: str
+        self,
+        index: LogIndex,
+        drives: Sequence[DriveEntry],
+        frames: int,
+        raster: RasterConfig,
+        warp_mode: str,
+        labels: bool = False,
+        max_objects: int = 64,
     ):
         if not drives:
             raise ValueError("LogFrameDataset: no drives (is the log folder empty, or every drive in the other split?)")
         self.index, self.drives = index, list(drives)
         self.frames, self.raster, self.warp_mode = frames, raster, warp_mode
+        self.labels, self.max_objects = labels, max_objects
         self.items = [(d, t) for d, entry in enumerate(self.drives) for t in range(entry.frames - 1)]
         self.episode = torch.tensor([d for d, _ in self.items], dtype=torch.long)
         self._cache: OrderedDict[int, dict[str, Tensor]] = OrderedDict()
@@ -49,7 +65,7 @@ class LogFrameDataset(Dataset):
         frames = self._drive(drive)
         past = [max(0, s) for s in range(t - self.frames + 1, t + 1)]  # the first frame repeats at the start
         stack = FrameStack(bev=frames["bev"][past][None], pose=frames["pose"][past][None], map=frames["map"][t][None])
-        return {
+        item = {
             "input": detector_input(stack, self.raster, self.warp_mode)[0],
             "next_bev": frames["bev"][t + 1],
             "pose": frames["pose"][t],
@@ -58,30 +74,41 @@ class LogFrameDataset(Dataset):
             "step": torch.tensor(t),
             "time": frames["time"][t],
         }
+        if self.labels:
+            item.update({name: value[t] for name, value in frames.items() if name.startswith(f"{LABELS}.")})
+        return item
 
     def _drive(self, d: int) -> dict[str, Tensor]:
-        """Drive d's frames decoded (bev [F, 2, H, W], map [F, 3, H, W], pose [F, 3], time [F]), cached."""
+        """Drive d's frames decoded (bev [F, 2, H, W], map [F, 3, H, W], pose [F, 3], time [F], and the
+        labels [F, M, ...] when asked for), cached."""
         if d in self._cache:
             self._cache.move_to_end(d)
             return self._cache[d]
         path = self.index.path(self.drives[d])
-        records = list(read_drive(path, {FRAME_TOPIC}))
-        if len(records) != self.drives[d].frames:
-            raise LogError(f"drive log {path}: {len(records)} frames, the index says {self.drives[d].frames}")
+        topics = (FRAME_TOPIC, LABELS_TOPIC) if self.labels else (FRAME_TOPIC,)
+        series = read_series(path, self.drives[d].frames, topics)
+        sensor = series[FRAME_TOPIC]
         size = self.raster.size
-        bev = torch.stack([torch.from_numpy(r.tensors["frame.bev"][0]) for r in records])
+        bev = torch.cat([f.bev for f in sensor])
         if tuple(bev.shape[-2:]) != (size, size):
             raise LogError(f"drive log {path}: frames of {tuple(bev.shape[-2:])} cells, the detector reads {size}")
         decoded = {
             "bev": bev,
-            "map": torch.stack([torch.from_numpy(r.tensors["frame.map"][0]) for r in records]),
-            "pose": torch.stack([torch.from_numpy(r.tensors["frame.ego_pose"][0]) for r in records]),
-            "time": torch.tensor([r.time_s for r in records]),
+            "map": torch.cat([f.map for f in sensor]),
+            "pose": torch.cat([f.ego_pose for f in sensor]),
+            "time": torch.cat([f.time for f in sensor]),
         }
+        if self.labels:
+            decoded.update(self._labels(series[LABELS_TOPIC]))
         self._cache[d] = decoded
         if len(self._cache) > CACHED_DRIVES:
             self._cache.popitem(last=False)
         return decoded
+
+    def _labels(self, per_frame: list[ObjectList]) -> dict[str, Tensor]:
+        """Every frame's labels padded to `max_objects` slots, as "labels.<field>" [F, M, ...]."""
+        padded = [pad_objects(labels, self.max_objects)[0] for labels in per_frame]
+        return {name: torch.cat([p.to_flat(LABELS)[name] for p in padded]) for name in ObjectList.flat_names(LABELS)}
 
     def check_compatible(self, frames: int, raster: RasterConfig, warp_mode: str) -> None:
         """Every setting is the detector's own (this dataset builds the inputs for it)."""

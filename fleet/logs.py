@@ -10,7 +10,8 @@ Every message is JSON (`message_encoding="json"`, a JSON-schema per channel),
 each tensor stored as dtype, shape and base64 bytes, in zstd-compressed
 chunks: standard MCAP tools (`mcap info`, `mcap cat`, Foxglove) open the files
 without drivestack, and the tensors stay exact. Channels (`TOPICS`) carry the
-sensor frames, the ego state, ground-truth agents where known, and the stack's
+sensor frames, the ego state, ground-truth agents where known (world frame, and
+as detector labels in the ego frame with their visibility), and the stack's
 outputs; the drive's identity and provenance are MCAP metadata (`drive`).
 
 A file is written to a temporary name and renamed when finished, so a killed
@@ -40,7 +41,7 @@ from zstandard import ZstdError
 
 from sim.state import AgentState, EgoState
 from sim.tensorclass import TensorContract
-from sim.types import SensorFrame
+from sim.types import ObjectList, SensorFrame
 
 PROFILE = "drivestack"
 FORMAT = "1"
@@ -52,11 +53,12 @@ TOPICS: dict[str, type[TensorContract] | None] = {
     "/sensor/frame": SensorFrame,
     "/ego/state": EgoState,
     "/agents/truth": AgentState,
+    "/agents/labels": ObjectList,
     "/stack/detections": None,
     "/stack/forecast": None,
     "/stack/plan": None,
 }
-_PREFIX = {SensorFrame: "frame", EgoState: "ego", AgentState: "agents"}
+_PREFIX = {SensorFrame: "frame", EgoState: "ego", AgentState: "agents", ObjectList: "labels"}
 
 _SCHEMA = {
     "title": SCHEMA_NAME,

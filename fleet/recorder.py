@@ -1,11 +1,13 @@
 """Recording drives: a `sim.runner.rollout` observer that writes one MCAP drive log per episode.
 
-    recorder = DriveRecorder("logs", [drive_name(scenario, s) for s in seeds], [{"scenario": ..., "seed": ...}, ...])
+    recorder = DriveRecorder("logs", [drive_name(scenario, s) for s in seeds], [{"scenario": ..., "seed": ...}, ...],
+                             raster)
     rollout(state, policy, steps, observer=recorder.observe)
     paths = recorder.close()
 
-Each step writes the sensor frame the policy saw, the ego state and the ground-truth
-agents (world frame, known in simulation), and what the policy exposed: the
+Each step writes the sensor frame the policy saw, the ego state, the ground-truth
+agents (world frame, known in simulation) and the same agents as detector labels
+(`sim.sensors.ground_truth`: ego frame, with their visibility to the sensor), and what the policy exposed: the
 objects it believed in, its forecasts and its plan (`sim.policies.Overlay`).
 `record_drives` runs a scenario for a list of seeds with a policy and records them.
 """
@@ -22,6 +24,7 @@ from sim.config import RasterConfig
 from sim.policies import Observation, Policy, PolicyOutput
 from sim.runner import rollout
 from sim.scenarios import Scenario, build_batch, episode_steps
+from sim.sensors import ground_truth
 from sim.state import WorldState
 
 
@@ -33,19 +36,24 @@ def drive_name(scenario: str, seed: int) -> str:
 class DriveRecorder:
     """Writes episode b of every observed step to `out/<drives[b]>.mcap`."""
 
-    def __init__(self, out: str | Path, drives: Sequence[str], metadata: Sequence[Mapping[str, str]]):
+    def __init__(
+        self, out: str | Path, drives: Sequence[str], metadata: Sequence[Mapping[str, str]], raster: RasterConfig
+    ):
         if len(drives) != len(metadata):
             raise ValueError(f"DriveRecorder: {len(drives)} drives but {len(metadata)} metadata records")
         out = Path(out)
+        self.raster = raster
         self.writers = [DriveLogWriter(out / f"{d}.mcap", d, m) for d, m in zip(drives, metadata, strict=True)]
 
     def observe(self, state: WorldState, obs: Observation, plan: PolicyOutput) -> None:
         """The `StepObserver` hook: one message per topic per episode."""
+        labels = ground_truth(state, self.raster)
         for b, log in enumerate(self.writers):
             time_s = float(obs.frame.time[b])
             log.write("/sensor/frame", time_s, obs.frame.index(b).to_flat("frame"))
             log.write("/ego/state", time_s, state.ego.index(b).to_flat("ego"))
             log.write("/agents/truth", time_s, state.agents.index(b).to_flat("agents"))
+            log.write("/agents/labels", time_s, labels.index(b).to_flat("labels"))
             for topic, tensors in _stack_outputs(plan, b).items():
                 if tensors:
                     log.write(topic, time_s, tensors)
@@ -83,7 +91,7 @@ def record_drives(
     raster_json = json.dumps(asdict(raster))  # so a job reading the logs knows the frames' geometry
     meta = [{"scenario": scenario.name, "seed": str(s), "policy": type(policy).__name__, "raster": raster_json}
             for s in seeds]  # fmt: skip
-    recorder = DriveRecorder(out, drives, meta)
+    recorder = DriveRecorder(out, drives, meta, raster)
     try:
         rollout(build_batch(scenario, list(seeds)), policy, episode_steps(scenario), raster=raster,
                 observer=recorder.observe)  # fmt: skip

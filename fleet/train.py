@@ -7,14 +7,24 @@
 reads `--logs` as an abbreviation of its `--logs-specs`.) The logs are indexed
 (broken logs reported and skipped), split by drive, and the training drives
 feed the stage's job on the shared training loop, which is data-parallel under
-torchrun (gloo on CPU, NCCL on GPU; see `sim.training`).
-Stage `pretrain` is the detector's self-supervised pretraining on unlabeled
-frames (`perception.jobs.pretrain`). The other stages of the issue (labeled
-perception, prediction, end-to-end) are not built yet.
+torchrun (gloo on CPU, NCCL on GPU; see `sim.training`). Each stage reads what
+it needs from the logs:
+
+    pretrain     unlabeled frames: the detector's self-supervised pretraining (`perception.jobs.pretrain`)
+    perception   frames with their labels (`/agents/labels`), a `label_fraction` of them: supervised
+                 detector training (`perception.jobs.finetune`), from a pretrained checkpoint or scratch
+    prediction   the true agent tracks (`/agents/truth`, `/ego/state`) cut into windows in the ego frame of
+                 each window's present: the predictor's ELBO (`prediction.train`)
+    end2end      the frames the expert saw, its own trajectory and the true agents: the stack's planning
+                 loss (`stack.train`), from a stack checkpoint
+
+Rank 0 writes `drives.json` beside the checkpoints: the drives the model saw
+(name, file, size, frames), the ones held out, and the logs skipped as broken.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -22,11 +32,23 @@ import torch
 import torch.distributed as dist
 
 from fleet.datasets import LogFrameDataset
-from fleet.index import build_index, split_drives
+from fleet.drives import EGO_TOPIC, TRUTH_TOPIC, drive_samples, read_series, recorded_drive
+from fleet.index import DriveEntry, LogIndex, build_index, split_drives
+from fleet.logs import LogError
+from perception.jobs.finetune import FinetuneConfig, finetune
 from perception.jobs.pretrain import PretrainConfig, pretrain
+from prediction.simdata import TIMING, cut_windows
+from prediction.train import PredictionTrainConfig
+from prediction.train import train as train_predictor
+from prediction.windows import TrajectoryWindows
+from sim.config import Timing
 from sim.training import write_json
+from stack.train import EndToEndConfig
+from stack.train import train as train_stack
 
-STAGES = ("pretrain",)
+log = logging.getLogger(__name__)
+
+STAGES = ("pretrain", "perception", "prediction", "end2end")
 MANIFEST = "drives.json"
 
 
@@ -40,14 +62,16 @@ def init_distributed() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def train_pretrain(logs: Path, cfg: PretrainConfig, val_fraction: float) -> Path:
-    """Self-supervised pretraining on the training drives of `logs`; rank 0 writes `drives.json`
-    (the manifest of the logs the model saw, and the held-out drives) beside the checkpoints."""
+def training_drives(logs: Path, out: Path, val_fraction: float) -> tuple[LogIndex, list[DriveEntry]]:
+    """Index `logs` (rank 0 saves the index), split by drive, and (rank 0) write the manifest to `out`."""
     rank, _ = init_distributed()
     index = build_index(logs, save=rank == 0)
+    for name, error in index.broken.items():
+        log.warning("skipped broken log %s: %s", name, error)
     train, val = split_drives(index.drives, val_fraction)
-    det = cfg.perception.detector
-    dataset = LogFrameDataset(index, train, det.frames, det.raster, det.warp_mode)
+    if not train:
+        raise LogError(f"log folder {logs}: no training drives ({len(index.drives)} readable, "
+                       f"{len(val)} held out by --val-fraction {val_fraction})")  # fmt: skip
     if rank == 0:
         manifest = {
             "logs": str(logs),
@@ -55,5 +79,47 @@ def train_pretrain(logs: Path, cfg: PretrainConfig, val_fraction: float) -> Path
             "validation": [d.drive for d in val],
             "broken": index.broken,
         }
-        write_json(Path(cfg.out) / MANIFEST, manifest)
-    return pretrain(cfg, dataset)
+        write_json(Path(out) / MANIFEST, manifest)
+    return index, train
+
+
+def train_pretrain(logs: Path, cfg: PretrainConfig, val_fraction: float) -> Path:
+    """Self-supervised pretraining on the unlabeled frames of the training drives."""
+    index, train = training_drives(logs, cfg.out, val_fraction)
+    det = cfg.perception.detector
+    return pretrain(cfg, LogFrameDataset(index, train, det.frames, det.raster, det.warp_mode))
+
+
+def train_perception(logs: Path, cfg: FinetuneConfig, val_fraction: float) -> Path:
+    """Supervised detector training on the labeled frames (`cfg.label_fraction`) of the training drives."""
+    index, train = training_drives(logs, cfg.out, val_fraction)
+    det = cfg.perception.detector
+    return finetune(cfg, LogFrameDataset(index, train, det.frames, det.raster, det.warp_mode, labels=True))
+
+
+def log_windows(index: LogIndex, drives: list[DriveEntry], stride: int = 1) -> TrajectoryWindows:
+    """Every prediction window of `drives` (drives shorter than one window give none)."""
+    parts = []
+    for entry in drives:
+        series = read_series(index.path(entry), entry.frames, (EGO_TOPIC, TRUTH_TOPIC))
+        samples = drive_samples(series[EGO_TOPIC], series[TRUTH_TOPIC], TIMING.sim_steps_per_sample)
+        try:
+            parts.append(cut_windows(samples, stride))
+        except ValueError:  # a drive too short for one window
+            log.warning("drive %s: %d frames hold no prediction window", entry.drive, entry.frames)
+    if not parts:
+        raise LogError(f"log folder {index.root}: no drive is long enough for one prediction window")
+    return TrajectoryWindows.concat(parts).trimmed()
+
+
+def train_prediction(logs: Path, cfg: PredictionTrainConfig, val_fraction: float) -> Path:
+    """The predictor's ELBO on windows of the true agent tracks of the training drives."""
+    index, train = training_drives(logs, cfg.out, val_fraction)
+    return train_predictor(cfg, log_windows(index, train))
+
+
+def train_end2end(logs: Path, cfg: EndToEndConfig, val_fraction: float) -> Path:
+    """The stack's planning loss on the expert drives of the training drives."""
+    index, train = training_drives(logs, cfg.out, val_fraction)
+    recorded = [recorded_drive(index.path(entry), entry.frames, Timing()) for entry in train]  # as recorded
+    return train_stack(cfg, recorded)

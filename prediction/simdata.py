@@ -52,7 +52,7 @@ from sim.policies import Observation, PolicyOutput, make_policy
 from sim.runner import rollout
 from sim.scenarios import Scenario, build_batch, episode_steps, resolve_suite
 from sim.sensors.pose import GEOMETRY_DTYPE, SensorPose
-from sim.state import NUM_CLASSES, WorldState
+from sim.state import NUM_CLASSES, AgentState, EgoState, WorldState
 from sim.tensorclass import ContractError, TensorContract, spec
 
 log = logging.getLogger(__name__)
@@ -177,17 +177,20 @@ class _Sampler:
 
 def _sample(state: WorldState) -> dict[str, Tensor]:
     """One sample of every episode of `state`: the tensors of `EpisodeSamples` without the T axis."""
-    a = state.agents
-    pose = SensorPose.of(state.ego)  # the sensor's own float64 pose: windows use the tracker's frame
-    row = {
-        "xy": a.xy.to(GEOMETRY_DTYPE),
-        "present": a.valid,
-        "kind": a.kind,
-        "size": torch.stack((a.length, a.width), dim=-1),
+    return {name: value.detach().cpu() for name, value in sample_row(state.ego, state.agents).items()}
+
+
+def sample_row(ego: EgoState, agents: AgentState) -> dict[str, Tensor]:
+    """The tensors of `EpisodeSamples` without the T axis, for the ego and agents of one time."""
+    pose = SensorPose.of(ego)  # the sensor's own float64 pose: windows use the tracker's frame
+    return {
+        "xy": agents.xy.to(GEOMETRY_DTYPE),
+        "present": agents.valid,
+        "kind": agents.kind,
+        "size": torch.stack((agents.length, agents.width), dim=-1),
         "ego_center": pose.center,
         "ego_yaw": pose.yaw,
     }
-    return {name: value.detach().cpu() for name, value in row.items()}
 
 
 def sample_episodes(

@@ -82,8 +82,6 @@ class PredictionTrainConfig:
         has_ethucy = self.ethucy_root is not None
         require(has_ethucy == (self.scene is not None), o, "scene", "given exactly when ethucy_root is", self.scene)
         require(self.scene is None or self.scene in SCENES, o, "scene", f"one of {SCENES}", self.scene)
-        require(has_ethucy or len(self.windows) > 0, o, "windows", "at least one file when there is no ETH/UCY fold",
-                self.windows)  # fmt: skip
         require(self.kl_weight >= 0, o, "kl_weight", ">= 0", self.kl_weight)
         require(isinstance(self.kl_anneal_steps, int) and self.kl_anneal_steps >= 0, o, "kl_anneal_steps",
                 "an int >= 0", self.kl_anneal_steps)  # fmt: skip
@@ -91,9 +89,13 @@ class PredictionTrainConfig:
         require(self.position_std > 0, o, "position_std", "> 0 m", self.position_std)
 
 
-def training_windows(cfg: PredictionTrainConfig) -> TrajectoryWindows:
-    """Every training window of the job, agent slots padded to the widest source."""
-    parts = []
+def training_windows(cfg: PredictionTrainConfig, extra: TrajectoryWindows | None = None) -> TrajectoryWindows:
+    """Every training window of the job (and `extra`, e.g. windows cut from drive logs), agent slots
+    padded to the widest source."""
+    if cfg.ethucy_root is None and not cfg.windows and extra is None:
+        raise ConfigError("PredictionTrainConfig.windows: expected at least one file when there is no ETH/UCY fold "
+                          "and no windows from logs, got ()")  # fmt: skip
+    parts = [] if extra is None else [extra]
     if cfg.ethucy_root is not None:
         parts.append(
             load_split(cfg.ethucy_root, cfg.scene, "train", cfg.predictor.history, cfg.predictor.horizon).windows
@@ -153,9 +155,10 @@ def elbo_loss(
     return loss, report
 
 
-def train(cfg: PredictionTrainConfig) -> Path:
-    """Run the job; returns the final model file (`final.safetensors`), or the last checkpoint if stopped."""
-    windows = training_windows(cfg).to(cfg.device)
+def train(cfg: PredictionTrainConfig, extra: TrajectoryWindows | None = None) -> Path:
+    """Run the job; returns the final model file (`final.safetensors`), or the last checkpoint if stopped.
+    `extra` windows (e.g. cut from drive logs, `fleet.train`) join the config's sources."""
+    windows = training_windows(cfg, extra).to(cfg.device)
     with torch.random.fork_rng(devices=[]):  # initial weights from the job's seed, global RNG untouched
         torch.manual_seed(cfg.seed)
         model = Predictor(cfg.predictor).to(cfg.device)

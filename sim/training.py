@@ -322,18 +322,30 @@ def _barrier(world: int) -> None:
 
 
 def add_loop_arguments(
-    parser: Any, steps: int, batch_size: int, lr: float, warmup_steps: int, checkpoint_every: int, items: str
+    parser: Any,
+    steps: int | None,
+    batch_size: int | None,
+    lr: float | None,
+    warmup_steps: int | None,
+    checkpoint_every: int | None,
+    items: str,
 ) -> None:
-    """The command-line options of the shared training loop (`loop_fields` reads them back)."""
-    parser.add_argument("--steps", type=int, default=steps, help=f"optimiser steps (default {steps})")
-    parser.add_argument("--batch-size", type=int, default=batch_size, help=f"{items} per step (default {batch_size})")
-    parser.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default {lr:g})")
-    parser.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay (default 1e-4)")
+    """The command-line options of the shared training loop (`loop_fields` reads them back). A default
+    of None leaves the field to the job config's own default (commands that run several kinds of job)."""
+
+    def default(value: Any) -> str:
+        return "the job's" if value is None else f"{value:g}"
+
+    parser.add_argument("--steps", type=int, default=steps, help=f"optimiser steps (default {default(steps)})")
+    parser.add_argument("--batch-size", type=int, default=batch_size,
+                        help=f"{items} per step (default {default(batch_size)})")  # fmt: skip
+    parser.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default {default(lr)})")
+    parser.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay (default the job's)")
     parser.add_argument("--warmup-steps", type=int, default=warmup_steps,
-                        help=f"linear LR warm-up steps (default {warmup_steps})")  # fmt: skip
+                        help=f"linear LR warm-up steps (default {default(warmup_steps)})")  # fmt: skip
     parser.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (default 1.0)")
     parser.add_argument("--checkpoint-every", type=int, default=checkpoint_every,
-                        help=f"checkpoint period, steps (default {checkpoint_every})")  # fmt: skip
+                        help=f"checkpoint period, steps (default {default(checkpoint_every)})")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of data order and augmentation")
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     parser.add_argument("--stop-at", type=int, default=None, help="stop after this step (resume later)")
@@ -343,8 +355,8 @@ def add_loop_arguments(
 
 
 def loop_fields(args: Any) -> dict[str, Any]:
-    """The job-config fields set by `add_loop_arguments`' options."""
-    return dict(
+    """The job-config fields set by `add_loop_arguments`' options (those left at None are not set)."""
+    fields = dict(
         steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -359,3 +371,4 @@ def loop_fields(args: Any) -> dict[str, Any]:
         device=args.device,
         amp=args.amp,
     )
+    return {name: value for name, value in fields.items() if value is not None or name == "stop_at"}

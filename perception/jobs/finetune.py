@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from perception.data import labeled_mask, labels_of
+from perception.data import FrameDataset, labeled_mask, labels_of
 from perception.detector import Detector
 from perception.jobs.common import TrainConfig, load_batch, open_dataset, perception_trainer, require
 from perception.losses import LossConfig, make_targets, supervised_loss
@@ -55,12 +55,17 @@ def _initial_weights(cfg: FinetuneConfig) -> tuple[PerceptionConfig, dict[str, T
     return perception, ckpt.tensors
 
 
-def finetune(cfg: FinetuneConfig) -> Path:
-    """Run (or resume) the job; returns `final.safetensors` (or the last checkpoint when stopped early)."""
+def finetune(cfg: FinetuneConfig, dataset: FrameDataset | None = None) -> Path:
+    """Run (or resume) the job; returns `final.safetensors` (or the last checkpoint when stopped early).
+    `dataset` replaces the generated one at `cfg.data` (e.g. labeled frames from drive logs,
+    `fleet.datasets`); its items must carry "labels.<field>"."""
     perception, init_tensors = _initial_weights(cfg)
     cfg = replace(cfg, perception=perception)
-    dataset = open_dataset(cfg)
     det = perception.detector
+    if dataset is None:
+        dataset = open_dataset(cfg)
+    else:
+        dataset.check_compatible(det.frames, det.raster, det.warp_mode)
     torch.manual_seed(cfg.seed)  # initial weights
     detector = Detector(det)
     if init_tensors is not None:

@@ -219,6 +219,9 @@ def _drivable(frame: SensorFrame, xy: Tensor, raster: RasterConfig) -> Tensor:
     """Drivable-area flag of ego-frame points `xy [B, ..., 2]` from the frame's map raster."""
     B = xy.shape[0]
     H = W = raster.size
+    if tuple(frame.map.shape[-2:]) != (H, W):
+        raise ValueError(f"SensorFrame.map: {tuple(frame.map.shape[-2:])} cells, but the PDM policy was built for a "
+                         f"raster of {raster.size} cells (make_policy(..., raster=...))")  # fmt: skip
     row = torch.floor(raster.ego_row_fraction * H - xy[..., 0] / raster.resolution).long()
     col = torch.floor(W / 2 - xy[..., 1] / raster.resolution).long()
     inside = (row >= 0) & (row < H) & (col >= 0) & (col < W)

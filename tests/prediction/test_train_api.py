@@ -67,7 +67,7 @@ def test_bad_job_configs_name_the_field(tmp_path, windows_file):
     with pytest.raises(ConfigError, match="scene"):
         job(tmp_path, windows_file, ethucy_root=tmp_path)
     with pytest.raises(ConfigError, match="windows"):
-        job(tmp_path, windows_file, windows=())
+        train(job(tmp_path, windows_file, windows=()))
     with pytest.raises(ConfigError, match="kl_min"):
         job(tmp_path, windows_file, kl_min=-1.0)
     with pytest.raises(ConfigError, match="PredictorConfig.latent"):

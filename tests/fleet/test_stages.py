@@ -1,0 +1,131 @@
+"""The labeled perception, prediction and end-to-end stages read the same data from logs as from the simulator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from fleet.datasets import LogFrameDataset
+from fleet.drives import recorded_drive
+from fleet.index import build_index
+from fleet.logs import LogError
+from fleet.recorder import record_drives
+from fleet.train import log_windows
+from perception.data import labels_of
+from perception.model import PerceptionConfig
+from prediction.simdata import TIMING, cut_windows, sample_episodes
+from sim.config import RasterConfig, Timing
+from sim.policies import make_policy
+from sim.scenarios import load_scenario, scenario_path
+from stack.cli import main
+from stack.config import StackConfig
+from stack.episodes import record
+from stack.model import Stack
+
+RASTER = RasterConfig()  # the expert (pdm-gt) reads the map at the simulator's default raster
+SEEDS = [0, 1, 2]
+
+
+@pytest.fixture(scope="module")
+def scenario():
+    return load_scenario(scenario_path("cut_in")).with_overrides({"duration": 8.0})  # one prediction window
+
+
+@pytest.fixture(scope="module")
+def logs(scenario, tmp_path_factory):
+    out = tmp_path_factory.mktemp("stage-logs")
+    record_drives(scenario, SEEDS, make_policy("pdm-gt"), out)
+    return out
+
+
+def test_labeled_frames_carry_the_labels_of_their_own_frame(logs):
+    index = build_index(logs)
+    dataset = LogFrameDataset(index, index.drives[:1], 3, RASTER, "bilinear", labels=True, max_objects=8)
+    unlabeled = LogFrameDataset(index, index.drives[:1], 3, RASTER, "bilinear")
+    item, plain = dataset[5], unlabeled[5]
+    assert torch.equal(item["input"], plain["input"]) and "labels.xy" not in plain
+    labels = labels_of({k: v[None] for k, v in item.items()}).validate()
+    assert labels.xy.shape == (1, 8, 2) and bool(labels.valid.any())
+    assert torch.equal(labels.agent_id[labels.valid], labels.agent_id[labels.valid].sort().values)
+
+
+def test_windows_from_logs_equal_the_simulators_windows(logs, scenario):
+    index = build_index(logs)
+    entry = next(d for d in index.drives if d.drive.endswith("000001"))
+    from_logs = log_windows(index, [entry])
+    samples, _ = sample_episodes(scenario, [1], "pdm-gt")
+    # The simulator's sampler also takes the final state, which no frame shows (a log ends at the last
+    # frame), so it may cut one window more at the end.
+    simulated = cut_windows(samples).trimmed()
+    assert 0 < from_logs.batch_size <= simulated.batch_size <= from_logs.batch_size + 1
+    simulated = simulated.index(torch.arange(from_logs.batch_size))
+    for name in type(simulated).field_names():
+        torch.testing.assert_close(getattr(from_logs, name), getattr(simulated, name), rtol=0, atol=1e-6)
+
+
+def test_expert_drives_from_logs_equal_the_recorded_episodes(logs, scenario):
+    index = build_index(logs)
+    entry = next(d for d in index.drives if d.drive.endswith("000002"))
+    from_log = recorded_drive(index.path(entry), entry.frames, Timing())
+    simulated = record("cut_in", [2], "pdm-gt", RASTER)[0]  # the scenario's own 12 s: the first 8 s agree
+    steps = from_log.steps
+    assert steps == 80 and simulated.steps > steps
+    for name in ("ego_xy", "ego_yaw", "agent_xy", "agent_yaw", "agent_size", "agent_valid"):
+        torch.testing.assert_close(getattr(from_log, name)[:steps], getattr(simulated, name)[:steps], rtol=0, atol=0)
+    torch.testing.assert_close(from_log.frames[40].bev, simulated.frames[40].bev, rtol=0, atol=0)
+
+
+def test_a_drive_without_labels_is_a_clear_error(logs, tmp_path):
+    from fleet.logs import DriveLogWriter, read_drive
+
+    source = build_index(logs).drives[0]
+    with DriveLogWriter(tmp_path / "old.mcap", "old") as log:
+        for r in read_drive(logs / source.file, {"/sensor/frame"}):
+            log.write(r.topic, r.time_s, r.tensors)
+    index = build_index(tmp_path)
+    with pytest.raises(LogError, match="/agents/labels.*recorded before"):
+        LogFrameDataset(index, index.drives, 3, RASTER, "bilinear", labels=True)[0]
+
+
+def train_args(stage: str, logs: Path, out: Path, *extra: str) -> list[str]:
+    loop = ["--steps", "2", "--batch-size", "2", "--checkpoint-every", "1", "--no-progress"]
+    return ["fleet", "train", "--stage", stage, "--logs", str(logs), "--out", str(out), "--val-fraction", "0.3",
+            *loop, *extra]  # fmt: skip
+
+
+def saw_only_training_drives(out: Path) -> bool:
+    manifest = json.loads((out / "drives.json").read_text())
+    train = {d["drive"] for d in manifest["train"]}
+    return bool(train) and not train & set(manifest["validation"]) and (out / "final.safetensors").is_file()
+
+
+def test_the_perception_stage_trains_on_labeled_frames(logs, tmp_path):
+    out = tmp_path / "perception"
+    assert main(train_args("perception", logs, out, "--detector", "tiny", "--label-fraction", "0.5")) == 0
+    assert saw_only_training_drives(out)
+
+
+def test_the_prediction_stage_trains_on_log_windows(logs, tmp_path):
+    out = tmp_path / "prediction"
+    assert main(train_args("prediction", logs, out, "--predictor", "tiny")) == 0
+    assert saw_only_training_drives(out)
+
+
+def test_the_end2end_stage_fine_tunes_a_stack_on_the_expert_drives(logs, tmp_path):
+    torch.manual_seed(0)
+    start = Stack(StackConfig.tiny(perception=PerceptionConfig.tiny(RASTER))).save(tmp_path / "start.safetensors")
+    out = tmp_path / "e2e"
+    assert main(train_args("end2end", logs, out, "--init", str(start), "--warmup-frames", "4")) == 0
+    assert saw_only_training_drives(out)
+    assert Stack.load(out / "final.safetensors").cfg == Stack.load(start).cfg
+
+
+def test_prediction_windows_need_drives_of_one_window(logs, tmp_path, scenario):
+    short = scenario.with_overrides({"duration": 2.0})
+    record_drives(short, [9], make_policy("pdm-gt"), tmp_path)
+    with pytest.raises(LogError, match="long enough"):
+        log_windows(build_index(tmp_path), build_index(tmp_path).drives)
+    assert TIMING.sim_steps_per_sample == 4
