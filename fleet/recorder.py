@@ -9,7 +9,10 @@ Each step writes the sensor frame the policy saw, the ego state, the ground-trut
 agents (world frame, known in simulation) and the same agents as detector labels
 (`sim.sensors.ground_truth`: ego frame, with their visibility to the sensor), and what the policy exposed: the
 objects it believed in, its forecasts and its plan (`sim.policies.Overlay`).
-`record_drives` runs a scenario for a list of seeds with a policy and records them.
+`record_drives` runs a scenario for a list of seeds with a policy and records them;
+`drivestack sim --record DIR` records the drives of any suite run, with any
+policy and runtime backend (e.g. the exported stack on onnxruntime), through
+`drive_recorder`.
 """
 
 from __future__ import annotations
@@ -83,15 +86,23 @@ def _stack_outputs(plan: PolicyOutput, b: int) -> dict[str, dict]:
     }
 
 
-def record_drives(
-    scenario: Scenario, seeds: Sequence[int], policy: Policy, out: str | Path, raster: RasterConfig = RasterConfig()
-) -> list[Path]:
-    """Drive `scenario` for every seed (one batch) with `policy` and write one log per drive."""
+def drive_recorder(
+    out: str | Path, scenario: Scenario, seeds: Sequence[int], policy: Policy, raster: RasterConfig
+) -> DriveRecorder:
+    """A recorder for one batch of `scenario` (one episode per seed) driven by `policy`, with the drives'
+    provenance (scenario, seed, policy) and the frames' raster as metadata."""
     drives = [drive_name(scenario.name, s) for s in seeds]
     raster_json = json.dumps(asdict(raster))  # so a job reading the logs knows the frames' geometry
     meta = [{"scenario": scenario.name, "seed": str(s), "policy": type(policy).__name__, "raster": raster_json}
             for s in seeds]  # fmt: skip
-    recorder = DriveRecorder(out, drives, meta, raster)
+    return DriveRecorder(out, drives, meta, raster)
+
+
+def record_drives(
+    scenario: Scenario, seeds: Sequence[int], policy: Policy, out: str | Path, raster: RasterConfig = RasterConfig()
+) -> list[Path]:
+    """Drive `scenario` for every seed (one batch) with `policy` and write one log per drive."""
+    recorder = drive_recorder(out, scenario, seeds, policy, raster)
     try:
         rollout(build_batch(scenario, list(seeds)), policy, episode_steps(scenario), raster=raster,
                 observer=recorder.observe)  # fmt: skip

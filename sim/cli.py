@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 
+from sim.config import RasterConfig
 from sim.policies import make_policy
-from sim.suite import SuiteConfig, run_suite
+from sim.suite import DriveLogFactory, SuiteConfig, run_suite
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -33,6 +35,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--artifact", type=Path, help="exported artifact folder (`drivestack export`) for --backend")
     p.add_argument("--runtime-device", help="the backend's device: cpu, cuda[:N], or tensorrt[:N] for onnxruntime")
     p.add_argument("--runtime-threads", type=int, help="the backend's CPU threads (onnxruntime)")
+    p.add_argument("--record", type=Path, metavar="DIR",
+                   help="write each episode's drive log (MCAP, see `drivestack fleet`) to DIR")  # fmt: skip
     p.add_argument("--plan-every", type=int, help="stack policies: plan every N frames, perceive every frame")
     p.set_defaults(run=main)
 
@@ -49,6 +53,15 @@ def policy_options(args: argparse.Namespace) -> dict:
     return {name: value for name, value in given.items() if value is not None}
 
 
+def drive_logs(folder: Path | None, raster: RasterConfig) -> DriveLogFactory | None:
+    """The suite's drive-log factory writing to `folder` (None: no logs)."""
+    if folder is None:
+        return None
+    from fleet.recorder import drive_recorder  # the log format lives with the fleet tools
+
+    return functools.partial(drive_recorder, folder, raster=raster)
+
+
 def main(args: argparse.Namespace) -> int:
     cfg = SuiteConfig(
         suite=args.suite,
@@ -61,7 +74,7 @@ def main(args: argparse.Namespace) -> int:
         render=args.render,
         video_format=args.video_format,
     )
-    results = run_suite(cfg, make_policy(args.policy, **policy_options(args)))
+    results = run_suite(cfg, make_policy(args.policy, **policy_options(args)), drive_logs(args.record, cfg.raster))
     failed = sum(r.error is not None for r in results)
     print(f"wrote {cfg.out}/summary.json, summary.csv, episodes.csv ({len(results)} episodes, {failed} failed)")
     return 1 if failed == len(results) else 0

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from tqdm import tqdm
@@ -19,13 +20,29 @@ from sim.metrics.table import (
     write_summary_csv,
     write_summary_json,
 )
-from sim.policies import Policy, make_policy
+from sim.policies import Observation, Policy, PolicyOutput, make_policy
 from sim.recording import EpisodeRecorder
 from sim.render import write_video
 from sim.runner import EpisodeResult, rollout
 from sim.scenarios import Scenario, build_batch, episode_steps, resolve_suite
+from sim.state import WorldState
 
 log = logging.getLogger(__name__)
+
+
+class DriveLog(Protocol):
+    """Records the episodes of one batch (`fleet.recorder.DriveRecorder` is one)."""
+
+    def observe(self, state: WorldState, obs: Observation, plan: PolicyOutput) -> None: ...
+
+    def close(self) -> object: ...
+
+    def abort(self) -> None: ...
+
+
+# (scenario, seeds of the batch, policy) -> the batch's drive log. `sim` knows nothing of the log
+# format: the command line passes `fleet.recorder.drive_recorder` bound to the output folder.
+DriveLogFactory = Callable[[Scenario, Sequence[int], Policy], DriveLog]
 
 
 @dataclass(frozen=True)
@@ -76,13 +93,26 @@ def _run_batch(
     cfg: SuiteConfig,
     recorder: EpisodeRecorder | None,
     progress: Callable[[int], None],
+    drive_logs: DriveLogFactory | None = None,
 ) -> list[EpisodeResult]:
     state = build_batch(scenario, list(seeds), device=cfg.device, timing=cfg.timing)
     steps = episode_steps(scenario, cfg.timing)
-    observer = recorder.observe if recorder is not None else None
-    _, metrics, errors = rollout(
-        state, policy, steps, timing=cfg.timing, raster=cfg.raster, observer=observer, progress=progress
-    )
+    drive_log = drive_logs(scenario, seeds, policy) if drive_logs is not None else None
+    watchers = [w.observe for w in (recorder, drive_log) if w is not None]
+
+    def observer(s: WorldState, obs: Observation, plan: PolicyOutput) -> None:
+        for watch in watchers:
+            watch(s, obs, plan)
+
+    try:
+        _, metrics, errors = rollout(state, policy, steps, timing=cfg.timing, raster=cfg.raster,
+                                     observer=observer if watchers else None, progress=progress)  # fmt: skip
+    except BaseException:
+        if drive_log is not None:
+            drive_log.abort()  # the episodes are run again one by one, and logged then
+        raise
+    if drive_log is not None:
+        drive_log.close()
     rows = []
     for i, seed in enumerate(seeds):
         values = {name: float(v[i]) for name, v in metrics.items()}
@@ -91,21 +121,29 @@ def _run_batch(
 
 
 def _run_isolated(
-    scenario: Scenario, seeds: Sequence[int], policy: Policy, cfg: SuiteConfig, progress
+    scenario: Scenario,
+    seeds: Sequence[int],
+    policy: Policy,
+    cfg: SuiteConfig,
+    progress,
+    drive_logs: DriveLogFactory | None = None,
 ) -> list[EpisodeResult]:
     """After a batch raised: one episode at a time, so one failure costs only itself."""
     rows = []
     for seed in seeds:
         try:
-            rows += _run_batch(scenario, [seed], policy, cfg, None, progress)
+            rows += _run_batch(scenario, [seed], policy, cfg, None, progress, drive_logs)
         except Exception as exc:  # noqa: BLE001 - reported per episode, the suite goes on
             log.exception("episode %s seed %d failed", scenario.name, seed)
             rows.append(EpisodeResult(scenario.name, scenario.family, seed, {}, f"{type(exc).__name__}: {exc}"))
     return rows
 
 
-def run_suite(cfg: SuiteConfig, policy: Policy | None = None) -> list[EpisodeResult]:
-    """Run every scenario of the suite for `cfg.seeds` seeds; write results under `cfg.out`."""
+def run_suite(
+    cfg: SuiteConfig, policy: Policy | None = None, drive_logs: DriveLogFactory | None = None
+) -> list[EpisodeResult]:
+    """Run every scenario of the suite for `cfg.seeds` seeds; write results under `cfg.out`, and each
+    episode's drive log through `drive_logs` when given."""
     scenarios = resolve_suite(cfg.suite)
     policy = policy or make_policy(cfg.policy)
     cfg.out.mkdir(parents=True, exist_ok=True)
@@ -119,11 +157,11 @@ def run_suite(cfg: SuiteConfig, policy: Policy | None = None) -> list[EpisodeRes
                 render_ids = [i for i, s in enumerate(chunk) if s < cfg.first_seed + cfg.render]
                 recorder = EpisodeRecorder(render_ids, cfg.raster) if render_ids else None
                 try:
-                    results += _run_batch(scenario, chunk, policy, cfg, recorder, bar.update)
+                    results += _run_batch(scenario, chunk, policy, cfg, recorder, bar.update, drive_logs)
                 except Exception:  # noqa: BLE001 - isolate the failing episodes
                     log.exception("batch of %s failed; retrying its episodes one by one", scenario.name)
                     recorder = None
-                    results += _run_isolated(scenario, chunk, policy, cfg, bar.update)
+                    results += _run_isolated(scenario, chunk, policy, cfg, bar.update, drive_logs)
                 if recorder is not None:
                     for i in render_ids:
                         path = cfg.out / "videos" / f"{scenario.name}_seed{chunk[i]}.{cfg.video_format}"

@@ -106,3 +106,20 @@ def test_record_and_index_commands(tmp_path, capsys):
     assert main(["fleet", "index", "--logs", str(tmp_path / "logs")]) == 0
     out = capsys.readouterr().out
     assert "2 drives" in out and "skipped junk.mcap" in out
+
+
+def test_a_suite_run_records_the_same_drives_as_fleet_record(tmp_path):
+    """`drivestack sim --record` logs any suite run (any policy or runtime backend) in the same format."""
+    from stack.cli import main
+
+    args = ["--suite", "ghost_road", "--seeds", "2", "--first-seed", "5"]
+    assert main(["sim", *args, "--policy", "pdm-gt", "--out", str(tmp_path / "sim"), "--record",
+                 str(tmp_path / "a")]) == 0  # fmt: skip
+    assert main(["fleet", "record", *args, "--out", str(tmp_path / "b")]) == 0
+    names = sorted(p.name for p in (tmp_path / "a").glob("*.mcap"))
+    assert names == ["ghost_road-000005.mcap", "ghost_road-000006.mcap"]
+    for name in names:
+        a, b = list(read_drive(tmp_path / "a" / name)), list(read_drive(tmp_path / "b" / name))
+        assert [(r.topic, r.time_s) for r in a] == [(r.topic, r.time_s) for r in b]
+        assert all(np.array_equal(x.tensors[k], y.tensors[k]) for x, y in zip(a, b, strict=True) for k in x.tensors)
+        assert drive_metadata(tmp_path / "a" / name)["policy"] == drive_metadata(tmp_path / "b" / name)["policy"]
