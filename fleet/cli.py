@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from fleet.cycle import CycleConfig, run_cycle
 from fleet.index import LogIndex, build_index
 from fleet.recorder import record_drives
 from fleet.registry import GateSettings, Registry, promote
@@ -67,6 +68,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     pro.add_argument("--trained-on", type=Path, help="the training job's drives.json (the logs it saw)")
     pro.add_argument("--no-export", action="store_true", help="do not export a promoted model")
     pro.set_defaults(run=run_promote)
+    cyc = sub.add_parser("cycle", help="record drives, retrain, evaluate in closed loop, promote, export")
+    cyc.add_argument("--registry", type=Path, required=True, help="model registry folder")
+    cyc.add_argument("--work", type=Path, required=True, help="folder of the cycles' logs, training runs, reports")
+    cyc.add_argument("--cycles", type=int, default=1, help="cycles to run (default 1)")
+    cyc.add_argument("--suite", default="demo", help="scenarios the fleet drives (default demo)")
+    cyc.add_argument("--drives", type=int, default=2, help="drives per scenario and cycle (default 2)")
+    cyc.add_argument("--policy", default="pdm-gt", help="the driver logged (default pdm-gt, the expert)")
+    cyc.add_argument("--init", type=Path, default=DEFAULT_WEIGHTS, help="first model of an empty registry")
+    cyc.add_argument("--steps", type=int, default=50, help="fine-tuning steps per cycle (default 50)")
+    cyc.add_argument("--batch-size", type=int, default=4)
+    cyc.add_argument("--lr", type=float, default=1e-4)
+    cyc.add_argument("--warmup-frames", type=int, default=16, help="frames perceived before each training item")
+    cyc.add_argument("--gate-suite", default="demo", help="closed-loop gate suite (default demo)")
+    cyc.add_argument("--gate-seeds", type=int, default=2, help="gate episodes per scenario (default 2)")
+    cyc.add_argument("--no-export", action="store_true", help="do not export a promoted model")
+    cyc.set_defaults(run=run_cycle_command)
     idx = sub.add_parser("index", help="index a log folder (reports broken logs and skips them)")
     idx.add_argument("--logs", type=Path, required=True)
     idx.set_defaults(run=run_index)
@@ -138,6 +155,20 @@ def logged_raster(index: LogIndex) -> RasterConfig:
             f"logs {index.root}: drives disagree on (or do not record) their raster: {sorted(map(str, rasters))}"
         )
     return RasterConfig(**json.loads(rasters.pop()))
+
+
+def run_cycle_command(args: argparse.Namespace) -> int:
+    gate = GateSettings(args.gate_suite, args.gate_seeds, export=not args.no_export)
+    cfg = CycleConfig(registry=args.registry, work=args.work, suite=args.suite, drives=args.drives,
+                      policy=args.policy, initial=args.init, steps=args.steps, batch_size=args.batch_size,
+                      lr=args.lr, warmup_frames=args.warmup_frames, gate=gate)  # fmt: skip
+    for _ in range(args.cycles):
+        report = run_cycle(cfg)
+        against = report["current_score_mean"]
+        print(f"cycle {report['cycle']}: {report['drives_logged']} drives, v{report['candidate']:04d} trained from "
+              f"v{report['trained_from']:04d} scores {report['score_mean']:.3f} against {against:.3f}: "
+              f"{report['status']}; current v{report['current']:04d}")  # fmt: skip
+    return 0
 
 
 def run_promote(args: argparse.Namespace) -> int:
