@@ -18,13 +18,14 @@ nats per agent that keep the posterior from collapsing onto the prior early.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from prediction.checkpoint import KIND_TRAIN, save_predictor
+from prediction.checkpoint import KIND_TRAIN, load_predictor_weights, save_predictor
 from prediction.config import PredictorConfig
 from prediction.ethucy import SCENES, load_split
 from prediction.inputs import tracks_from_positions
@@ -155,13 +156,23 @@ def elbo_loss(
     return loss, report
 
 
-def train(cfg: PredictionTrainConfig, extra: TrajectoryWindows | None = None) -> Path:
+def train(
+    cfg: PredictionTrainConfig,
+    extra: TrajectoryWindows | None = None,
+    *,
+    initial: Mapping[str, Tensor] | None = None,
+) -> Path:
     """Run the job; returns the final model file (`final.safetensors`), or the last checkpoint if stopped.
-    `extra` windows (e.g. cut from drive logs, `fleet.train`) join the config's sources."""
+    `extra` windows (e.g. cut from drive logs, `fleet.train`) join the config's sources. `initial` weights
+    (the predictor's state_dict names) replace the seed's random ones: a federated round starts every vehicle
+    from the global model (`fleet.federated`); data order and augmentation still follow `cfg.seed`, and a
+    resumed job takes its weights from its checkpoint as always."""
     windows = training_windows(cfg, extra).to(cfg.device)
     with torch.random.fork_rng(devices=[]):  # initial weights from the job's seed, global RNG untouched
         torch.manual_seed(cfg.seed)
         model = Predictor(cfg.predictor).to(cfg.device)
+    if initial is not None:
+        load_predictor_weights(model, dict(initial), "initial weights")
     modules = nn.ModuleDict({"predictor": model})
     pool = torch.arange(windows.batch_size)
 

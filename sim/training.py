@@ -11,8 +11,10 @@ saved in the checkpoint.
 
 A job's config is a frozen dataclass with at least the `LoopSettings` fields
 (out, steps, batch_size, lr, weight_decay, warmup_steps, grad_clip,
-checkpoint_every, seed, resume, stop_at, progress, device, amp). Rank 0 also writes
-TensorBoard scalars (every loss term, the learning rate) to `out/tensorboard`.
+checkpoint_every, seed, resume, stop_at, progress, device, amp) and optionally
+`wandb` (a W&B project). Rank 0 also logs every loss term and the learning rate
+per step to TensorBoard (`out/tensorboard`) and, when asked for, to Weights &
+Biases (`sim.train_logging`).
 """
 
 from __future__ import annotations
@@ -45,12 +47,12 @@ from sim.checkpoint import (
     save_checkpoint,
 )
 from sim.config import ConfigError
+from sim.train_logging import MetricSinks
 
 FINAL_NAME = "final.safetensors"
-TENSORBOARD_DIR = "tensorboard"
 _STEP_FILE = re.compile(r"^step-(\d+)\.safetensors$")
 # Fields that may differ between a run and its resumption without changing the result.
-RESUMABLE_CHANGES = frozenset({"resume", "stop_at", "progress", "device", "out", "data", "init"})
+RESUMABLE_CHANGES = frozenset({"resume", "stop_at", "progress", "device", "out", "data", "init", "wandb"})
 
 LossFn = Callable[[Tensor, torch.Generator, int], tuple[Tensor, dict[str, Tensor]]]
 
@@ -75,6 +77,9 @@ def check_loop_settings(cfg: Any) -> None:
     require(cfg.stop_at is None or cfg.stop_at >= 1, o, "stop_at", "None or an int >= 1", cfg.stop_at)
     require(not cfg.amp or str(cfg.device).startswith("cuda"), o, "amp", "False on a CPU (bf16 autocast is for CUDA)",
             cfg.amp)  # fmt: skip
+    project = getattr(cfg, "wandb", None)
+    require(project is None or (isinstance(project, str) and project.strip() != ""), o, "wandb",
+            "None or a W&B project name", project)  # fmt: skip
 
 
 def jsonable(value: Any) -> Any:
@@ -191,20 +196,17 @@ class Trainer:
         stop = min(self.cfg.steps, self.cfg.stop_at or self.cfg.steps)
         bar = tqdm(total=self.cfg.steps, initial=self.step, desc=self.kind, disable=not self.cfg.progress)
         last = latest_checkpoint(out)
-        board = _board(out, self.rank)
+        sinks = MetricSinks(out, self.rank, getattr(self.cfg, "wandb", None), jsonable(asdict(self.cfg)))
         while self.step < stop:
             report = self._one_step()
             bar.update(1)
             bar.set_postfix(loss=f"{float(report['total']):.4f}")
-            if board is not None:
-                for name, value in report.items():
-                    board.add_scalar(f"{self.kind}/{name}", float(value), self.step)
-                board.add_scalar(f"{self.kind}/lr", self.scheduler.get_last_lr()[0], self.step)
+            scalars = {f"{self.kind}/{name}": float(value) for name, value in report.items()}
+            sinks.log(self.step, {**scalars, f"{self.kind}/lr": self.scheduler.get_last_lr()[0]})
             if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:
                 last = self._save(out / f"step-{self.step:06d}.safetensors", report)
         bar.close()
-        if board is not None:
-            board.close()
+        sinks.close()
         if self.step < self.cfg.steps:
             stopped = last if last is not None else self._save(out / f"step-{self.step:06d}.safetensors", {})
             _barrier(self.world)  # every rank leaves together: a rank tearing down early aborts its peers
@@ -299,16 +301,6 @@ class _LossModule(nn.Module):
         return self.loss_fn(index, generator, step)
 
 
-def _board(out: Path, rank: int) -> Any:
-    """A TensorBoard writer for `out/tensorboard` (rank 0 only): every loss term and the learning rate per
-    step. A resumed job appends to the same folder."""
-    if rank != 0:
-        return None
-    from torch.utils.tensorboard import SummaryWriter  # imported here: it loads tensorboard, which is slow
-
-    return SummaryWriter(log_dir=str(out / TENSORBOARD_DIR))
-
-
 def _process_group() -> tuple[int, int]:
     """(rank, world size) of the initialised process group, (0, 1) without one."""
     if dist.is_available() and dist.is_initialized():
@@ -352,6 +344,7 @@ def add_loop_arguments(
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--amp", action="store_true", help="mixed precision (bf16 autocast) on a CUDA device")
+    parser.add_argument("--wandb", metavar="PROJECT", help="also log to this Weights & Biases project (needs wandb)")
 
 
 def loop_fields(args: Any) -> dict[str, Any]:
@@ -370,5 +363,6 @@ def loop_fields(args: Any) -> dict[str, Any]:
         progress=not args.no_progress,
         device=args.device,
         amp=args.amp,
+        wandb=args.wandb,
     )
     return {name: value for name, value in fields.items() if value is not None or name == "stop_at"}

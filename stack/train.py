@@ -77,6 +77,7 @@ class EndToEndConfig:
     progress: bool = True
     device: str = "cpu"
     amp: bool = False
+    wandb: str | None = None
 
     def __post_init__(self) -> None:
         o = type(self).__name__

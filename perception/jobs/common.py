@@ -53,6 +53,7 @@ class TrainConfig:
         progress: show a tqdm progress bar.
         device: torch device.
         amp: mixed precision (bf16 autocast) on a CUDA device.
+        wandb: a Weights & Biases project to log to as well (None: TensorBoard only).
     """
 
     data: Path = Path("data/frames")
@@ -71,6 +72,7 @@ class TrainConfig:
     progress: bool = True
     device: str = "cpu"
     amp: bool = False
+    wandb: str | None = None
 
     def __post_init__(self) -> None:
         check_loop_settings(self)
