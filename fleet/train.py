@@ -32,7 +32,7 @@ import torch
 import torch.distributed as dist
 
 from fleet.datasets import LogFrameDataset
-from fleet.drives import EGO_TOPIC, TRUTH_TOPIC, drive_samples, read_series, recorded_drive
+from fleet.drives import EGO_TOPIC, TRUTH_TOPIC, check_steps, drive_samples, read_series, recorded_drive
 from fleet.index import DriveEntry, LogIndex, build_index, split_drives
 from fleet.logs import LogError
 from perception.jobs.finetune import FinetuneConfig, finetune
@@ -101,6 +101,7 @@ def log_windows(index: LogIndex, drives: list[DriveEntry], stride: int = 1) -> T
     """Every prediction window of `drives` (drives shorter than one window give none)."""
     parts = []
     for entry in drives:
+        check_steps(index.path(entry), entry.frame_times, Timing())  # samples are every 4th frame
         series = read_series(index.path(entry), entry.frames, (EGO_TOPIC, TRUTH_TOPIC))
         samples = drive_samples(series[EGO_TOPIC], series[TRUTH_TOPIC], TIMING.sim_steps_per_sample)
         try:

@@ -129,3 +129,15 @@ def test_prediction_windows_need_drives_of_one_window(logs, tmp_path, scenario):
     with pytest.raises(LogError, match="long enough"):
         log_windows(build_index(tmp_path), build_index(tmp_path).drives)
     assert TIMING.sim_steps_per_sample == 4
+
+
+def test_frames_that_are_not_consecutive_sim_steps_are_refused(logs, tmp_path):
+    from fleet.logs import DriveLogWriter, read_drive
+
+    source = build_index(logs).drives[0]
+    with DriveLogWriter(tmp_path / "gappy.mcap", "gappy") as log:
+        for r in read_drive(logs / source.file):
+            if not 0.95 < r.time_s < 1.05:  # frame 10 was dropped
+                log.write(r.topic, r.time_s, r.tensors)
+    with pytest.raises(LogError, match="gappy.mcap: frames 9 and 10 are 0.2000 s apart"):
+        log_windows(build_index(tmp_path), build_index(tmp_path).drives)
