@@ -10,6 +10,7 @@ from fleet.cycle import CycleConfig, run_cycle
 from fleet.index import LogIndex, build_index
 from fleet.recorder import record_drives
 from fleet.registry import GateSettings, Registry, promote
+from fleet.sweep import add_parser as add_sweep_parser
 from fleet.train import STAGES, train_end2end, train_perception, train_prediction, train_pretrain
 from perception.cli import DETECTOR_PRESETS
 from perception.config import DetectorConfig
@@ -84,6 +85,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     cyc.add_argument("--gate-seeds", type=int, default=2, help="gate episodes per scenario (default 2)")
     cyc.add_argument("--no-export", action="store_true", help="do not export a promoted model")
     cyc.set_defaults(run=run_cycle_command)
+    add_sweep_parser(sub)
     idx = sub.add_parser("index", help="index a log folder (reports broken logs and skips them)")
     idx.add_argument("--logs", type=Path, required=True)
     idx.set_defaults(run=run_index)

@@ -38,7 +38,6 @@ import argparse
 import csv
 import io
 import json
-import logging
 import math
 import multiprocessing
 import os
@@ -67,8 +66,6 @@ from sim.config import ConfigError
 from sim.metrics.writers import atomic_write_text
 from sim.training import write_json
 
-log = logging.getLogger(__name__)
-
 SWEPT_STAGES = ("prediction",)  # pretrain, perception and end2end are not swept yet
 # The whole-future mixture NLL, nats per step per agent: the likelihood the model's ELBO trains, and it
 # rewards forecasts whose modes explain a whole future, not each step on its own ("nll_step").
@@ -80,7 +77,9 @@ CLAIM_FILE = "sweep.json"  # names the study whose trials live in an out folder
 BEST_FILE = "best.json"
 TRIALS_FILE = "trials.csv"
 # Loop fields a searched parameter may not set: the sweep itself drives them.
-NOT_SEARCHABLE = frozenset({"out", "steps", "checkpoint_every", "resume", "stop_at", "progress", "device", "seed"})
+NOT_SEARCHABLE = frozenset(
+    {"out", "steps", "checkpoint_every", "resume", "stop_at", "progress", "device", "seed", "wandb"}
+)
 
 
 # -- the search space ----------------------------------------------------------------------------------------
@@ -283,12 +282,14 @@ def no_validation_error(settings: SweepSettings, drives: int) -> LogError:
 
 
 def check_split(settings: SweepSettings) -> None:
-    """Fail before any trial when the logs give no training or no validation drive; writes the index and the
-    manifest of the split (`drives.json`) as `fleet train` does."""
-    index, _ = training_drives(settings.logs, settings.out, settings.val_fraction)
-    _, validation = split_drives(index.drives, settings.val_fraction)
+    """Fail before anything is written or trained when the logs give no validation or no training drive."""
+    index = build_index(settings.logs)
+    train, validation = split_drives(index.drives, settings.val_fraction)
     if not validation:
         raise no_validation_error(settings, len(index.drives))
+    if not train:
+        raise LogError(f"log folder {settings.logs}: no training drives: --val-fraction {settings.val_fraction} "
+                       f"holds out all {len(index.drives)} drives; lower it or record more drives")  # fmt: skip
 
 
 def load_data(settings: SweepSettings) -> SweepData:
@@ -347,7 +348,7 @@ def train_and_score(
 ) -> float:
     """Train the trial rung by rung, report each rung's validation score, and stop when the pruner says so."""
     cfg = apply_params(base_config(settings, trial_folder(settings.out, trial.number)), suggest_params(trial, space))
-    value = math.nan
+    value = math.nan  # rungs always hold `steps`: the loop runs at least once
     for i, rung in enumerate(settings.rungs):
         # The first segment refuses a folder that already holds checkpoints (another study's trial).
         checkpoint = train_predictor(replace(cfg, stop_at=rung, resume=i > 0), data.train)
@@ -365,6 +366,9 @@ def train_and_score(
 def make_objective(
     settings: SweepSettings, data: SweepData, space: dict[str, Dimension]
 ) -> Callable[[optuna.Trial], float]:
+    """The objective one worker hands Optuna: every trial records which process ran it (workers on several
+    machines share a study) and, when it fails, why."""
+
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", worker_name())
         trial.set_user_attr("steps", 0)
@@ -445,16 +449,14 @@ def run_workers(jobs: Sequence[WorkerJob]) -> list[int]:
 
 
 # -- the study -----------------------------------------------------------------------------------------------
-def claim_out_folder(out: Path, study_name: str) -> None:
-    """One study per out folder: trial folders are named by trial number, which restarts in every study."""
+def check_out_folder(out: Path, study_name: str) -> None:
+    """One study per out folder: trial folders are named by trial number, which restarts in every study (the
+    folder is claimed, in `CLAIM_FILE`, when the sweep starts)."""
     claim = out / CLAIM_FILE
-    if claim.is_file():
-        owner = json.loads(claim.read_text()).get("study")
-        if owner != study_name:
-            raise ConfigError(f"SweepSettings.study_name (--study-name): {out} holds the trials of study {owner!r}, "
-                              f"got {study_name!r}; choose another --out")  # fmt: skip
-        return
-    write_json(claim, {"study": study_name})
+    owner = json.loads(claim.read_text()).get("study") if claim.is_file() else study_name
+    if owner != study_name:
+        raise ConfigError(f"SweepSettings.study_name (--study-name): {out} holds the trials of study {owner!r}, "
+                          f"got {study_name!r}; choose another --out")  # fmt: skip
 
 
 OPTION_OF = {"space": "the search space", "objective": "the objective"}
@@ -507,10 +509,12 @@ def sweep(
     check_space(space)
     out = Path(settings.out).resolve()
     settings = replace(settings, out=out, storage=settings.storage_url())
-    out.mkdir(parents=True, exist_ok=True)
-    claim_out_folder(out, settings.study_name)
+    check_out_folder(out, settings.study_name)
     check_split(settings)
+    out.mkdir(parents=True, exist_ok=True)  # the default SQLite file goes there
     study = create_or_join(settings, space)
+    write_json(out / CLAIM_FILE, {"study": settings.study_name})
+    training_drives(settings.logs, out, settings.val_fraction)  # writes drives.json, as `fleet train` does
     before = len(study.get_trials(deepcopy=False))
     jobs = [
         WorkerJob(settings, i, share, worker_seed(settings.seed, i, before), space, pruner)
@@ -519,7 +523,7 @@ def sweep(
     failed = run_workers(jobs)
     study = optuna.load_study(study_name=settings.study_name, storage=open_storage(settings.storage))  # fresh read
     result = SweepResult(trial_rows(study, space), best_record(study, settings.storage), failed)
-    write_results(out, result, space)
+    write_results(out, result)
     return result
 
 
@@ -527,7 +531,7 @@ def sweep(
 def trial_rows(study: optuna.Study, space: dict[str, Dimension]) -> list[dict[str, Any]]:
     """One row per trial of the study: number, state, value (a pruned trial's is its last reported one), steps
     trained, worker, parameters, minADE, model file and error."""
-    rows = []
+    rows, names = [], param_names(study, space)
     for trial in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
         attrs = trial.user_attrs
         rows.append({
@@ -536,7 +540,7 @@ def trial_rows(study: optuna.Study, space: dict[str, Dimension]) -> list[dict[st
             "value": trial.value,
             "steps": attrs.get("steps", 0),
             "worker": attrs.get("worker", ""),
-            **{name: trial.params.get(name) for name in param_names(study, space)},
+            **{name: trial.params.get(name) for name in names},
             "min_ade": attrs.get("min_ade"),
             "checkpoint": attrs.get("checkpoint", ""),
             "error": attrs.get("error", ""),
@@ -579,7 +583,7 @@ def trials_csv(rows: list[dict[str, Any]]) -> str:
     return text.getvalue()
 
 
-def write_results(out: Path, result: SweepResult, space: dict[str, Dimension]) -> None:
+def write_results(out: Path, result: SweepResult) -> None:
     """trials.csv always; best.json once a trial has completed (the study only grows, so an earlier best.json
     of the same study is never wrong, only possibly bettered)."""
     atomic_write_text(out / TRIALS_FILE, trials_csv(result.rows))
@@ -617,7 +621,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="trial folders, the default SQLite study, best.json and trials.csv")  # fmt: skip
     p.add_argument("--trials", type=int, default=d.trials, help=f"trials this invocation adds (default {d.trials})")
     p.add_argument("--workers", type=int, default=d.workers,
-                   help=f"worker processes on this machine, sharing the trials (default {d.workers})")  # fmt: skip
+                   help=f"processes here sharing the trials, at most --trials (default {d.workers})")  # fmt: skip
     p.add_argument("--steps", type=int, default=d.steps,
                    help=f"optimiser steps of a trial that is never pruned (default {d.steps})")  # fmt: skip
     p.add_argument("--min-steps", type=int, default=d.min_steps,
