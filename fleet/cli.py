@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from fleet.cycle import CycleConfig, run_cycle
+from fleet.federated import add_parser as add_federated_parser
 from fleet.index import LogIndex, build_index
 from fleet.recorder import record_drives
 from fleet.registry import GateSettings, Registry, promote
@@ -86,6 +87,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     cyc.add_argument("--no-export", action="store_true", help="do not export a promoted model")
     cyc.set_defaults(run=run_cycle_command)
     add_sweep_parser(sub)
+    add_federated_parser(sub)
     idx = sub.add_parser("index", help="index a log folder (reports broken logs and skips them)")
     idx.add_argument("--logs", type=Path, required=True)
     idx.set_defaults(run=run_index)

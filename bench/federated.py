@@ -1,0 +1,120 @@
+"""Federated averaging against centralised training of the predictor: validation NLL and minADE per round.
+
+Reads a log folder once (split by drive as `fleet train` splits it), then trains from the same initial weights:
+
+    centralised   the training drives pooled, rounds x vehicles x local-steps steps (as many samples as the fleet),
+                  scored from its checkpoint at each round's sample count;
+    fedavg-hash   FedAvg, drives dealt to vehicles by a hash of their name (IID-ish);
+    fedavg-scenario  FedAvg, drives dealt by scenario family (non-IID: each vehicle sees some families only).
+
+Each is `fleet.federated` as `drivestack fleet federated --centralised [--assign scenario]` runs it (see that
+module for the local runs, the averaging and the schedule). Validation: the held-out drives' windows, mixture NLL
+(`nll_joint`, nats per step) and minADE of 20 samples (m), the same seeded samples for every model. Prints a table,
+writes JSON with every metric per round.
+
+    OMP_NUM_THREADS=1 python bench/federated.py --logs runs/fleet/logs-hard --out docs/bench/federated.json
+"""
+
+# ruff: noqa: E402  (the package imports must follow the sys.path fix below)
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import torch
+
+from fleet.federated import ASSIGNMENTS, FederatedConfig, centralised_train, federated_train, make_fleet, read_split
+from prediction.config import PredictorConfig
+from sim.timing import machine_info
+from sim.training import write_json
+
+METRICS = ("nll_joint", "min_ade")
+
+
+def run_all(args: argparse.Namespace, work: Path) -> dict:
+    """Read the logs once, train the centralised baseline and FedAvg per assignment; every run's rounds."""
+    predictor = PredictorConfig.tiny() if args.predictor == "tiny" else PredictorConfig()
+
+    def config(name: str, assign: str) -> FederatedConfig:
+        return FederatedConfig(out=work / name, vehicles=args.vehicles, rounds=args.rounds,
+                               local_steps=args.local_steps, assign=assign, val_fraction=args.val_fraction,
+                               predictor=predictor, batch_size=args.batch_size, lr=args.lr, seed=args.seed)  # fmt: skip
+
+    start = time.perf_counter()
+    split = read_split(args.logs, args.val_fraction)
+    runs = {"read_logs": {"seconds": time.perf_counter() - start, "train_drives": len(split.train),
+                          "validation_drives": len(split.validation),
+                          "train_windows": split.windows_of(split.train).batch_size,
+                          "validation_windows": split.windows_of(split.validation).batch_size}}  # fmt: skip
+    start = time.perf_counter()
+    central = centralised_train(args.logs, config("centralised", "hash"), split=split)
+    runs["centralised"] = {"seconds": time.perf_counter() - start, "rounds": central}
+    for assign in args.assign:
+        cfg = config(f"fedavg-{assign}", assign)
+        fleet = make_fleet(split, cfg)
+        start = time.perf_counter()
+        result = federated_train(args.logs, cfg, split=split)
+        runs[f"fedavg-{assign}"] = {
+            "seconds": time.perf_counter() - start,
+            "vehicles": [{"drives": list(v.drives), "windows": v.samples} for v in fleet],
+            "rounds": result.rounds,
+        }
+    return runs
+
+
+def print_table(runs: dict, names: list[str]) -> None:
+    cells = " ".join(f"{f'{name} NLL':>22} {f'{name} minADE':>25}" for name in names)
+    print(f"{'round':>5} {'samples':>8} {cells}")
+    for i, first in enumerate(runs[names[0]]["rounds"]):
+        values = " ".join(
+            f"{runs[n]['rounds'][i]['validation']['nll_joint']:>22.3f} "
+            f"{runs[n]['rounds'][i]['validation']['min_ade']:>25.3f}"
+            for n in names
+        )
+        print(f"{first['round']:>5} {first['samples']:>8} {values}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--logs", type=Path, required=True, help="log folder (`drivestack fleet record`)")
+    parser.add_argument("--vehicles", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--local-steps", type=int, default=15)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--val-fraction", type=float, default=0.2)
+    parser.add_argument("--predictor", choices=("default", "tiny"), default="default")
+    parser.add_argument("--assign", nargs="+", choices=ASSIGNMENTS, default=list(ASSIGNMENTS),
+                        help="FedAvg runs, one per way of dealing drives to vehicles (default both)")  # fmt: skip
+    parser.add_argument("--work", type=Path, help="folder for the runs (default: a temporary one)")
+    parser.add_argument("--out", type=Path, default=Path("docs/bench/federated.json"))
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    if args.work is not None:
+        runs = run_all(args, args.work)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            runs = run_all(args, Path(tmp))
+    wall = time.perf_counter() - start
+    names = ["centralised", *(f"fedavg-{a}" for a in args.assign)]
+    print_table(runs, names)
+    for name in names:
+        final = runs[name]["rounds"][-1]["validation"]
+        print(f"{name}: final " + ", ".join(f"{m} {final[m]:.3f}" for m in ("nll_joint", "nll_step", "min_ade",
+              "min_fde")) + f" ({runs[name]['seconds']:.0f} s)")  # fmt: skip
+    print(f"wall {wall:.0f} s")
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    write_json(args.out, {"settings": settings, "runs": runs, "wall_seconds": wall, "threads": torch.get_num_threads(),
+                          "machine": machine_info()})  # fmt: skip
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

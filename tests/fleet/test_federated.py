@@ -1,0 +1,232 @@
+"""Federated averaging across simulated vehicles: the server step, the drives each vehicle gets, the wiring against
+centralised training, resuming a killed run, the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+
+import fleet.federated as federated
+from fleet.federated import (
+    FederatedConfig,
+    add_parser,
+    assign_drives,
+    average_weights,
+    centralised_train,
+    federated_train,
+    make_fleet,
+    read_split,
+)
+from fleet.recorder import record_drives
+from fleet.train import log_windows
+from prediction.checkpoint import load_predictor
+from prediction.config import PredictorConfig
+from prediction.train import train
+from sim.config import ConfigError
+from sim.policies import make_policy
+from sim.scenarios import load_scenario, scenario_path
+from sim.training import FINAL_NAME
+
+# Drive names hash so that val_fraction 0.4 holds out cut_in-000001 only, and two vehicles by hash get
+# {cut_in-000000, cut_in-000002, lead_brake-000001} and {cut_in-000003}.
+DRIVES = {"cut_in": [0, 1, 2, 3], "lead_brake": [1]}
+VAL_FRACTION = 0.4
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("federated-logs")
+    for scenario, seeds in DRIVES.items():
+        short = load_scenario(scenario_path(scenario)).with_overrides({"duration": 8.0})  # one prediction window
+        record_drives(short, seeds, make_policy("pdm-gt"), out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def split(logs):
+    return read_split(logs, VAL_FRACTION)
+
+
+def small(out, **changes) -> FederatedConfig:
+    base = dict(out=out, vehicles=2, rounds=2, local_steps=2, batch_size=4, predictor=PredictorConfig.tiny(),
+                val_fraction=VAL_FRACTION, eval_samples=4)  # fmt: skip
+    return FederatedConfig(**{**base, **changes})
+
+
+def weights_of(path):
+    model, _ = load_predictor(path)
+    return model.state_dict()
+
+
+def without_seconds(rounds):
+    """The rounds log without its timings (the only part a resumed run may change)."""
+    return [
+        {**{k: v for k, v in r.items() if k != "seconds"},
+         "vehicles": [{k: v for k, v in vehicle.items() if k != "seconds"} for vehicle in r["vehicles"]]}
+        for r in rounds
+    ]  # fmt: skip
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+# --- the server step ------------------------------------------------------------------------------
+
+
+def test_average_weights_is_the_sample_weighted_mean():
+    first = {"w": torch.tensor([0.0, 2.0]), "half": torch.tensor([1.0], dtype=torch.float16), "count": torch.tensor(7)}
+    second = {"w": torch.tensor([4.0, 6.0]), "half": torch.tensor([5.0], dtype=torch.float16), "count": torch.tensor(7)}
+    averaged = average_weights([first, second], [1, 3])  # weights 1/4 and 3/4
+    assert torch.equal(averaged["w"], torch.tensor([3.0, 5.0]))
+    assert torch.equal(averaged["half"], torch.tensor([4.0], dtype=torch.float16))
+    assert torch.equal(averaged["count"], torch.tensor(7)) and averaged["count"].dtype == torch.int64
+    third = {"w": torch.tensor([1.0, 1.0]), "half": torch.tensor([1.0], dtype=torch.float16), "count": torch.tensor(7)}
+    assert torch.equal(average_weights([first, second, third], [1, 1, 2])["w"], torch.tensor([1.5, 2.5]))
+
+
+def test_average_weights_refuses_what_it_cannot_average():
+    a, b = {"w": torch.ones(2), "count": torch.tensor(1)}, {"w": torch.zeros(2), "count": torch.tensor(2)}
+    with pytest.raises(ValueError, match="count.*cannot be averaged"):
+        average_weights([a, b], [1, 1])
+    with pytest.raises(ValueError, match="counts"):
+        average_weights([a, a], [1, 0])
+    with pytest.raises(ValueError, match="other tensors"):
+        average_weights([a, {"w": torch.ones(2)}], [1, 1])
+
+
+# --- the drives of each vehicle -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("assign", ["hash", "scenario"])
+def test_vehicles_get_training_drives_only_and_windows_of_their_own_drives(split, tmp_path, assign):
+    validation = {d.drive for d in split.validation}
+    train = [d.drive for d in split.train]
+    assert validation == {"cut_in-000001"} and len(train) == 4
+    fleet = make_fleet(split, small(tmp_path, assign=assign))
+    dealt = [drive for vehicle in fleet for drive in vehicle.drives]
+    assert sorted(dealt) == sorted(train)  # each training drive on exactly one vehicle, no validation drive
+    by_name = {d.drive: d for d in split.train}
+    for vehicle in fleet:
+        own = log_windows(split.index, [by_name[name] for name in vehicle.drives])  # read again from the logs
+        assert vehicle.samples == own.batch_size > 0
+        for name in type(own).field_names():
+            assert torch.equal(getattr(vehicle.windows, name), getattr(own, name)), name
+    again = make_fleet(split, small(tmp_path, assign=assign))
+    assert [v.drives for v in again] == [v.drives for v in fleet]  # deterministic
+
+
+def test_assignment_by_hash_and_by_scenario(split):
+    by_hash = [[d.drive for d in drives] for drives in assign_drives(split.train, 2, "hash")]
+    assert by_hash == [["cut_in-000000", "cut_in-000002", "lead_brake-000001"], ["cut_in-000003"]]
+    fewer = [[d.drive for d in drives] for drives in assign_drives(split.train[1:], 2, "hash")]
+    assert fewer == [["cut_in-000002", "lead_brake-000001"], ["cut_in-000003"]]  # a drive never moves
+    by_family = [[d.drive for d in drives] for drives in assign_drives(split.train, 2, "scenario")]
+    assert by_family == [["cut_in-000000", "cut_in-000002", "cut_in-000003"], ["lead_brake-000001"]]
+
+
+def test_a_vehicle_without_drives_is_an_error(split):
+    with pytest.raises(ConfigError, match=r"FederatedConfig\.vehicles: vehicle\(s\) \[.*\] get no training drive"):
+        assign_drives(split.train, 5, "hash")  # 4 drives, 5 vehicles
+    with pytest.raises(ConfigError, match=r"FederatedConfig\.vehicles: .*scenario family per vehicle"):
+        assign_drives(split.train, 3, "scenario")  # 2 families
+
+
+# --- the rounds -----------------------------------------------------------------------------------
+
+
+def test_one_vehicle_for_one_round_is_centralised_training(logs, split, tmp_path):
+    cfg = small(tmp_path, vehicles=1, rounds=1, local_steps=3)
+    result = federated_train(logs, cfg, split=split)
+    central = centralised_train(logs, cfg, split=split)
+    assert result.finished and len(result.rounds) == 1
+    assert_same_weights(weights_of(result.model), weights_of(tmp_path / "centralised" / FINAL_NAME))
+    assert result.rounds[0]["validation"] == central[0]["validation"]
+    assert result.rounds[0]["samples"] == central[0]["samples"] == 3 * 4
+    trained, initial = weights_of(result.model), federated.initial_weights(cfg)
+    assert any(not torch.equal(trained[name], initial[name]) for name in initial)  # it did train
+
+
+def test_a_round_is_the_window_weighted_mean_of_the_vehicles_own_training(logs, split, tmp_path):
+    cfg = small(tmp_path / "fedavg", rounds=1)
+    result = federated_train(logs, cfg, split=split)
+    fleet = make_fleet(split, cfg)
+    counts = [vehicle.samples for vehicle in fleet]
+    assert counts == [3, 1]  # one window per 8 s drive
+    start, local = federated.initial_weights(cfg), []
+    for vehicle in fleet:  # each vehicle's round by hand: the training loop on its windows from the start weights
+        seed = federated.local_seed(cfg.seed, 1, vehicle.number, cfg.vehicles)
+        local.append(weights_of(train(cfg.local_config(tmp_path / f"by-hand-{vehicle.number}", seed),
+                                      vehicle.windows, initial=start)))  # fmt: skip
+    assert any(not torch.equal(local[0][name], local[1][name]) for name in start)
+    for name, value in weights_of(result.model).items():
+        expected = (3 * local[0][name].double() + 1 * local[1][name].double()) / 4
+        assert torch.equal(value, expected.float()), name
+
+
+def test_a_killed_run_resumes_and_ends_as_one_that_ran_through(logs, split, tmp_path, monkeypatch):
+    through = federated_train(logs, small(tmp_path / "through"), split=split)
+    assert through.finished and [r["round"] for r in through.rounds] == [1, 2]
+
+    out = tmp_path / "killed"
+    stopped = federated_train(logs, small(out, stop_after_round=1), split=split)
+    assert not stopped.finished and len(stopped.rounds) == 1
+    real_train, calls = federated.train_predictor, []
+
+    def killed_in_the_second_vehicle(cfg, extra=None, *, initial=None):
+        calls.append(cfg.out)
+        path = real_train(cfg, extra, initial=initial)  # its checkpoints stay behind, as after a kill
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return path
+
+    monkeypatch.setattr(federated, "train_predictor", killed_in_the_second_vehicle)
+    with pytest.raises(KeyboardInterrupt):
+        federated_train(logs, small(out, resume=True), split=split)
+    monkeypatch.undo()
+    assert len(json.loads((out / "rounds.json").read_text())["rounds"]) == 1  # round 2 never finished
+    with pytest.raises(ValueError, match="pass --resume"):
+        federated_train(logs, small(out), split=split)
+    with pytest.raises(ValueError, match="--resume: lr is"):
+        federated_train(logs, small(out, resume=True, lr=1e-3), split=split)
+    resumed = federated_train(logs, small(out, resume=True), split=split)
+    assert resumed.finished
+    assert_same_weights(weights_of(resumed.model), weights_of(through.model))
+    assert without_seconds(resumed.rounds) == without_seconds(through.rounds)  # scores, seeds, local losses
+
+
+def test_the_command_writes_the_rounds_and_the_comparison(logs, tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    out = tmp_path / "cli"
+    args = parser.parse_args(["federated", "--logs", str(logs), "--out", str(out), "--vehicles", "2", "--rounds", "1",
+                              "--local-steps", "1", "--batch-size", "4", "--predictor", "tiny", "--val-fraction",
+                              str(VAL_FRACTION), "--assign", "scenario", "--centralised"])  # fmt: skip
+    assert args.run(args) == 0
+    rounds = json.loads((out / "rounds.json").read_text())
+    assert [v["drives"] for v in rounds["vehicles"]] == [["cut_in-000000", "cut_in-000002", "cut_in-000003"],
+                                                         ["lead_brake-000001"]]  # fmt: skip
+    assert rounds["validation"]["drives"] == ["cut_in-000001"]
+    summary = json.loads((out / "summary.json").read_text())
+    row = summary["table"][0]
+    assert row["samples"] == 2 * 1 * 4 and row["federated_min_ade"] > 0 and row["centralised_min_ade"] > 0
+    assert "federated vs centralised" in capsys.readouterr().out
+
+
+# --- configs --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("vehicles", 0), ("rounds", 0), ("local_steps", 0), ("local_steps", 1.5), ("assign", "random"),
+     ("val_fraction", 0.0), ("val_fraction", 1.0), ("batch_size", 0), ("lr", 0.0), ("kl_min", -1.0), ("seed", -1),
+     ("stop_after_round", 3), ("stop_after_round", 0), ("eval_samples", 0), ("vehicles", True)],
+)  # fmt: skip
+def test_bad_configs_name_the_field(tmp_path, field, value):
+    with pytest.raises(ConfigError, match=rf"FederatedConfig\.{field}: expected"):
+        small(tmp_path, **{field: value})
