@@ -1,8 +1,8 @@
 """A drive log decoded as time series, and what the prediction and planning stages train on.
 
-    series = read_series(path, frames=entry.frames, topics=("/ego/state", "/agents/truth"))
-    samples = drive_samples(series, timing)              # EpisodeSamples of one drive (prediction windows)
-    recorded = recorded_drive(path, entry.frames)        # RecordedBatch of one drive (end-to-end planning)
+    series = read_series(path, entry.frames, (EGO_TOPIC, TRUTH_TOPIC))       # contracts, one per frame
+    samples = drive_samples(series[EGO_TOPIC], series[TRUTH_TOPIC], every=4)  # EpisodeSamples (prediction)
+    recorded = recorded_drive(path, entry.frames, Timing())                   # RecordedBatch (end-to-end)
 
 The recorder writes every topic once per simulator step, so the records of
 each topic line up with the frames one to one; a log where they do not (a
@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from torch import Tensor
 
 from fleet.logs import LogError, read_drive
 from prediction.simdata import EpisodeSamples, sample_row
@@ -61,6 +60,12 @@ def check_steps(path: str | Path, times: Sequence[float], timing: Timing) -> Non
                        f"expected every sim step ({timing.sim_dt} s)")  # fmt: skip
 
 
+def check_agent_slots(path: str | Path, agents: list[AgentState]) -> None:
+    """Slot n is one agent for the whole drive (the simulator never resizes its agent slots)."""
+    if len({tuple(a.xy.shape) for a in agents}) > 1:
+        raise LogError(f"drive log {path}: the number of agent slots changes during the drive")
+
+
 def drive_samples(ego: list[EgoState], agents: list[AgentState], every: int) -> EpisodeSamples:
     """One drive (B = 1) sampled every `every` frames from frame 0, as the simulator's sampler samples."""
     if len(ego) != len(agents) or not ego:
@@ -77,18 +82,13 @@ def recorded_drive(path: str | Path, frames: int, timing: Timing) -> RecordedBat
     check_steps(path, [float(f.time[0]) for f in sensor], timing)
     ego: list[EgoState] = series[EGO_TOPIC]
     agents: list[AgentState] = series[TRUTH_TOPIC]
-    if len({tuple(a.xy.shape) for a in agents}) != 1:
-        raise LogError(f"drive log {path}: the agent slots change during the drive")
-
-    def stacked(values: list[Tensor]) -> Tensor:
-        return torch.stack(values)  # (S, 1, ...)
-
-    return RecordedBatch(
+    check_agent_slots(path, agents)
+    return RecordedBatch(  # every tensor [S, 1, ...]: S frames of one episode
         frames=sensor,
-        ego_xy=stacked([ego_center(e) for e in ego]),
-        ego_yaw=stacked([e.yaw for e in ego]),
-        agent_xy=stacked([a.xy for a in agents]),
-        agent_yaw=stacked([a.yaw for a in agents]),
-        agent_size=stacked([torch.stack((a.length, a.width), dim=-1) for a in agents]),
-        agent_valid=stacked([a.valid for a in agents]),
+        ego_xy=torch.stack([ego_center(e) for e in ego]),
+        ego_yaw=torch.stack([e.yaw for e in ego]),
+        agent_xy=torch.stack([a.xy for a in agents]),
+        agent_yaw=torch.stack([a.yaw for a in agents]),
+        agent_size=torch.stack([torch.stack((a.length, a.width), dim=-1) for a in agents]),
+        agent_valid=torch.stack([a.valid for a in agents]),
     )

@@ -32,7 +32,15 @@ import torch
 import torch.distributed as dist
 
 from fleet.datasets import LogFrameDataset
-from fleet.drives import EGO_TOPIC, TRUTH_TOPIC, check_steps, drive_samples, read_series, recorded_drive
+from fleet.drives import (
+    EGO_TOPIC,
+    TRUTH_TOPIC,
+    check_agent_slots,
+    check_steps,
+    drive_samples,
+    read_series,
+    recorded_drive,
+)
 from fleet.index import DriveEntry, LogIndex, build_index, split_drives
 from fleet.logs import LogError
 from perception.jobs.finetune import FinetuneConfig, finetune
@@ -40,7 +48,7 @@ from perception.jobs.pretrain import PretrainConfig, pretrain
 from prediction.simdata import TIMING, cut_windows
 from prediction.train import PredictionTrainConfig
 from prediction.train import train as train_predictor
-from prediction.windows import TrajectoryWindows
+from prediction.windows import HISTORY, HORIZON, TrajectoryWindows
 from sim.config import Timing
 from sim.training import write_json
 from stack.train import EndToEndConfig
@@ -103,11 +111,12 @@ def log_windows(index: LogIndex, drives: list[DriveEntry], stride: int = 1) -> T
     for entry in drives:
         check_steps(index.path(entry), entry.frame_times, Timing())  # samples are every 4th frame
         series = read_series(index.path(entry), entry.frames, (EGO_TOPIC, TRUTH_TOPIC))
+        check_agent_slots(index.path(entry), series[TRUTH_TOPIC])
         samples = drive_samples(series[EGO_TOPIC], series[TRUTH_TOPIC], TIMING.sim_steps_per_sample)
-        try:
-            parts.append(cut_windows(samples, stride))
-        except ValueError:  # a drive too short for one window
+        if samples.num_samples < HISTORY + HORIZON:
             log.warning("drive %s: %d frames hold no prediction window", entry.drive, entry.frames)
+            continue
+        parts.append(cut_windows(samples, stride))
     if not parts:
         raise LogError(f"log folder {index.root}: no drive is long enough for one prediction window")
     return TrajectoryWindows.concat(parts).trimmed()
