@@ -2,17 +2,22 @@
 
 Reads a log folder once (split by drive as `fleet train` splits it), then trains from the same initial weights:
 
-    centralised   the training drives pooled, rounds x vehicles x local-steps steps (as many samples as the fleet),
-                  scored from its checkpoint at each round's sample count;
+    centralised   the training drives pooled, rounds x vehicles x local-steps steps (as many samples as the fleet)
+                  under one cosine LR, scored from its checkpoint at each round's sample count;
+    centralised-rounds  schedule-matched: the training drives pooled on one vehicle taking vehicles x local-steps
+                  steps per round, the same rounds, per-round cosine restart and fresh optimiser as FedAvg (so
+                  FedAvg differs from it by the federation only, and it differs from `centralised` by the schedule);
     fedavg-hash   FedAvg, drives dealt to vehicles by a hash of their name (IID-ish);
     fedavg-scenario  FedAvg, drives dealt by scenario family (non-IID: each vehicle sees some families only).
 
-Each is `fleet.federated` as `drivestack fleet federated --centralised [--assign scenario]` runs it (see that
-module for the local runs, the averaging and the schedule). Validation: the held-out drives' windows, mixture NLL
-(`nll_joint`, nats per step) and minADE of 20 samples (m), the same seeded samples for every model. Prints a table,
-writes JSON with every metric per round.
+Each is `fleet.federated` as `drivestack fleet federated --centralised --centralised-rounds [--assign scenario]`
+runs it (see that package for the local runs, the averaging and the schedule). Validation: the held-out drives'
+windows, mixture NLL (`nll_joint`, nats per step) and minADE of 20 samples (m), the same seeded samples for every
+model. Prints a table, writes JSON with every metric per round.
 
     OMP_NUM_THREADS=1 python bench/federated.py --logs runs/fleet/logs-hard --out docs/bench/federated.json
+
+`--work` keeps the runs; it must be a new (or empty) folder, as the runs refuse to overwrite earlier ones.
 """
 
 # ruff: noqa: E402  (the package imports must follow the sys.path fix below)
@@ -28,7 +33,15 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import torch
 
-from fleet.federated import ASSIGNMENTS, FederatedConfig, centralised_train, federated_train, make_fleet, read_split
+from fleet.federated import (
+    ASSIGNMENTS,
+    FederatedConfig,
+    centralised_rounds_train,
+    centralised_train,
+    federated_train,
+    make_fleet,
+    read_split,
+)
 from prediction.config import PredictorConfig
 from sim.timing import machine_info
 from sim.training import write_json
@@ -37,7 +50,7 @@ METRICS = ("nll_joint", "min_ade")
 
 
 def run_all(args: argparse.Namespace, work: Path) -> dict:
-    """Read the logs once, train the centralised baseline and FedAvg per assignment; every run's rounds."""
+    """Read the logs once, train the centralised baselines and FedAvg per assignment; every run's rounds."""
     predictor = PredictorConfig.tiny() if args.predictor == "tiny" else PredictorConfig()
 
     def config(name: str, assign: str) -> FederatedConfig:
@@ -54,6 +67,9 @@ def run_all(args: argparse.Namespace, work: Path) -> dict:
     start = time.perf_counter()
     central = centralised_train(args.logs, config("centralised", "hash"), split=split)
     runs["centralised"] = {"seconds": time.perf_counter() - start, "rounds": central}
+    start = time.perf_counter()
+    matched = centralised_rounds_train(args.logs, config("centralised-rounds", "hash"), split=split)
+    runs["centralised-rounds"] = {"seconds": time.perf_counter() - start, "rounds": matched.rounds}
     for assign in args.assign:
         cfg = config(f"fedavg-{assign}", assign)
         fleet = make_fleet(split, cfg)
@@ -102,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             runs = run_all(args, Path(tmp))
     wall = time.perf_counter() - start
-    names = ["centralised", *(f"fedavg-{a}" for a in args.assign)]
+    names = ["centralised", "centralised-rounds", *(f"fedavg-{a}" for a in args.assign)]
     print_table(runs, names)
     for name in names:
         final = runs[name]["rounds"][-1]["validation"]

@@ -10,11 +10,14 @@ import pytest
 import torch
 
 import fleet.federated as federated
+import fleet.federated.rounds as federated_rounds
 from fleet.federated import (
     FederatedConfig,
     add_parser,
     assign_drives,
     average_weights,
+    centralised_rounds_config,
+    centralised_rounds_train,
     centralised_train,
     federated_train,
     make_fleet,
@@ -176,7 +179,7 @@ def test_a_killed_run_resumes_and_ends_as_one_that_ran_through(logs, split, tmp_
     out = tmp_path / "killed"
     stopped = federated_train(logs, small(out, stop_after_round=1), split=split)
     assert not stopped.finished and len(stopped.rounds) == 1
-    real_train, calls = federated.train_predictor, []
+    real_train, calls = federated_rounds.train_predictor, []
 
     def killed_in_the_second_vehicle(cfg, extra=None, *, initial=None):
         calls.append(cfg.out)
@@ -185,7 +188,7 @@ def test_a_killed_run_resumes_and_ends_as_one_that_ran_through(logs, split, tmp_
             raise KeyboardInterrupt("killed")
         return path
 
-    monkeypatch.setattr(federated, "train_predictor", killed_in_the_second_vehicle)
+    monkeypatch.setattr(federated_rounds, "train_predictor", killed_in_the_second_vehicle)
     with pytest.raises(KeyboardInterrupt):
         federated_train(logs, small(out, resume=True), split=split)
     monkeypatch.undo()
@@ -206,7 +209,8 @@ def test_the_command_writes_the_rounds_and_the_comparison(logs, tmp_path, capsys
     out = tmp_path / "cli"
     args = parser.parse_args(["federated", "--logs", str(logs), "--out", str(out), "--vehicles", "2", "--rounds", "1",
                               "--local-steps", "1", "--batch-size", "4", "--predictor", "tiny", "--val-fraction",
-                              str(VAL_FRACTION), "--assign", "scenario", "--centralised"])  # fmt: skip
+                              str(VAL_FRACTION), "--assign", "scenario", "--centralised",
+                              "--centralised-rounds"])  # fmt: skip
     assert args.run(args) == 0
     rounds = json.loads((out / "rounds.json").read_text())
     assert [v["drives"] for v in rounds["vehicles"]] == [["cut_in-000000", "cut_in-000002", "cut_in-000003"],
@@ -215,7 +219,52 @@ def test_the_command_writes_the_rounds_and_the_comparison(logs, tmp_path, capsys
     summary = json.loads((out / "summary.json").read_text())
     row = summary["table"][0]
     assert row["samples"] == 2 * 1 * 4 and row["federated_min_ade"] > 0 and row["centralised_min_ade"] > 0
-    assert "federated vs centralised" in capsys.readouterr().out
+    assert row["centralised_rounds_min_ade"] > 0
+    matched = json.loads((out / "centralised-rounds" / "rounds.json").read_text())
+    assert [v["drives"] for v in matched["vehicles"]] == [["cut_in-000000", "cut_in-000002", "cut_in-000003",
+                                                           "lead_brake-000001"]]  # fmt: skip
+    assert matched["rounds"][0]["samples"] == row["samples"]
+    assert summary["centralised_rounds_model"] == str(out / "centralised-rounds" / "global.safetensors")
+    printed = capsys.readouterr().out
+    assert "federated vs centralised" in printed and "cen-r minADE" in printed
+
+
+# --- the schedule-matched centralised baseline ----------------------------------------------------
+
+
+@pytest.mark.parametrize("assign", ["hash", "scenario"])
+def test_the_schedule_matched_baseline_is_one_vehicle_with_every_training_drive(split, tmp_path, assign):
+    cfg = small(tmp_path, assign=assign, local_steps=3, resume=True, stop_after_round=1)
+    matched = centralised_rounds_config(cfg)
+    assert (matched.vehicles, matched.local_steps, matched.steps_per_round) == (1, 6, cfg.steps_per_round)
+    assert (matched.rounds, matched.resume, matched.stop_after_round) == (2, True, 1)
+    assert matched.out == tmp_path / "centralised-rounds"
+    (vehicle,) = make_fleet(split, matched)
+    assert vehicle.drives == tuple(d.drive for d in split.train)  # every training drive, no validation drive
+    pooled = split.windows_of(split.train)
+    assert vehicle.samples == pooled.batch_size == sum(v.samples for v in make_fleet(split, cfg))
+    for name in type(pooled).field_names():
+        assert torch.equal(getattr(vehicle.windows, name), getattr(pooled, name)), name
+
+
+def test_the_schedule_matched_baseline_runs_the_fleets_samples_per_round_with_its_restarts(logs, split, tmp_path):
+    cfg = small(tmp_path / "fedavg")
+    fedavg = federated_train(logs, cfg, split=split)
+    matched = centralised_rounds_train(logs, cfg, split=split)
+    assert matched.finished and matched.model == tmp_path / "fedavg" / "centralised-rounds" / "global.safetensors"
+    for fed, cen in zip(fedavg.rounds, matched.rounds, strict=True):
+        assert (cen["round"], cen["optimizer_steps"], cen["samples"]) == (fed["round"], fed["optimizer_steps"],
+                                                                          fed["samples"])  # fmt: skip
+        assert cen["samples"] == cen["round"] * 2 * 2 * 4  # vehicles x local steps x batch per round
+        assert [v["samples"] for v in cen["vehicles"]] == [4]  # one vehicle, all 4 training windows
+    # Its first round is the one-cosine centralised run of one round's steps (same seed, data and schedule); its
+    # second restarts the cosine and the optimiser, unlike the one-cosine run over both rounds.
+    one_round = centralised_train(logs, small(tmp_path / "one-round", rounds=1), split=split)
+    assert matched.rounds[0]["validation"] == one_round[0]["validation"]
+    two_rounds = centralised_train(logs, cfg, split=split)
+    assert two_rounds[0]["samples"] == matched.rounds[0]["samples"]
+    final = weights_of(tmp_path / "fedavg" / "centralised" / FINAL_NAME)
+    assert any(not torch.equal(final[name], value) for name, value in weights_of(matched.model).items())
 
 
 # --- configs --------------------------------------------------------------------------------------
