@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The GPU checks of the deploy path, in one run on a CUDA machine (results under $OUT, default runs/gpu):
-# the environment, the CUDA tests, per-module and full-step latency of every GPU backend, and a
-# torch-CUDA-against-torch-CPU parity report. Expects an exported artifact in runs/export
+# The GPU checks, in one run on a CUDA machine (results under $OUT, default runs/gpu): the environment,
+# the CUDA tests, per-module and full-step latency of every GPU backend, and the fleet stages' training
+# throughput with and without mixed precision. Expects an exported artifact in runs/export
 # (`drivestack export --out runs/export`) and the project importable (PYTHONPATH=. is set here).
 set -uo pipefail
 OUT=${OUT:-runs/gpu}
@@ -19,3 +19,7 @@ $PY bench/latency.py --device cuda --artifact runs/export --repeats 100 \
 $PY bench/latency.py --device cuda --artifact runs/export --repeats 100 --graphs stack_step \
     --backends torch-compile torch-compile-cudagraph \
     --out "$OUT/latency_cuda_compile.json" 2>&1 | grep -v Warning | tee "$OUT/latency_cuda_compile.txt"
+# Fleet retraining: samples per second of every stage from drive logs, float32 against mixed precision
+# (needs mcap and zstandard, which the lent GPU image lacks: install them, or put their wheels on PYTHONPATH).
+$PY bench/fleet_throughput.py --device cuda --drives 2 --steps 20 --global-batch 16 \
+    --out "$OUT/fleet_throughput_cuda.json" 2>&1 | tee "$OUT/fleet_throughput_cuda.txt"
