@@ -50,6 +50,7 @@ class PredictionTrainConfig:
         kl_min: free nats per agent: KL below this is not penalised.
         rotate: random rotation of every training window.
         position_std: m, the position noise assumed for observed positions (feeds the track covariances).
+        wandb: a Weights & Biases project to log to as well (None: TensorBoard only).
     """
 
     out: Path = Path("runs/prediction")
@@ -75,6 +76,7 @@ class PredictionTrainConfig:
     progress: bool = True
     device: str = "cpu"
     amp: bool = False
+    wandb: str | None = None
 
     def __post_init__(self) -> None:
         o = type(self).__name__

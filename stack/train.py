@@ -52,6 +52,7 @@ class EndToEndConfig:
         item_stride: sim steps between the items of an episode.
         imitation_scale: m^2 that count as one unit of imitation loss.
         collision_weight: weight of the hindsight collision cost.
+        wandb: a Weights & Biases project to log to as well (None: TensorBoard only).
     """
 
     out: Path = Path("runs/stack-e2e")
