@@ -6,9 +6,10 @@
     paths = recorder.close()
 
 Each step writes the sensor frame the policy saw, the ego state, the ground-truth
-agents (world frame, known in simulation) and the same agents as detector labels
-(`sim.sensors.ground_truth`: ego frame, with their visibility to the sensor), and what the policy exposed: the
-objects it believed in, its forecasts and its plan (`sim.policies.Overlay`).
+agents (world frame, known in simulation) and the same agents as detector
+labels (`sim.sensors.ground_truth`: ego frame, with their visibility to the
+sensor), and what the policy exposed: the objects it believed in, its
+forecasts and its plan (`sim.policies.Overlay`).
 `record_drives` runs a scenario for a list of seeds with a policy and records them;
 `drivestack sim --record DIR` records the drives of any suite run, with any
 policy and runtime backend (e.g. the exported stack on onnxruntime), through

@@ -26,13 +26,15 @@ class MetricSinks:
 
     def __init__(self, out: Path, rank: int, wandb_project: str | None, job: dict[str, Any]):
         self.board = self.run = None
+        # Every rank checks for the package: rank 0 failing alone would leave its peers waiting forever.
+        wandb = _import_wandb(wandb_project) if wandb_project else None
         if rank != 0:
             return
         from torch.utils.tensorboard import SummaryWriter  # imported here: it loads tensorboard, which is slow
 
         self.board = SummaryWriter(log_dir=str(out / TENSORBOARD_DIR))
-        if wandb_project:
-            self.run = _wandb_run(out, wandb_project, job)
+        if wandb is not None:
+            self.run = _wandb_run(wandb, out, wandb_project, job)
 
     def log(self, step: int, scalars: dict[str, float]) -> None:
         if self.board is not None:
@@ -48,13 +50,17 @@ class MetricSinks:
             self.run.finish()
 
 
-def _wandb_run(out: Path, project: str, job: dict[str, Any]) -> Any:
-    """A W&B run for the job in `out`: the same run again when the job resumes."""
+def _import_wandb(project: str) -> Any:
     try:
         import wandb
     except ImportError as exc:
         raise ConfigError(f"wandb: project {project!r} asked for, but the wandb package is not installed "
                           "(pip install wandb)") from exc  # fmt: skip
+    return wandb
+
+
+def _wandb_run(wandb: Any, out: Path, project: str, job: dict[str, Any]) -> Any:
+    """A W&B run for the job in `out`: the same run again when the job resumes."""
     id_file = out / WANDB_ID_FILE
     run_id = id_file.read_text().strip() if id_file.is_file() else secrets.token_hex(4)  # W&B's id alphabet
     out.mkdir(parents=True, exist_ok=True)

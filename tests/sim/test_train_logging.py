@@ -97,6 +97,13 @@ def test_no_wandb_project_means_tensorboard_only(tmp_path, monkeypatch):
 
 def test_asking_for_wandb_without_the_package_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb raises ImportError
-    with pytest.raises(ConfigError, match="wandb.*not installed"):
-        MetricSinks(tmp_path, 0, "project", {})
-    assert MetricSinks(tmp_path, 1, "project", {}).run is None  # only rank 0 logs
+    for rank in (0, 1):  # every rank stops, not rank 0 alone
+        with pytest.raises(ConfigError, match="wandb.*not installed"):
+            MetricSinks(tmp_path, rank, "project", {})
+
+
+def test_only_rank_0_logs(tmp_path, monkeypatch):
+    fake = FakeWandb()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    sinks = MetricSinks(tmp_path, 1, "project", {})
+    assert sinks.run is None and sinks.board is None and fake.inits == []
