@@ -1,4 +1,4 @@
-"""`drivestack fleet record|index|train|promote`: drive logs, retraining from them, model versions."""
+"""`drivestack fleet ...`: drive logs, retraining from them, versions and the gate, the cycle, sweeps, FedAvg."""
 
 from __future__ import annotations
 
@@ -31,6 +31,12 @@ from stack.train import EndToEndConfig
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("fleet", help="drive logs and retraining from them")
     sub = p.add_subparsers(dest="fleet_command", metavar="STEP")
+    for add in (_add_record, _add_index, _add_train, _add_promote, _add_cycle, add_sweep_parser, add_federated_parser):
+        add(sub)
+    p.set_defaults(run=lambda args: p.print_help() or 2)
+
+
+def _add_record(sub: argparse._SubParsersAction) -> None:
     rec = sub.add_parser("record", help="drive a suite with a policy and write one MCAP log per drive")
     rec.add_argument("--suite", required=True, help="packaged suite name, suite file or scenario")
     rec.add_argument("--policy", default="pdm-gt", help="the driving policy (default pdm-gt, the expert)")
@@ -38,6 +44,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     rec.add_argument("--first-seed", type=int, default=0)
     rec.add_argument("--out", type=Path, required=True, help="log folder")
     rec.set_defaults(run=run_record)
+
+
+def _add_index(sub: argparse._SubParsersAction) -> None:
+    idx = sub.add_parser("index", help="index a log folder (reports broken logs and skips them)")
+    idx.add_argument("--logs", type=Path, required=True)
+    idx.set_defaults(run=run_index)
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
     tr = sub.add_parser("train", help="retrain a stage from drive logs (one process, or under torchrun)")
     tr.add_argument("--stage", choices=STAGES, required=True,
                     help="pretrain: self-supervised detector; perception: supervised detector on labeled frames; "
@@ -60,6 +75,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_loop_arguments(tr, steps=None, batch_size=None, lr=None, warmup_steps=None, checkpoint_every=None,
                        items="items")  # fmt: skip
     tr.set_defaults(run=run_train)
+
+
+def _add_promote(sub: argparse._SubParsersAction) -> None:
     pro = sub.add_parser("promote", help="version a candidate stack; make it current only if it drives as well")
     pro.add_argument("--candidate", type=Path, required=True, help="stack checkpoint")
     pro.add_argument("--registry", type=Path, required=True, help="model registry folder")
@@ -70,6 +88,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     pro.add_argument("--trained-on", type=Path, help="the training job's drives.json (the logs it saw)")
     pro.add_argument("--no-export", action="store_true", help="do not export a promoted model")
     pro.set_defaults(run=run_promote)
+
+
+def _add_cycle(sub: argparse._SubParsersAction) -> None:
     cyc = sub.add_parser("cycle", help="record drives, retrain, evaluate in closed loop, promote, export")
     cyc.add_argument("--registry", type=Path, required=True, help="model registry folder")
     cyc.add_argument("--work", type=Path, required=True, help="folder of the cycles' logs, training runs, reports")
@@ -86,12 +107,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     cyc.add_argument("--gate-seeds", type=int, default=2, help="gate episodes per scenario (default 2)")
     cyc.add_argument("--no-export", action="store_true", help="do not export a promoted model")
     cyc.set_defaults(run=run_cycle_command)
-    add_sweep_parser(sub)
-    add_federated_parser(sub)
-    idx = sub.add_parser("index", help="index a log folder (reports broken logs and skips them)")
-    idx.add_argument("--logs", type=Path, required=True)
-    idx.set_defaults(run=run_index)
-    p.set_defaults(run=lambda args: p.print_help() or 2)
 
 
 def run_record(args: argparse.Namespace) -> int:
