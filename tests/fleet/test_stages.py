@@ -141,3 +141,17 @@ def test_frames_that_are_not_consecutive_sim_steps_are_refused(logs, tmp_path):
                 log.write(r.topic, r.time_s, r.tensors)
     with pytest.raises(LogError, match="gappy.mcap: frames 9 and 10 are 0.2000 s apart"):
         log_windows(build_index(tmp_path), build_index(tmp_path).drives)
+
+
+def test_a_broken_log_is_reported_and_training_goes_on_with_the_others(logs, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "logs"
+    shutil.copytree(logs, folder)
+    good = sorted(folder.glob("*.mcap"))[0]
+    (folder / "truncated.mcap").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    out = tmp_path / "prediction"
+    assert main(train_args("prediction", folder, out, "--predictor", "tiny")) == 0
+    manifest = json.loads((out / "drives.json").read_text())
+    assert "truncated or corrupted at byte" in manifest["broken"]["truncated.mcap"]
+    assert len(manifest["train"]) + len(manifest["validation"]) == len(SEEDS)
