@@ -87,6 +87,8 @@ def _add_promote(sub: argparse._SubParsersAction) -> None:
     pro.add_argument("--plan-every", type=int, default=2)
     pro.add_argument("--trained-on", type=Path, help="the training job's drives.json (the logs it saw)")
     pro.add_argument("--no-export", action="store_true", help="do not export a promoted model")
+    pro.add_argument("--max-collision-increase", type=float, metavar="PCT",
+                     help="also refuse a candidate with an at-fault collision rate over PCT points worse")  # fmt: skip
     pro.set_defaults(run=run_promote)
 
 
@@ -106,6 +108,8 @@ def _add_cycle(sub: argparse._SubParsersAction) -> None:
     cyc.add_argument("--gate-suite", default="demo", help="closed-loop gate suite (default demo)")
     cyc.add_argument("--gate-seeds", type=int, default=2, help="gate episodes per scenario (default 2)")
     cyc.add_argument("--no-export", action="store_true", help="do not export a promoted model")
+    cyc.add_argument("--max-collision-increase", type=float, metavar="PCT",
+                     help="also refuse a candidate with an at-fault collision rate over PCT points worse")  # fmt: skip
     cyc.set_defaults(run=run_cycle_command)
 
 
@@ -177,7 +181,8 @@ def logged_raster(index: LogIndex) -> RasterConfig:
 
 
 def run_cycle_command(args: argparse.Namespace) -> int:
-    gate = GateSettings(args.gate_suite, args.gate_seeds, export=not args.no_export)
+    gate = GateSettings(args.gate_suite, args.gate_seeds, export=not args.no_export,
+                        max_collision_increase_pct=args.max_collision_increase)  # fmt: skip
     cfg = CycleConfig(registry=args.registry, work=args.work, suite=args.suite, drives=args.drives,
                       policy=args.policy, initial=args.init, steps=args.steps, batch_size=args.batch_size,
                       lr=args.lr, warmup_frames=args.warmup_frames, gate=gate)  # fmt: skip
@@ -191,7 +196,8 @@ def run_cycle_command(args: argparse.Namespace) -> int:
 
 
 def run_promote(args: argparse.Namespace) -> int:
-    gate = GateSettings(args.suite, args.seeds, args.first_seed, args.plan_every, export=not args.no_export)
+    gate = GateSettings(args.suite, args.seeds, args.first_seed, args.plan_every, export=not args.no_export,
+                        max_collision_increase_pct=args.max_collision_increase)  # fmt: skip
     logs = json.loads(args.trained_on.read_text()) if args.trained_on else None
     version = promote(Registry(args.registry), args.candidate, gate, logs)
     score = version.metrics["score_mean"]

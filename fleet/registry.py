@@ -8,7 +8,8 @@ Every candidate gets a version with its checkpoint, config, the manifest of
 the logs it was trained on (when given) and its closed-loop metrics, promoted
 or not. `promote` runs the candidate and the current model on the same suite
 and seeds; the candidate becomes current only if its mean score is at least
-the current model's, and is then exported (`deploy.export`), so what ships is
+the current model's (and, with `max_collision_increase_pct`, its at-fault
+collision rate is not worse by more than that), and is then exported (`deploy.export`), so what ships is
 what passed the gate. registry.json is rewritten atomically after each change.
 """
 
@@ -47,9 +48,18 @@ class ModelVersion:
     export: str | None = None
 
 
+COLLISIONS = "at_fault_collision_rate_pct"
+
+
 @dataclass(frozen=True)
 class GateSettings:
-    """The closed-loop check every candidate faces (the same episodes for candidate and current)."""
+    """The closed-loop check every candidate faces (the same episodes for candidate and current).
+
+    Attributes:
+        max_collision_increase_pct: when set, a candidate is also refused if its at-fault collision rate
+            exceeds the current model's by more than this many percentage points (a better mean score
+            can hide more collisions bought with more progress). None: the score alone decides.
+    """
 
     suite: str = "demo"
     seeds: int = 2
@@ -57,6 +67,15 @@ class GateSettings:
     plan_every: int = 2
     batch_size: int = 8
     export: bool = True
+    max_collision_increase_pct: float | None = None
+
+
+def passes_gate(candidate: dict[str, Any], current: dict[str, Any], gate: GateSettings) -> bool:
+    """At least the current model's mean score, and (when guarded) no more at-fault collisions than allowed."""
+    if candidate["score_mean"] < current["score_mean"]:
+        return False
+    limit = gate.max_collision_increase_pct
+    return limit is None or candidate[COLLISIONS] <= current[COLLISIONS] + limit
 
 
 class Registry:
@@ -120,8 +139,9 @@ def promote(registry: Registry, checkpoint: str | Path, gate: GateSettings, logs
     if current is not None:
         current_metrics = closed_loop(registry, current, gate)  # the same episodes, measured again today
         candidate.compared_with = current.version
-        passed = candidate.metrics["score_mean"] >= current_metrics["score_mean"]
+        passed = passes_gate(candidate.metrics, current_metrics, gate)
         candidate.metrics["current_score_mean"] = current_metrics["score_mean"]
+        candidate.metrics[f"current_{COLLISIONS}"] = current_metrics.get(COLLISIONS)
     else:
         passed = True
     candidate.status = "promoted" if passed else "rejected"

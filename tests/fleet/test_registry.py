@@ -7,7 +7,7 @@ import yaml
 
 import fleet.registry as registry_module
 from deploy.artifact import Artifact
-from fleet.registry import REGISTRY_FILE, GateSettings, Registry, promote
+from fleet.registry import COLLISIONS, REGISTRY_FILE, GateSettings, Registry, passes_gate, promote
 from sim.scenarios import scenario_path
 from stack.cli import main
 from tests.deploy.conftest import tiny_stack
@@ -60,6 +60,19 @@ def test_a_candidate_that_drives_worse_is_versioned_but_not_promoted(tmp_path, c
     assert Registry(tmp_path).current == 1 and worse.export is None
     scores[3] = 0.8  # at least as good as the current model: promoted
     assert promote(registry, checkpoints[1], gate).status == "promoted" and Registry(tmp_path).current == 3
+
+
+def test_the_collision_guard_refuses_a_better_score_bought_with_collisions(tmp_path, checkpoints, monkeypatch):
+    metrics = {1: {"score_mean": 0.8, COLLISIONS: 5.0}, 2: {"score_mean": 0.9, COLLISIONS: 15.0},
+               3: {"score_mean": 0.9, COLLISIONS: 10.0}}  # fmt: skip
+    monkeypatch.setattr(registry_module, "closed_loop", lambda registry, version, gate: metrics[version.version])
+    gate = GateSettings(export=False, max_collision_increase_pct=5.0)
+    registry = Registry(tmp_path)
+    promote(registry, checkpoints[0], gate)
+    assert promote(registry, checkpoints[1], gate).status == "rejected"  # +10 points
+    assert promote(registry, checkpoints[1], gate).status == "promoted"  # +5 points: within the guard
+    unguarded = GateSettings(export=False)
+    assert passes_gate(metrics[2], metrics[1], unguarded) and not passes_gate(metrics[2], metrics[1], gate)
 
 
 def test_promote_command_and_a_corrupted_registry(tmp_path, short_suite, checkpoints, capsys):
