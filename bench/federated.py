@@ -13,7 +13,7 @@ Reads a log folder once (split by drive as `fleet train` splits it), then trains
 Each is `fleet.federated` as `drivestack fleet federated --centralised --centralised-rounds [--assign scenario]`
 runs it (see that package for the local runs, the averaging and the schedule). Validation: the held-out drives'
 windows, mixture NLL (`nll_joint`, nats per step) and minADE of 20 samples (m), the same seeded samples for every
-model. Prints a table, writes JSON with every metric per round.
+model. Prints `fleet.federated`'s comparison table per FedAvg run, writes JSON with every metric per round.
 
     OMP_NUM_THREADS=1 python bench/federated.py --logs runs/fleet/logs-hard --out docs/bench/federated.json
 
@@ -24,6 +24,7 @@ model. Prints a table, writes JSON with every metric per round.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -35,18 +36,19 @@ import torch
 
 from fleet.federated import (
     ASSIGNMENTS,
+    ROUNDS_NAME,
     FederatedConfig,
     centralised_rounds_train,
     centralised_train,
+    comparison,
     federated_train,
-    make_fleet,
+    format_row,
     read_split,
+    table_header,
 )
 from prediction.config import PredictorConfig
 from sim.timing import machine_info
 from sim.training import write_json
-
-METRICS = ("nll_joint", "min_ade")
 
 
 def run_all(args: argparse.Namespace, work: Path) -> dict:
@@ -72,27 +74,22 @@ def run_all(args: argparse.Namespace, work: Path) -> dict:
     runs["centralised-rounds"] = {"seconds": time.perf_counter() - start, "rounds": matched.rounds}
     for assign in args.assign:
         cfg = config(f"fedavg-{assign}", assign)
-        fleet = make_fleet(split, cfg)
         start = time.perf_counter()
         result = federated_train(args.logs, cfg, split=split)
-        runs[f"fedavg-{assign}"] = {
-            "seconds": time.perf_counter() - start,
-            "vehicles": [{"drives": list(v.drives), "windows": v.samples} for v in fleet],
-            "rounds": result.rounds,
-        }
+        seconds = time.perf_counter() - start
+        vehicles = json.loads((cfg.out / ROUNDS_NAME).read_text())["vehicles"]  # each one's drives and windows
+        runs[f"fedavg-{assign}"] = {"seconds": seconds, "vehicles": vehicles, "rounds": result.rounds}
     return runs
 
 
-def print_table(runs: dict, names: list[str]) -> None:
-    cells = " ".join(f"{f'{name} NLL':>22} {f'{name} minADE':>25}" for name in names)
-    print(f"{'round':>5} {'samples':>8} {cells}")
-    for i, first in enumerate(runs[names[0]]["rounds"]):
-        values = " ".join(
-            f"{runs[n]['rounds'][i]['validation']['nll_joint']:>22.3f} "
-            f"{runs[n]['rounds'][i]['validation']['min_ade']:>25.3f}"
-            for n in names
-        )
-        print(f"{first['round']:>5} {first['samples']:>8} {values}")
+def print_table(runs: dict, assign: list[str]) -> None:
+    """The package's comparison table (`fleet.federated.report`), one per FedAvg run, against both baselines."""
+    for a in assign:
+        table = comparison(runs[f"fedavg-{a}"]["rounds"], runs["centralised"]["rounds"],
+                           runs["centralised-rounds"]["rounds"])  # fmt: skip
+        print(f"\nfed: fedavg-{a}\n{table_header()}")
+        for row in table:
+            print(format_row(row))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             runs = run_all(args, Path(tmp))
     wall = time.perf_counter() - start
+    print_table(runs, args.assign)
     names = ["centralised", "centralised-rounds", *(f"fedavg-{a}" for a in args.assign)]
-    print_table(runs, names)
     for name in names:
         final = runs[name]["rounds"][-1]["validation"]
         print(f"{name}: final " + ", ".join(f"{m} {final[m]:.3f}" for m in ("nll_joint", "nll_step", "min_ade",

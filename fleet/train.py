@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -81,14 +83,21 @@ def training_drives(logs: Path, out: Path, val_fraction: float) -> tuple[LogInde
         raise LogError(f"log folder {logs}: no training drives ({len(index.drives)} readable, "
                        f"{len(val)} held out by --val-fraction {val_fraction})")  # fmt: skip
     if rank == 0:
-        manifest = {
-            "logs": str(logs),
-            "train": [{"drive": d.drive, "file": d.file, "size": d.size, "frames": d.frames} for d in train],
-            "validation": [d.drive for d in val],
-            "broken": index.broken,
-        }
-        write_json(Path(out) / MANIFEST, manifest)
+        write_json(Path(out) / MANIFEST, drive_manifest(logs, train, val, index.broken))
     return index, train
+
+
+def drive_manifest(
+    logs: str | Path, train: Sequence[DriveEntry], val: Sequence[DriveEntry], broken: Mapping[str, str]
+) -> dict[str, Any]:
+    """`drives.json`: the drives a model saw (name, file, size, frames), the ones held out, and the logs skipped
+    as broken (file name: error)."""
+    return {
+        "logs": str(logs),
+        "train": [{"drive": d.drive, "file": d.file, "size": d.size, "frames": d.frames} for d in train],
+        "validation": [d.drive for d in val],
+        "broken": dict(broken),
+    }
 
 
 def train_pretrain(logs: Path, cfg: PretrainConfig, val_fraction: float) -> Path:

@@ -25,7 +25,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,22 @@ def check_loop_settings(cfg: Any) -> None:
     project = getattr(cfg, "wandb", None)
     require(project is None or (isinstance(project, str) and project.strip() != ""), o, "wandb",
             "None or a W&B project name", project)  # fmt: skip
+
+
+def check_same_job(
+    now: Mapping[str, Any],
+    stored: Mapping[str, Any],
+    resumable: Collection[str],
+    source: str,
+    normalise: Callable[[str, Any], Any],
+) -> None:
+    """Refuse to resume (ValueError naming the field) when a field of the job config `stored` in the file `source`
+    differs from today's `now` (both JSON-able dicts); `resumable` fields may differ, `normalise` maps a stored
+    (name, value) to today's form."""
+    for name, value in stored.items():
+        value = normalise(name, value)
+        if name not in resumable and now.get(name) != value:
+            raise ValueError(f"--resume: {name} is {now.get(name)!r} but {source} was trained with {value!r}")
 
 
 def jsonable(value: Any) -> Any:
@@ -273,11 +289,8 @@ class Trainer:
         ckpt = load_checkpoint(path, self.cfg.device)
         if ckpt.meta.get("kind") != self.kind:
             raise CheckpointError(f"checkpoint {path}: written by {ckpt.meta.get('kind')!r}, expected {self.kind!r}")
-        now = jsonable(asdict(self.cfg))
-        for name, value in ckpt.meta.get("job", {}).items():
-            value = self.normalise_job(name, value)
-            if name not in RESUMABLE_CHANGES and now.get(name) != value:
-                raise ValueError(f"--resume: {name} is {now.get(name)!r} but {path.name} was trained with {value!r}")
+        check_same_job(jsonable(asdict(self.cfg)), ckpt.meta.get("job", {}), RESUMABLE_CHANGES, path.name,
+                       self.normalise_job)  # fmt: skip
         try:
             weights = {k: v for k, v in ckpt.tensors.items() if not k.startswith(("optimizer.", "rng."))}
             self.modules.load_state_dict(weights)

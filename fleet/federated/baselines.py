@@ -11,7 +11,6 @@ drives pooled, processing as many samples as the fleet (a FedAvg round costs V x
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +22,7 @@ from fleet.federated.loop import FederatedResult, federated_train
 from fleet.federated.rounds import validation_scores
 from prediction.checkpoint import load_predictor
 from prediction.train import train as train_predictor
+from sim.checkpoint import load_checkpoint
 from sim.training import write_json
 
 
@@ -39,9 +39,8 @@ def centralised_train(
     pooled = split.windows_of(split.train)
     validation = split.windows_of(split.validation)
     out = Path(cfg.out) / CENTRAL_DIR
-    start = time.perf_counter()
-    train_predictor(cfg.centralised_config(out), pooled)
-    seconds = time.perf_counter() - start
+    last = train_predictor(cfg.centralised_config(out), pooled)
+    seconds = load_checkpoint(last).meta["train_seconds"]  # every session's, when resumed
     rows = []
     for number in range(1, cfg.last_round + 1):
         steps = number * cfg.steps_per_round

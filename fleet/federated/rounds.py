@@ -55,7 +55,7 @@ def local_round(
     new_weights = load_checkpoint(final).subset(PREFIX)
     losses = load_checkpoint(latest_checkpoint(out)).meta.get("losses", {})
     shutil.rmtree(out)
-    report = {"vehicle": vehicle.number, "seed": seed, "samples": vehicle.samples, "last_batch": losses,
+    report = {"vehicle": vehicle.number, "seed": seed, "windows": vehicle.num_windows, "last_batch": losses,
               "seconds": time.perf_counter() - start}  # fmt: skip
     return new_weights, report
 

@@ -1,4 +1,4 @@
-"""FedAvg's server step: the vehicles' weights averaged, weighted by their sample counts."""
+"""FedAvg's server step: the vehicles' weights averaged, weighted by their window counts."""
 
 from __future__ import annotations
 

@@ -64,8 +64,8 @@ class Vehicle:
     windows: TrajectoryWindows
 
     @property
-    def samples(self) -> int:
-        """Its FedAvg weight: the number of windows it holds."""
+    def num_windows(self) -> int:
+        """Its FedAvg weight: the number of windows it holds (`windows` in `rounds.json`)."""
         return self.windows.batch_size
 
 

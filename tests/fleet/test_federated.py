@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -23,6 +25,8 @@ from fleet.federated import (
     make_fleet,
     read_split,
 )
+from fleet.index import build_index
+from fleet.logs import DriveLogWriter, read_drive
 from fleet.recorder import record_drives
 from fleet.train import log_windows
 from prediction.checkpoint import load_predictor
@@ -117,7 +121,7 @@ def test_vehicles_get_training_drives_only_and_windows_of_their_own_drives(split
     by_name = {d.drive: d for d in split.train}
     for vehicle in fleet:
         own = log_windows(split.index, [by_name[name] for name in vehicle.drives])  # read again from the logs
-        assert vehicle.samples == own.batch_size > 0
+        assert vehicle.num_windows == own.batch_size > 0
         for name in type(own).field_names():
             assert torch.equal(getattr(vehicle.windows, name), getattr(own, name)), name
     again = make_fleet(split, small(tmp_path, assign=assign))
@@ -159,7 +163,7 @@ def test_a_round_is_the_window_weighted_mean_of_the_vehicles_own_training(logs, 
     cfg = small(tmp_path / "fedavg", rounds=1)
     result = federated_train(logs, cfg, split=split)
     fleet = make_fleet(split, cfg)
-    counts = [vehicle.samples for vehicle in fleet]
+    counts = [vehicle.num_windows for vehicle in fleet]
     assert counts == [3, 1]  # one window per 8 s drive
     start, local = federated.initial_weights(cfg), []
     for vehicle in fleet:  # each vehicle's round by hand: the training loop on its windows from the start weights
@@ -197,10 +201,61 @@ def test_a_killed_run_resumes_and_ends_as_one_that_ran_through(logs, split, tmp_
         federated_train(logs, small(out), split=split)
     with pytest.raises(ValueError, match="--resume: lr is"):
         federated_train(logs, small(out, resume=True, lr=1e-3), split=split)
+    fewer = replace(split, train=split.train[:-1])  # lead_brake-000001 has left --logs since
+    with pytest.raises(
+        ValueError, match=r"--resume: the drives .* vehicle 0 added \[\], removed \['lead_brake-000001'\]"
+    ):
+        federated_train(logs, small(out, resume=True), split=fewer)
+    renamed = replace(split.validation[0], drive="elsewhere-000001")  # --logs points at another folder
+    elsewhere = replace(
+        split, validation=[renamed], windows={**split.windows, renamed.drive: split.windows["cut_in-000001"]}
+    )
+    with pytest.raises(ValueError, match=r"validation added \['elsewhere-000001'\], removed \['cut_in-000001'\]"):
+        federated_train(logs, small(out, resume=True), split=elsewhere)
     resumed = federated_train(logs, small(out, resume=True), split=split)
     assert resumed.finished
     assert_same_weights(weights_of(resumed.model), weights_of(through.model))
     assert without_seconds(resumed.rounds) == without_seconds(through.rounds)  # scores, seeds, local losses
+
+
+def test_a_damaged_drive_is_reported_broken_and_never_trained_or_scored_on(logs, tmp_path):
+    folder = tmp_path / "logs"
+    shutil.copytree(logs, folder)
+    source = build_index(logs).drives[0]
+    metadata = {k: v for k, v in source.metadata.items() if k not in ("drive", "format")}
+    damaged = DriveLogWriter(folder / "damaged.mcap", "damaged-000000", metadata)  # both names hash to training
+    short = DriveLogWriter(folder / "short.mcap", "short-000000", metadata)
+    with damaged, short:
+        for r in read_drive(logs / source.file):
+            if not (r.topic == "/agents/truth" and 0.95 < r.time_s < 1.05):  # one frame's agents dropped
+                damaged.write(r.topic, r.time_s, r.tensors)
+            if r.time_s < 4.0:  # too short for a window
+                short.write(r.topic, r.time_s, r.tensors)
+    split = read_split(folder, VAL_FRACTION)
+    assert list(split.broken) == ["damaged.mcap"] and "/agents/truth" in split.broken["damaged.mcap"]
+    assert "damaged-000000" not in [d.drive for d in [*split.train, *split.validation]]
+    assert "short-000000" in [d.drive for d in split.train] and "short-000000" not in split.windows
+    out = tmp_path / "run"
+    federated_train(folder, small(out, rounds=1, local_steps=1), split=split)
+    manifest = json.loads((out / "drives.json").read_text())
+    assert list(manifest["broken"]) == ["damaged.mcap"]
+    assert "damaged-000000" not in [d["drive"] for d in manifest["train"]] + manifest["validation"]
+    rounds = json.loads((out / "rounds.json").read_text())
+    assert (
+        [v["drives"] for v in rounds["vehicles"]]
+        == manifest["vehicles"]
+        == [["cut_in-000000", "cut_in-000002", "lead_brake-000001"], ["cut_in-000003", "short-000000"]]
+    )
+    assert [v["windows"] for v in rounds["vehicles"]] == [3, 1]  # the short drive holds none
+
+
+def test_the_centralised_training_seconds_add_up_over_its_sessions(logs, split, tmp_path):
+    centralised_train(logs, small(tmp_path, vehicles=1, local_steps=1, stop_after_round=1), split=split)
+    first = json.loads((tmp_path / "centralised.json").read_text())["train_seconds"]
+    centralised_train(logs, small(tmp_path, vehicles=1, local_steps=1, resume=True), split=split)
+    total = json.loads((tmp_path / "centralised.json").read_text())["train_seconds"]
+    _, meta = load_predictor(tmp_path / "centralised" / FINAL_NAME)
+    assert total == meta["train_seconds"] > first
 
 
 def test_the_command_writes_the_rounds_and_the_comparison(logs, tmp_path, capsys):
@@ -242,7 +297,7 @@ def test_the_schedule_matched_baseline_is_one_vehicle_with_every_training_drive(
     (vehicle,) = make_fleet(split, matched)
     assert vehicle.drives == tuple(d.drive for d in split.train)  # every training drive, no validation drive
     pooled = split.windows_of(split.train)
-    assert vehicle.samples == pooled.batch_size == sum(v.samples for v in make_fleet(split, cfg))
+    assert vehicle.num_windows == pooled.batch_size == sum(v.num_windows for v in make_fleet(split, cfg))
     for name in type(pooled).field_names():
         assert torch.equal(getattr(vehicle.windows, name), getattr(pooled, name)), name
 
@@ -256,7 +311,7 @@ def test_the_schedule_matched_baseline_runs_the_fleets_samples_per_round_with_it
         assert (cen["round"], cen["optimizer_steps"], cen["samples"]) == (fed["round"], fed["optimizer_steps"],
                                                                           fed["samples"])  # fmt: skip
         assert cen["samples"] == cen["round"] * 2 * 2 * 4  # vehicles x local steps x batch per round
-        assert [v["samples"] for v in cen["vehicles"]] == [4]  # one vehicle, all 4 training windows
+        assert [v["windows"] for v in cen["vehicles"]] == [4]  # one vehicle, all 4 training windows
     # Its first round is the one-cosine centralised run of one round's steps (same seed, data and schedule); its
     # second restarts the cosine and the optimiser, unlike the one-cosine run over both rounds.
     one_round = centralised_train(logs, small(tmp_path / "one-round", rounds=1), split=split)
