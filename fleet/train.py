@@ -24,11 +24,12 @@ Rank 0 writes `drives.json` beside the checkpoints: the drives the model saw
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -59,6 +60,7 @@ from stack.train import train as train_stack
 log = logging.getLogger(__name__)
 
 STAGES = ("pretrain", "perception", "prediction", "end2end")
+T = TypeVar("T")
 MANIFEST = "drives.json"
 
 
@@ -114,31 +116,66 @@ def train_perception(logs: Path, cfg: FinetuneConfig, val_fraction: float) -> Pa
     return finetune(cfg, LogFrameDataset(index, train, det.frames, det.raster, det.warp_mode, labels=True))
 
 
+def drive_windows(index: LogIndex, entry: DriveEntry, stride: int = 1) -> TrajectoryWindows | None:
+    """The prediction windows of one drive, None for a drive shorter than one window."""
+    check_steps(index.path(entry), entry.frame_times, Timing())  # samples are every 4th frame
+    series = read_series(index.path(entry), entry.frames, (EGO_TOPIC, TRUTH_TOPIC))
+    check_agent_slots(index.path(entry), series[TRUTH_TOPIC])
+    samples = drive_samples(series[EGO_TOPIC], series[TRUTH_TOPIC], TIMING.sim_steps_per_sample)
+    if samples.num_samples < HISTORY + HORIZON:
+        log.warning("drive %s: %d frames hold no prediction window", entry.drive, entry.frames)
+        return None
+    return cut_windows(samples, stride)
+
+
 def log_windows(index: LogIndex, drives: list[DriveEntry], stride: int = 1) -> TrajectoryWindows:
-    """Every prediction window of `drives` (drives shorter than one window give none)."""
-    parts = []
-    for entry in drives:
-        check_steps(index.path(entry), entry.frame_times, Timing())  # samples are every 4th frame
-        series = read_series(index.path(entry), entry.frames, (EGO_TOPIC, TRUTH_TOPIC))
-        check_agent_slots(index.path(entry), series[TRUTH_TOPIC])
-        samples = drive_samples(series[EGO_TOPIC], series[TRUTH_TOPIC], TIMING.sim_steps_per_sample)
-        if samples.num_samples < HISTORY + HORIZON:
-            log.warning("drive %s: %d frames hold no prediction window", entry.drive, entry.frames)
-            continue
-        parts.append(cut_windows(samples, stride))
+    """Every prediction window of `drives` (drives shorter than one window give none; damage raises)."""
+    parts = [w for w in (drive_windows(index, entry, stride) for entry in drives) if w is not None]
+    return _concat_windows(index, parts)
+
+
+def _concat_windows(index: LogIndex, parts: list[TrajectoryWindows]) -> TrajectoryWindows:
     if not parts:
         raise LogError(f"log folder {index.root}: no drive is long enough for one prediction window")
     return TrajectoryWindows.concat(parts).trimmed()
 
 
+def read_each(index: LogIndex, drives: list[DriveEntry], read: Callable[[DriveEntry], T]) -> tuple[list[T], dict]:
+    """`read(entry)` for every drive; a drive that raises `LogError` (damaged past indexing: a missing channel,
+    dropped frames) is reported, skipped and returned as (file: error), so the job goes on with the others."""
+    values, damaged = [], {}
+    for entry in drives:
+        try:
+            values.append(read(entry))
+        except LogError as exc:
+            log.warning("skipped damaged log %s: %s", entry.file, exc)
+            damaged[entry.file] = str(exc)
+    return values, damaged
+
+
+def report_damaged(out: Path, damaged: dict[str, str]) -> None:
+    """Move drives found damaged while reading from the manifest's training drives to its broken logs."""
+    if not damaged or init_distributed()[0] != 0:
+        return
+    manifest = json.loads((Path(out) / MANIFEST).read_text())
+    manifest["train"] = [d for d in manifest["train"] if d["file"] not in damaged]
+    manifest["broken"].update(damaged)
+    write_json(Path(out) / MANIFEST, manifest)
+
+
 def train_prediction(logs: Path, cfg: PredictionTrainConfig, val_fraction: float) -> Path:
     """The predictor's ELBO on windows of the true agent tracks of the training drives."""
     index, train = training_drives(logs, cfg.out, val_fraction)
-    return train_predictor(cfg, log_windows(index, train))
+    parts, damaged = read_each(index, train, lambda entry: drive_windows(index, entry))
+    report_damaged(cfg.out, damaged)
+    return train_predictor(cfg, _concat_windows(index, [w for w in parts if w is not None]))
 
 
 def train_end2end(logs: Path, cfg: EndToEndConfig, val_fraction: float) -> Path:
     """The stack's planning loss on the expert drives of the training drives."""
     index, train = training_drives(logs, cfg.out, val_fraction)
-    recorded = [recorded_drive(index.path(entry), entry.frames, Timing()) for entry in train]  # as recorded
+    recorded, damaged = read_each(index, train, lambda entry: recorded_drive(index.path(entry), entry.frames, Timing()))
+    report_damaged(cfg.out, damaged)
+    if not recorded:
+        raise LogError(f"log folder {logs}: every training drive is damaged ({sorted(damaged)})")
     return train_stack(cfg, recorded)

@@ -115,8 +115,7 @@ def test_the_prediction_stage_trains_on_log_windows(logs, tmp_path):
 
 
 def test_the_end2end_stage_fine_tunes_a_stack_on_the_expert_drives(logs, tmp_path):
-    torch.manual_seed(0)
-    start = Stack(StackConfig.tiny(perception=PerceptionConfig.tiny(RASTER))).save(tmp_path / "start.safetensors")
+    start = tiny_stack(tmp_path)
     out = tmp_path / "e2e"
     assert main(train_args("end2end", logs, out, "--init", str(start), "--warmup-frames", "4")) == 0
     assert saw_only_training_drives(out)
@@ -155,3 +154,33 @@ def test_a_broken_log_is_reported_and_training_goes_on_with_the_others(logs, tmp
     manifest = json.loads((out / "drives.json").read_text())
     assert "truncated or corrupted at byte" in manifest["broken"]["truncated.mcap"]
     assert len(manifest["train"]) + len(manifest["validation"]) == len(SEEDS)
+
+
+@pytest.mark.parametrize("stage", ["prediction", "end2end"])
+def test_a_drive_damaged_past_indexing_is_reported_and_the_stage_goes_on(logs, tmp_path, stage):
+    import shutil
+
+    from fleet.logs import DriveLogWriter, read_drive
+
+    folder = tmp_path / "logs"
+    shutil.copytree(logs, folder)
+    source = build_index(logs).drives[0]
+    with DriveLogWriter(folder / "gappy.mcap", "gappy") as log:  # readable MCAP, but frame 10 was dropped
+        for r in read_drive(logs / source.file):
+            if not 0.95 < r.time_s < 1.05:
+                log.write(r.topic, r.time_s, r.tensors)
+    out = tmp_path / stage
+    extra = (
+        ["--predictor", "tiny"]
+        if stage == "prediction"
+        else ["--init", str(tiny_stack(tmp_path)), "--warmup-frames", "4"]
+    )
+    assert main(train_args(stage, folder, out, "--val-fraction", "0", *extra)) == 0
+    manifest = json.loads((out / "drives.json").read_text())
+    assert "frames 9 and 10" in manifest["broken"]["gappy.mcap"]
+    assert "gappy" not in {d["drive"] for d in manifest["train"]} and len(manifest["train"]) == len(SEEDS)
+
+
+def tiny_stack(folder: Path) -> Path:
+    torch.manual_seed(0)
+    return Stack(StackConfig.tiny(perception=PerceptionConfig.tiny(RASTER))).save(folder / "start.safetensors")
