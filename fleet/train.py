@@ -37,6 +37,7 @@ import torch.distributed as dist
 from fleet.datasets import LogFrameDataset
 from fleet.drives import (
     EGO_TOPIC,
+    LABELS_TOPIC,
     TRUTH_TOPIC,
     check_agent_slots,
     check_steps,
@@ -112,6 +113,15 @@ def train_pretrain(logs: Path, cfg: PretrainConfig, val_fraction: float) -> Path
 def train_perception(logs: Path, cfg: FinetuneConfig, val_fraction: float) -> Path:
     """Supervised detector training on the labeled frames (`cfg.label_fraction`) of the training drives."""
     index, train = training_drives(logs, cfg.out, val_fraction)
+
+    def labeled(entry: DriveEntry) -> DriveEntry:  # one label message per frame, found before training starts
+        read_series(index.path(entry), entry.frames, (LABELS_TOPIC,))
+        return entry
+
+    train, damaged = read_each(index, train, labeled)
+    report_damaged(cfg.out, damaged)
+    if not train:
+        raise LogError(f"log folder {logs}: no training drive holds labels ({sorted(damaged)})")
     det = cfg.perception.detector
     return finetune(cfg, LogFrameDataset(index, train, det.frames, det.raster, det.warp_mode, labels=True))
 

@@ -156,6 +156,24 @@ def test_a_broken_log_is_reported_and_training_goes_on_with_the_others(logs, tmp
     assert len(manifest["train"]) + len(manifest["validation"]) == len(SEEDS)
 
 
+def test_the_perception_stage_skips_drives_without_labels(logs, tmp_path):
+    import shutil
+
+    from fleet.logs import DriveLogWriter, read_drive
+
+    folder = tmp_path / "logs"
+    shutil.copytree(logs, folder)
+    source = build_index(logs).drives[0]
+    raster = {"raster": source.metadata["raster"]}
+    with DriveLogWriter(folder / "old.mcap", "old", raster) as log:  # recorded before the labels channel existed
+        for r in read_drive(logs / source.file, {"/sensor/frame"}):
+            log.write(r.topic, r.time_s, r.tensors)
+    out = tmp_path / "perception"
+    assert main(train_args("perception", folder, out, "--val-fraction", "0", "--detector", "tiny")) == 0
+    manifest = json.loads((out / "drives.json").read_text())
+    assert "/agents/labels" in manifest["broken"]["old.mcap"] and len(manifest["train"]) == len(SEEDS)
+
+
 @pytest.mark.parametrize("stage", ["prediction", "end2end"])
 def test_a_drive_damaged_past_indexing_is_reported_and_the_stage_goes_on(logs, tmp_path, stage):
     import shutil
