@@ -14,17 +14,21 @@ stopped), and after each segment scores the checkpoint on the windows of the
 held-out validation drives (split by drive, as `fleet train` splits them):
 the mixture NLL of the whole future per agent (`OBJECTIVE`, lower is better),
 with minADE kept beside it. Optuna's Hyperband pruner stops trials that trail
-at a rung, so most of the budget goes to the promising ones; TPE (seeded)
-picks the next trial's values from the finished ones.
+at a rung, so most of the budget goes to the promising ones; TPE picks the
+next trial's values from the finished ones, after a few random ones
+(`workers.startup_trials`), with the seeds of `workers.worker_seed`.
 
 The study lives in `--storage` (default `sqlite:///<out>/sweep.db`), so any
-number of processes can work on it: `--workers K` starts K processes here,
-and another invocation with the same storage and `--study-name` (a second
-terminal, or another machine when the storage is a database server) joins the
-study and adds its `--trials`. SQLite suits the processes of one machine; it
-is not safe on a network file system, use a database server across machines.
+number of processes can work on it: `--workers K` runs K workers here (1 in
+this process, K >= 2 each in a spawned process), and another invocation with
+the same storage and `--study-name` (a second terminal, or another machine
+when the storage is a database server) joins the study and adds its `--trials`.
+SQLite suits the processes of one machine; it is not safe on a network file
+system, use a database server across machines.
 A study records the settings that make its trials comparable (steps, rungs,
-predictor, validation split, search space); joining it with others is refused.
+predictor, training seed, validation fraction, the training and validation
+drives, search space); joining it with others is refused. An out folder holds
+the trials of one study (its name, storage and uuid in `out/sweep.json`).
 
 At the end `out/best.json` (best value, its parameters, trial and model file)
 and `out/trials.csv` (every trial of the study) are rewritten, and a table is

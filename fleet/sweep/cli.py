@@ -32,7 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--study-name", default=d.study_name, help=f"the study (default {d.study_name})")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction,
                    help=f"drives held out to score the trials (default {d.val_fraction})")  # fmt: skip
-    p.add_argument("--seed", type=int, default=d.seed, help="sampler seed and every trial's training seed")
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="every trial's training seed; the samplers' (with hostname:pid when joining)")  # fmt: skip
     p.add_argument("--predictor", choices=("default", "tiny"), default=d.predictor, help="network size")
     p.add_argument("--device", default=d.device, help="torch device (default cpu)")
     p.set_defaults(run=run_sweep)
@@ -57,7 +58,8 @@ def settings_from_args(args: argparse.Namespace) -> SweepSettings:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    """0 when a trial of the study has completed and every worker finished cleanly, else 1."""
+    """0 when a trial of the study has completed, a trial of this invocation completed or was pruned (did not
+    fail), and every worker finished cleanly; else 1."""
     settings = settings_from_args(args)
     result = sweep(settings)
     out = Path(settings.out)
@@ -70,4 +72,8 @@ def run_sweep(args: argparse.Namespace) -> int:
         return 1
     best = result.best
     print(f"best: trial {best['trial']}, {OBJECTIVE} {best['value']:.4f}, {best['checkpoint']} -> {out / BEST_FILE}")
+    if not result.added.get("COMPLETE", 0) + result.added.get("PRUNED", 0):
+        print(f"none of the {sum(result.added.values())} trials of this invocation completed or was pruned "
+              f"(see the error column of {out / TRIALS_FILE})")  # fmt: skip
+        return 1
     return 0 if not result.failed_workers else 1

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-import io
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import optuna
 from fleet.sweep.settings import OBJECTIVE
 from fleet.sweep.space import Dimension
 from fleet.sweep.study import shown_url
-from sim.metrics.writers import atomic_write_text
+from sim.metrics.writers import write_csv
 from sim.training import write_json
 
 BEST_FILE = "best.json"
@@ -22,18 +21,25 @@ TRIALS_FILE = "trials.csv"
 
 @dataclass
 class SweepResult:
-    """What a sweep leaves: every trial of the study as a row, the best one (None before any completes), and
-    the workers that exited with an error."""
+    """What a sweep leaves: every trial of the study as a row, the best one (None before any completes), the
+    workers that exited with an error, and how many of this invocation's trials ended in each state."""
 
     rows: list[dict[str, Any]]
     best: dict[str, Any] | None
     failed_workers: list[int] = field(default_factory=list)
+    added: dict[str, int] = field(default_factory=dict)  # state name -> trials
+
+
+def columns(space: dict[str, Dimension]) -> list[str]:
+    """The columns of trials.csv."""
+    return ["number", "state", "value", "steps", "worker", *space, "min_ade", "checkpoint", "error"]
 
 
 def trial_rows(study: optuna.Study, space: dict[str, Dimension]) -> list[dict[str, Any]]:
     """One row per trial of the study: number, state, value (a pruned trial's is its last reported one), steps
-    trained, worker, parameters, minADE, model file and error."""
-    rows, names = [], param_names(study, space)
+    trained, worker, parameters, minADE, model file and error. The study's trials all searched `space` (it is
+    part of the settings a study is joined with)."""
+    rows = []
     for trial in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
         attrs = trial.user_attrs
         rows.append({
@@ -42,18 +48,12 @@ def trial_rows(study: optuna.Study, space: dict[str, Dimension]) -> list[dict[st
             "value": trial.value,
             "steps": attrs.get("steps", 0),
             "worker": attrs.get("worker", ""),
-            **{name: trial.params.get(name) for name in names},
+            **{name: trial.params.get(name) for name in space},
             "min_ade": attrs.get("min_ade"),
             "checkpoint": attrs.get("checkpoint", ""),
             "error": attrs.get("error", ""),
         })  # fmt: skip
     return rows
-
-
-def param_names(study: optuna.Study, space: dict[str, Dimension]) -> list[str]:
-    """The searched names in table order, then any the study's older trials searched besides."""
-    seen = {name for trial in study.get_trials(deepcopy=False) for name in trial.params}
-    return list(space) + sorted(seen - set(space))
 
 
 def best_record(study: optuna.Study, storage: str) -> dict[str, Any] | None:
@@ -75,20 +75,16 @@ def best_record(study: optuna.Study, storage: str) -> dict[str, Any] | None:
     }
 
 
-def trials_csv(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return ""
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
-    return text.getvalue()
+def added_states(study: optuna.Study, invocation: str) -> dict[str, int]:
+    """How many of the trials of one invocation (`make_objective`'s "invocation" attr) ended in each state."""
+    trials = study.get_trials(deepcopy=False)
+    return dict(Counter(t.state.name for t in trials if t.user_attrs.get("invocation") == invocation))
 
 
-def write_results(out: Path, result: SweepResult) -> None:
+def write_results(out: Path, result: SweepResult, space: dict[str, Dimension]) -> None:
     """trials.csv always; best.json once a trial has completed (the study only grows, so an earlier best.json
     of the same study is never wrong, only possibly bettered)."""
-    atomic_write_text(out / TRIALS_FILE, trials_csv(result.rows))
+    write_csv(result.rows, columns(space), out / TRIALS_FILE)
     if result.best is not None:
         write_json(out / BEST_FILE, result.best)
 

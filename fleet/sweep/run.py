@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
 import optuna
 
-from fleet.sweep.results import SweepResult, best_record, trial_rows, write_results
+from fleet.sweep.results import SweepResult, added_states, best_record, trial_rows, write_results
 from fleet.sweep.settings import SweepSettings
 from fleet.sweep.space import SEARCH_SPACE, Dimension, check_space
-from fleet.sweep.study import CLAIM_FILE, check_out_folder, create_or_join, open_storage
+from fleet.sweep.study import CLAIM_FILE, check_out_folder, create_or_join, folder_claim, open_storage
 from fleet.sweep.trial import check_split
-from fleet.sweep.workers import WorkerJob, run_workers, trial_shares, worker_seed
+from fleet.sweep.workers import WorkerJob, run_workers, trial_shares
 from fleet.train import training_drives
 from sim.training import write_json
 
@@ -30,19 +31,20 @@ def sweep(
     check_space(space)
     out = Path(settings.out).resolve()
     settings = replace(settings, out=out, storage=settings.storage_url())
-    check_out_folder(out, settings.study_name)
-    check_split(settings)
+    drives = check_split(settings)
     out.mkdir(parents=True, exist_ok=True)  # the default SQLite file goes there
-    study = create_or_join(settings, space)
-    write_json(out / CLAIM_FILE, {"study": settings.study_name})
+    check_out_folder(out, settings.study_name, open_storage(settings.storage))
+    study, created = create_or_join(settings, space, drives)
+    write_json(out / CLAIM_FILE, folder_claim(study, settings.storage))
     training_drives(settings.logs, out, settings.val_fraction)  # writes drives.json, as `fleet train` does
-    before = len(study.get_trials(deepcopy=False))
+    invocation, shares = uuid.uuid4().hex, trial_shares(settings.trials, settings.workers)
     jobs = [
-        WorkerJob(settings, i, share, worker_seed(settings.seed, i, before), space, pruner)
-        for i, share in enumerate(trial_shares(settings.trials, settings.workers))
+        WorkerJob(settings, i, len(shares), share, space, pruner, joining=not created, invocation=invocation)
+        for i, share in enumerate(shares)
     ]
     failed = run_workers(jobs)
     study = optuna.load_study(study_name=settings.study_name, storage=open_storage(settings.storage))  # fresh read
-    result = SweepResult(trial_rows(study, space), best_record(study, settings.storage), failed)
-    write_results(out, result)
+    rows, best = trial_rows(study, space), best_record(study, settings.storage)
+    result = SweepResult(rows, best, failed, added_states(study, invocation))
+    write_results(out, result, space)
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,13 +43,13 @@ class SweepSettings:
         logs: the drive log folder.
         out: the trials' folders, the default SQLite storage, best.json and trials.csv.
         trials: trials this invocation adds to the study, shared among its workers.
-        workers: processes on this machine (one runs in this process).
+        workers: processes on this machine: 1 runs in this process, K >= 2 are all spawned.
         steps: optimiser steps of a trial that is never pruned (Hyperband's max resource).
         min_steps: the first rung (Hyperband's min resource); `steps` must be a multiple of it.
         storage: database URL of the study; None = sqlite:///<out>/sweep.db.
         study_name: the study in the storage; invocations with the same name join it.
         val_fraction: drives held out to score the trials (by a hash of their name).
-        seed: the sampler's seed and every trial's training seed.
+        seed: every trial's training seed, and the sampler seeds' (see `workers.worker_seed`).
         predictor: "default" or "tiny" (tests, smoke runs): the model the searched fields change.
         stage: the stage swept; only "prediction" so far.
         device: torch device of training and scoring.
@@ -93,6 +94,12 @@ class SweepSettings:
             rungs.append(rung)
             rung *= REDUCTION_FACTOR
         return rungs + [self.steps]
+
+    @property
+    def brackets(self) -> int:
+        """The number of brackets of the Hyperband pruner over the rungs: Optuna's own formula (floats, as it
+        computes them)."""
+        return math.floor(math.log(self.steps / self.min_steps, REDUCTION_FACTOR)) + 1
 
     def storage_url(self) -> str:
         return self.storage or f"sqlite:///{Path(self.out).resolve()}/sweep.db"

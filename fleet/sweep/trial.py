@@ -42,8 +42,9 @@ def no_validation_error(settings: SweepSettings, drives: int) -> LogError:
     )
 
 
-def check_split(settings: SweepSettings) -> None:
-    """Fail before anything is written or trained when the logs give no validation or no training drive."""
+def check_split(settings: SweepSettings) -> tuple[list[str], list[str]]:
+    """The names of the training and validation drives; fails before anything is written or trained when the
+    logs give no validation or no training drive."""
     index = build_index(settings.logs)
     train, validation = split_drives(index.drives, settings.val_fraction)
     if not validation:
@@ -51,6 +52,7 @@ def check_split(settings: SweepSettings) -> None:
     if not train:
         raise LogError(f"log folder {settings.logs}: no training drives: --val-fraction {settings.val_fraction} "
                        f"holds out all {len(index.drives)} drives; lower it or record more drives")  # fmt: skip
+    return [d.drive for d in train], [d.drive for d in validation]
 
 
 def load_data(settings: SweepSettings) -> SweepData:
@@ -75,9 +77,9 @@ def trial_folder(out: Path, number: int) -> Path:
 
 
 def base_config(settings: SweepSettings, out: Path) -> PredictionTrainConfig:
-    """A trial's job before its sampled values. The warm-up and KL annealing are capped to the trial's budget
-    (the job's defaults are sized for 3000 steps); every trial trains with the same seed, so trials differ by
-    their values, not their data order."""
+    """A trial's job before its sampled values. The warm-up is capped to the trial's budget (the job's
+    defaults are sized for 3000 steps); every trial trains with the same seed, so trials differ by their
+    values, not their data order."""
     defaults = PredictionTrainConfig()
     return PredictionTrainConfig(
         out=out,
@@ -85,7 +87,11 @@ def base_config(settings: SweepSettings, out: Path) -> PredictionTrainConfig:
         steps=settings.steps,
         checkpoint_every=settings.min_steps,  # every rung is a multiple of it: each segment ends on a checkpoint
         warmup_steps=min(defaults.warmup_steps, settings.steps // 10),
-        kl_anneal_steps=min(defaults.kl_anneal_steps, settings.steps // 2),
+        # KL annealed within the first rung (beta = 0.99 kl_weight there): the first pruning decision sees the
+        # searched kl_weight and kl_min at full strength (annealed over steps // 2, it saw 6% of kl_weight at
+        # the defaults' first rung). Annealed, not constant (kl_anneal_steps=0), as the job trains: the KL
+        # does not dominate the first, untrained steps.
+        kl_anneal_steps=min(defaults.kl_anneal_steps, settings.min_steps),
         seed=settings.seed,
         progress=False,
         device=settings.device,
@@ -125,13 +131,14 @@ def train_and_score(
 
 
 def make_objective(
-    settings: SweepSettings, data: SweepData, space: dict[str, Dimension]
+    settings: SweepSettings, data: SweepData, space: dict[str, Dimension], invocation: str = ""
 ) -> Callable[[optuna.Trial], float]:
-    """The objective one worker hands Optuna: every trial records which process ran it (workers on several
-    machines share a study) and, when it fails, why."""
+    """The objective one worker hands Optuna: every trial records which process and which invocation ran it
+    (workers on several machines share a study) and, when it fails, why."""
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", worker_name())
+        trial.set_user_attr("invocation", invocation)
         trial.set_user_attr("steps", 0)
         try:
             return train_and_score(trial, settings, data, space)
