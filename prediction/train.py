@@ -33,12 +33,12 @@ from prediction.model import Predictor
 from prediction.simdata import load_windows
 from prediction.windows import TrajectoryWindows
 from sim.config import ConfigError
-from sim.training import FINAL_NAME, Trainer, check_loop_settings, jsonable, require
+from sim.training import FINAL_NAME, LoopSettings, Trainer, jsonable, require
 
 
 @dataclass(frozen=True)
-class PredictionTrainConfig:
-    """A prediction training job (the loop fields are those of `sim.training`).
+class PredictionTrainConfig(LoopSettings):
+    """A prediction training job: the loop's fields (`sim.training.LoopSettings`, with the defaults below) and
 
     Attributes:
         ethucy_root: ETH/UCY folder (`<root>/<scene>/{train,val,test}`); None = no ETH/UCY data.
@@ -50,7 +50,6 @@ class PredictionTrainConfig:
         kl_min: free nats per agent: KL below this is not penalised.
         rotate: random rotation of every training window.
         position_std: m, the position noise assumed for observed positions (feeds the track covariances).
-        wandb: a Weights & Biases project to log to as well (None: TensorBoard only).
     """
 
     out: Path = Path("runs/prediction")
@@ -61,26 +60,17 @@ class PredictionTrainConfig:
     steps: int = 3000
     batch_size: int = 32
     lr: float = 3e-3
-    weight_decay: float = 1e-4
     warmup_steps: int = 100
-    grad_clip: float = 1.0
     checkpoint_every: int = 250
     kl_weight: float = 1.0
     kl_anneal_steps: int = 1000
     kl_min: float = 0.07
     rotate: bool = True
     position_std: float = 0.05
-    seed: int = 0
-    resume: bool = False
-    stop_at: int | None = None
-    progress: bool = True
-    device: str = "cpu"
-    amp: bool = False
-    wandb: str | None = None
 
     def __post_init__(self) -> None:
         o = type(self).__name__
-        check_loop_settings(self)
+        super().__post_init__()
         require(isinstance(self.predictor, PredictorConfig), o, "predictor", "a PredictorConfig", self.predictor)
         has_ethucy = self.ethucy_root is not None
         require(has_ethucy == (self.scene is not None), o, "scene", "given exactly when ethucy_root is", self.scene)

@@ -9,10 +9,10 @@ a function of the step and a resumed job sees exactly the batches an
 uninterrupted one would. Augmentation seeds come from a `torch.Generator`
 saved in the checkpoint.
 
-A job's config is a frozen dataclass with at least the `LoopSettings` fields
-(out, steps, batch_size, lr, weight_decay, warmup_steps, grad_clip,
-checkpoint_every, seed, resume, stop_at, progress, device, amp) and optionally
-`wandb` (a W&B project). Rank 0 also logs every loss term and the learning rate
+A job's config is a frozen dataclass with the `LoopSettings` fields (out,
+steps, batch_size, lr, weight_decay, warmup_steps, grad_clip, checkpoint_every,
+seed, resume, stop_at, progress, device, amp, wandb); the jobs' configs
+subclass `LoopSettings`. Rank 0 also logs every loss term and the learning rate
 per step to TensorBoard (`out/tensorboard`) and, when asked for, to Weights &
 Biases (`sim.train_logging`).
 """
@@ -26,7 +26,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import asdict, fields, is_dataclass
+from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,49 @@ LossFn = Callable[[Tensor, torch.Generator, int], tuple[Tensor, dict[str, Tensor
 def require(cond: bool, owner: str, name: str, expected: str, value: object) -> None:
     if not cond:
         raise ConfigError(f"{owner}.{name}: expected {expected}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """The fields every job on the loop has; a job's config subclasses it, adds its own fields and
+    redeclares the defaults it changes (a redeclared field keeps its place, so it needs only a new default).
+
+    Attributes:
+        out: output directory for checkpoints, the final model and the logs.
+        steps: optimiser steps in the whole job.
+        batch_size: items per step (per process under torchrun).
+        lr: peak learning rate (AdamW), reached after `warmup_steps`, then cosine to 0.
+        weight_decay: AdamW's decoupled weight decay.
+        warmup_steps: linear warm-up from 0.
+        grad_clip: max global gradient norm.
+        checkpoint_every: write a resumable checkpoint every this many steps (and at the end).
+        seed: data order and augmentation seeds derive from it.
+        resume: continue from the latest checkpoint in `out` (start fresh if none).
+        stop_at: stop after this global step as if killed (None: run to `steps`).
+        progress: show a tqdm progress bar.
+        device: torch device.
+        amp: mixed precision (bf16 autocast) on a CUDA device.
+        wandb: a Weights & Biases project to log to as well (None: TensorBoard only).
+    """
+
+    out: Path = Path("runs/train")
+    steps: int = 1000
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    checkpoint_every: int = 100
+    seed: int = 0
+    resume: bool = False
+    stop_at: int | None = None
+    progress: bool = True
+    device: str = "cpu"
+    amp: bool = False
+    wandb: str | None = None
+
+    def __post_init__(self) -> None:
+        check_loop_settings(self)
 
 
 def check_loop_settings(cfg: Any) -> None:

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from planning.collision import box_probability, first_hit_probability, minkowski_half_sizes
 from sim.config import Timing, require
-from sim.training import Trainer, check_loop_settings
+from sim.training import LoopSettings, Trainer
 from stack.episodes import Futures, RecordedBatch, futures, record
 from stack.model import Stack
 from stack.policy import DEFAULT_WEIGHTS
@@ -39,8 +39,8 @@ HINDSIGHT_POSITION_STD = 0.1  # m, blur of the true agent positions (keeps the c
 
 
 @dataclass(frozen=True)
-class EndToEndConfig:
-    """The fine-tuning job (loop fields as every `sim.training` job).
+class EndToEndConfig(LoopSettings):
+    """The fine-tuning job: the loop's fields (`sim.training.LoopSettings`, with the defaults below) and
 
     Attributes:
         weights: the stack to start from.
@@ -52,7 +52,6 @@ class EndToEndConfig:
         item_stride: sim steps between the items of an episode.
         imitation_scale: m^2 that count as one unit of imitation loss.
         collision_weight: weight of the hindsight collision cost.
-        wandb: a Weights & Biases project to log to as well (None: TensorBoard only).
     """
 
     out: Path = Path("runs/stack-e2e")
@@ -70,19 +69,11 @@ class EndToEndConfig:
     lr: float = 1e-4
     weight_decay: float = 0.0
     warmup_steps: int = 10
-    grad_clip: float = 1.0
     checkpoint_every: int = 50
-    seed: int = 0
-    resume: bool = False
-    stop_at: int | None = None
-    progress: bool = True
-    device: str = "cpu"
-    amp: bool = False
-    wandb: str | None = None
 
     def __post_init__(self) -> None:
         o = type(self).__name__
-        check_loop_settings(self)
+        super().__post_init__()
         require(len(self.seeds) >= 1, o, "seeds", "at least one seed", self.seeds)
         for name in ("warmup_frames", "item_stride"):
             value = getattr(self, name)

@@ -21,10 +21,10 @@ from perception.data import FrameDataset
 from perception.model import Perception, PerceptionConfig
 from sim.training import (  # noqa: F401  (re-exported for the perception jobs)
     FINAL_NAME,
+    LoopSettings,
     LossFn,
     Trainer,
     batch_index,
-    check_loop_settings,
     jsonable,
     latest_checkpoint,
     require,
@@ -33,49 +33,21 @@ from sim.training import (  # noqa: F401  (re-exported for the perception jobs)
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """What every perception training job shares.
+class TrainConfig(LoopSettings):
+    """What every perception training job shares: the loop's fields (`sim.training.LoopSettings`; the seed
+    also draws the labeled subset) and
 
     Attributes:
         data: dataset directory (`perception.data.generate_dataset`).
-        out: output directory for checkpoints.
         perception: the model (its detector raster must match the dataset's).
-        steps: optimiser steps in the whole job.
-        batch_size: frames per step.
-        lr: peak learning rate (AdamW), reached after `warmup_steps`, then cosine to 0.
-        weight_decay: AdamW's decoupled weight decay.
-        warmup_steps: linear warm-up from 0.
-        grad_clip: max global gradient norm.
-        checkpoint_every: write a resumable checkpoint every this many steps (and at the end).
-        seed: data order, labeled subset and augmentation seeds all derive from it.
-        resume: continue from the latest checkpoint in `out` (start fresh if none).
-        stop_at: stop after this global step as if killed (None: run to `steps`).
-        progress: show a tqdm progress bar.
-        device: torch device.
-        amp: mixed precision (bf16 autocast) on a CUDA device.
-        wandb: a Weights & Biases project to log to as well (None: TensorBoard only).
     """
 
     data: Path = Path("data/frames")
     out: Path = Path("runs/perception")
     perception: PerceptionConfig = PerceptionConfig()
-    steps: int = 1000
-    batch_size: int = 16
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_steps: int = 50
-    grad_clip: float = 1.0
-    checkpoint_every: int = 100
-    seed: int = 0
-    resume: bool = False
-    stop_at: int | None = None
-    progress: bool = True
-    device: str = "cpu"
-    amp: bool = False
-    wandb: str | None = None
 
     def __post_init__(self) -> None:
-        check_loop_settings(self)
+        super().__post_init__()
         require(isinstance(self.perception, PerceptionConfig), type(self).__name__, "perception", "a PerceptionConfig",
                 self.perception)  # fmt: skip
 

@@ -21,12 +21,11 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, when run as a script
 
 from sim.checkpoint import save_checkpoint  # noqa: E402
-from sim.training import FINAL_NAME, Trainer  # noqa: E402
+from sim.training import FINAL_NAME, LoopSettings, Trainer  # noqa: E402
 
 
 @dataclass(frozen=True)
-class ToyJob:
-    out: str
+class ToyJob(LoopSettings):
     steps: int = 6
     batch_size: int = 8
     lr: float = 0.05
@@ -34,12 +33,7 @@ class ToyJob:
     warmup_steps: int = 0
     grad_clip: float = 10.0
     checkpoint_every: int = 2
-    seed: int = 0
-    resume: bool = False
-    stop_at: int | None = None
     progress: bool = False
-    device: str = "cpu"
-    amp: bool = False
 
 
 def main() -> None:

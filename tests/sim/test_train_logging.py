@@ -13,7 +13,7 @@ from torch import nn
 
 from sim.config import ConfigError
 from sim.train_logging import WANDB_ID_FILE, MetricSinks
-from sim.training import FINAL_NAME, Trainer
+from sim.training import FINAL_NAME, LoopSettings, Trainer
 
 
 class FakeWandb(types.ModuleType):
@@ -40,22 +40,15 @@ class FakeWandb(types.ModuleType):
 
 
 @dataclass(frozen=True)
-class Job:
-    out: Path
+class Job(LoopSettings):
     wandb: str | None = "drivestack-tests"
     steps: int = 4
     batch_size: int = 2
     lr: float = 0.1
     weight_decay: float = 0.0
     warmup_steps: int = 0
-    grad_clip: float = 1.0
     checkpoint_every: int = 2
-    seed: int = 0
-    resume: bool = False
-    stop_at: int | None = None
     progress: bool = False
-    device: str = "cpu"
-    amp: bool = False
 
 
 def run_job(job: Job) -> Path:
