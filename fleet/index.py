@@ -127,21 +127,31 @@ def split_drives(
     return train, val
 
 
-def read_at(path: Path, time_s: float, topics: Sequence[str]) -> dict[str, LogRecord]:
-    """The messages on `topics` logged at `time_s` in the log `path`, found through its chunk index."""
-    stamp = int(round(time_s * 1e9))
-    found: dict[str, LogRecord] = {}
+def read_span(path: Path, start_s: float, end_s: float, topics: Sequence[str]) -> list[LogRecord]:
+    """The messages on `topics` logged from `start_s` to `end_s` (both included) in the log `path`, in time
+    order, found through its chunk index: only the chunks that hold them are read and decompressed."""
+    records: list[LogRecord] = []
     with open(path, "rb") as stream:
         try:
             reader = SeekingReader(stream, validate_crcs=True)
-            for _, channel, message in reader.iter_messages(topics=list(topics), starting_at=stamp, ending_at=stamp):
+            span = {"starting_at": _stamp(start_s), "ending_at": _stamp(end_s)}
+            for _, channel, message in reader.iter_messages(topics=list(topics), **span):
                 t, tensors = decode(message.data, f"drive log {path}, {channel.topic} #{message.sequence}")
-                found[channel.topic] = LogRecord(channel.topic, t, tensors)
+                records.append(LogRecord(channel.topic, t, tensors))
         except LogError:
             raise
         except DAMAGE_ERRORS as exc:
             raise corrupted_error(path, stream, exc) from exc
-    return found
+    return records
+
+
+def _stamp(time_s: float) -> int:
+    return int(round(time_s * 1e9))
+
+
+def read_at(path: Path, time_s: float, topics: Sequence[str]) -> dict[str, LogRecord]:
+    """The messages on `topics` logged at `time_s` in the log `path`, found through its chunk index."""
+    return {record.topic: record for record in read_span(path, time_s, time_s, topics)}
 
 
 def read_frame(index: LogIndex, entry: DriveEntry, i: int, topics: Sequence[str] = (FRAME_TOPIC,)) -> dict:
