@@ -14,7 +14,9 @@ An item reads only its own frames (t-K+1 .. t+1) through the MCAP chunk index
 from every drive, so a cache of decoded drives would be decoded again for
 almost every item once a folder holds more drives than the cache (measured:
 pretraining on the 48 drives of the hard suite ran at 1 frame/s with a
-4-drive cache, against 5.4 on 4 drives).
+4-drive cache, against 5.4 on 4 drives). Decoded frames are kept in a small
+LRU cache (`CACHED_FRAMES`): pretraining reads each item's temporal partner,
+which shares all but one of its frames.
 
 With `labels=True` (the supervised perception stage) each item also carries
 the frame's ground-truth objects as "labels.<field>" (`perception.data.labels_of`),
@@ -24,6 +26,7 @@ way the generated datasets pad them (`perception.data.pad_objects`).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
@@ -37,6 +40,8 @@ from perception.data import LABELS, pad_objects
 from perception.frames import FrameStack, detector_input
 from sim.config import RasterConfig
 from sim.types import ObjectList
+
+CACHED_FRAMES = 256  # decoded frames kept (about 330 kB each at 128 x 128 cells: 85 MB)
 
 
 class LogFrameDataset(Dataset):
@@ -59,6 +64,7 @@ class LogFrameDataset(Dataset):
         self.labels, self.max_objects = labels, max_objects
         self.items = [(d, t) for d, entry in enumerate(self.drives) for t in range(entry.frames - 1)]
         self.episode = torch.tensor([d for d, _ in self.items], dtype=torch.long)
+        self._cache: OrderedDict[tuple[int, int], dict[str, Tensor]] = OrderedDict()  # (drive, frame) -> tensors
 
     def __len__(self) -> int:
         return len(self.items)
@@ -84,8 +90,21 @@ class LogFrameDataset(Dataset):
         return item
 
     def _read(self, d: int, first: int, last: int) -> dict[str, Tensor]:
-        """Frames `first` .. `last` of drive d decoded (bev [F, 2, H, W], map [F, 3, H, W], pose [F, 3],
-        time [F], and the labels [F, M, ...] when asked for)."""
+        """Frames `first` .. `last` of drive d (bev [F, 2, H, W], map [F, 3, H, W], pose [F, 3], time [F],
+        and the labels [F, M, ...] when asked for), from the cache or the log."""
+        if any((d, f) not in self._cache for f in range(first, last + 1)):
+            for f, frame in enumerate(self._decode(d, first, last), start=first):
+                self._cache[(d, f)] = frame
+        rows = []
+        for f in range(first, last + 1):
+            self._cache.move_to_end((d, f))
+            rows.append(self._cache[(d, f)])
+        while len(self._cache) > CACHED_FRAMES:
+            self._cache.popitem(last=False)
+        return {name: torch.stack([row[name] for row in rows]) for name in rows[0]}
+
+    def _decode(self, d: int, first: int, last: int) -> list[dict[str, Tensor]]:
+        """Frames `first` .. `last` of drive d read from its log, one dict of tensors per frame."""
         entry = self.drives[d]
         path = self.index.path(entry)
         topics = (FRAME_TOPIC, LABELS_TOPIC) if self.labels else (FRAME_TOPIC,)
@@ -96,25 +115,21 @@ class LogFrameDataset(Dataset):
                 hint = " (recorded before this channel existed?)" if not values else ""
                 raise LogError(f"drive log {path}: {len(values)} messages on {topic} for frames {first}..{last}, "
                                f"expected {last - first + 1}{hint}")  # fmt: skip
-        sensor = by_topic[FRAME_TOPIC]
-        bev = torch.cat([f.bev for f in sensor])
-        if tuple(bev.shape[-2:]) != (self.raster.size, self.raster.size):
-            raise LogError(f"drive log {path}: frames of {tuple(bev.shape[-2:])} cells, the detector reads "
-                           f"{self.raster.size}")  # fmt: skip
-        decoded = {
-            "bev": bev,
-            "map": torch.cat([f.map for f in sensor]),
-            "pose": torch.cat([f.ego_pose for f in sensor]),
-            "time": torch.cat([f.time for f in sensor]),
-        }
-        if self.labels:
-            decoded.update(self._labels(by_topic[LABELS_TOPIC]))
-        return decoded
+        frames = []
+        for k, sensor in enumerate(by_topic[FRAME_TOPIC]):
+            if tuple(sensor.bev.shape[-2:]) != (self.raster.size, self.raster.size):
+                raise LogError(f"drive log {path}: frames of {tuple(sensor.bev.shape[-2:])} cells, the detector "
+                               f"reads {self.raster.size}")  # fmt: skip
+            frame = {"bev": sensor.bev[0], "map": sensor.map[0], "pose": sensor.ego_pose[0], "time": sensor.time[0]}
+            if self.labels:
+                frame.update(self._labels(by_topic[LABELS_TOPIC][k]))
+            frames.append(frame)
+        return frames
 
-    def _labels(self, per_frame: list[ObjectList]) -> dict[str, Tensor]:
-        """Every frame's labels padded to `max_objects` slots, as "labels.<field>" [F, M, ...]."""
-        padded = [pad_objects(labels, self.max_objects)[0] for labels in per_frame]
-        return {name: torch.cat([p.to_flat(LABELS)[name] for p in padded]) for name in ObjectList.flat_names(LABELS)}
+    def _labels(self, labels: ObjectList) -> dict[str, Tensor]:
+        """One frame's labels padded to `max_objects` slots, as "labels.<field>" [M, ...]."""
+        padded = pad_objects(labels, self.max_objects)[0].to_flat(LABELS)
+        return {name: padded[name][0] for name in ObjectList.flat_names(LABELS)}
 
     def check_compatible(self, frames: int, raster: RasterConfig, warp_mode: str) -> None:
         """Every setting is the detector's own (this dataset builds the inputs for it)."""

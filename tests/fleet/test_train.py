@@ -63,3 +63,25 @@ def test_mixed_precision_on_a_cpu_is_a_clear_config_error():
 
     with pytest.raises(ConfigError, match="amp"):
         PretrainConfig(amp=True)
+
+
+def test_items_read_only_their_own_frames_and_neighbours_reuse_them(logs, monkeypatch):
+    import fleet.datasets as datasets
+
+    index = build_index(logs)
+    spans = []
+    real = datasets.read_span
+
+    def counting(path, start_s, end_s, topics):
+        spans.append((start_s, end_s))
+        return real(path, start_s, end_s, topics)
+
+    monkeypatch.setattr(datasets, "read_span", counting)
+    monkeypatch.setattr(datasets, "CACHED_FRAMES", 4)
+    dataset = LogFrameDataset(index, index.drives[:2], 3, RasterConfig(), "bilinear")
+    times = index.drives[0].frame_times
+    first = dataset[5]
+    assert spans == [(times[3], times[6])]  # frames 3..6: the input's past (3, 4, 5) and the target (6)
+    torch.testing.assert_close(dataset[5]["input"], first["input"])
+    dataset[4]  # frames 2..5: frame 2 is new, so the span is read again
+    assert len(spans) == 2 and len(dataset._cache) == 4  # the cache keeps its bound
