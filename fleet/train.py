@@ -19,7 +19,9 @@ it needs from the logs:
                  loss (`stack.train`), from a stack checkpoint
 
 Rank 0 writes `drives.json` beside the checkpoints: the drives the model saw
-(name, file, size, frames), the ones held out, and the logs skipped as broken.
+(name, file, size, frames), the ones held out, and the logs skipped as broken:
+unreadable at indexing, or damaged in a way only reading them shows (a missing
+channel, dropped frames), which each stage checks before training starts.
 """
 
 from __future__ import annotations
