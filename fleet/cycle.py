@@ -10,7 +10,8 @@ One cycle, in `work/cycle-NNN/`:
     retrain   the current model fine-tuned on those logs (`fleet train --stage end2end`, `train/`)
     evaluate  the candidate and the current model in closed loop on the gate's episodes
     promote   the candidate becomes current only if it scores at least as well (`fleet promote`),
-              and is then exported; `cycle.json` records what happened
+              and is then exported; `cycle.json` records what happened, with the planning loss
+              before and after fine-tuning on the cycle's held-out drives
 
 An empty registry is first given the starting model (`initial`, default the
 shipped stack) as version 1, promoted without a comparison. Seeds of recorded
@@ -29,7 +30,7 @@ from typing import Any
 
 from fleet.recorder import drive_name, record_drives
 from fleet.registry import GateSettings, Registry, promote
-from fleet.train import MANIFEST, train_end2end
+from fleet.train import MANIFEST, VALIDATION, train_end2end
 from sim.config import RasterConfig, require
 from sim.metrics.writers import atomic_write_text
 from sim.policies import Policy, make_policy
@@ -109,6 +110,14 @@ def bootstrap(registry: Registry, cfg: CycleConfig) -> None:
         print(f"registry {registry.root}: started from {cfg.initial} as v{version.version:04d}")
 
 
+def _held_out(path: Path) -> dict[str, float] | None:
+    """The planning loss before and after fine-tuning on the cycle's held-out drives (None without any)."""
+    if not path.is_file():
+        return None
+    validation = json.loads(path.read_text())
+    return {"start": validation["start"]["total"], "trained": validation["trained"]["total"]}
+
+
 def run_cycle(cfg: CycleConfig) -> dict[str, Any]:
     """One cycle (module docstring); returns and writes its report."""
     registry = Registry(cfg.registry)
@@ -146,6 +155,7 @@ def run_cycle(cfg: CycleConfig) -> dict[str, Any]:
         "current_score_mean": version.metrics.get("current_score_mean"),
         "current": registry.current,
         "export": version.export,
+        "held_out_loss": _held_out(folder / "train" / VALIDATION),
         "seconds": seconds,
     }
     atomic_write_text(folder / CYCLE_FILE, json.dumps(report, indent=1) + "\n")

@@ -56,13 +56,15 @@ from prediction.train import PredictionTrainConfig
 from prediction.train import train as train_predictor
 from prediction.windows import HISTORY, HORIZON, TrajectoryWindows
 from sim.config import Timing
-from sim.training import write_json
-from stack.train import EndToEndConfig
+from sim.training import FINAL_NAME, write_json
+from stack.episodes import RecordedBatch
+from stack.train import EndToEndConfig, held_out_loss
 from stack.train import train as train_stack
 
 log = logging.getLogger(__name__)
 
 STAGES = ("pretrain", "perception", "prediction", "end2end")
+VALIDATION = "validation.json"
 T = TypeVar("T")
 MANIFEST = "drives.json"
 
@@ -184,10 +186,31 @@ def train_prediction(logs: Path, cfg: PredictionTrainConfig, val_fraction: float
 
 
 def train_end2end(logs: Path, cfg: EndToEndConfig, val_fraction: float) -> Path:
-    """The stack's planning loss on the expert drives of the training drives."""
+    """The stack's planning loss on the expert drives of the training drives; then (rank 0) the same loss of the
+    starting and the trained stack on the held-out drives, in `validation.json`."""
     index, train = training_drives(logs, cfg.out, val_fraction)
-    recorded, damaged = read_each(index, train, lambda entry: recorded_drive(index.path(entry), entry.frames, Timing()))
+
+    def read(entry: DriveEntry) -> RecordedBatch:
+        return recorded_drive(index.path(entry), entry.frames, Timing())
+
+    recorded, damaged = read_each(index, train, read)
     report_damaged(cfg.out, damaged)
     if not recorded:
         raise LogError(f"log folder {logs}: every training drive is damaged ({sorted(damaged)})")
-    return train_stack(cfg, recorded)
+    final = train_stack(cfg, recorded)
+    _, held_out = split_drives(index.drives, val_fraction)
+    if final.name == FINAL_NAME and held_out and init_distributed()[0] == 0:
+        validate_end2end(cfg, final, read_each(index, held_out, read)[0], [d.drive for d in held_out])
+    return final
+
+
+def validate_end2end(cfg: EndToEndConfig, final: Path, held_out: list[RecordedBatch], drives: list[str]) -> None:
+    """`validation.json`: the planning loss of the starting and the trained stack on the held-out drives (what
+    fine-tuning did to the job's own objective on drives it did not see; the closed-loop gate judges driving)."""
+    try:
+        report = {"drives": drives, "start": held_out_loss(cfg.weights, held_out, cfg),
+                  "trained": held_out_loss(final, held_out, cfg)}  # fmt: skip
+    except ValueError as exc:  # held-out drives too short for one warm-up plus a horizon
+        log.warning("no end-to-end validation: %s", exc)
+        return
+    write_json(Path(cfg.out) / VALIDATION, report)

@@ -186,4 +186,21 @@ def train(cfg: EndToEndConfig, recorded: list[RecordedBatch] | None = None) -> P
     return trainer.run()
 
 
-__all__ = ["EndToEndConfig", "hindsight_collision", "planning_loss", "train"]
+@torch.no_grad()
+def held_out_loss(weights: Path, recorded: list[RecordedBatch], cfg: EndToEndConfig, max_items: int = 32) -> dict:
+    """The planning loss and its terms of the stack `weights` on up to `max_items` items of `recorded` (spread
+    evenly over them), in batches of `cfg.batch_size`: the job's own objective measured on drives it did not see."""
+    stack = Stack.load(weights, cfg.device).eval()
+    table = ItemTable(recorded, cfg, stack.timing)
+    chosen = torch.linspace(0, len(table.items) - 1, min(max_items, len(table.items))).round().long().unique()
+    sums: dict[str, float] = {}
+    for start in range(0, len(chosen), cfg.batch_size):
+        index = chosen[start : start + cfg.batch_size]
+        frames, truth = table.batch(index)
+        _, report = planning_loss(stack, frames, truth, cfg)
+        for name, value in report.items():
+            sums[name] = sums.get(name, 0.0) + float(value) * len(index)
+    return {**{name: total / len(chosen) for name, total in sums.items()}, "items": len(chosen)}
+
+
+__all__ = ["EndToEndConfig", "held_out_loss", "hindsight_collision", "planning_loss", "train"]

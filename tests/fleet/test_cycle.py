@@ -45,6 +45,7 @@ def test_a_cycle_logs_new_drives_trains_from_the_current_model_and_gates_it(tmp_
     trained_on = {d["drive"] for d in registry.get(2).logs["train"]}
     assert trained_on == {f"cut_in-{RECORD_SEEDS + 100:06d}", f"cut_in-{RECORD_SEEDS + 101:06d}"}
     assert json.loads((folder / CYCLE_FILE).read_text())["candidate"] == 2
+    assert report["held_out_loss"] is None  # every drive trained on (val_fraction 0)
     assert next_cycle(tmp_path / "cycles") == 2
 
 

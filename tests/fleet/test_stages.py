@@ -117,9 +117,17 @@ def test_the_prediction_stage_trains_on_log_windows(logs, tmp_path):
 def test_the_end2end_stage_fine_tunes_a_stack_on_the_expert_drives(logs, tmp_path):
     start = tiny_stack(tmp_path)
     out = tmp_path / "e2e"
-    assert main(train_args("end2end", logs, out, "--init", str(start), "--warmup-frames", "4")) == 0
+    args = train_args("end2end", logs, out, "--init", str(start), "--warmup-frames", "4", "--val-fraction", "0.5")
+    assert main(args) == 0
     assert saw_only_training_drives(out)
     assert Stack.load(out / "final.safetensors").cfg == Stack.load(start).cfg
+    # The held-out drive (cut_in-000001 at 0.5) scores the starting and the trained stack on the job's own loss.
+    validation = json.loads((out / "validation.json").read_text())
+    assert validation["drives"] == ["cut_in-000001"]
+    for stack in ("start", "trained"):
+        terms = validation[stack]
+        assert terms["items"] > 0 and terms["total"] == pytest.approx(terms["imitation"] + terms["hindsight"])
+    assert validation["start"]["total"] != validation["trained"]["total"]
 
 
 def test_prediction_windows_need_drives_of_one_window(logs, tmp_path, scenario):
