@@ -11,7 +11,7 @@ from fleet.federated import add_parser as add_federated_parser
 from fleet.index import LogIndex, build_index
 from fleet.recorder import record_drives
 from fleet.registry import GateSettings, Registry, promote
-from fleet.sweep import add_parser as add_sweep_parser
+from fleet.sweep.cli import add_parser as add_sweep_parser
 from fleet.train import STAGES, train_end2end, train_perception, train_prediction, train_pretrain
 from perception.cli import DETECTOR_PRESETS
 from perception.config import DetectorConfig
@@ -86,10 +86,19 @@ def _add_promote(sub: argparse._SubParsersAction) -> None:
     pro.add_argument("--first-seed", type=int, default=5000)
     pro.add_argument("--plan-every", type=int, default=2)
     pro.add_argument("--trained-on", type=Path, help="the training job's drives.json (the logs it saw)")
-    pro.add_argument("--no-export", action="store_true", help="do not export a promoted model")
-    pro.add_argument("--max-collision-increase", type=float, metavar="PCT",
-                     help="also refuse a candidate with an at-fault collision rate over PCT points worse")  # fmt: skip
+    _add_gate_decision(pro)
     pro.set_defaults(run=run_promote)
+
+
+def _add_gate_decision(parser: argparse.ArgumentParser) -> None:
+    """What promote and cycle share of the gate: the collision guard and the export of a promoted model."""
+    parser.add_argument("--no-export", action="store_true", help="do not export a promoted model")
+    parser.add_argument(
+        "--max-collision-increase",
+        type=float,
+        metavar="PCT",
+        help="also refuse a candidate whose at-fault collision rate is over PCT points worse",
+    )
 
 
 def _add_cycle(sub: argparse._SubParsersAction) -> None:
@@ -107,9 +116,7 @@ def _add_cycle(sub: argparse._SubParsersAction) -> None:
     cyc.add_argument("--warmup-frames", type=int, default=16, help="frames perceived before each training item")
     cyc.add_argument("--gate-suite", default="demo", help="closed-loop gate suite (default demo)")
     cyc.add_argument("--gate-seeds", type=int, default=2, help="gate episodes per scenario (default 2)")
-    cyc.add_argument("--no-export", action="store_true", help="do not export a promoted model")
-    cyc.add_argument("--max-collision-increase", type=float, metavar="PCT",
-                     help="also refuse a candidate with an at-fault collision rate over PCT points worse")  # fmt: skip
+    _add_gate_decision(cyc)
     cyc.set_defaults(run=run_cycle_command)
 
 

@@ -40,26 +40,25 @@ joining the study), `trial` (the data, one trial, the objective), `workers` (the
 trials), `results` (rows, best.json, trials.csv, the table), `run` (`sweep`) and `cli` (`add_parser`).
 """
 
-from fleet.sweep.cli import add_parser, run_sweep, settings_from_args
-from fleet.sweep.results import BEST_FILE, TRIALS_FILE, SweepResult
-from fleet.sweep.run import sweep
-from fleet.sweep.settings import OBJECTIVE, SWEPT_STAGES, SweepSettings
-from fleet.sweep.space import SEARCH_SPACE, Dimension, log_uniform, one_of, uniform
+from __future__ import annotations
 
-__all__ = [
-    "BEST_FILE",
-    "OBJECTIVE",
-    "SEARCH_SPACE",
-    "SWEPT_STAGES",
-    "TRIALS_FILE",
-    "Dimension",
-    "SweepResult",
-    "SweepSettings",
-    "add_parser",
-    "log_uniform",
-    "one_of",
-    "run_sweep",
-    "settings_from_args",
-    "sweep",
-    "uniform",
-]
+import importlib
+from typing import Any
+
+# Public names and the module each lives in, imported on first use (PEP 562): `drivestack` builds the
+# `fleet sweep` parser for every command, and the other modules load Optuna and SQLAlchemy.
+_EXPORTS = {
+    "add_parser": "cli", "run_sweep": "cli", "settings_from_args": "cli",
+    "BEST_FILE": "results", "TRIALS_FILE": "results", "SweepResult": "results",
+    "sweep": "run",
+    "OBJECTIVE": "settings", "SWEPT_STAGES": "settings", "SweepSettings": "settings",
+    "SEARCH_SPACE": "space", "Dimension": "space", "log_uniform": "space", "one_of": "space", "uniform": "space",
+}  # fmt: skip
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -5,10 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fleet.sweep.results import BEST_FILE, TRIALS_FILE, format_table
-from fleet.sweep.run import sweep
 from fleet.sweep.settings import OBJECTIVE, SWEPT_STAGES, SweepSettings
-from fleet.sweep.space import SEARCH_SPACE
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -60,6 +57,11 @@ def settings_from_args(args: argparse.Namespace) -> SweepSettings:
 def run_sweep(args: argparse.Namespace) -> int:
     """0 when a trial of the study has completed, a trial of this invocation completed or was pruned (did not
     fail), and every worker finished cleanly; else 1."""
+    # Optuna and SQLAlchemy load here, not when `drivestack` builds its parser for every command.
+    from fleet.sweep.results import BEST_FILE, TRIALS_FILE, format_table
+    from fleet.sweep.run import sweep
+    from fleet.sweep.space import SEARCH_SPACE
+
     settings = settings_from_args(args)
     result = sweep(settings)
     out = Path(settings.out)

@@ -6,9 +6,6 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from sim.config import ConfigError
 
 SWEPT_STAGES = ("prediction",)  # pretrain, perception and end2end are not swept yet
@@ -26,6 +23,9 @@ def _require(cond: bool, name: str, expected: str, value: object) -> None:
 
 def check_storage_url(url: str) -> None:
     """A SQLAlchemy database URL whose dialect is installed (the driver itself is loaded on connecting)."""
+    from sqlalchemy.engine import make_url  # here, not at import: every `drivestack` command builds this parser
+    from sqlalchemy.exc import ArgumentError
+
     try:
         make_url(url).get_dialect()
     except ArgumentError as exc:  # also an unknown dialect (NoSuchModuleError)
