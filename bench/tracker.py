@@ -32,6 +32,7 @@ import torch
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from perception.model import Perception
+from perception.objects import detections_from_objects
 from perception.track_metrics import match_tracks, summarize
 from perception.tracker import Tracker, TrackerConfig
 from perception.types import Detections
@@ -44,30 +45,12 @@ from sim.timing import machine_info
 from sim.training import write_json
 
 SCENARIOS = ("cruising", "cut_in", "crosswalk_crowd")
-_HEADING_CONCENTRATION = 10.0  # the object sensor reports headings with a few degrees of noise
-_CLASS_CONFIDENCE = 0.9  # the object sensor's class is right most of the time: not one-hot
 
 
 def object_sensor_detections(world, raster: RasterConfig) -> Detections:
-    """The simulator's noisy object list as `Detections`, covariance from the sensor's jitter."""
-    obj = detect_objects(world, raster)
-    B, M = obj.valid.shape
-    eye = torch.eye(2, dtype=obj.xy.dtype)
-    other = (1 - _CLASS_CONFIDENCE) / 2
-    kind = torch.nn.functional.one_hot(obj.kind, 3).to(obj.xy.dtype) * (_CLASS_CONFIDENCE - other) + other
-    jitter = world.sensor.position_jitter.to(obj.xy.dtype).reshape(B, 1, 1, 1)
-    return Detections(
-        existence=obj.score,
-        class_probs=kind,
-        position=obj.xy,
-        position_cov=(jitter**2 + 0.02**2) * eye.expand(B, M, 2, 2),
-        velocity=obj.velocity,
-        velocity_cov=((2 * jitter) ** 2 + 0.1**2) * eye.expand(B, M, 2, 2),
-        heading=obj.yaw,
-        heading_concentration=torch.full((B, M), _HEADING_CONCENTRATION, dtype=obj.xy.dtype),
-        size=torch.stack((obj.length, obj.width), -1).clamp_min(0.1),
-        valid=obj.valid,
-    )
+    """The simulator's noisy object list as `Detections`, the sensor's own jitter as the position std."""
+    jitter = float(world.sensor.position_jitter.max())
+    return detections_from_objects(detect_objects(world, raster), jitter)
 
 
 class ObjectSensorChain:

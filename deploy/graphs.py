@@ -9,8 +9,8 @@ contracts flattened with `TensorContract.to_flat`: `frame.bev`,
     detector          frames.* (the state's frame stack with this frame pushed) -> detections.*
     tracker           state.tracker.*, detections.*, frame.ego_pose -> tracks.*, new_state.tracker.*
     predictor         tracks.*, frame.map                  -> forecast.*
-    planner           forecast.*, frame.*, tracks.size, sigma [, noise.*] -> plan.*
-    perception_step   frame.*, state.*                     -> new_state.*
+    planner           forecast.*, frame.*, tracks.size, state.plan.*, sigma [, noise.*] -> plan.*
+    perception_step   frame.*, state.frames.*, state.tracker.* -> new_state.frames.*, new_state.tracker.*
     stack_step        frame.*, state.*, sigma [, noise.*]  -> plan.*, new_state.*
 
 The batch axis is dynamic everywhere, and so is the sample axis of the noise;
@@ -31,25 +31,17 @@ from perception.tracking.state import TrackerState
 from perception.types import Detections, Tracks
 from planning.types import Plan
 from prediction.types import Forecast
+from sim.proposals import PreviousPlan
 from sim.types import SensorFrame
-from stack.model import Stack
+from stack.model import Stack, StackState
 
 Named = dict[str, Tensor]
 
 FRAME = SensorFrame.flat_names("frame")
-STATE = FrameStack.flat_names("state.frames") + TrackerState.flat_names("state.tracker")
+PERCEPTION_STATE = PerceptionState.flat_names("state")
+STATE = StackState.flat_names("state")
+PREVIOUS_PLAN = PreviousPlan.flat_names("state.plan")
 NOISE = ["noise.mode", "noise.position"]
-
-
-def _state(named: Named, prefix: str = "state") -> PerceptionState:
-    return PerceptionState(
-        frames=FrameStack.from_flat(named, f"{prefix}.frames"),
-        tracker=TrackerState.from_flat(named, f"{prefix}.tracker"),
-    )
-
-
-def _flat_state(state: PerceptionState, prefix: str = "new_state") -> Named:
-    return {**state.frames.to_flat(f"{prefix}.frames"), **state.tracker.to_flat(f"{prefix}.tracker")}
 
 
 def _noise(named: Named) -> tuple[Tensor, Tensor] | None:
@@ -75,19 +67,21 @@ def _predictor(stack: Stack, named: Named) -> Named:
 def _planner(stack: Stack, named: Named) -> Named:
     forecast = Forecast.from_flat(named, "forecast")
     frame = SensorFrame.from_flat(named, "frame")
-    plan = stack.planner(forecast, frame, named["sigma"], agent_size=named["tracks.size"], noise=_noise(named))
+    previous = PreviousPlan.from_flat(named, "state.plan")
+    plan = stack.planner(forecast, frame, named["sigma"], agent_size=named["tracks.size"], noise=_noise(named),
+                         previous=previous)  # fmt: skip
     return plan.to_flat("plan")
 
 
 def _perception_step(stack: Stack, named: Named) -> Named:
-    _, _, new = stack.perception.step(_state(named), SensorFrame.from_flat(named, "frame"))
-    return _flat_state(new)
+    _, _, new = stack.perception.step(PerceptionState.from_flat(named, "state"), SensorFrame.from_flat(named, "frame"))
+    return new.to_flat("new_state")
 
 
 def _stack_step(stack: Stack, named: Named) -> Named:
     frame = SensorFrame.from_flat(named, "frame")
-    out = stack.step_outputs(_state(named), frame, named["sigma"], noise=_noise(named))
-    return {**out.plan.to_flat("plan"), **_flat_state(out.state)}
+    out = stack.step_outputs(StackState.from_flat(named, "state"), frame, named["sigma"], noise=_noise(named))
+    return {**out.plan.to_flat("plan"), **out.state.to_flat("new_state")}
 
 
 @dataclass(frozen=True)
@@ -106,7 +100,8 @@ def graph_defs(stack: Stack) -> dict[str, GraphDef]:
     forecast, plan = Forecast.flat_names("forecast"), Plan.flat_names("plan")
     tracker_state = TrackerState.flat_names("state.tracker")
     new_state = [name.replace("state.", "new_state.", 1) for name in STATE]
-    planner_in = (*forecast, *FRAME, "tracks.size", "sigma")
+    new_perception_state = [name.replace("state.", "new_state.", 1) for name in PERCEPTION_STATE]
+    planner_in = (*forecast, *FRAME, "tracks.size", *PREVIOUS_PLAN, "sigma")
     predictor_in = (*tracks, "frame.map") if stack.cfg.predictor.map_channels else tuple(tracks)
     defs = [
         GraphDef("detector", tuple(FrameStack.flat_names("frames")), tuple(detections), _detector),
@@ -119,7 +114,7 @@ def graph_defs(stack: Stack) -> dict[str, GraphDef]:
         GraphDef("predictor", predictor_in, tuple(forecast), _predictor),
         GraphDef("planner", planner_in, tuple(plan), _planner),
         GraphDef("planner_sampled", (*planner_in, *NOISE), tuple(plan), _planner),
-        GraphDef("perception_step", (*FRAME, *STATE), tuple(new_state), _perception_step),
+        GraphDef("perception_step", (*FRAME, *PERCEPTION_STATE), tuple(new_perception_state), _perception_step),
         GraphDef("stack_step", (*FRAME, *STATE, "sigma"), (*plan, *new_state), _stack_step),
         GraphDef("stack_step_sampled", (*FRAME, *STATE, "sigma", *NOISE), (*plan, *new_state), _stack_step),
     ]

@@ -18,24 +18,14 @@ from torch import Tensor
 
 from deploy.artifact import Artifact
 from deploy.runtime import open_runtime
-from perception.frames import FrameStack
 from perception.model import Perception, PerceptionState
-from perception.tracking.state import TrackerState
 from sim.config import Timing
 from sim.policies import Overlay
+from sim.proposals import PreviousPlan
 from sim.types import SensorFrame
 from stack.config import StackConfig
 from stack.model import StackState
 from stack.policy import StackPolicy, register_backend
-
-
-def flat_state(state: StackState, prefix: str) -> dict[str, Tensor]:
-    return {**state.frames.to_flat(f"{prefix}.frames"), **state.tracker.to_flat(f"{prefix}.tracker")}
-
-
-def state_from_flat(named: dict[str, Tensor], prefix: str) -> StackState:
-    frames = FrameStack.from_flat(named, f"{prefix}.frames")
-    return PerceptionState(frames=frames, tracker=TrackerState.from_flat(named, f"{prefix}.tracker"))
 
 
 class RuntimeStackPolicy(StackPolicy):
@@ -67,17 +57,18 @@ class RuntimeStackPolicy(StackPolicy):
         self.timing = Timing()
 
     def start(self, frame: SensorFrame) -> StackState:
-        return self.initial.initial_state(frame)
+        return StackState(self.initial.initial_state(frame), PreviousPlan.none(frame, self.timing))
 
     def plan(self, state: StackState, frame: SensorFrame, sigma: Tensor) -> tuple[Tensor, Tensor, StackState, Overlay]:
-        out = self.step_graph.run({**frame.to_flat("frame"), **flat_state(state, "state"), "sigma": sigma})
+        out = self.step_graph.run({**frame.to_flat("frame"), **state.to_flat("state"), "sigma": sigma})
         out = {name: value.to(frame.bev.device) for name, value in out.items()}
         drawn = Overlay(candidates=out["plan.candidates"][..., :2], candidate_weights=out["plan.candidate_weights"])
-        return out["plan.trajectory"], out["plan.speed"], state_from_flat(out, "new_state"), drawn
+        return out["plan.trajectory"], out["plan.speed"], StackState.from_flat(out, "new_state"), drawn
 
     def perceive(self, state: StackState, frame: SensorFrame) -> StackState:
-        out = self.perception_graph.run({**frame.to_flat("frame"), **flat_state(state, "state")})
-        return state_from_flat({k: v.to(frame.bev.device) for k, v in out.items()}, "new_state")
+        out = self.perception_graph.run({**frame.to_flat("frame"), **state.perception.to_flat("state")})
+        perception = PerceptionState.from_flat({k: v.to(frame.bev.device) for k, v in out.items()}, "new_state")
+        return StackState(perception, state.plan)
 
 
 def _factory(backend: str):

@@ -104,6 +104,18 @@ class PerceptionState:
         self.tracker.validate()
         return self
 
+    def to_flat(self, prefix: str) -> dict[str, Tensor]:
+        """Named tensors `<prefix>.frames.*` and `<prefix>.tracker.*` (the exported graphs' form)."""
+        return {**self.frames.to_flat(f"{prefix}.frames"), **self.tracker.to_flat(f"{prefix}.tracker")}
+
+    @classmethod
+    def from_flat(cls, named: dict[str, Tensor], prefix: str) -> PerceptionState:
+        return cls(FrameStack.from_flat(named, f"{prefix}.frames"), TrackerState.from_flat(named, f"{prefix}.tracker"))
+
+    @classmethod
+    def flat_names(cls, prefix: str) -> list[str]:
+        return FrameStack.flat_names(f"{prefix}.frames") + TrackerState.flat_names(f"{prefix}.tracker")
+
 
 class Perception(nn.Module):
     """SensorFrame -> (Detections, Tracks) with explicit recurrent state; see the module docstring."""

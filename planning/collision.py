@@ -36,9 +36,8 @@ import math
 import torch
 from torch import Tensor
 
-# The ego's box (`sim.policies.idm`): 4.8 m x 2.0 m.
-EGO_HALF_LENGTH = 2.4
-EGO_HALF_WIDTH = 1.0
+from sim.proposals.config import EGO_HALF_LENGTH, EGO_HALF_WIDTH
+
 # An agent's motion gives its heading from HEADING_MIN_SPEED (not at all) to HEADING_FULL_SPEED (fully), m/s:
 # below, the motion of a still object is tracker noise (a parked car "moving" at 0.3-1 m/s in any direction).
 HEADING_MIN_SPEED = 1.0

@@ -1,4 +1,4 @@
-"""`PlannerConfig`: the candidate lattice, its refinement and the cost weights."""
+"""`PlannerConfig`: the proposals, the risk and the cost weights of the stack's planner."""
 
 from __future__ import annotations
 
@@ -7,47 +7,54 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sim.config import ConfigError, config_from_dict, require
+from sim.proposals import ProposalConfig
 
 OWNER = "PlannerConfig"
 STEP_DEPENDENCE = ("correlated", "independent")
 POSITIVE_FIELDS = (
-    "offset_ramp",
-    "accel_time",
-    "max_accel",
-    "max_decel",
-    "stop_decel",
     "softmin_temperature",
     "lane_half_width",
     "comfort_accel",
     "comfort_jerk",
+    "consistency_scale",
     "sample_position_std",
+    "min_progress",
 )
 
 
 @dataclass(frozen=True)
 class CostWeights:
-    """Weights of the cost terms (`planning.costs`), each term normalised before weighting.
+    """Weights of the cost terms (`planning.costs`, `planning.interaction`), each term normalised first.
 
-    The unit of cost is one certain collision at moderate speed (collision weight 1),
-    so sigma reads in 1/collisions: at sigma = 1 a 1 % chance of a collision
-    costs about 1.7 % of one, at sigma = 5 about 18 %. The other weights are
-    fractions of a collision.
+    The unit of cost is one certain collision (collision weight 1), so sigma reads in 1/collisions:
+    at sigma = 1 a 1 % chance of a collision costs about 1.7 % of one, at sigma = 5 about 18 %.
+    The other weights are fractions of a collision.
 
     Attributes:
-        collision: per unit of expected, discounted, speed-weighted collision.
-        progress: per fraction of the distance the speed limit allows over the horizon (a reward).
+        collision: per unit of expected, discounted collision probability with an agent.
+        headway: per unit of probability that an agent is inside the ego's box stretched ahead by
+            `PlannerConfig.time_to_collision` seconds of its speed (nuPlan's TTC bound).
+        yielding: per unit of probability that an agent reaches a place the ego occupied within
+            `PlannerConfig.yield_time` seconds after it (gap acceptance where paths cross).
+        progress: per fraction of the best proposal's progress not made (a reward for progress).
         lane: per mean squared lateral offset from the route, in lane half-widths.
         drivable: per fraction of the ego's corner samples off the drivable area.
-        comfort: per mean squared acceleration and jerk in units of their comfort bounds.
+        comfort: per mean squared acceleration and jerk in units of their comfort scales.
+        comfort_bounds: per unit of the largest excess over nuPlan's comfort bounds, relative to the bound.
         speed_limit: per mean squared excess over the speed limit, in units of the limit.
+        consistency: per mean squared distance from the previous plan, in units of `consistency_scale`.
     """
 
     collision: float = 1.0
-    progress: float = 0.25
+    headway: float = 0.2
+    yielding: float = 0.3
+    progress: float = 0.4
     lane: float = 0.025
     drivable: float = 0.5
     comfort: float = 0.01
+    comfort_bounds: float = 0.1
     speed_limit: float = 0.25
+    consistency: float = 0.02
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -57,94 +64,65 @@ class CostWeights:
 
 @dataclass(frozen=True)
 class PlannerConfig:
-    """Candidates, refinement, risk and costs of the planner.
+    """Proposals, risk and costs of the planner.
 
     Attributes:
-        speed_fractions: target speeds of the lattice as fractions of the speed limit (0 = stop).
-        lateral_offsets: lateral offsets from the route of the lattice, m (left > 0); a lane
-            change is an offset of one lane width.
-        offset_ramp: arc length over which an offset is blended in, m.
-        accel_time: time constant of the speed profiles' approach to their target, s.
-        max_accel: the profiles' acceleration bound, m/s^2.
-        max_decel: the profiles' braking bound, m/s^2 (> 0).
-        stop_decel: the braking bound of the profiles that stop (target speed 0), m/s^2; it blends
-            into `max_decel` for targets up to 2 m/s. An emergency stop must be a candidate.
-        substeps: integration substeps per plan step.
-        max_agents: the collision term considers the agents that come closest to the
-            candidates, at most this many (its cost grows linearly with it).
-        refine_steps: unrolled gradient steps on each candidate's (target speed, offset);
-            a fixed number, so the planner exports.
-        refine_lr: step sizes on (target speed m/s, offset m) per unit of risk gradient.
-        refine_max_step: the largest change of (target speed, offset) per step.
-        finite_difference: half-widths of the central differences that give the gradient.
-        softmin_temperature: candidate weights are softmax(-risk / temperature) in training.
-        collision_discount: per-step factor on later collisions (replanning can still avoid them).
-        step_dependence: how a mode's per-step collision probabilities combine over the horizon:
-            "correlated" takes the largest (errors persist from step to step), "independent" the
-            probability of a first contact at each step as if the steps were independent (noisy-OR).
-        severity_gain: s/m, a collision's severity is 1 + severity_gain * ego speed (0: every
-            contact costs the same, at standstill too: stopping in a crossing lane is no refuge).
+        proposals: the proposal generator shared with the rule-based baseline (`sim.proposals`).
+        max_agents: the interaction terms consider the agents that come closest to the proposals, at
+            most this many (their cost grows linearly with it); the IDM leader reads every agent.
+        softmin_temperature: proposal weights are softmax(-risk / temperature) in training.
+        collision_discount: per-step factor on later contacts (replanning can still avoid them).
+        step_dependence: how a mode's per-step contact probabilities combine over the horizon:
+            "independent", the probability of a first contact at each step (noisy-OR), or
+            "correlated", the largest (errors persist from step to step).
         margin: added to the half-sizes of every ego + agent footprint, m.
+        time_to_collision: s, the headway term stretches the ego's box ahead by this much of its speed.
+        yield_time: s, the yielding term counts agents that reach the ego's place up to this long after.
         lane_half_width: m, the unit of the lane-keeping term.
-        comfort_accel: m/s^2, the unit of the comfort term's acceleration.
+        comfort_accel: m/s^2, the unit of the comfort term's accelerations.
         comfort_jerk: m/s^3, the unit of its jerk.
+        consistency_scale: m, the unit of the distance from the previous plan.
+        min_progress: m, progress is a fraction of the best proposal's, or of this when that is shorter.
         sample_position_std: std of the Gaussian blur of sampled futures, m (a sample is a point).
         weights: cost weights.
     """
 
-    speed_fractions: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
-    lateral_offsets: tuple[float, ...] = (0.0, -1.0, 1.0)
-    offset_ramp: float = 12.0
-    accel_time: float = 1.5
-    max_accel: float = 2.0
-    max_decel: float = 4.0
-    stop_decel: float = 8.0
-    substeps: int = 2
+    proposals: ProposalConfig = field(default_factory=ProposalConfig)
     max_agents: int = 8
-    refine_steps: int = 1
-    refine_lr: tuple[float, float] = (20.0, 10.0)
-    refine_max_step: tuple[float, float] = (1.5, 0.5)
-    finite_difference: tuple[float, float] = (0.5, 0.25)
     softmin_temperature: float = 0.025
-    collision_discount: float = 0.9
+    collision_discount: float = 0.95
     step_dependence: str = "independent"
-    severity_gain: float = 0.0
     margin: float = 0.3
+    time_to_collision: float = 0.95
+    yield_time: float = 1.2
     lane_half_width: float = 1.75
     comfort_accel: float = 3.0
     comfort_jerk: float = 4.0
+    consistency_scale: float = 2.0
+    min_progress: float = 5.0
     sample_position_std: float = 0.3
     weights: CostWeights = field(default_factory=CostWeights)
 
     def __post_init__(self) -> None:
         o = OWNER
-        fractions, offsets = self.speed_fractions, self.lateral_offsets
-        require(bool(fractions) and min(fractions) >= 0, o, "speed_fractions", "fractions >= 0", fractions)
-        require(bool(offsets) and all(math.isfinite(x) for x in offsets), o, "lateral_offsets", "offsets, m", offsets)
+        if not isinstance(self.proposals, ProposalConfig):
+            raise ConfigError(f"{o}.proposals: expected a ProposalConfig, got {self.proposals!r}")
         for name in POSITIVE_FIELDS:
             value = getattr(self, name)
             require(isinstance(value, int | float) and value > 0, o, name, "> 0", value)
-        require(isinstance(self.substeps, int) and self.substeps >= 1, o, "substeps", "an int >= 1", self.substeps)
-        require(
-            isinstance(self.max_agents, int) and self.max_agents >= 1, o, "max_agents", "an int >= 1", self.max_agents
-        )
-        steps = self.refine_steps
-        require(isinstance(steps, int) and steps >= 0, o, "refine_steps", "an int >= 0", steps)
-        for name in ("refine_lr", "refine_max_step", "finite_difference"):
-            value = getattr(self, name)
-            require(len(value) == 2 and min(value) >= 0, o, name, "two numbers >= 0", value)
-        require(min(self.finite_difference) > 0, o, "finite_difference", "two numbers > 0", self.finite_difference)
+        agents = self.max_agents
+        require(isinstance(agents, int) and agents >= 1, o, "max_agents", "an int >= 1", agents)
         require(self.step_dependence in STEP_DEPENDENCE, o, "step_dependence", f"one of {STEP_DEPENDENCE}",
                 self.step_dependence)  # fmt: skip
         require(0 < self.collision_discount <= 1, o, "collision_discount", "in (0, 1]", self.collision_discount)
-        require(self.severity_gain >= 0, o, "severity_gain", ">= 0 s/m", self.severity_gain)
-        require(self.margin >= 0, o, "margin", ">= 0 m", self.margin)
+        for name in ("margin", "time_to_collision", "yield_time"):
+            require(getattr(self, name) >= 0, o, name, ">= 0", getattr(self, name))
         if not isinstance(self.weights, CostWeights):
             raise ConfigError(f"{o}.weights: expected a CostWeights, got {self.weights!r}")
 
     @property
     def num_candidates(self) -> int:
-        return len(self.speed_fractions) * len(self.lateral_offsets)
+        return self.proposals.num_proposals
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -72,33 +72,42 @@ class TrackingController:
     def __call__(self, ego: EgoState, trajectory: Tensor, speeds: Tensor | None = None) -> EgoAction:
         """Action [B] tracking `trajectory [B, T, 2]` (ego frame), optionally at `speeds [B, T]` m/s."""
         _check_inputs(ego, trajectory, speeds)
-        points = torch.cat((torch.zeros_like(trajectory[:, :1]), trajectory), dim=1)  # (B, T+1, 2)
-        seg = points[:, 1:] - points[:, :-1]  # (B, T, 2)
-        seg_len = torch.sqrt(seg[..., 0] * seg[..., 0] + seg[..., 1] * seg[..., 1])  # (B, T)
-        steer = self._steer(ego, points, seg, seg_len)
-        target_speed = self._target_speed(ego.speed, seg_len, speeds)
-        accel = self.speed_gain * (target_speed - ego.speed)
+        accel, steer = self.command(ego.speed, ego.accel, ego.wheelbase, trajectory, speeds)
+        return EgoAction(accel=accel, steer=steer)
+
+    def command(
+        self, speed: Tensor, last_accel: Tensor, wheelbase: Tensor, trajectory: Tensor, speeds: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """(accel, steer) [N] for vehicles at `speed`, having applied `last_accel`, tracking `trajectory
+        [N, T, 2]` (rear-axle frame) at `speeds [N, T]` (or None). Unchecked tensor arithmetic, so the
+        planner runs the same law on its proposals (and exports it)."""
+        points = torch.cat((torch.zeros_like(trajectory[:, :1]), trajectory), dim=1)  # (N, T+1, 2)
+        seg = points[:, 1:] - points[:, :-1]  # (N, T, 2)
+        seg_len = torch.sqrt(seg[..., 0] * seg[..., 0] + seg[..., 1] * seg[..., 1])  # (N, T)
+        steer = self._steer(speed, wheelbase, points, seg, seg_len)
+        target_speed = self._target_speed(speed, seg_len, speeds)
+        accel = self.speed_gain * (target_speed - speed)
         stopping = target_speed < STOP_SPEED
         accel = torch.where(stopping, accel.clamp_max(-HOLD_DECEL), accel)
         step = self.max_jerk * self.timing.sim_dt
-        accel = torch.minimum(torch.maximum(accel, ego.accel - step), ego.accel + step)
-        accel = accel.clamp(-self.max_decel, self.max_accel)
-        return EgoAction(accel=accel, steer=steer)
+        accel = torch.minimum(torch.maximum(accel, last_accel - step), last_accel + step)
+        return accel.clamp(-self.max_decel, self.max_accel), steer
 
-    def _steer(self, ego: EgoState, points: Tensor, seg: Tensor, seg_len: Tensor) -> Tensor:
+    def _steer(self, speed: Tensor, wheelbase: Tensor, points: Tensor, seg: Tensor, seg_len: Tensor) -> Tensor:
         T = seg.shape[1]
-        travelled = torch.cumsum(seg_len, dim=1)  # (B, T) arc length at the end of each segment
-        lookahead = (ego.speed * self.lookahead_time).clamp_min(self.min_lookahead)  # (B,)
+        travelled = torch.cumsum(seg_len, dim=1)  # (N, T) arc length at the end of each segment
+        lookahead = (speed * self.lookahead_time).clamp_min(self.min_lookahead)  # (N,)
         # The segment where the lookahead distance falls; past the end, the last point.
-        k = (travelled < lookahead.unsqueeze(1)).sum(dim=1).clamp_max(T - 1)  # (B,)
-        start = travelled.gather(1, k.unsqueeze(1)).squeeze(1) - seg_len.gather(1, k.unsqueeze(1)).squeeze(1)
-        length = seg_len.gather(1, k.unsqueeze(1)).squeeze(1)
+        k = (travelled < lookahead.unsqueeze(1)).sum(dim=1).clamp_max(T - 1)  # (N,)
+        # `select`, not `squeeze`: an exported squeeze under a dynamic batch becomes an ONNX If.
+        start = travelled.gather(1, k.unsqueeze(1)).select(1, 0) - seg_len.gather(1, k.unsqueeze(1)).select(1, 0)
+        length = seg_len.gather(1, k.unsqueeze(1)).select(1, 0)
         frac = ((lookahead - start) / length.clamp_min(1e-6)).clamp(0.0, 1.0)
         at = k.view(-1, 1, 1).expand(-1, 1, 2)
-        target = points.gather(1, at).squeeze(1) + seg.gather(1, at).squeeze(1) * frac.unsqueeze(-1)  # (B, 2)
+        target = points.gather(1, at).select(1, 0) + seg.gather(1, at).select(1, 0) * frac.unsqueeze(-1)  # (N, 2)
         distance2 = (target[:, 0] * target[:, 0] + target[:, 1] * target[:, 1]).clamp_min(NEAR_TARGET**2)
         curvature = 2.0 * target[:, 1] / distance2  # the circle through the ego and the target
-        return torch.atan(ego.wheelbase * curvature).clamp(-self.max_steer, self.max_steer)
+        return torch.atan(wheelbase * curvature).clamp(-self.max_steer, self.max_steer)
 
     def _target_speed(self, speed: Tensor, seg_len: Tensor, speeds: Tensor | None) -> Tensor:
         """Planned speed at `lookahead_time`, linear between samples; now = the current speed."""

@@ -15,7 +15,7 @@ Construction never validates, so contracts stay cheap inside traced graphs; call
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import torch
@@ -235,3 +235,12 @@ def check_simplex(where: str, probs: Tensor, mask: Tensor | None = None, tol: fl
         err = torch.where(mask, err, torch.zeros_like(err))
     if bool((err > tol).any()):
         raise ContractError(f"{where}: expected each row to sum to 1, worst error {float(err.max()):.3g}")
+
+
+def constant(values: Sequence[Any] | float, like: Tensor) -> Tensor:
+    """A small constant table (nested sequences of numbers) with `like`'s dtype and device, built from
+    fill kernels: `torch.tensor(..., device="cuda")` copies from host memory, which a CUDA graph
+    cannot capture. Exports to ONNX as a constant."""
+    if isinstance(values, Sequence):
+        return torch.stack([constant(v, like) for v in values])
+    return like.new_full((), float(values))

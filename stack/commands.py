@@ -27,7 +27,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS, help=f"stack checkpoint (default {DEFAULT_WEIGHTS})")
     a.add_argument("--sigma", type=float, default=1.0, help="default risk sensitivity (default 1)")
     a.add_argument("--max-agents", type=int, default=PlannerConfig.max_agents, help="agents the planner weighs")
-    a.add_argument("--refine-steps", type=int, default=PlannerConfig.refine_steps, help="planner gradient steps")
     a.set_defaults(run=assemble_main)
 
     t = jobs.add_parser("train", help="end-to-end fine-tuning with a planning loss (imitation + hindsight collisions)")
@@ -62,7 +61,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def assemble_main(args: argparse.Namespace) -> int:
     perception = Perception.load(args.perception)
     predictor, _ = load_predictor(args.predictor)
-    planner = dataclasses.replace(PlannerConfig(), max_agents=args.max_agents, refine_steps=args.refine_steps)
+    planner = dataclasses.replace(PlannerConfig(), max_agents=args.max_agents)
     stack = Stack.assemble(perception, predictor, planner=planner, sigma=args.sigma)
     path = stack.save(args.out, perception_from=str(args.perception), predictor_from=str(args.predictor))
     size = path.stat().st_size / 1e6

@@ -10,6 +10,7 @@ from perception.model import PerceptionConfig
 from planning.config import PlannerConfig
 from prediction.config import PredictorConfig
 from sim.config import ConfigError, config_from_dict
+from sim.proposals import ProposalConfig
 
 OWNER = "StackConfig"
 
@@ -66,7 +67,10 @@ class StackConfig:
         base: dict[str, Any] = {
             "perception": PerceptionConfig.tiny(),
             "predictor": PredictorConfig.tiny(),
-            "planner": PlannerConfig(speed_fractions=(0.0, 0.5, 1.0), lateral_offsets=(0.0, 1.0), max_agents=4),
+            "planner": PlannerConfig(
+                proposals=ProposalConfig(speed_fractions=(0.5, 1.0), lateral_offsets=(0.0, 1.0), lane_width=0.0),
+                max_agents=4,
+            ),
         }
         base.update(changes)
         return cls(**base)

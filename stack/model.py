@@ -6,8 +6,10 @@
         plan, state = stack.step(state, frame, sigma)
 
 `step` is a pure function of (state, frame, sigma); the state is the
-perception chain's (the detector's frame memory and the tracker's filter), the
-only memory the stack has. Every module hands the next a distribution:
+perception chain's (the detector's frame memory and the tracker's filter) and
+the plan chosen last (`sim.proposals.PreviousPlan`, world frame), which the
+planner offers again and keeps close to (plan consistency): the only memory
+the stack has. Every module hands the next a distribution:
 `Detections` with existence and covariances, `Tracks` with covariances,
 existence and classes, a `Forecast` mixture. The planner turns it into a
 `Plan` under the risk sensitivity sigma, a tensor input of the step, so one set
@@ -36,13 +38,14 @@ from torch import Tensor, nn
 from perception.decode import POSITION_STD_FLOOR
 from perception.model import Perception, PerceptionState
 from perception.types import Detections, Tracks
-from planning.planner import Planner
+from planning.planner import Planner, remember
 from planning.types import Plan
 from prediction.checkpoint import load_predictor_weights
 from prediction.model import MapInput, Predictor
 from prediction.types import Forecast
 from sim.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from sim.config import ConfigError, Timing
+from sim.proposals import PreviousPlan
 from sim.types import SensorFrame
 from stack.config import StackConfig
 
@@ -53,7 +56,36 @@ PREDICTOR_PREFIX = "predictor."
 # normalised to float precision while the dropped modes carry no mass.
 DROPPED_MODE_LOG_WEIGHT = -30.0
 
-StackState = PerceptionState
+
+
+@dataclass(frozen=True)
+class StackState:
+    """The stack's recurrent state.
+
+    Attributes:
+        perception: the detector's frame memory and the tracker's filter.
+        plan: the plan chosen at the last full step, world frame (none before the first).
+    """
+
+    perception: PerceptionState
+    plan: PreviousPlan
+
+    def validate(self) -> StackState:
+        self.perception.validate()
+        self.plan.validate()
+        return self
+
+    def to_flat(self, prefix: str) -> dict[str, Tensor]:
+        """Named tensors `<prefix>.frames.*`, `<prefix>.tracker.*`, `<prefix>.plan.*` (the exported graphs' form)."""
+        return {**self.perception.to_flat(prefix), **self.plan.to_flat(f"{prefix}.plan")}
+
+    @classmethod
+    def from_flat(cls, named: dict[str, Tensor], prefix: str) -> StackState:
+        return cls(PerceptionState.from_flat(named, prefix), PreviousPlan.from_flat(named, f"{prefix}.plan"))
+
+    @classmethod
+    def flat_names(cls, prefix: str) -> list[str]:
+        return PerceptionState.flat_names(prefix) + PreviousPlan.flat_names(f"{prefix}.plan")
 
 
 @dataclass(frozen=True)
@@ -96,8 +128,8 @@ class Stack(nn.Module):
         self.planner = Planner(cfg.planner, timing, cfg.perception.detector.raster)
 
     def initial_state(self, frame: SensorFrame) -> StackState:
-        """The state at episode start (the first frame repeated, no tracks)."""
-        return self.perception.initial_state(frame)
+        """The state at episode start (the first frame repeated, no tracks, no previous plan)."""
+        return StackState(self.perception.initial_state(frame), PreviousPlan.none(frame, self.timing))
 
     def step(self, state: StackState, frame: SensorFrame, sigma: Tensor | float) -> tuple[Plan, StackState]:
         """One step: the plan for `frame` under risk sensitivity `sigma` ([B] or scalar) and the new state."""
@@ -112,10 +144,15 @@ class Stack(nn.Module):
     ) -> StackOutput:
         """`step` with every intermediate distribution; `noise` (see `Planner.forward`) switches the risk
         from forecast modes to samples. The planner checks sigma (it owns it)."""
-        detections, tracks, new_state = self.perception.step(state, frame)
+        detections, tracks, perception = self.perception.step(state.perception, frame)
         forecast = self.forecast(tracks, frame.map)
-        plan = self.planner(forecast, frame, sigma, agent_size=tracks.size, noise=noise)
-        return StackOutput(detections, tracks, forecast, plan, new_state)
+        plan = self.planner(forecast, frame, sigma, agent_size=tracks.size, noise=noise, previous=state.plan)
+        return StackOutput(detections, tracks, forecast, plan, StackState(perception, remember(plan, frame)))
+
+    def perceive(self, state: StackState, frame: SensorFrame) -> StackState:
+        """Perception alone (between plans when a caller plans less often than it perceives); the
+        previous plan is kept."""
+        return StackState(self.perception.step(state.perception, frame)[2], state.plan)
 
     def forecast(self, tracks: Tracks, map_raster: Tensor | None) -> Forecast:
         """The predictor's mixture for `tracks` (hardened under the argmax ablation); `map_raster` is the

@@ -27,6 +27,7 @@ from torch import Tensor
 from sim.config import Timing
 from sim.geometry import local_to_world, world_to_local
 from sim.policies import Observation, Overlay, PolicyOutput, register_policy
+from sim.proposals.previous import interpolate_steps
 from sim.types import SensorFrame
 from stack.model import Stack, StackOutput, StackState
 
@@ -111,15 +112,15 @@ class StackPolicy:
 
     def perceive(self, state: StackState, frame: SensorFrame) -> StackState:
         """Perception alone (the frames between plans)."""
-        return self.stack.perception.step(state, frame)[2]
+        return self.stack.perceive(state, frame)
 
     def current_plan(self, state: PolicyState, frame: SensorFrame) -> tuple[Tensor, Tensor]:
         """The last plan in the current ego frame, each step (t + 1) sample_dt from now."""
         elapsed = (frame.time - state.plan_time).to(state.plan_xy.dtype)  # (B,)
         dt, T = self.timing.sample_dt, state.plan_xy.shape[1]
         times = (torch.arange(T, dtype=elapsed.dtype, device=elapsed.device) + 1) * dt + elapsed[:, None]  # (B, T)
-        xy = _interpolate(state.plan_xy, times, dt)
-        speed = _interpolate(state.plan_speed.unsqueeze(-1), times, dt).squeeze(-1)
+        xy = interpolate_steps(state.plan_xy, times, dt)
+        speed = interpolate_steps(state.plan_speed.unsqueeze(-1), times, dt).squeeze(-1)
         pose = frame.ego_pose.to(xy.dtype)
         return world_to_local(xy, pose[:, :2], pose[:, 2]), speed
 
@@ -128,18 +129,6 @@ def plan_to_world(trajectory: Tensor, frame: SensorFrame) -> Tensor:
     """Ego-frame positions `[B, T, 2]` of `frame`'s ego frame into the world frame (its localisation pose)."""
     pose = frame.ego_pose.to(trajectory.dtype)
     return local_to_world(trajectory, pose[:, :2], pose[:, 2])
-
-
-def _interpolate(values: Tensor, times: Tensor, dt: float) -> Tensor:
-    """`values [B, T, D]` sampled at (t + 1) dt, read at `times [B, T]` (linear; held past the end)."""
-    T = values.shape[1]
-    position = (times / dt - 1.0).clamp(0.0, T - 1.0)
-    low = position.floor().long().clamp(max=T - 2) if T > 1 else position.long()
-    frac = (position - low.to(position.dtype)).unsqueeze(-1)
-    gather = lambda idx: values.gather(1, idx.unsqueeze(-1).expand(-1, -1, values.shape[-1]))  # noqa: E731
-    if T == 1:
-        return gather(low)
-    return gather(low) * (1.0 - frac) + gather(low + 1) * frac
 
 
 def overlay(out: StackOutput) -> Overlay:
@@ -185,6 +174,14 @@ def make_stack_policy(argmax: bool = False, backend: str = "torch", **options: A
 def _register() -> None:
     register_policy("stack", lambda **options: make_stack_policy(argmax=False, **options))
     register_policy("stack-argmax", lambda **options: make_stack_policy(argmax=True, **options))
+    for name in ("stack-gt", "stack-objects", "pdm-stack"):  # `stack.diagnostics`, imported when used
+        register_policy(name, lambda name=name, **options: _diagnostic(name, **options))
+
+
+def _diagnostic(name: str, **options: Any):
+    from stack.diagnostics import make_diagnostic  # it builds on this module
+
+    return make_diagnostic(name, **options)
 
 
 _register()

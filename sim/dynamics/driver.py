@@ -88,16 +88,26 @@ def agent_drivers(state: WorldState) -> Driver:
 
 
 def idm_accel(
-    driver: Driver, speed: Tensor, gap: Tensor, closing: Tensor, has_leader: Tensor, settings: IdmSettings
+    driver: Driver,
+    speed: Tensor,
+    gap: Tensor,
+    closing: Tensor,
+    has_leader: Tensor,
+    settings: IdmSettings,
+    free_floor: float | None = None,
 ) -> Tensor:
     """a = a_max (1 - (v/v0)^4 - (s*/gap)^2), s* = s0 + max(0, v T + v dv / (2 sqrt(a b))).
 
     `closing` is v minus the leader's speed along the follower's heading; the
     interaction term is dropped where `has_leader` is false. Clamped to
-    [-max_decel, a_max].
+    [-max_decel, a_max]. `free_floor` bounds the free-road term from below: a
+    driver far above its desired speed (a planner's slow proposal) then slows at
+    a_max * |free_floor| instead of braking as hard as it can.
     """
     v0 = driver.desired_speed.clamp_min(0.1)
     free = 1.0 - (speed / v0) ** 4
+    if free_floor is not None:
+        free = free.clamp_min(free_floor)
     root_ab = 2.0 * torch.sqrt((driver.max_accel * driver.comfort_decel).clamp_min(1e-6))
     dynamic = (speed * driver.time_headway + speed * closing / root_ab).clamp_min(0.0)
     desired_gap = driver.min_gap + dynamic

@@ -30,18 +30,37 @@ def travelled(speed: Tensor, accel: Tensor, dt: float) -> tuple[Tensor, Tensor]:
     return next_speed, 0.5 * (speed + next_speed) * moving_time
 
 
+def bicycle_step(
+    xy: Tensor, yaw: Tensor, speed: Tensor, accel: Tensor, steer: Tensor, wheelbase: Tensor, dt: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The rear axle's (xy [..., 2], yaw, speed, heading change) after holding `accel` and `steer` for `dt` s.
+
+    Plain tensor arithmetic on any leading shape, so the planner simulates its proposals with the
+    ego's own model (and exports it); the yaw is not wrapped.
+    """
+    next_speed, ds = travelled(speed, accel, dt)
+    curvature = torch.tan(steer) / wheelbase
+    turn = curvature * ds  # heading change over the step
+    chord = ds * sinc(0.5 * turn)
+    direction = yaw + 0.5 * turn
+    xy = xy + chord.unsqueeze(-1) * torch.stack((torch.cos(direction), torch.sin(direction)), dim=-1)
+    return xy, yaw + turn, next_speed, turn
+
+
+def sinc(x: Tensor) -> Tensor:
+    """sin(x) / x (1 at 0), written out: ONNX has no sinc. Near 0 the series 1 - x^2 / 6 (exact in float32)."""
+    small = x.abs() < 1e-3
+    safe = torch.where(small, torch.ones_like(x), x)
+    return torch.where(small, 1.0 - x * x / 6.0, torch.sin(safe) / safe)
+
+
 def advance_ego(ego: EgoState, accel: Tensor, steer: Tensor, dt: float) -> EgoState:
     """The ego after holding `accel [B]` (m/s^2) and `steer [B]` (rad) for `dt` s."""
-    next_speed, ds = travelled(ego.speed, accel, dt)
-    curvature = torch.tan(steer) / ego.wheelbase
-    turn = curvature * ds  # (B,) heading change over the step
-    chord = ds * torch.sinc(turn / (2.0 * torch.pi))  # torch.sinc(x) = sin(pi x) / (pi x)
-    direction = ego.yaw + 0.5 * turn
-    xy = ego.xy + chord.unsqueeze(-1) * torch.stack((torch.cos(direction), torch.sin(direction)), dim=-1)
+    xy, yaw, next_speed, turn = bicycle_step(ego.xy, ego.yaw, ego.speed, accel, steer, ego.wheelbase, dt)
     return dataclasses.replace(
         ego,
         xy=xy,
-        yaw=wrap_angle(ego.yaw + turn),
+        yaw=wrap_angle(yaw),
         speed=next_speed,
         accel=(next_speed - ego.speed) / dt,
         steer=steer,

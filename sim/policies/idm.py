@@ -11,14 +11,10 @@ from torch import Tensor
 from sim.config import ConfigError, Timing
 from sim.dynamics.driver import DEFAULT_IDM, Driver, idm_accel
 from sim.policies.base import Observation, Overlay, PolicyOutput
-from sim.policies.route import RouteObjects, objects_on_route, route_points
+from sim.policies.route import RouteObjects, objects_on_route
+from sim.proposals.config import EGO_HALF_LENGTH, EGO_HALF_WIDTH, NO_LEADER_GAP
+from sim.proposals.route import route_points
 from sim.types import ObjectList
-
-# nuPlan's ego: a Chrysler Pacifica, 5.18 m x 2.30 m; the corridor uses the
-# frame's own ego width where known, this is only the fallback margin.
-EGO_HALF_WIDTH = 1.0
-EGO_HALF_LENGTH = 2.4
-NO_LEADER_GAP = 1e3  # m; the gap reported when nothing is ahead in the corridor
 
 
 @dataclass(frozen=True)

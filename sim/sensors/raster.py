@@ -84,3 +84,22 @@ def render_map(roadmap: RoadMap, pose: SensorPose, raster: RasterConfig) -> Tens
     by_col = left.reshape(1, H, 1) * leftward.unsqueeze(1)  # (B, W, 2)
     grid = by_row.float().unsqueeze(2) + by_col.float().unsqueeze(1)  # (B, H, W, 2)
     return torch.nn.functional.grid_sample(table, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+
+
+def read_map(channel: Tensor, xy: Tensor, raster: RasterConfig) -> Tensor:
+    """Bilinear read of an ego-frame map channel `[B, 1, H, W]` at ego-frame points `xy [B, ..., 2]` -> [B, ...];
+    1 beyond the raster (what the map does not cover counts as present: unmapped is not off-road).
+
+    Smooth in the points (`grid_sample`), so costs built on it differentiate, and exportable.
+    """
+    row0, col0 = ego_origin_cell(raster)
+    half = 0.5 * raster.size
+    row = row0 - xy[..., 0] / raster.resolution
+    col = col0 - xy[..., 1] / raster.resolution
+    grid = torch.stack((col / half - 1.0, row / half - 1.0), dim=-1)  # align_corners=False units
+    B = xy.shape[0]
+    inside = (grid.abs() <= 1.0).all(-1)
+    value = torch.nn.functional.grid_sample(channel, grid.reshape(B, 1, -1, 2), mode="bilinear",
+                                            padding_mode="border", align_corners=False)  # fmt: skip
+    value = value.reshape(xy.shape[:-1])
+    return torch.where(inside, value, torch.ones_like(value))

@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 import torch
+from planning.lattice import initial_parameters, rollout
 
 from planning.config import PlannerConfig
-from planning.lattice import initial_parameters, rollout
 from planning.planner import Planner, nearest_agents
 from prediction.types import Forecast
 from tests.planning.planning_scenes import HORIZON, forecast, moving, road_frame, standing

@@ -1,0 +1,95 @@
+"""The IDM leader of each proposal path, from the obstacles' outcomes, without thresholding them.
+
+For a path (the route shifted by a lateral offset blended in over a ramp) and a
+plan step, an outcome of an agent is in the path's corridor when its box comes
+within `corridor_margin` of the ego's box centred on the path. Agents whose
+front is behind the ego's rear now are left out (what they do behind the ego is
+not the ego's to follow). Each agent's leader position is the rear of its box
+along the route at the `leader_quantile` of its outcomes: the smallest rear
+position r with P(agent exists, is in the corridor and its rear <= r) >= q. An
+agent more likely absent or elsewhere than in the corridor is then no leader
+(at q = 0.5), a sure one always is. The path's leader is the nearest agent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from sim.proposals.config import EGO_HALF_LENGTH, EGO_HALF_WIDTH, NO_LEADER_GAP
+from sim.proposals.obstacles import Obstacles
+from sim.proposals.route import ramped_offset, to_route
+from sim.types import SensorFrame
+
+
+@dataclass(frozen=True)
+class Leader:
+    """Per path and plan step, [B, P, T]: the leader's rear along the route, m (NO_LEADER_GAP when none),
+    and its speed along the route, m/s."""
+
+    rear: Tensor
+    speed: Tensor
+
+
+@dataclass(frozen=True)
+class OnRoute:
+    """Obstacles in route coordinates, [B, A, M, T] each."""
+
+    s: Tensor
+    lat: Tensor
+    half_along: Tensor
+    half_across: Tensor
+    speed: Tensor
+
+
+def on_route(frame: SensorFrame, obstacles: Obstacles, sample_dt: float) -> OnRoute:
+    """Where each outcome lies along the route, its box's half extents along and across it, and its speed along it."""
+    s, lat, tangent = to_route(frame, obstacles.means)
+    hx, hy = obstacles.heading[..., 0], obstacles.heading[..., 1]
+    cos = (hx * torch.cos(tangent) + hy * torch.sin(tangent)).abs()
+    sin = (hy * torch.cos(tangent) - hx * torch.sin(tangent)).abs()
+    trust = obstacles.heading_trust
+    cos, sin = trust * cos + (1.0 - trust), trust * sin  # untrusted headings: aligned with the route
+    half_length = 0.5 * obstacles.size[..., 0, None, None]
+    half_width = 0.5 * obstacles.size[..., 1, None, None]
+    return OnRoute(s, lat, cos * half_length + sin * half_width, sin * half_length + cos * half_width,
+                   _rate(s, sample_dt))  # fmt: skip
+
+
+def _rate(s: Tensor, dt: float) -> Tensor:
+    """ds/dt [..., T] by differences between steps (central inside, one-sided at the ends), by slicing."""
+    if s.shape[-1] < 2:
+        return torch.zeros_like(s)
+    inner = (s[..., 2:] - s[..., :-2]) / (2.0 * dt)
+    first = (s[..., 1:2] - s[..., :1]) / dt
+    last = (s[..., -1:] - s[..., -2:-1]) / dt
+    return torch.cat((first, inner, last), dim=-1)
+
+
+def leader_table(
+    route: OnRoute, prob: Tensor, start: Tensor, offsets: Tensor, ramps: Tensor, quantile: float, margin: float
+) -> Leader:
+    """The leader of each path at each plan step; the paths blend from the ego's offset `start [B]` to
+    `offsets [P]` (m) over `ramps [B, P]` (m).
+
+    `route` from `on_route`, `prob [B, A, M]` the outcomes' probabilities.
+    """
+    s = route.s[:, None]  # (B, 1, A, M, T)
+    path_lat, _ = ramped_offset(s, start[:, None, None, None, None], offsets[None, :, None, None, None],
+                                ramps[:, :, None, None, None])  # fmt: skip
+    reach = route.half_across[:, None] + EGO_HALF_WIDTH + margin
+    inside = (route.lat[:, None] - path_lat).abs() < reach  # (B, P, A, M, T)
+    starts_ahead = (route.s[..., :1] + route.half_along[..., :1]) > -EGO_HALF_LENGTH  # (B, A, M, 1)
+    counts = inside & starts_ahead[:, None] & (prob > 0)[:, None, :, :, None]
+    rear = torch.where(counts, (route.s - route.half_along)[:, None], torch.full_like(path_lat, NO_LEADER_GAP))
+    p = torch.where(counts, prob[:, None, :, :, None].expand_as(rear), torch.zeros_like(rear))
+    # P(rear <= rear of outcome m) for each outcome m, over the agent's outcomes m': (B, P, A, M, M', T).
+    below = (rear.unsqueeze(-3) <= rear.unsqueeze(-2)).to(p.dtype)
+    cdf = (below * p.unsqueeze(-3)).sum(-2)  # (B, P, A, M, T)
+    candidate = torch.where(cdf >= quantile, rear, torch.full_like(rear, NO_LEADER_GAP))
+    per_agent, mode = candidate.min(dim=3)  # (B, P, A, T)
+    speed = route.speed[:, None].expand_as(rear).gather(3, mode.unsqueeze(3)).select(3, 0)
+    nearest, agent = per_agent.min(dim=2)  # (B, P, T)
+    return Leader(nearest, speed.gather(2, agent.unsqueeze(2)).select(2, 0))
