@@ -45,9 +45,9 @@ def warmed_up(stack: Stack, scenario: str, frames: int):
         plan, _ = expert.act(None, obs)
         action = controller(state.ego, centre_plan_to_rear_axle(plan.trajectory, state.ego.wheelbase), plan.speeds)
         state = sim_step(state, action)
-    stack_state = stack.initial_state(seen[0])
+    stack_state, sigma = stack.initial_state(seen[0]), torch.ones(1)
     for frame in seen[:-1]:
-        _, _, stack_state = stack.perception.step(stack_state, frame)
+        _, stack_state = stack.step(stack_state, frame, sigma)
     return stack_state, seen[-1]
 
 
@@ -57,12 +57,12 @@ def measure(stack: Stack, state, frame, threads: int, repeats: int) -> list[dict
     torch.set_num_threads(threads)
     try:
         sigma = torch.ones(1)
-        _, tracks, _ = stack.perception.step(state, frame)
+        _, tracks, _ = stack.perception.step(state.perception, frame)
         forecast = stack.forecast(tracks, frame.map)
         calls = {
-            "perception (detector + tracker)": lambda: stack.perception.step(state, frame),
+            "perception (detector + tracker)": lambda: stack.perception.step(state.perception, frame),
             "prediction (K-mode forecast)": lambda: stack.forecast(tracks, frame.map),
-            "planning": lambda: stack.planner(forecast, frame, sigma, agent_size=tracks.size),
+            "planning": lambda: stack.planner(forecast, frame, sigma, agent_size=tracks.size, previous=state.plan),
             "whole step": lambda: stack.step(state, frame, sigma),
         }
         rows = [{"call": name, **time_call(call, repeats)} for name, call in calls.items()]

@@ -51,9 +51,8 @@ def inputs_for_frames(stack: Stack, frames: list[SensorFrame], sigma: Tensor, se
             _, state = stack.step(state, frame, sigma)
         frame = frames[-1]
         out = stack.step_outputs(state, frame, sigma)
-    named: Named = {**frame.to_flat("frame"), **state.frames.to_flat("state.frames")}
-    named.update(state.tracker.to_flat("state.tracker"))
-    named.update(push(state.frames, frame).to_flat("frames"))  # the detector's input
+    named: Named = {**frame.to_flat("frame"), **state.to_flat("state")}
+    named.update(push(state.perception.frames, frame).to_flat("frames"))  # the detector's input
     named.update(out.detections.to_flat("detections"))
     named.update(out.tracks.to_flat("tracks"))
     named.update(out.forecast.to_flat("forecast"))

@@ -67,6 +67,23 @@ def agent_futures(
     return AgentFutures(means, cov, heading, trust, log_prob, existence, size)
 
 
+def near_route(agents: AgentFutures, route: Tensor, count: int) -> AgentFutures:
+    """The `count` agents whose outcomes come closest to the ego's route ahead `route [B, R, 2]` (points
+    every few metres; by their means, minus their half-diagonal): the proposals' leaders are looked for
+    among them, so their cost does not grow with the tracker's slots. Top-k with the probabilities
+    travelling along; agents with existence 0 rank last."""
+    A = agents.means.shape[1]
+    if count >= A:
+        return agents
+    with torch.no_grad():
+        points = agents.means.flatten(2, 3)  # (B, A, M*T, 2)
+        gap = points[:, :, :, None] - route[:, None, None]  # (B, A, M*T, R, 2)
+        nearest = (gap[..., 0] ** 2 + gap[..., 1] ** 2).flatten(2).amin(-1).sqrt() - 0.5 * agents.size.norm(dim=-1)
+        nearest = torch.where(agents.existence > 0, nearest, torch.full_like(nearest, float("inf")))
+        index = torch.topk(nearest, count, dim=1, largest=False).indices  # (B, count)
+    return agents.select(index)
+
+
 def nearest_agents(agents: AgentFutures, xy: Tensor, count: int) -> AgentFutures:
     """The `count` agents that come closest to any of the ego's positions `xy [B, C, T, 2]` (by their
     outcome means, minus their half-diagonal), so the interaction terms scale with `count`, not the

@@ -68,8 +68,10 @@ class PlannerConfig:
 
     Attributes:
         proposals: the proposal generator shared with the rule-based baseline (`sim.proposals`).
-        max_agents: the interaction terms consider the agents that come closest to the proposals, at
-            most this many (their cost grows linearly with it); the IDM leader reads every agent.
+        leader_agents: the agents that come closest to the ego's route ahead, at most this many, are
+            the candidates for the proposals' IDM leaders (their cost grows linearly with it).
+        max_agents: of those, the interaction terms consider the ones that come closest to the
+            proposals, at most this many (their cost grows linearly with it).
         softmin_temperature: proposal weights are softmax(-risk / temperature) in training.
         collision_discount: per-step factor on later contacts (replanning can still avoid them).
         step_dependence: how a mode's per-step contact probabilities combine over the horizon:
@@ -88,6 +90,7 @@ class PlannerConfig:
     """
 
     proposals: ProposalConfig = field(default_factory=ProposalConfig)
+    leader_agents: int = 32
     max_agents: int = 8
     softmin_temperature: float = 0.025
     collision_discount: float = 0.95
@@ -110,8 +113,9 @@ class PlannerConfig:
         for name in POSITIVE_FIELDS:
             value = getattr(self, name)
             require(isinstance(value, int | float) and value > 0, o, name, "> 0", value)
-        agents = self.max_agents
-        require(isinstance(agents, int) and agents >= 1, o, "max_agents", "an int >= 1", agents)
+        for name in ("leader_agents", "max_agents"):
+            agents = getattr(self, name)
+            require(isinstance(agents, int) and agents >= 1, o, name, "an int >= 1", agents)
         require(self.step_dependence in STEP_DEPENDENCE, o, "step_dependence", f"one of {STEP_DEPENDENCE}",
                 self.step_dependence)  # fmt: skip
         require(0 < self.collision_discount <= 1, o, "collision_discount", "in (0, 1]", self.collision_discount)

@@ -5,7 +5,7 @@ Gaussian position (`planning.collision`), on what the ego will drive
 (`sim.proposals.Driven`):
 
 * collision: the boxes meet at the same time, checked at the plan steps and
-  halfway between them, discounted over time (later contacts can still be
+  halfway between them (each step keeps the larger), discounted over time (later contacts can still be
   avoided by replanning), combined over the horizon as
   `PlannerConfig.step_dependence` says;
 * headway: the agent is inside the ego's box stretched ahead by
@@ -33,14 +33,65 @@ from sim.proposals.simulate import with_halfway
 
 
 def interaction_costs(driven: Driven, agents: AgentFutures, cfg: PlannerConfig, dt: float) -> Tensor:
-    """Cost [B, C, A, M] of each proposal if agent a exists and follows outcome m."""
+    """Cost [B, C, A, M] of each proposal if agent a exists and follows outcome m.
+
+    The three terms' box probabilities are computed in one pass over the pairs (ego step, agent step)
+    each needs, laid end to end along the time axis: collision at twice the plan rate (2T pairs),
+    headway at the plan steps with the ego's box stretched (T), yielding at delays k = 1..K (T - k each).
+    """
     w = cfg.weights
-    cost = w.collision * collision(driven, agents, cfg)
-    if w.headway > 0:
-        cost = cost + w.headway * headway(driven, agents, cfg)
-    if w.yielding > 0 and cfg.yield_time > 0:
-        cost = cost + w.yielding * yielding(driven, agents, cfg, dt)
+    T = driven.xy.shape[2]
+    K = min(max(round(cfg.yield_time / dt), 1), T - 1) if w.yielding > 0 and cfg.yield_time > 0 else 0
+    ego_xy, ego_heading = _ego(driven)  # (B, C, 1, 1, T, ...)
+    at = (agents.means, agents.cov, agents.heading, agents.heading_trust)  # (B, A, M, T, ...)
+    pairs = [_halfway_pairs(ego_xy, ego_heading, at), ((ego_xy, ego_heading), at)]
+    pairs += [((ego_xy[..., : T - k, :], ego_heading[..., : T - k, :]), tuple(_later(x, k) for x in at))
+              for k in range(1, K + 1)]  # fmt: skip
+    lengths = [ego[0].shape[-2] for ego, _ in pairs]
+    zeros = driven.speed.new_zeros(1).expand(*driven.speed.shape[:2], 1)
+    stretch = [zeros.expand(-1, -1, n) for n in lengths]
+    stretch[1] = driven.speed * cfg.time_to_collision  # the headway term's
+    stretch = torch.cat(stretch, dim=-1)[:, :, None, None]
+    ego = [torch.cat([p[0][n] for p in pairs], dim=-2) for n in range(2)]
+    other = [torch.cat([p[1][n] for p in pairs], dim=_TIME_DIM[n]) for n in range(4)]
+    step = _contact(ego[0], ego[1], agents, *(x[:, None] for x in other), cfg.margin, stretch)  # (B, C, A, M, L)
+    parts = torch.split(step, lengths, dim=-1)
+    cost = w.collision * _combine_collision(parts[0], cfg) + w.headway * (parts[1] * _discount(parts[1], cfg)).amax(-1)
+    if K:
+        delayed = torch.stack([(1.0 - (k - 1) / K) * (parts[1 + k] * _discount(parts[1 + k], cfg)).amax(-1)
+                               for k in range(1, K + 1)], dim=-1)  # fmt: skip
+        cost = cost + w.yielding * delayed.amax(-1)
     return cost * behind_weight(agents)[:, None]
+
+
+# The time axis of means [..., T, 2], cov [..., T, 2, 2], heading [..., T, 2], heading_trust [..., T].
+_TIME_DIM = (-2, -3, -2, -1)
+
+
+def _later(values: Tensor, k: int) -> Tensor:
+    """Agent steps k.. of a field (its time axis per `_TIME_DIM`)."""
+    dim = {4: -1, 5: -2, 6: -3}[values.dim()]
+    return values.narrow(dim, k, values.shape[dim] - k)
+
+
+def _halfway_pairs(ego_xy: Tensor, ego_heading: Tensor, at: tuple[Tensor, ...]) -> tuple[tuple, tuple]:
+    """Ego and agent poses at twice the plan rate (`with_halfway`), headings renormalised."""
+    ego = (with_halfway(ego_xy, -2), _unit(with_halfway(ego_heading, -2)))
+    means, cov, heading, trust = at
+    agent = (with_halfway(means, -2), with_halfway(cov, -3), _unit(with_halfway(heading, -2)), with_halfway(trust, -1))
+    return ego, agent
+
+
+def _combine_collision(step: Tensor, cfg: PlannerConfig) -> Tensor:
+    """[B, C, A, M] from per-half-step contact probabilities [..., 2T], discounted, over the horizon. The
+    halfway checks only keep fast agents from passing through the ego between two plan steps: each plan
+    step takes the larger of its own and the one halfway before it, so checking twice as often does not
+    double the chances a persistent near miss gets under the noisy-OR."""
+    per_step = torch.maximum(step[..., 0::2], step[..., 1::2])  # (..., T)
+    discount = _discount(per_step, cfg)
+    if cfg.step_dependence == "independent":
+        return (first_hit_probability(per_step) * discount).sum(-1)
+    return (per_step * discount).amax(-1)
 
 
 def _ego(driven: Driven) -> tuple[Tensor, Tensor]:
@@ -50,58 +101,12 @@ def _ego(driven: Driven) -> tuple[Tensor, Tensor]:
 
 
 def _contact(ego_xy: Tensor, ego_heading: Tensor, agents: AgentFutures, means: Tensor, cov: Tensor,
-             heading: Tensor, trust: Tensor, margin: float, stretch: Tensor | None = None) -> Tensor:  # fmt: skip
-    """P(boxes meet) [B, C, A, M, T'] for ego poses [B, C, 1, 1, T', ...] and agent outcomes [B, 1, A, M, T', ...];
-    `stretch` [B, C, 1, 1, T'] lengthens the ego's box ahead by that many metres."""
+             heading: Tensor, trust: Tensor, margin: float, stretch: Tensor) -> Tensor:  # fmt: skip
+    """P(boxes meet) [B, C, A, M, L] for ego poses [B, C, 1, 1, L, ...] and agent outcomes [B, 1, A, M, L, ...];
+    `stretch` [B, C, 1, 1, L] lengthens the ego's box ahead by that many metres."""
     along, across = minkowski_half_sizes(ego_heading, heading, trust, agents.size[:, None, :, None, None], margin)
-    offset = means - ego_xy
-    if stretch is not None:
-        offset = offset - ego_heading * (0.5 * stretch).unsqueeze(-1)
-        along = along + 0.5 * stretch
-    return box_probability(offset, cov, ego_heading, along, across)
-
-
-def collision(driven: Driven, agents: AgentFutures, cfg: PlannerConfig) -> Tensor:
-    """[B, C, A, M] discounted probability of contact over the horizon, at twice the plan rate."""
-    ego_xy, ego_heading = _ego(driven)
-    ego_xy, ego_heading = with_halfway(ego_xy, -2), _unit(with_halfway(ego_heading, -2))
-    means, cov = with_halfway(agents.means, -2), with_halfway(agents.cov, -3)
-    heading, trust = _unit(with_halfway(agents.heading, -2)), with_halfway(agents.heading_trust, -1)
-    step = _contact(ego_xy, ego_heading, agents, means[:, None], cov[:, None], heading[:, None], trust[:, None],
-                    cfg.margin)  # fmt: skip
-    T2 = step.shape[-1]
-    discount = cfg.collision_discount ** (0.5 * (torch.arange(T2, dtype=step.dtype, device=step.device) + 1))
-    if cfg.step_dependence == "independent":
-        return (first_hit_probability(step) * discount).sum(-1)
-    return (step * discount).amax(-1)
-
-
-def headway(driven: Driven, agents: AgentFutures, cfg: PlannerConfig) -> Tensor:
-    """[B, C, A, M] the largest probability over the plan steps that the agent is within
-    `time_to_collision` seconds of travel ahead of the ego."""
-    ego_xy, ego_heading = _ego(driven)
-    stretch = (driven.speed * cfg.time_to_collision)[:, :, None, None]
-    step = _contact(ego_xy, ego_heading, agents, agents.means[:, None], agents.cov[:, None],
-                    agents.heading[:, None], agents.heading_trust[:, None], cfg.margin, stretch)  # fmt: skip
-    return (step * _discount(step, cfg)).amax(-1)
-
-
-def yielding(driven: Driven, agents: AgentFutures, cfg: PlannerConfig, dt: float) -> Tensor:
-    """[B, C, A, M] the largest probability, over plan steps t and delays k, that the agent is at step
-    t + k where the ego was at step t, weighted 1 - (k - 1) / K for K = the delays within `yield_time`."""
-    T = driven.xy.shape[2]
-    K = min(max(round(cfg.yield_time / dt), 1), T - 1)
-    ego_xy, ego_heading = _ego(driven)
-    worst = torch.zeros_like(agents.means[:, None, ..., 0, 0]).expand(-1, driven.xy.shape[1], -1, -1)
-    for k in range(1, K + 1):
-        later = slice(k, T)
-        at = (agents.means, agents.cov, agents.heading, agents.heading_trust)
-        means, cov, heading, trust = (x[:, None, :, :, later] for x in at)
-        step = _contact(ego_xy[..., : T - k, :], ego_heading[..., : T - k, :], agents, means, cov, heading, trust,
-                        cfg.margin)  # fmt: skip
-        weight = 1.0 - (k - 1) / K
-        worst = torch.maximum(worst, weight * (step * _discount(step, cfg)).amax(-1))
-    return worst
+    offset = means - ego_xy - ego_heading * (0.5 * stretch).unsqueeze(-1)
+    return box_probability(offset, cov, ego_heading, along + 0.5 * stretch, across)
 
 
 def behind_weight(agents: AgentFutures, softness: float = 0.5) -> Tensor:

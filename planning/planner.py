@@ -33,7 +33,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
-from planning.agents import AgentFutures, agent_futures, nearest_agents
+from planning.agents import AgentFutures, agent_futures, near_route, nearest_agents
 from planning.config import PlannerConfig
 from planning.costs import deterministic_costs
 from planning.interaction import interaction_costs
@@ -107,6 +107,7 @@ class Planner(nn.Module):
         if agent_size is None:
             agent_size = forecast.class_probs @ self.class_size.to(forecast.class_probs.dtype)
         agents = agent_futures(forecast, agent_size, noise, self.cfg.sample_position_std, self.timing.sample_dt)
+        agents = near_route(agents, frame.route, self.cfg.leader_agents)
         proposals = generate(frame, agents.obstacles(), previous, self.cfg.proposals, self.timing, self.raster)
         risk = self.risk(proposals, frame, nearest_agents(agents, proposals.driven.xy, self.cfg.max_agents), sigma)
         return self.plan(proposals, risk, sigma)

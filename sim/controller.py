@@ -76,16 +76,25 @@ class TrackingController:
         return EgoAction(accel=accel, steer=steer)
 
     def command(
-        self, speed: Tensor, last_accel: Tensor, wheelbase: Tensor, trajectory: Tensor, speeds: Tensor | None
+        self,
+        speed: Tensor,
+        last_accel: Tensor,
+        wheelbase: Tensor,
+        trajectory: Tensor,
+        speeds: Tensor | None,
+        target_speed: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """(accel, steer) [N] for vehicles at `speed`, having applied `last_accel`, tracking `trajectory
-        [N, T, 2]` (rear-axle frame) at `speeds [N, T]` (or None). Unchecked tensor arithmetic, so the
-        planner runs the same law on its proposals (and exports it)."""
+        [N, T, 2]` (rear-axle frame) at `speeds [N, T]` (or None). `target_speed [N]`, when given, is the
+        planned speed `lookahead_time` ahead (what `speeds` would give; a caller that has it saves the
+        lookup). Unchecked tensor arithmetic, so the planner runs the same law on its proposals (and
+        exports it)."""
         points = torch.cat((torch.zeros_like(trajectory[:, :1]), trajectory), dim=1)  # (N, T+1, 2)
         seg = points[:, 1:] - points[:, :-1]  # (N, T, 2)
         seg_len = torch.sqrt(seg[..., 0] * seg[..., 0] + seg[..., 1] * seg[..., 1])  # (N, T)
         steer = self._steer(speed, wheelbase, points, seg, seg_len)
-        target_speed = self._target_speed(speed, seg_len, speeds)
+        if target_speed is None:
+            target_speed = self._target_speed(speed, seg_len, speeds)
         accel = self.speed_gain * (target_speed - speed)
         stopping = target_speed < STOP_SPEED
         accel = torch.where(stopping, accel.clamp_max(-HOLD_DECEL), accel)

@@ -101,7 +101,7 @@ def planning_loss(stack: Stack, frames: list, truth: Futures, cfg: EndToEndConfi
     with torch.no_grad():
         state = stack.initial_state(frames[0])
         for frame in frames[1:-1]:
-            _, _, state = stack.perception.step(state, frame)
+            state = stack.perceive(state, frame)
     sigma = torch.full_like(frames[-1].ego_speed, cfg.sigma)
     plan = stack.step_outputs(state, frames[-1], sigma).plan
     candidates = plan.candidates  # (K, C, T, 3)

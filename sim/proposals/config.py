@@ -43,6 +43,8 @@ class ProposalConfig:
             agent's outcomes (existence x mode weight) reach with this probability; the nearest agent
             wins. 0.5 follows agents more likely there than not; lower is more cautious.
         corridor_margin: m, an agent is in a proposal's corridor when its box comes this close to the ego's.
+        yield_gap: s; an agent that crosses the path (or comes against it) is a leader, at the place it
+            crosses, from this long before it gets there until this long after it has left (gap acceptance).
         time_headway, min_gap, max_accel, comfort_decel: the proposals' IDM (s, m, m/s^2, m/s^2).
             Slowing to a lower target brakes at most `comfort_decel`; a leader may demand more.
         max_decel: m/s^2, the IDM's hardest braking behind a leader.
@@ -63,6 +65,7 @@ class ProposalConfig:
     lane_change_time: float = 3.0
     leader_quantile: float = 0.5
     corridor_margin: float = 0.5
+    yield_gap: float = 1.2
     time_headway: float = 1.5
     min_gap: float = 2.5
     max_accel: float = 1.5
@@ -87,6 +90,7 @@ class ProposalConfig:
         require(self.lane_width >= 0, o, "lane_width", ">= 0 m", self.lane_width)
         require(0 < self.leader_quantile <= 1, o, "leader_quantile", "in (0, 1]", self.leader_quantile)
         require(self.corridor_margin >= 0, o, "corridor_margin", ">= 0 m", self.corridor_margin)
+        require(self.yield_gap >= 0, o, "yield_gap", ">= 0 s", self.yield_gap)
         require(self.max_decel >= self.comfort_decel, o, "max_decel", ">= comfort_decel", self.max_decel)
         for name in ("idm_substeps", "simulation_substeps"):
             value = getattr(self, name)

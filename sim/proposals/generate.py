@@ -5,7 +5,9 @@
 1. Paths: the route centreline shifted by small lateral offsets, and by one lane
    width to either side where the map shows a lane there (lane changes).
 2. Leaders: per path and plan step, the nearest agent in the path's corridor at
-   a quantile of its outcomes (`sim.proposals.leader`): no thresholding.
+   a quantile of its outcomes (`sim.proposals.leader`): no thresholding. Agents
+   that cross the path hold their crossing place a little before and after
+   they pass, so the IDM waits for a gap instead of following them through.
 3. Speeds: IDM along each path at several target speeds behind its leader.
 4. Stops and consistency: a controlled stop, an emergency stop, and the
    previous step's plan re-timed to now.
@@ -77,8 +79,9 @@ def generate(
     _, start, _ = to_route(frame, torch.zeros_like(frame.route[:, :1]))  # (B, 1) the ego's offset now
     start = start[:, 0]
     ramps = _ramps(frame, cfg, start, offsets)  # (B, P)
+    hold = round(cfg.yield_gap / timing.sample_dt)
     leader = leader_table(on_route(frame, obstacles, timing.sample_dt), obstacles.prob, start, offsets, ramps,
-                          cfg.leader_quantile, cfg.corridor_margin)  # fmt: skip
+                          cfg.leader_quantile, cfg.corridor_margin, hold)  # fmt: skip
     fractions = constant(sorted(cfg.speed_fractions, reverse=True), like)
     target = (frame.speed_limit[:, None, None] * fractions).expand(-1, offsets.shape[0], -1)  # (B, P, F)
     s, speed = follow(frame.ego_speed, target, leader, cfg, timing)  # (B, P, F, T)

@@ -9,6 +9,7 @@ from sim.config import Timing
 from sim.dynamics.driver import Driver, IdmSettings, idm_accel
 from sim.proposals.config import EGO_HALF_LENGTH, NO_LEADER_GAP, ProposalConfig
 from sim.proposals.leader import Leader
+from sim.tensorclass import constant
 
 
 def follow(speed: Tensor, target: Tensor, leader: Leader, cfg: ProposalConfig, timing: Timing) -> tuple[Tensor, Tensor]:
@@ -16,18 +17,19 @@ def follow(speed: Tensor, target: Tensor, leader: Leader, cfg: ProposalConfig, t
     desired speeds `target [B, P, F]`, behind the leader of their path (`leader`, [B, P, T])."""
     substeps = cfg.idm_substeps
     dt = timing.sample_dt / substeps
+    n = timing.horizon_steps * substeps
     driver = _driver(target, cfg)
     settings = IdmSettings(max_decel=cfg.max_decel)
     free_floor = -cfg.comfort_decel / cfg.max_accel
+    rear, lead_speed = _leader_at(leader, substeps)  # (B, P, n) each
+    has_leader = rear < 0.5 * NO_LEADER_GAP
     s = torch.zeros_like(target)
     v = speed[:, None, None].expand_as(target)
     lengths, speeds = [], []
-    for k in range(timing.horizon_steps * substeps):
-        rear, lead_speed = _leader_at(leader, k * dt, timing)  # (B, P)
-        gap = (rear[..., None] - s - EGO_HALF_LENGTH).clamp_min(0.0)
-        has_leader = (rear < 0.5 * NO_LEADER_GAP)[..., None]
-        closing = v - lead_speed[..., None].clamp_min(0.0)
-        a = idm_accel(driver, v, gap, closing, has_leader, settings, free_floor)
+    for k in range(n):
+        gap = (rear[..., k, None] - s - EGO_HALF_LENGTH).clamp_min(0.0)
+        closing = v - lead_speed[..., k, None]
+        a = idm_accel(driver, v, gap, closing, has_leader[..., k, None], settings, free_floor)
         v_next = (v + a * dt).clamp_min(0.0)
         s = s + 0.5 * (v + v_next) * dt
         v = v_next
@@ -42,19 +44,26 @@ def _driver(target: Tensor, cfg: ProposalConfig) -> Driver:
     return Driver(target, const(cfg.time_headway), const(cfg.min_gap), const(cfg.max_accel), const(cfg.comfort_decel))
 
 
-def _leader_at(leader: Leader, time: float, timing: Timing) -> tuple[Tensor, Tensor]:
-    """The leader [B, P] at `time` s: linear between plan steps (extrapolated back before the first),
-    the nearer step's where the leader appears or vanishes between them."""
+def _leader_at(leader: Leader, substeps: int) -> tuple[Tensor, Tensor]:
+    """The leader's rear and speed [B, P, T * substeps] at times k sample_dt / substeps, k = 0, 1, ...:
+    linear between plan steps (extrapolated back before the first), the nearer step's where the leader
+    appears or vanishes between them. Static slicing and arithmetic."""
     T = leader.rear.shape[-1]
     if T == 1:
-        return leader.rear[..., 0], leader.speed[..., 0]
-    position = time / timing.sample_dt - 1.0  # plan step index of `time`, a Python float
-    low = min(max(int(position // 1), 0), T - 2)
-    frac = position - low
-    a, b = leader.rear[..., low], leader.rear[..., low + 1]
-    nearer = a if frac < 0.5 else b
-    both = torch.maximum(a, b) < 0.5 * NO_LEADER_GAP
-    rear = torch.where(both, a + (b - a) * frac, nearer)
-    speed = leader.speed[..., low] + (leader.speed[..., low + 1] - leader.speed[..., low]) * min(max(frac, 0.0), 1.0)
-    speed = torch.where(both, speed, leader.speed[..., low] if frac < 0.5 else leader.speed[..., low + 1])
-    return rear, speed
+        shape = (*leader.rear.shape[:-1], substeps)
+        return leader.rear.expand(shape), leader.speed.clamp_min(0.0).expand(shape)
+    # Time k lies in the step interval m = k // substeps (step m - 1 to step m; before step 0, steps 0 to 1),
+    # at fraction j / substeps of it, j = k % substeps.
+    frac = constant([[j / substeps - (m == 0) for j in range(substeps)] for m in range(T)], leader.rear)  # (T, S)
+    nearer_is_high = frac >= 0.5
+
+    def spread(values: Tensor, interpolate: Tensor | None) -> tuple[Tensor, Tensor]:
+        low = torch.cat((values[..., :1], values[..., :-1]), dim=-1)[..., None]  # (B, P, T, 1)
+        high = torch.cat((values[..., 1:2], values[..., 1:]), dim=-1)[..., None]
+        both = torch.maximum(low, high) < 0.5 * NO_LEADER_GAP if interpolate is None else interpolate
+        nearer = torch.where(nearer_is_high, high, low)
+        return torch.where(both, low + (high - low) * frac, nearer), both
+
+    rear, both = spread(leader.rear, None)
+    speed, _ = spread(leader.speed, both)
+    return rear.flatten(-2), speed.flatten(-2).clamp_min(0.0)

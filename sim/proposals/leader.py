@@ -42,20 +42,24 @@ class OnRoute:
     half_along: Tensor
     half_across: Tensor
     speed: Tensor
+    crossing: Tensor
 
 
 def on_route(frame: SensorFrame, obstacles: Obstacles, sample_dt: float) -> OnRoute:
-    """Where each outcome lies along the route, its box's half extents along and across it, and its speed along it."""
+    """Where each outcome lies along the route, its box's half extents along and across it, its speed
+    along it, and whether it crosses or comes against the route (its heading, where known, more than
+    60 degrees off the route's)."""
     s, lat, tangent = to_route(frame, obstacles.means)
     hx, hy = obstacles.heading[..., 0], obstacles.heading[..., 1]
-    cos = (hx * torch.cos(tangent) + hy * torch.sin(tangent)).abs()
-    sin = (hy * torch.cos(tangent) - hx * torch.sin(tangent)).abs()
+    along = hx * torch.cos(tangent) + hy * torch.sin(tangent)
+    cos, sin = along.abs(), (hy * torch.cos(tangent) - hx * torch.sin(tangent)).abs()
     trust = obstacles.heading_trust
+    crossing = trust * along < 0.5  # an untrusted heading (a standing agent) counts as along the route
     cos, sin = trust * cos + (1.0 - trust), trust * sin  # untrusted headings: aligned with the route
     half_length = 0.5 * obstacles.size[..., 0, None, None]
     half_width = 0.5 * obstacles.size[..., 1, None, None]
     return OnRoute(s, lat, cos * half_length + sin * half_width, sin * half_length + cos * half_width,
-                   _rate(s, sample_dt))  # fmt: skip
+                   _rate(s, sample_dt), crossing & (trust > 0))  # fmt: skip
 
 
 def _rate(s: Tensor, dt: float) -> Tensor:
@@ -69,12 +73,22 @@ def _rate(s: Tensor, dt: float) -> Tensor:
 
 
 def leader_table(
-    route: OnRoute, prob: Tensor, start: Tensor, offsets: Tensor, ramps: Tensor, quantile: float, margin: float
+    route: OnRoute,
+    prob: Tensor,
+    start: Tensor,
+    offsets: Tensor,
+    ramps: Tensor,
+    quantile: float,
+    margin: float,
+    hold_steps: int = 0,
 ) -> Leader:
     """The leader of each path at each plan step; the paths blend from the ego's offset `start [B]` to
     `offsets [P]` (m) over `ramps [B, P]` (m).
 
-    `route` from `on_route`, `prob [B, A, M]` the outcomes' probabilities.
+    `route` from `on_route`, `prob [B, A, M]` the outcomes' probabilities. An outcome that crosses the
+    route (or comes against it) holds the place where it is in the corridor for `hold_steps` plan steps
+    before it gets there and after it has left: the IDM then waits before a conflict until the agent has
+    passed with a gap, instead of following it through (gap acceptance).
     """
     s = route.s[:, None]  # (B, 1, A, M, T)
     path_lat, _ = ramped_offset(s, start[:, None, None, None, None], offsets[None, :, None, None, None],
@@ -84,6 +98,7 @@ def leader_table(
     starts_ahead = (route.s[..., :1] + route.half_along[..., :1]) > -EGO_HALF_LENGTH  # (B, A, M, 1)
     counts = inside & starts_ahead[:, None] & (prob > 0)[:, None, :, :, None]
     rear = torch.where(counts, (route.s - route.half_along)[:, None], torch.full_like(path_lat, NO_LEADER_GAP))
+    rear, counts = _hold(rear, counts, route.crossing[:, None] & (prob > 0)[:, None, :, :, None], hold_steps)
     p = torch.where(counts, prob[:, None, :, :, None].expand_as(rear), torch.zeros_like(rear))
     # P(rear <= rear of outcome m) for each outcome m, over the agent's outcomes m': (B, P, A, M, M', T).
     below = (rear.unsqueeze(-3) <= rear.unsqueeze(-2)).to(p.dtype)
@@ -93,3 +108,17 @@ def leader_table(
     speed = route.speed[:, None].expand_as(rear).gather(3, mode.unsqueeze(3)).select(3, 0)
     nearest, agent = per_agent.min(dim=2)  # (B, P, T)
     return Leader(nearest, speed.gather(2, agent.unsqueeze(2)).select(2, 0))
+
+
+def _hold(rear: Tensor, counts: Tensor, crossing: Tensor, steps: int) -> tuple[Tensor, Tensor]:
+    """`rear [..., T]` with each crossing outcome's place in the corridor (`counts`) also held for up to
+    `steps` plan steps before it is there and after it has left (the nearest such step's place)."""
+    held, where = rear, counts
+    for k in range(1, steps + 1):
+        later = torch.cat((rear[..., k:], torch.full_like(rear[..., :k], NO_LEADER_GAP)), dim=-1)
+        earlier = torch.cat((torch.full_like(rear[..., :k], NO_LEADER_GAP), rear[..., :-k]), dim=-1)
+        nearest = torch.minimum(later, earlier)
+        fill = ~where & crossing & (nearest < 0.5 * NO_LEADER_GAP)
+        held = torch.where(fill, nearest, held)
+        where = where | fill
+    return held, where

@@ -65,6 +65,11 @@ class Driven:
         return self.speed * self.yaw_rate
 
 
+# Plan points the controller is shown: its lookahead (at most 0.8 s of travel, or 4 m) falls well within
+# the first 2.4 s of a plan, so later points cannot change its command.
+CONTROLLER_POINTS = 6
+
+
 def drive(reference: Reference, speed: Tensor, accel: Tensor, wheelbase: float, timing: Timing,
           substeps: int) -> Driven:  # fmt: skip
     """Drive every reference [B, C, ...] from the ego's `speed [B]` and last `accel [B]` (m/s, m/s^2) with
@@ -72,7 +77,9 @@ def drive(reference: Reference, speed: Tensor, accel: Tensor, wheelbase: float, 
     B, C, T = reference.speed.shape
     dt = timing.sample_dt / substeps
     controller = TrackingController(timing=dataclasses.replace(timing, sim_dt=dt))
+    shown = min(T, CONTROLLER_POINTS)
     rear_table, speed_table = _tables(reference, speed, wheelbase)  # (B, C, 2T+1, 2), (B, C, 2T+1)
+    targets = _target_speeds(speed_table, controller.lookahead_time, timing, substeps)  # (B, C, T * substeps)
     v = speed[:, None].expand(B, C)
     a = accel[:, None].expand(B, C)
     xy = torch.stack((torch.full_like(v, -0.5 * wheelbase), torch.zeros_like(v)), dim=-1)  # rear axle now
@@ -82,12 +89,10 @@ def drive(reference: Reference, speed: Tensor, accel: Tensor, wheelbase: float, 
     record: dict[str, list[Tensor]] = {name: [] for name in ("xy", "yaw", "speed", "accel", "jerk", "yaw_rate")}
     v_start, yaw_start, jerk = v, yaw, torch.zeros_like(v)
     for k in range(T * substeps):
-        first, frac = k // substeps + 1, (k % substeps) / substeps
-        plan = _lerp(rear_table, first, T, frac)  # the reference re-timed to start now
-        plan_speed = _lerp(speed_table, first, T, frac)
-        local = _to_local(plan, xy, yaw)  # (B, C, T, 2) in the simulated rear-axle frame
-        command, steer = controller.command(v.reshape(-1), a.reshape(-1), base, local.reshape(B * C, T, 2),
-                                            plan_speed.reshape(B * C, T))  # fmt: skip
+        plan = _lerp(rear_table, k // substeps + 1, shown, (k % substeps) / substeps)  # re-timed to start now
+        local = _to_local(plan, xy, yaw)  # (B, C, shown, 2) in the simulated rear-axle frame
+        command, steer = controller.command(v.reshape(-1), a.reshape(-1), base, local.reshape(B * C, shown, 2),
+                                            None, targets[..., k].reshape(-1))  # fmt: skip
         xy, yaw, v_next, _ = bicycle_step(xy, yaw, v, command.reshape(B, C), steer.reshape(B, C), wheelbases, dt)
         applied = (v_next - v) / dt
         jerk = torch.maximum(jerk, (applied - a).abs() / dt)
@@ -103,6 +108,19 @@ def drive(reference: Reference, speed: Tensor, accel: Tensor, wheelbase: float, 
             v_start, yaw_start, jerk = v, yaw, torch.zeros_like(v)
     stacked = {name: torch.stack(values, dim=2) for name, values in record.items()}
     return Driven(**stacked)
+
+
+def _target_speeds(speed_table: Tensor, lookahead: float, timing: Timing, substeps: int) -> Tensor:
+    """[B, C, T * substeps] the planned speed `lookahead` s after each simulated time (what
+    `TrackingController` reads from the re-timed plan; linear between plan steps)."""
+    T = (speed_table.shape[-1] - 1) // 2
+    columns = []
+    for k in range(T * substeps):
+        position = k / substeps + lookahead / timing.sample_dt  # in plan steps from now
+        low = min(int(position // 1), speed_table.shape[-1] - 2)
+        frac = position - low
+        columns.append(speed_table[..., low] + (speed_table[..., low + 1] - speed_table[..., low]) * frac)
+    return torch.stack(columns, dim=-1)
 
 
 def _tables(reference: Reference, speed: Tensor, wheelbase: float) -> tuple[Tensor, Tensor]:
@@ -125,6 +143,8 @@ def _tables(reference: Reference, speed: Tensor, wheelbase: float) -> tuple[Tens
 def _lerp(table: Tensor, first: int, count: int, frac: float) -> Tensor:
     """Rows first..first+count-1 of `table [B, C, N, ...]` moved `frac` of the way to the next rows."""
     low = table[:, :, first : first + count]
+    if frac == 0.0:
+        return low
     return low + (table[:, :, first + 1 : first + 1 + count] - low) * frac
 
 

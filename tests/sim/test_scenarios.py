@@ -44,15 +44,18 @@ SYNTHETIC = [
 
 @pytest.fixture
 def ethucy_data(tmp_path, monkeypatch):
-    """A tiny ETH/UCY file where DRIVESTACK_DATA points: six pedestrians crossing a plaza."""
-    folder = tmp_path / "ethucy" / "eth" / "test"
-    folder.mkdir(parents=True)
+    """A tiny ETH/UCY file per scene where DRIVESTACK_DATA points: six pedestrians crossing a plaza."""
     lines = []
     for agent in range(6):
         for k in range(40):
             x, y = -6.0 + 0.5 * k, 1.5 * agent - 4.0 + 0.1 * k * (agent % 2)
             lines.append(f"{(k + agent) * 10}\t{agent + 1}.0\t{x:.2f}\t{y:.2f}\n")
-    (folder / "biwi_eth.txt").write_text("".join(lines))
+    scenes = {"eth": "biwi_eth", "hotel": "biwi_hotel", "univ": "students001", "zara1": "crowds_zara01",
+              "zara2": "crowds_zara02"}  # fmt: skip
+    for scene, name in scenes.items():
+        folder = tmp_path / "ethucy" / scene / "test"
+        folder.mkdir(parents=True)
+        (folder / f"{name}.txt").write_text("".join(lines))
     monkeypatch.setenv("DRIVESTACK_DATA", str(tmp_path))
     return tmp_path
 
@@ -86,7 +89,17 @@ def test_every_family_ships_a_scenario_and_suites_cover_them():
         for key in ("position_jitter", "miss_prob", "ghost_rate"):
             assert float(torch.tensor(s.sensor[key].values()).min()) > 0, (s.name, key)
     assert [s.family for s in resolve_suite("crowds")] == ["ethucy_crowd"]
-    assert set(packaged_suites()) >= {"hard", "crowds", "demo"}
+    assert set(packaged_suites()) >= {"hard", "hard-v2", "crowds", "demo"}
+
+
+def test_hard_v2_is_harsher_variants_of_every_hard_family_and_never_the_same_files():
+    v2 = resolve_suite("hard-v2")
+    assert set(SYNTHETIC) <= {s.family for s in v2}
+    assert {s.name for s in v2}.isdisjoint(s.name for s in resolve_suite("hard"))
+    crowds = [s for s in v2 if s.family == "ethucy_crowd"]
+    assert len(crowds) == 5  # one per ETH/UCY scene
+    for s in v2:
+        assert float(torch.tensor(s.sensor["position_jitter"].values()).min()) > 0.15, s.name
 
 
 @pytest.mark.parametrize("name", packaged_scenarios())
@@ -99,7 +112,7 @@ def test_shipped_scenarios_build_valid_worlds_without_overlaps(name, ethucy_data
     more = build_batch(scenario, list(range(3, 11)))
     for w in (world, more):
         assert _overlaps(w).sum() == 0
-    if name != "ghost_road":
+    if scenario.family != "ghost_road":
         assert bool((world.agents.valid | world.log.valid.any(-1)).any(-1).all()), "every episode has agents"
 
 

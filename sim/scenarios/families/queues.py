@@ -32,6 +32,8 @@ def skip_ego(ctx: BuildContext, lane: Tensor, valid: Tensor, rear: Tensor, lengt
     would meet the ego's zone and every slot after it on that lane move by the
     same amount, so spacing is kept and the ego sits in a gap of the queue.
     """
+    if rear.shape[-1] == 0:  # no traffic at all (vehicles: 0, cyclists: 0)
+        return rear
     ego = ctx.ego
     centre = ctx.ego_s + ego.wheelbase / 2  # (B,) box centre on the route (equal overhangs)
     reach = ego.length / 2 + EGO_CLEARANCE + _SLACK  # slack: boxes that merely touch count as overlapping

@@ -61,11 +61,18 @@ def lane_traffic(ctx: BuildContext, section: str) -> Block:
 
 
 def build_cruising(ctx: BuildContext) -> list[Block]:
-    return [lane_traffic(ctx, "traffic")]
+    return _traffic_blocks(ctx, "traffic")
 
 
 def build_merge(ctx: BuildContext) -> list[Block]:
-    return [lane_traffic(ctx, "traffic")]
+    return _traffic_blocks(ctx, "traffic")
+
+
+def _traffic_blocks(ctx: BuildContext, section: str) -> list[Block]:
+    """The section's lane traffic, or no block when it can hold no agent (vehicles: 0, cyclists: 0)."""
+    if ctx.upper(f"{section}.vehicles") + ctx.upper(f"{section}.cyclists") == 0:
+        return []
+    return [lane_traffic(ctx, section)]
 
 
 def build_ghost_road(ctx: BuildContext) -> list[Block]:
