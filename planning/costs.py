@@ -48,7 +48,7 @@ def deterministic_costs(proposals: Proposals, frame: SensorFrame, cfg: PlannerCo
 def progress_cost(proposals: Proposals, frame: SensorFrame, cfg: PlannerConfig) -> Tensor:
     """[B, C] the fraction of the best proposal's progress along the route not made (PDM-Closed's
     progress term), by what is driven."""
-    s, _, _ = to_route(frame, proposals.driven.xy[:, :, -1])  # (B, C)
+    s, _, _ = to_route(frame.route, proposals.driven.xy[:, :, -1])  # (B, C)
     best = torch.where(proposals.valid, s, torch.zeros_like(s)).amax(-1, keepdim=True).clamp_min(cfg.min_progress)
     return cfg.weights.progress * (1.0 - s / best).clamp(0.0, 1.0)
 

@@ -156,12 +156,13 @@ def project_to_polyline(pts: Tensor, path_s: Tensor, xy: Tensor) -> tuple[Tensor
     foot = a + ab * t.unsqueeze(-1)
     dist2 = ((xy.unsqueeze(-2) - foot) ** 2).sum(-1)
     j = dist2.argmin(-1, keepdim=True)
-    t_j = torch.gather(t, -1, j).squeeze(-1)
-    s0 = torch.gather(path_s[..., :-1], -1, j).squeeze(-1)
-    s1 = torch.gather(path_s[..., 1:], -1, j).squeeze(-1)
+    # `select`, not `squeeze`: an exported squeeze under a dynamic batch becomes an ONNX If.
+    t_j = torch.gather(t, -1, j).select(-1, 0)
+    s0 = torch.gather(path_s[..., :-1], -1, j).select(-1, 0)
+    s1 = torch.gather(path_s[..., 1:], -1, j).select(-1, 0)
     s = s0 + (s1 - s0) * t_j
-    ab_j = torch.gather(ab, -2, j.unsqueeze(-1).expand(*j.shape, 2)).squeeze(-2)
-    a_j = torch.gather(a, -2, j.unsqueeze(-1).expand(*j.shape, 2)).squeeze(-2)
+    ab_j = torch.gather(ab, -2, j.unsqueeze(-1).expand(*j.shape, 2)).select(-2, 0)
+    a_j = torch.gather(a, -2, j.unsqueeze(-1).expand(*j.shape, 2)).select(-2, 0)
     rel = xy - a_j
     cross = ab_j[..., 0] * rel[..., 1] - ab_j[..., 1] * rel[..., 0]
     d = cross / ab_j.norm(dim=-1).clamp_min(1e-6)

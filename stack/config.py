@@ -24,6 +24,8 @@ class StackConfig:
         predictor: the forecast model.
         planner: candidates, risk and costs.
         sigma: the default risk sensitivity for callers that pass none (the simulator policy).
+        follow_route: forecasts of agents driving along the ego's route bend with it (`prediction.road`);
+            the predictor reads no lane geometry and would forecast a car on a bend leaving its lane.
         argmax: the ablation switch (DESIGN.md): detections thresholded at 0.5 and hardened,
             forecasts reduced to their most likely mode as a point, existence thresholded.
             The same weights; never the default.
@@ -33,6 +35,7 @@ class StackConfig:
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     sigma: float = 1.0
+    follow_route: bool = True
     argmax: bool = False
 
     def __post_init__(self) -> None:
@@ -45,6 +48,8 @@ class StackConfig:
                 raise ConfigError(f"{OWNER}.{name}: expected a {kind.__name__}, got {getattr(self, name)!r}")
         if not (isinstance(self.sigma, int | float) and math.isfinite(self.sigma)):
             raise ConfigError(f"{OWNER}.sigma: expected a finite number, got {self.sigma!r}")
+        if not isinstance(self.follow_route, bool):
+            raise ConfigError(f"{OWNER}.follow_route: expected a bool, got {self.follow_route!r}")
         if not isinstance(self.argmax, bool):
             raise ConfigError(f"{OWNER}.argmax: expected a bool, got {self.argmax!r}")
         tracker_steps = self.perception.tracker.history_steps

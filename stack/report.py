@@ -64,6 +64,39 @@ def policy_rows(comparison: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def family_table(comparison: dict[str, Any]) -> str:
+    """Score / at-fault collision % per family (rows) and policy (columns), the sweep left out."""
+    labels = [r["policy"] for r in policy_rows(comparison)]
+    by_label = {label: {row["family"]: row for row in comparison["families"][label]} for label in labels}
+    families = sorted({family for rows in by_label.values() for family in rows})
+    lines = ["| family | " + " | ".join(labels) + " |", "|" + "---|" * (len(labels) + 1)]
+    for family in families:
+        cells = [_family_cell(by_label[label].get(family)) for label in labels]
+        lines.append(f"| {family} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _family_cell(row: dict[str, Any] | None) -> str:
+    if row is None:
+        return "n/a"
+    return f"{_cell(row['score_mean'], '{:.2f}')} / {_cell(row['at_fault_collision_rate_pct'], '{:.0f}')}"
+
+
+def bootstrap_lines(comparison: dict[str, Any]) -> list[str]:
+    """One line per paired difference (`stack.bootstrap`)."""
+    lines = []
+    for name, diff in comparison.get("bootstrap", {}).items():
+        score, coll = diff["score"], diff["collision_pct"]
+        if score["mean"] is None:
+            continue
+        lines.append(
+            f"- {name}: score {score['mean']:+.3f} [{score['low']:+.3f}, {score['high']:+.3f}], at-fault "
+            f"collisions {coll['mean']:+.1f} [{coll['low']:+.1f}, {coll['high']:+.1f}] points "
+            f"({score['episodes']} paired episodes, 95 % bootstrap)"
+        )
+    return lines
+
+
 def text_table(comparison: dict[str, Any]) -> str:
     """The policy table for a terminal."""
     rows = policy_rows(comparison)
@@ -151,11 +184,23 @@ def write_report(comparison: dict[str, Any], out: Path) -> Path:
         "# Closed-loop evaluation of the stack",
         "",
         f"Suite `{cfg['suite']}`, {cfg['seeds']} seeds per scenario from seed {cfg['first_seed']}, weights "
-        f"`{cfg['weights']}`, sigma {comparison['sigma']:g}; the stack plans every {cfg['plan_every']} frames "
+        f"`{cfg['weights']}`, sigma {comparison['sigma']:g}; the stack plans every {cfg['plan_every']} frame(s) "
         "and perceives every frame. All policies drive the same episodes; `pdm` reads the noisy object sensor "
         "thresholded at 0.5, `pdm-gt` ground truth (the upper reference).",
         "",
         markdown_table(policy_rows(comparison), POLICY_COLUMNS, ("policy", "policy")),
+        "",
+        "`stack-gt` and `stack-objects` are the stack's tracker, predictor and planner fed by ground truth and by "
+        "the noisy object sensor instead of its detector; `pdm-stack` is the rule-based planner on the stack's "
+        "own perception, thresholded (tracks with existence >= 0.5, their most likely mode).",
+        "",
+        "## Per family (score / at-fault collision %)",
+        "",
+        family_table(comparison),
+        "",
+        "## Paired differences (stack minus the row named)",
+        "",
+        *(bootstrap_lines(comparison) or ["(no reference rows)"]),
         "",
         "## Sigma sweep",
         "",

@@ -24,6 +24,14 @@ def policy_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def takes_option(name: str, option: str) -> bool:
+    """Whether policy `name`'s factory takes `option` (e.g. the `raster` a baseline reads the map with)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown policy {name!r}; available: {', '.join(policy_names())}")
+    params = inspect.signature(_REGISTRY[name]).parameters
+    return option in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
 def make_policy(name: str, **options: Any) -> Policy:
     """Policy `name`, built with `options` (e.g. the stack's `backend`); options a policy does not take
     are an error naming them, not ignored."""
@@ -58,4 +66,5 @@ __all__ = [
     "make_policy",
     "policy_names",
     "register_policy",
+    "takes_option",
 ]

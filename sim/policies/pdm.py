@@ -109,7 +109,7 @@ class PDMClosed:
         collides = hit_time < horizon
         drivable = _stays_drivable(frame, driven.xy, driven.yaw, self.raster)
         safe = ~collides & drivable
-        progress, _, _ = to_route(frame, driven.xy[:, :, -1])  # (B, C) arc length reached
+        progress, _, _ = to_route(frame.route, driven.xy[:, :, -1])  # (B, C) arc length reached
         best = torch.where(safe & proposals.valid, progress, torch.zeros_like(progress)).amax(-1, keepdim=True)
         progress_term = (progress / best.clamp_min(1.0)).clamp(0.0, 1.0)
         ttc_term = (~stretched_hit).to(progress.dtype)

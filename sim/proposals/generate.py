@@ -76,7 +76,7 @@ def generate(
     """The proposals for `frame` among `obstacles`, the previous plan among them when given."""
     like = frame.ego_speed
     offsets = constant(cfg.path_offsets, like)  # (P,)
-    _, start, _ = to_route(frame, torch.zeros_like(frame.route[:, :1]))  # (B, 1) the ego's offset now
+    _, start, _ = to_route(frame.route, torch.zeros_like(frame.route[:, :1]))  # (B, 1) the ego's offset now
     start = start[:, 0]
     ramps = _ramps(frame, cfg, start, offsets)  # (B, P)
     hold = round(cfg.yield_gap / timing.sample_dt)
@@ -86,13 +86,13 @@ def generate(
     target = (frame.speed_limit[:, None, None] * fractions).expand(-1, offsets.shape[0], -1)  # (B, P, F)
     s, speed = follow(frame.ego_speed, target, leader, cfg, timing)  # (B, P, F, T)
     offset, slope = ramped_offset(s, start[:, None, None, None], offsets[None, :, None, None], ramps[:, :, None, None])
-    xy, yaw = offset_poses(frame, s, offset, slope)
+    xy, yaw = offset_poses(frame.route, s, offset, slope)
     B, P, F, T = s.shape
     grid = (xy.reshape(B, P * F, T, 2), yaw.reshape(B, P * F, T), speed.reshape(B, P * F, T))
     lanes = _lanes_on_map(frame, cfg, raster)[:, :, None].expand(B, P, F).reshape(B, P * F)
     stop_s, stop_speed = _stops(frame.ego_speed, cfg, timing)  # (B, 2, T), at the ego's offset
     stop_offset = start[:, None, None].expand_as(stop_s)
-    stop_xy, stop_yaw = offset_poses(frame, stop_s, stop_offset, torch.zeros_like(stop_s))
+    stop_xy, stop_yaw = offset_poses(frame.route, stop_s, stop_offset, torch.zeros_like(stop_s))
     parts = [grid, (stop_xy, stop_yaw, stop_speed)]
     valid = [lanes, torch.ones_like(lanes[:, :2])]
     s_parts, offset_parts = [s.reshape(B, P * F, T), stop_s], [offset.reshape(B, P * F, T), stop_offset]
@@ -100,7 +100,7 @@ def generate(
     if cfg.previous_plan:
         previous = previous if previous is not None else PreviousPlan.none(frame, timing)
         held = previous.retimed(frame, timing)
-        held_s, held_offset, _ = to_route(frame, held.xy)
+        held_s, held_offset, _ = to_route(frame.route, held.xy)
         parts.append((held.xy, held.yaw, held.speed))
         valid.append(previous.valid[:, None])
         s_parts.append(held_s)
@@ -132,7 +132,7 @@ def _lanes_on_map(frame: SensorFrame, cfg: ProposalConfig, raster: RasterConfig)
     s = constant(LANE_CHECK_S, like)[None, None, :, None].expand(B, len(changes), -1, len(LANE_CHECK_ACROSS))
     across = constant(changes, like)[:, None, None] + constant(LANE_CHECK_ACROSS, like)[None, None, :]
     across = across.expand_as(s)
-    xy, _ = offset_poses(frame, s, across, torch.zeros_like(s))  # (B, L, S, X, 2)
+    xy, _ = offset_poses(frame.route, s, across, torch.zeros_like(s))  # (B, L, S, X, 2)
     centre_line = read_map(frame.map[:, 1:2], xy, raster).amax(-1) > 0.25  # (B, L, S)
     drivable = read_map(frame.map[:, :1], xy, raster).amin(-1) > 0.5
     return torch.cat((nudges, (centre_line & drivable).all(-1)), dim=1)

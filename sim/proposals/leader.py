@@ -49,7 +49,7 @@ def on_route(frame: SensorFrame, obstacles: Obstacles, sample_dt: float) -> OnRo
     """Where each outcome lies along the route, its box's half extents along and across it, its speed
     along it, and whether it crosses or comes against the route (its heading, where known, more than
     60 degrees off the route's)."""
-    s, lat, tangent = to_route(frame, obstacles.means)
+    s, lat, tangent = to_route(frame.route, obstacles.means)
     hx, hy = obstacles.heading[..., 0], obstacles.heading[..., 1]
     along = hx * torch.cos(tangent) + hy * torch.sin(tangent)
     cos, sin = along.abs(), (hy * torch.cos(tangent) - hx * torch.sin(tangent)).abs()

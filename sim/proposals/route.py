@@ -12,7 +12,12 @@ from sim.types import SensorFrame
 
 def route_arclength(frame: SensorFrame) -> Tensor:
     """Cumulative arc length [B, R] of the route polyline, from its first point."""
-    seg = (frame.route[:, 1:] - frame.route[:, :-1]).norm(dim=-1)
+    return polyline_arclength(frame.route)
+
+
+def polyline_arclength(points: Tensor) -> Tensor:
+    """Cumulative arc length [B, R] of polylines `points [B, R, 2]`, from their first point."""
+    seg = (points[:, 1:] - points[:, :-1]).norm(dim=-1)
     zero = torch.zeros_like(seg[:, :1])
     return torch.cat((zero, seg.cumsum(-1)), dim=-1)
 
@@ -54,29 +59,30 @@ def route_points(frame: SensorFrame, s: Tensor, lateral: Tensor | None = None) -
     return xy
 
 
-def _route_tables(frame: SensorFrame, count: int) -> tuple[Tensor, Tensor]:
+def _route_tables(route: Tensor, count: int) -> tuple[Tensor, Tensor]:
     """The route's points [B, count, R, 2] and arc lengths [B, count, R], expanded (views) for `count` queries."""
-    B, R = frame.route.shape[:2]
-    return frame.route[:, None].expand(B, count, R, 2), route_arclength(frame)[:, None].expand(B, count, R)
+    B, R = route.shape[:2]
+    return route[:, None].expand(B, count, R, 2), polyline_arclength(route)[:, None].expand(B, count, R)
 
 
-def to_route(frame: SensorFrame, xy: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def to_route(route: Tensor, xy: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Arc length, lateral offset (left > 0) and the route's heading there, [B, ...] each, of ego-frame
-    points `xy [B, ..., 2]` (the route extended straight beyond its ends)."""
+    points `xy [B, ..., 2]` on the route `route [B, R, 2]` (`SensorFrame.route`; extended straight beyond
+    its ends)."""
     B, shape = xy.shape[0], xy.shape[1:-1]
     flat = xy.reshape(B, -1, 2)
-    pts, table = _route_tables(frame, flat.shape[1])
+    pts, table = _route_tables(route, flat.shape[1])
     s, lat = project_onto_route(pts, table, flat)
     _, tangent = interpolate_polyline(pts, table, s)
     return s.reshape(B, *shape), lat.reshape(B, *shape), tangent.reshape(B, *shape)
 
 
-def offset_poses(frame: SensorFrame, s: Tensor, offset: Tensor, slope: Tensor) -> tuple[Tensor, Tensor]:
-    """Positions [B, ..., 2] and headings [B, ...] of paths at arc lengths `s [B, ...]` along the route,
-    `offset [B, ...]` m to its left, the offset changing by `slope` m per m there."""
+def offset_poses(route: Tensor, s: Tensor, offset: Tensor, slope: Tensor) -> tuple[Tensor, Tensor]:
+    """Positions [B, ..., 2] and headings [B, ...] of paths at arc lengths `s [B, ...]` along the route
+    `route [B, R, 2]`, `offset [B, ...]` m to its left, the offset changing by `slope` m per m there."""
     B, shape = s.shape[0], s.shape[1:]
     flat = s.reshape(B, -1)
-    pts, table = _route_tables(frame, flat.shape[1])
+    pts, table = _route_tables(route, flat.shape[1])
     centre, route_yaw = interpolate_polyline(pts, table, flat)
     route_yaw = route_yaw.reshape(B, *shape)
     normal = torch.stack((-torch.sin(route_yaw), torch.cos(route_yaw)), dim=-1)

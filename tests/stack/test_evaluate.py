@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from perception.model import PerceptionConfig
 from sim.config import RasterConfig
 from sim.scenarios import scenario_path
 from stack.config import StackConfig
-from stack.evaluate import ClosedLoopConfig, evaluate, planned_runs, targets
+from stack.evaluate import DIAGNOSTICS, ClosedLoopConfig, evaluate, planned_runs, targets
 from stack.model import Stack
 from stack.report import write_report
 
@@ -29,9 +31,18 @@ def setup(tmp_path_factory):
     torch.manual_seed(0)
     weights = Stack(StackConfig.tiny(perception=PerceptionConfig.tiny(RASTER))).save(base / "stack.safetensors")
     cfg = ClosedLoopConfig(
-        suite=str(scenario), seeds=2, weights=weights, sigmas=(0.0, 1.0), baselines=(), batch_size=2,
-        render=1, out=base / "out",
+        suite=str(scenario), seeds=2, weights=weights, sigmas=(0.0, 1.0), baselines=(), diagnostics=(),
+        batch_size=2, render=1, out=base / "out",
     )  # fmt: skip
+    return cfg, evaluate(cfg)
+
+
+@pytest.fixture(scope="module")
+def every_row(setup):
+    """The baselines and the diagnostics beside the stack, on the same episodes."""
+    cfg, _ = setup
+    cfg = dataclasses.replace(cfg, sigmas=(), baselines=("pdm", "pdm-gt"), diagnostics=DIAGNOSTICS, render=0,
+                              out=cfg.out.parent / "every-row")  # fmt: skip
     return cfg, evaluate(cfg)
 
 
@@ -41,6 +52,7 @@ def test_every_run_is_on_the_same_episodes_and_reported(setup):
     assert all(row["episodes"] == 2 and row["failed"] == 0 for row in comparison["overall"].values())
     assert [r["sigma"] for r in comparison["sweep"]] == [0.0, 1.0]
     assert set(comparison["targets"]) == {
+        "score_at_least_0.80",
         "collision_rate_at_most_half_of_ablation",
         "progress_at_least_90pct_of_ablation",
         "frozen_at_most_2pct",
@@ -66,21 +78,44 @@ def test_the_report_has_tables_plots_and_a_rendered_episode(setup):
         assert (report.parent / name).stat().st_size > 1000
 
 
-def test_targets_compare_with_the_ablation():
-    def row(collision, progress, frozen, score=0.5):
-        return {"overall": {"at_fault_collision_rate_pct": collision, "mean_progress_m": progress,
-                            "frozen_pct": frozen, "score_mean": score}}  # fmt: skip
+def test_diagnostics_and_baselines_drive_the_same_episodes_with_paired_intervals(every_row):
+    cfg, comparison = every_row
+    assert list(comparison["overall"]) == ["stack", "stack-argmax", "pdm", "pdm-gt", *DIAGNOSTICS]
+    assert all(row["episodes"] == 2 and row["failed"] == 0 for row in comparison["overall"].values())
+    seeds = {label: sorted(r["seed"] for r in csv.DictReader((cfg.out / label / "episodes.csv").open()))
+             for label in comparison["overall"]}  # fmt: skip
+    assert len({tuple(v) for v in seeds.values()}) == 1
+    pdm = comparison["bootstrap"]["stack-pdm"]["score"]
+    assert pdm["episodes"] == 2 and pdm["low"] <= pdm["mean"] <= pdm["high"]
+    assert "planner_on_ground_truth_at_least_pdm_gt" in comparison["targets"]
+    text = write_report(comparison, cfg.out).read_text()
+    assert "## Per family" in text and "| pdm-stack |" in text and "stack-pdm: score" in text
 
-    checks = targets({"stack": row(4.0, 95.0, 1.0), "stack-argmax": row(10.0, 100.0, 0.0), "pdm": row(0, 0, 0, 0.6)})
+
+def test_targets_compare_with_the_ablation_the_baselines_and_feasible_families():
+    def row(collision, progress, frozen, score=0.5, families=()):
+        overall = {"at_fault_collision_rate_pct": collision, "mean_progress_m": progress, "frozen_pct": frozen,
+                   "score_mean": score}  # fmt: skip
+        return {"overall": overall,
+                "families": [{"family": f, "at_fault_collision_rate_pct": c} for f, c in families]}  # fmt: skip
+
+    stack = row(4.0, 95.0, 1.0, 0.82, (("a", 10.0), ("b", 40.0)))
+    reference = row(1.0, 0, 0, 0.9, (("a", 0.0), ("b", 20.0)))
+    checks = targets({"stack": stack, "stack-argmax": row(10.0, 100.0, 0.0), "pdm": row(5.0, 0, 0, 0.6),
+                      "pdm-gt": reference, "stack-gt": row(0, 0, 0, 0.85)})  # fmt: skip
     assert checks["collision_rate_at_most_half_of_ablation"]["met"]
     assert checks["progress_at_least_90pct_of_ablation"]["met"]
-    assert checks["frozen_at_most_2pct"]["met"]
-    assert checks["score_at_least_pdm_on_noisy_sensor"]["met"] is False
+    assert checks["frozen_at_most_2pct"]["met"] and checks["score_at_least_0.80"]["met"]
+    assert checks["score_at_least_pdm_plus_0.03"]["met"] and checks["collisions_at_most_pdm"]["met"]
+    # Family b is not feasible for pdm-gt (20 %), so only family a's 10 % counts.
+    assert checks["worst_feasible_family_collisions_at_most_15pct"]["value"] == 10.0
+    assert checks["planner_on_ground_truth_at_least_pdm_gt"]["met"] is False
 
 
 def test_planned_runs_put_the_main_sigma_once():
     runs = planned_runs(ClosedLoopConfig(sigmas=(0.0, 1.0, 2.0)), default_sigma=1.0)
-    assert [r.label for r in runs] == ["stack", "stack-argmax", "pdm", "pdm-gt", "stack-sigma=0", "stack-sigma=2"]
+    assert [r.label for r in runs] == ["stack", "stack-argmax", "pdm", "pdm-gt", *DIAGNOSTICS, "stack-sigma=0",
+                                       "stack-sigma=2"]  # fmt: skip
 
 
 def test_missing_weights_get_a_clear_error(tmp_path: Path):

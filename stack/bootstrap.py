@@ -1,0 +1,60 @@
+"""Paired bootstrap intervals of the stack's differences from another policy over the same episodes.
+
+Two rows of a comparison drove the same episodes (scenario, seed), so their
+difference is judged episode by episode: resample the episodes with
+replacement, take the mean difference of the score and of the at-fault
+collision indicator, and report the 2.5 % and 97.5 % quantiles over the
+resamples. Failed episodes (a policy error) are left out of both rows.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESAMPLES = 2000
+SEED = 0
+REFERENCES = ("pdm", "pdm-gt", "stack-argmax")
+
+
+def episode_metrics(path: Path) -> dict[tuple[str, int], dict[str, float]]:
+    """{(scenario, seed): {"score", "collided"}} of a run's episodes.csv, failed episodes left out."""
+    rows = {}
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            if row.get("error"):
+                continue
+            rows[(row["scenario"], int(row["seed"]))] = {"score": float(row["score"]),
+                                                         "collided": float(row["collided"])}  # fmt: skip
+    return rows
+
+
+def paired_interval(a: dict, b: dict, key: str, resamples: int = RESAMPLES, seed: int = SEED) -> dict[str, Any]:
+    """Mean of a - b over the episodes both hold, and its 95 % bootstrap interval."""
+    shared = sorted(set(a) & set(b))
+    if not shared:
+        return {"episodes": 0, "mean": None, "low": None, "high": None}
+    diff = torch.tensor([a[k][key] - b[k][key] for k in shared], dtype=torch.float64)
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.randint(0, len(shared), (resamples, len(shared)), generator=generator)
+    means = diff[index].mean(-1)
+    low, high = torch.quantile(means, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return {"episodes": len(shared), "mean": float(diff.mean()), "low": low, "high": high}
+
+
+def differences(out: Path, labels: list[str]) -> dict[str, Any]:
+    """The stack minus each reference row present in `labels`: score and collision-rate differences with
+    their intervals (the collision difference in percentage points)."""
+    if "stack" not in labels:
+        return {}
+    stack = episode_metrics(out / "stack" / "episodes.csv")
+    result = {}
+    for ref in (r for r in REFERENCES if r in labels):
+        other = episode_metrics(out / ref / "episodes.csv")
+        collided = paired_interval(stack, other, "collided")
+        collided = {k: (100.0 * v if isinstance(v, float) else v) for k, v in collided.items()}
+        result[f"stack-{ref}"] = {"score": paired_interval(stack, other, "score"), "collision_pct": collided}
+    return result
