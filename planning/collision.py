@@ -61,11 +61,16 @@ def box_probability(offset: Tensor, cov: Tensor, heading: Tensor, half_along: Te
 
     All broadcast together; returns [...] in [0, 1].
     """
-    across_axis = torch.stack((-heading[..., 1], heading[..., 0]), dim=-1)
-    along = _dot(offset, heading)
-    across = _dot(offset, across_axis)
-    std_along = _quadratic(cov, heading).clamp_min(1e-12).sqrt()
-    std_across = _quadratic(cov, across_axis).clamp_min(1e-12).sqrt()
+    hx, hy = heading[..., 0], heading[..., 1]
+    ox, oy = offset[..., 0], offset[..., 1]
+    along = ox * hx + oy * hy
+    across = oy * hx - ox * hy
+    # u^T cov u for u = heading and its left normal, written out with the heading's products first: the
+    # heading usually has far fewer elements than the covariance it is broadcast against.
+    hxx, hxy2, hyy = hx * hx, 2.0 * hx * hy, hy * hy
+    cxx, cxy, cyy = cov[..., 0, 0], cov[..., 0, 1], cov[..., 1, 1]
+    std_along = (cxx * hxx + cxy * hxy2 + cyy * hyy).clamp_min(1e-12).sqrt()
+    std_across = (cxx * hyy - cxy * hxy2 + cyy * hxx).clamp_min(1e-12).sqrt()
     return _interval(-half_along - along, half_along - along, std_along) * _interval(
         -half_across - across, half_across - across, std_across
     )
@@ -74,12 +79,6 @@ def box_probability(offset: Tensor, cov: Tensor, heading: Tensor, half_along: Te
 def _dot(u: Tensor, v: Tensor) -> Tensor:
     """u . v over the last axis (2), written out: a reduction over an axis of two runs slowly in onnxruntime."""
     return u[..., 0] * v[..., 0] + u[..., 1] * v[..., 1]
-
-
-def _quadratic(cov: Tensor, u: Tensor) -> Tensor:
-    """u^T cov u -> [...], written out: a broadcast matmul of 2x2 blocks copies far more than it computes."""
-    u0, u1 = u[..., 0], u[..., 1]
-    return cov[..., 0, 0] * u0 * u0 + 2.0 * cov[..., 0, 1] * u0 * u1 + cov[..., 1, 1] * u1 * u1
 
 
 def motion_heading(means: Tensor, dt: float) -> tuple[Tensor, Tensor]:

@@ -78,6 +78,10 @@ class PlannerConfig:
             "independent", the probability of a first contact at each step (noisy-OR), or
             "correlated", the largest (errors persist from step to step).
         margin: added to the half-sizes of every ego + agent footprint, m.
+        standstill_severity: what a contact costs while the ego stands still, as a fraction of one at
+            `severity_speed` or faster (linear between): being run into while stopped is not the ego's
+            fault and does less harm, so a stop is the better choice when no proposal avoids an agent.
+        severity_speed: m/s, the ego's speed from which a contact costs in full.
         time_to_collision: s, the headway term stretches the ego's box ahead by this much of its speed.
         yield_time: s, the yielding term counts agents that reach the ego's place up to this long after.
         lane_half_width: m, the unit of the lane-keeping term.
@@ -96,6 +100,8 @@ class PlannerConfig:
     collision_discount: float = 0.95
     step_dependence: str = "independent"
     margin: float = 0.3
+    standstill_severity: float = 1.0
+    severity_speed: float = 2.0
     time_to_collision: float = 0.95
     yield_time: float = 1.2
     lane_half_width: float = 1.75
@@ -119,7 +125,8 @@ class PlannerConfig:
         require(self.step_dependence in STEP_DEPENDENCE, o, "step_dependence", f"one of {STEP_DEPENDENCE}",
                 self.step_dependence)  # fmt: skip
         require(0 < self.collision_discount <= 1, o, "collision_discount", "in (0, 1]", self.collision_discount)
-        for name in ("margin", "time_to_collision", "yield_time"):
+        require(0 <= self.standstill_severity <= 1, o, "standstill_severity", "in [0, 1]", self.standstill_severity)
+        for name in ("margin", "time_to_collision", "yield_time", "severity_speed"):
             require(getattr(self, name) >= 0, o, name, ">= 0", getattr(self, name))
         if not isinstance(self.weights, CostWeights):
             raise ConfigError(f"{o}.weights: expected a CostWeights, got {self.weights!r}")

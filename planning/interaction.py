@@ -56,7 +56,9 @@ def interaction_costs(driven: Driven, agents: AgentFutures, cfg: PlannerConfig, 
     other = [torch.cat([p[1][n] for p in pairs], dim=_TIME_DIM[n]) for n in range(4)]
     step = _contact(ego[0], ego[1], agents, *(x[:, None] for x in other), cfg.margin, stretch)  # (B, C, A, M, L)
     parts = torch.split(step, lengths, dim=-1)
-    cost = w.collision * _combine_collision(parts[0], cfg) + w.headway * (parts[1] * _discount(parts[1], cfg)).amax(-1)
+    severity = _severity(driven.speed, cfg)[:, :, None, None]  # (B, C, 1, 1, T)
+    cost = w.collision * _combine_collision(parts[0], severity, cfg)
+    cost = cost + w.headway * (parts[1] * _discount(parts[1], cfg)).amax(-1)
     if K:
         delayed = torch.stack([(1.0 - (k - 1) / K) * (parts[1 + k] * _discount(parts[1 + k], cfg)).amax(-1)
                                for k in range(1, K + 1)], dim=-1)  # fmt: skip
@@ -82,13 +84,20 @@ def _halfway_pairs(ego_xy: Tensor, ego_heading: Tensor, at: tuple[Tensor, ...]) 
     return ego, agent
 
 
-def _combine_collision(step: Tensor, cfg: PlannerConfig) -> Tensor:
-    """[B, C, A, M] from per-half-step contact probabilities [..., 2T], discounted, over the horizon. The
-    halfway checks only keep fast agents from passing through the ego between two plan steps: each plan
-    step takes the larger of its own and the one halfway before it, so checking twice as often does not
-    double the chances a persistent near miss gets under the noisy-OR."""
+def _severity(speed: Tensor, cfg: PlannerConfig) -> Tensor:
+    """What a contact costs at the ego's `speed`, in [standstill_severity, 1] (`PlannerConfig`)."""
+    moving = (speed / cfg.severity_speed).clamp(0.0, 1.0)
+    return cfg.standstill_severity + (1.0 - cfg.standstill_severity) * moving
+
+
+def _combine_collision(step: Tensor, severity: Tensor, cfg: PlannerConfig) -> Tensor:
+    """[B, C, A, M] from per-half-step contact probabilities [..., 2T], each plan step's weighted by the
+    contact's `severity [..., T]` and discounted, over the horizon. The halfway checks only keep fast
+    agents from passing through the ego between two plan steps: each plan step takes the larger of its
+    own and the one halfway before it, so checking twice as often does not double the chances a
+    persistent near miss gets under the noisy-OR."""
     per_step = torch.maximum(step[..., 0::2], step[..., 1::2])  # (..., T)
-    discount = _discount(per_step, cfg)
+    discount = _discount(per_step, cfg) * severity
     if cfg.step_dependence == "independent":
         return (first_hit_probability(per_step) * discount).sum(-1)
     return (per_step * discount).amax(-1)

@@ -59,6 +59,8 @@ class SuiteConfig:
         render: episodes per scenario rendered to video (the first seeds).
         video_format: "mp4" or "gif".
         first_seed: the first seed.
+        render_seeds: (scenario name, seed) pairs also rendered, whatever `render` says (the batches
+            stay as they are, so each episode is the one a run without rendering drives).
     """
 
     suite: str
@@ -72,6 +74,7 @@ class SuiteConfig:
     first_seed: int = 0
     timing: Timing = Timing()
     raster: RasterConfig = RasterConfig()
+    render_seeds: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         if self.seeds < 1:
@@ -154,7 +157,8 @@ def run_suite(
         for scenario in scenarios:
             for start in range(0, len(seeds), cfg.batch_size):
                 chunk = seeds[start : start + cfg.batch_size]
-                render_ids = [i for i, s in enumerate(chunk) if s < cfg.first_seed + cfg.render]
+                render_ids = [i for i, s in enumerate(chunk)
+                              if s < cfg.first_seed + cfg.render or (scenario.name, s) in cfg.render_seeds]  # fmt: skip
                 recorder = EpisodeRecorder(render_ids, cfg.raster) if render_ids else None
                 try:
                     results += _run_batch(scenario, chunk, policy, cfg, recorder, bar.update, drive_logs)

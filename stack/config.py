@@ -35,7 +35,7 @@ class StackConfig:
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     sigma: float = 1.0
-    follow_route: bool = True
+    follow_route: bool = False
     argmax: bool = False
 
     def __post_init__(self) -> None:

@@ -2,7 +2,9 @@
 
 For a path (the route shifted by a lateral offset blended in over a ramp) and a
 plan step, an outcome of an agent is in the path's corridor when its box comes
-within `corridor_margin` of the ego's box centred on the path. Agents whose
+within `corridor_margin` of the ego's box centred on the path; one that moves
+along the route and is in the corridor at the first step stays in it (the
+forecast reads no lanes and would take a car on a bend out of its lane). Agents whose
 front is behind the ego's rear now are left out (what they do behind the ego is
 not the ego's to follow). Each agent's leader position is the rear of its box
 along the route at the `leader_quantile` of its outcomes: the smallest rear
@@ -95,6 +97,11 @@ def leader_table(
                                 ramps[:, :, None, None, None])  # fmt: skip
     reach = route.half_across[:, None] + EGO_HALF_WIDTH + margin
     inside = (route.lat[:, None] - path_lat).abs() < reach  # (B, P, A, M, T)
+    # An outcome moving along the route that is in the corridor at the first step stays there: a
+    # forecast that reads no lanes extrapolates a car on a bend straight out of its lane, and one that
+    # truly leaves does so by the next plan.
+    along = ~route.crossing[:, None, :, :, :1]
+    inside = inside | (inside[..., :1] & along)
     starts_ahead = (route.s[..., :1] + route.half_along[..., :1]) > -EGO_HALF_LENGTH  # (B, A, M, 1)
     counts = inside & starts_ahead[:, None] & (prob > 0)[:, None, :, :, None]
     rear = torch.where(counts, (route.s - route.half_along)[:, None], torch.full_like(path_lat, NO_LEADER_GAP))

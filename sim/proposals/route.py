@@ -68,13 +68,59 @@ def _route_tables(route: Tensor, count: int) -> tuple[Tensor, Tensor]:
 def to_route(route: Tensor, xy: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Arc length, lateral offset (left > 0) and the route's heading there, [B, ...] each, of ego-frame
     points `xy [B, ..., 2]` on the route `route [B, R, 2]` (`SensorFrame.route`; extended straight beyond
-    its ends)."""
+    its ends).
+
+    Each point is projected onto the two segments beside its nearest route vertex, not onto every
+    segment: the same answer wherever the nearest segment touches the nearest vertex (everywhere within
+    half a curve's radius of a route sampled every few metres), at a fraction of the cost."""
     B, shape = xy.shape[0], xy.shape[1:-1]
-    flat = xy.reshape(B, -1, 2)
-    pts, table = _route_tables(route, flat.shape[1])
-    s, lat = project_onto_route(pts, table, flat)
-    _, tangent = interpolate_polyline(pts, table, s)
+    flat = xy.reshape(B, -1, 2)  # (B, X, 2)
+    R = route.shape[1]
+    table = polyline_arclength(route)  # (B, R)
+    dx = flat[:, :, None, 0] - route[:, None, :, 0]
+    dy = flat[:, :, None, 1] - route[:, None, :, 1]
+    nearest = (dx * dx + dy * dy).argmin(-1)  # (B, X)
+    best = None
+    for first in ((nearest - 1).clamp(0, R - 2), nearest.clamp(0, R - 2)):
+        a, b = _vertex(route, first), _vertex(route, first + 1)  # (B, X, 2)
+        ab, ap = b - a, flat - a
+        length = (ab[..., 0] * ab[..., 0] + ab[..., 1] * ab[..., 1]).clamp_min(1e-12).sqrt()
+        t = ((ap[..., 0] * ab[..., 0] + ap[..., 1] * ab[..., 1]) / (length * length)).clamp(0.0, 1.0)
+        gap = ap - ab * t[..., None]
+        candidate = (gap[..., 0] * gap[..., 0] + gap[..., 1] * gap[..., 1],
+                     table.gather(1, first) + t * length,
+                     (ab[..., 0] * ap[..., 1] - ab[..., 1] * ap[..., 0]) / length,
+                     torch.atan2(ab[..., 1], ab[..., 0]))  # fmt: skip
+        if best is None:
+            best = candidate
+        else:
+            closer = candidate[0] < best[0]
+            best = tuple(torch.where(closer, new, old) for new, old in zip(candidate, best, strict=True))
+    _, s, lat, tangent = best
+    s, lat = _extend_ends(route, table, flat, s, lat)
+    first_heading = torch.atan2(route[:, 1, 1] - route[:, 0, 1], route[:, 1, 0] - route[:, 0, 0])[:, None]
+    last_heading = torch.atan2(route[:, -1, 1] - route[:, -2, 1], route[:, -1, 0] - route[:, -2, 0])[:, None]
+    tangent = torch.where(s < 0, first_heading, torch.where(s > table[:, -1:], last_heading, tangent))
     return s.reshape(B, *shape), lat.reshape(B, *shape), tangent.reshape(B, *shape)
+
+
+def _vertex(route: Tensor, index: Tensor) -> Tensor:
+    """route[b, index[b, x]] -> [B, X, 2]."""
+    return route.gather(1, index[..., None].expand(*index.shape, 2))
+
+
+def _extend_ends(route: Tensor, table: Tensor, xy: Tensor, s: Tensor, lat: Tensor) -> tuple[Tensor, Tensor]:
+    """(s, lat) [B, X] of points beyond either end of the route measured along its end segments extended."""
+    ends = ((0, route[:, 1] - route[:, 0], -1.0), (-1, route[:, -1] - route[:, -2], 1.0))
+    for end, tangent, outward in ends:
+        unit = (tangent / tangent.norm(dim=-1, keepdim=True).clamp_min(1e-6))[:, None]  # (B, 1, 2)
+        rel = xy - route[:, None, end]
+        along = rel[..., 0] * unit[..., 0] + rel[..., 1] * unit[..., 1]
+        across = unit[..., 0] * rel[..., 1] - unit[..., 1] * rel[..., 0]
+        beyond = along * outward > 0
+        s = torch.where(beyond, table[:, end : end + 1 if end != -1 else None] + along, s)
+        lat = torch.where(beyond, across, lat)
+    return s, lat
 
 
 def offset_poses(route: Tensor, s: Tensor, offset: Tensor, slope: Tensor) -> tuple[Tensor, Tensor]:

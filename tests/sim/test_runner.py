@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import csv
 import json
 from typing import ClassVar
@@ -91,6 +93,11 @@ def test_suite_writes_results_and_video(tmp_path):
     assert [int(r["seed"]) for r in rows] == [0, 1, 2]
     videos = list((tmp_path / "out" / "videos").glob("*.gif"))
     assert len(videos) == 1 and videos[0].stat().st_size > 1000
+    # Chosen episodes render too, in their own batches, and drive exactly as without rendering.
+    chosen = dataclasses.replace(cfg, render=0, render_seeds=(("lead_brake", 2),), out=tmp_path / "chosen")
+    again = run_suite(chosen)
+    assert [p.name for p in (tmp_path / "chosen" / "videos").glob("*.gif")] == ["lead_brake_seed2.gif"]
+    assert [r.metrics for r in again] == [r.metrics for r in results]
 
 
 def test_suite_keeps_other_episodes_when_one_raises(tmp_path):

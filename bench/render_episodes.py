@@ -1,0 +1,90 @@
+"""Render a failing and a passing episode of each family from a finished closed-loop run.
+
+Reads `<run>/episodes.csv` (a `drivestack stack evaluate` row, `stack` by default), picks per family the
+worst episode (an at-fault collision, else the lowest score) and the best one, drives the same suite
+again with the same batches (so each episode is the one the run drove) rendering those seeds, checks
+that the re-run reproduced their scores, and writes the GIFs, a still of each, and an index.
+
+    python bench/render_episodes.py --run runs/closed-loop/stack --suite hard --out docs/bench/episodes/hard
+"""
+
+# ruff: noqa: E402  (the package imports must follow the sys.path fix below)
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from PIL import Image
+
+from sim.metrics.writers import atomic_write_text
+from sim.suite import SuiteConfig, run_suite
+from sim.training import write_json
+from stack.policy import DEFAULT_WEIGHTS, StackPolicy
+
+
+def pick(rows: list[dict]) -> dict[str, dict[str, dict]]:
+    """Per family, the worst and the best episode of `rows` (episodes.csv records without an error)."""
+    chosen: dict[str, dict[str, dict]] = {}
+    for family in sorted({r["family"] for r in rows}):
+        mine = [r for r in rows if r["family"] == family and not r["error"]]
+        worst = min(mine, key=lambda r: (-float(r["collided"]), float(r["score"])))
+        best = max(mine, key=lambda r: (-float(r["collided"]), float(r["score"])))
+        chosen[family] = {"failing": worst, "passing": best}
+    return chosen
+
+
+def still(gif: Path, png: Path, fraction: float = 0.6) -> None:
+    with Image.open(gif) as frames:
+        frames.seek(int(frames.n_frames * fraction))
+        frames.convert("RGB").save(png)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, required=True, help="a finished run folder holding episodes.csv")
+    parser.add_argument("--suite", required=True, help="the suite that run drove")
+    parser.add_argument("--seeds", type=int, default=20, help="seeds per scenario of that run (default 20)")
+    parser.add_argument("--first-seed", type=int, default=5000, help="its first seed (default 5000)")
+    parser.add_argument("--batch-size", type=int, default=20, help="its batch size (default 20)")
+    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="the stack it drove")
+    parser.add_argument("--plan-every", type=int, default=1, help="its plan period in frames (default 1)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the GIFs, stills and index")
+    args = parser.parse_args(argv)
+    rows = list(csv.DictReader((args.run / "episodes.csv").open(newline="")))
+    chosen = pick(rows)
+    wanted = tuple(sorted({(r["scenario"], int(r["seed"])) for pair in chosen.values() for r in pair.values()}))
+    policy = StackPolicy.from_checkpoint(args.weights, plan_every=args.plan_every)
+    cfg = SuiteConfig(suite=args.suite, policy="stack", seeds=args.seeds, first_seed=args.first_seed,
+                      out=args.out / "rerun", batch_size=args.batch_size, video_format="gif",
+                      raster=policy.stack.cfg.perception.detector.raster, render_seeds=wanted)  # fmt: skip
+    again = {(r.scenario, r.seed): r.metrics.get("score") for r in run_suite(cfg, policy)}
+    lines = ["# Rendered episodes", "", f"Run `{args.run}`, suite `{args.suite}`; per family the worst and the "
+             "best episode, re-driven with the same batches (score in the run / in the re-run).", ""]  # fmt: skip
+    record = {}
+    for family, pair in chosen.items():
+        for kind, row in pair.items():
+            name = f"{row['scenario']}_seed{row['seed']}"
+            gif = cfg.out / "videos" / f"{name}.gif"
+            png = args.out / f"{family}_{kind}.png"
+            still(gif, png)
+            gif.replace(args.out / f"{family}_{kind}.gif")
+            rerun = again.get((row["scenario"], int(row["seed"])))
+            record[f"{family}/{kind}"] = {"scenario": row["scenario"], "seed": int(row["seed"]),
+                                          "score": float(row["score"]), "rerun_score": rerun,
+                                          "collided": float(row["collided"])}  # fmt: skip
+            rerun_text = "n/a" if rerun is None else f"{rerun:.3f}"
+            collided = "yes" if float(row["collided"]) else "no"
+            lines.append(f"- {family}, {kind}: `{name}`, score {float(row['score']):.3f} / {rerun_text}, at-fault "
+                         f"collision {collided}: ![{name}]({png.name}) [gif]({family}_{kind}.gif)")  # fmt: skip
+    atomic_write_text(args.out / "index.md", "\n".join(lines) + "\n")
+    write_json(args.out / "episodes.json", record)
+    print(f"wrote {args.out / 'index.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
