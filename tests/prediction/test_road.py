@@ -22,7 +22,8 @@ def straight_forecast(starts, velocities, std: float = 0.5) -> Forecast:
     """One mode per agent moving straight from `starts` at `velocities` (ego frame)."""
     A = len(starts)
     t = (torch.arange(T) + 1.0) * DT
-    means = torch.stack([torch.tensor(p) + torch.tensor(v) * t[:, None] for p, v in zip(starts, velocities, strict=True)])
+    pairs = zip(starts, velocities, strict=True)
+    means = torch.stack([torch.tensor(p) + torch.tensor(v) * t[:, None] for p, v in pairs])
     chol = torch.diag_embed(torch.tensor([std, 2 * std])).expand(1, A, 1, T, 2, 2).clone()
     return Forecast(log_weights=torch.zeros(1, A, 1), means=means[None, :, None], chol=chol,
                     existence=torch.ones(1, A), class_probs=torch.tensor([[1.0, 0.0, 0.0]]).expand(1, A, 3).clone(),
