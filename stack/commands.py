@@ -10,7 +10,7 @@ from perception.model import Perception
 from planning.config import PlannerConfig
 from prediction.checkpoint import load_predictor
 from sim.training import add_loop_arguments, loop_fields
-from stack.evaluate import BASELINES, SIGMA_SWEEP, ClosedLoopConfig, evaluate
+from stack.evaluate import BASELINES, DIAGNOSTICS, SIGMA_SWEEP, ClosedLoopConfig, evaluate
 from stack.model import Stack
 from stack.policy import DEFAULT_WEIGHTS
 from stack.report import text_table, write_report
@@ -50,7 +50,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--sigma", type=float, help="the stack's sigma (default: the checkpoint's)")
     e.add_argument("--sigmas", type=float, nargs="*", help=f"the sweep (full: {' '.join(map(str, SIGMA_SWEEP))})")
     e.add_argument("--baselines", nargs="*", help=f"rule-based policies (default {' '.join(BASELINES)})")
-    e.add_argument("--plan-every", type=int, help="plan every N frames, perceive every frame (default 2)")
+    diagnostics = " ".join(DIAGNOSTICS)
+    e.add_argument("--diagnostics", nargs="*", choices=DIAGNOSTICS,
+                   help=f"planning-vs-perception diagnostics (default {diagnostics}; none: skip)")  # fmt: skip
+    e.add_argument("--plan-every", type=int, help="plan every N frames, perceive every frame (default 1)")
     e.add_argument("--batch-size", type=int, help="episodes simulated together")
     e.add_argument("--render", type=int, help="stack episodes rendered per scenario")
     e.add_argument("--out", type=Path, default=Path("runs/closed-loop"), help="output folder")
@@ -94,6 +97,7 @@ def evaluate_main(args: argparse.Namespace) -> int:
         "sigma": args.sigma,
         "sigmas": tuple(args.sigmas) if args.sigmas is not None else None,
         "baselines": tuple(args.baselines) if args.baselines is not None else None,
+        "diagnostics": tuple(args.diagnostics) if args.diagnostics is not None else None,
         "plan_every": args.plan_every,
         "batch_size": args.batch_size,
         "render": args.render,

@@ -97,8 +97,10 @@ class ClosedLoopConfig:
 
     @classmethod
     def demo(cls, **changes: Any) -> ClosedLoopConfig:
-        """A few minutes on a 2-core CPU: the built-in `demo` suite, 2 seeds, a short sweep."""
-        base: dict[str, Any] = {"suite": "demo", "seeds": 2, "sigmas": (0.0, 1.0, 5.0), "render": 1, "batch_size": 4}
+        """A few minutes on a 2-core CPU: the built-in `demo` suite, 2 seeds, the planner on ground truth
+        beside the stack, a short sweep."""
+        base: dict[str, Any] = {"suite": "demo", "seeds": 2, "sigmas": (0.0, 1.0, 5.0), "render": 1, "batch_size": 4,
+                                "diagnostics": ("stack-gt",)}
         base.update(changes)
         return cls(**base)
 
