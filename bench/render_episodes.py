@@ -3,7 +3,8 @@
 Reads `<run>/episodes.csv` (a `drivestack stack evaluate` row, `stack` by default), picks per family the
 worst episode (an at-fault collision, else the lowest score) and the best one, drives the same suite
 again with the same batches (so each episode is the one the run drove) rendering those seeds, checks
-that the re-run reproduced their scores, and writes the GIFs, a still of each, and an index.
+that the re-run reproduced their scores, and writes a still of each and an index to `--out`; the GIFs
+stay in `--work` (tens of MB).
 
     python bench/render_episodes.py --run runs/closed-loop/stack --suite hard --out docs/bench/episodes/hard
 """
@@ -37,10 +38,20 @@ def pick(rows: list[dict]) -> dict[str, dict[str, dict]]:
     return chosen
 
 
-def still(gif: Path, png: Path, fraction: float = 0.6) -> None:
+STILLS = (0.25, 0.45, 0.65)  # where in the episode the strip's frames are taken
+
+
+def still(gif: Path, png: Path) -> None:
+    """A strip of frames of `gif` at the fractions `STILLS` of the episode, side by side, as PNG."""
     with Image.open(gif) as frames:
-        frames.seek(int(frames.n_frames * fraction))
-        frames.convert("RGB").save(png)
+        shots = []
+        for fraction in STILLS:
+            frames.seek(int(frames.n_frames * fraction))
+            shots.append(frames.convert("RGB"))
+    strip = Image.new("RGB", (sum(s.width for s in shots), max(s.height for s in shots)))
+    for i, shot in enumerate(shots):
+        strip.paste(shot, (sum(s.width for s in shots[:i]), 0))
+    strip.save(png)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,18 +63,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=20, help="its batch size (default 20)")
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="the stack it drove")
     parser.add_argument("--plan-every", type=int, default=1, help="its plan period in frames (default 1)")
-    parser.add_argument("--out", type=Path, required=True, help="folder for the GIFs, stills and index")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the stills and the index")
+    parser.add_argument("--work", type=Path, default=Path("runs/render"), help="folder for the re-run and its GIFs")
     args = parser.parse_args(argv)
     rows = list(csv.DictReader((args.run / "episodes.csv").open(newline="")))
     chosen = pick(rows)
     wanted = tuple(sorted({(r["scenario"], int(r["seed"])) for pair in chosen.values() for r in pair.values()}))
     policy = StackPolicy.from_checkpoint(args.weights, plan_every=args.plan_every)
     cfg = SuiteConfig(suite=args.suite, policy="stack", seeds=args.seeds, first_seed=args.first_seed,
-                      out=args.out / "rerun", batch_size=args.batch_size, video_format="gif",
+                      out=args.work / args.suite, batch_size=args.batch_size, video_format="gif",
                       raster=policy.stack.cfg.perception.detector.raster, render_seeds=wanted)  # fmt: skip
     again = {(r.scenario, r.seed): r.metrics.get("score") for r in run_suite(cfg, policy)}
+    args.out.mkdir(parents=True, exist_ok=True)
     lines = ["# Rendered episodes", "", f"Run `{args.run}`, suite `{args.suite}`; per family the worst and the "
-             "best episode, re-driven with the same batches (score in the run / in the re-run).", ""]  # fmt: skip
+             "best episode, re-driven with the same batches (score in the run / in the re-run). Each strip shows "
+             "25, 45 and 65 % of the episode, each frame the world (left) and the sensor raster with detections, "
+             "forecasts and the proposals as driven, brighter = lower risk (right).", ""]  # fmt: skip
     record = {}
     for family, pair in chosen.items():
         for kind, row in pair.items():
@@ -71,7 +86,6 @@ def main(argv: list[str] | None = None) -> int:
             gif = cfg.out / "videos" / f"{name}.gif"
             png = args.out / f"{family}_{kind}.png"
             still(gif, png)
-            gif.replace(args.out / f"{family}_{kind}.gif")
             rerun = again.get((row["scenario"], int(row["seed"])))
             record[f"{family}/{kind}"] = {"scenario": row["scenario"], "seed": int(row["seed"]),
                                           "score": float(row["score"]), "rerun_score": rerun,
@@ -79,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             rerun_text = "n/a" if rerun is None else f"{rerun:.3f}"
             collided = "yes" if float(row["collided"]) else "no"
             lines.append(f"- {family}, {kind}: `{name}`, score {float(row['score']):.3f} / {rerun_text}, at-fault "
-                         f"collision {collided}: ![{name}]({png.name}) [gif]({family}_{kind}.gif)")  # fmt: skip
+                         f"collision {collided} (GIF: `{gif}`): ![{name}]({png.name})")  # fmt: skip
     atomic_write_text(args.out / "index.md", "\n".join(lines) + "\n")
     write_json(args.out / "episodes.json", record)
     print(f"wrote {args.out / 'index.md'}")
