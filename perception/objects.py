@@ -34,8 +34,9 @@ def detections_from_objects(objects: ObjectList, position_std: float) -> Detecti
         velocity=objects.velocity,
         velocity_cov=((2 * position_std) ** 2 + 0.1**2) * eye.expand(B, M, 2, 2),
         heading=objects.yaw,
-        heading_concentration=torch.full((B, M), HEADING_CONCENTRATION, dtype=objects.xy.dtype,
-                                         device=objects.xy.device),  # fmt: skip
+        heading_concentration=torch.full(
+            (B, M), HEADING_CONCENTRATION, dtype=objects.xy.dtype, device=objects.xy.device
+        ),  # fmt: skip
         size=torch.stack((objects.length, objects.width), -1).clamp_min(0.1),
         valid=objects.valid,
     )

@@ -1,7 +1,8 @@
 """Costs of each proposal that do not depend on the other agents, each normalised to be of order 1.
 
 They read what the ego will drive (`sim.proposals.Driven`) except the lane term,
-which reads the reference's offset from the route. Agents enter through
+which reads the reference's offset from the route, and the consistency term,
+which compares references with the previous plan's. Agents enter through
 `planning.interaction` and the entropic risk; since costs add over agents and
 agents are independent given the forecast, the risk of the sum is these costs
 plus the per-agent risks, exactly, for every sigma.

@@ -14,7 +14,8 @@ Gaussian position (`planning.collision`), on what the ego will drive
 * yielding: the agent reaches a place the ego occupied up to `yield_time`
   seconds after the ego was there (post-encroachment time): passing in front
   of a pedestrian about to cross, turning across oncoming traffic with too
-  short a gap. Later arrivals count less (linearly to 0 at `yield_time`).
+  short a gap. Later arrivals count less: delay k of the K plan steps within
+  `yield_time` is weighted 1 - (k - 1) / K (1, 2/3, 1/3 at the defaults).
 
 Agents that start behind the ego count only as much as they are not behind it
 (`behind_weight`): what they do from behind is not the ego's to avoid.

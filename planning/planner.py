@@ -109,7 +109,10 @@ class Planner(nn.Module):
         agents = agent_futures(forecast, agent_size, noise, self.cfg.sample_position_std, self.timing.sample_dt)
         agents = near_route(agents, frame.route, self.cfg.leader_agents)
         proposals = generate(frame, agents.obstacles(), previous, self.cfg.proposals, self.timing, self.raster)
-        risk = self.risk(proposals, frame, nearest_agents(agents, proposals.driven.xy, self.cfg.max_agents), sigma)
+        # Agents near proposals that do not exist (a lane change without a lane, no previous plan yet) must not
+        # take the interaction terms' slots: those proposals are looked at where the first one drives.
+        usable = torch.where(proposals.valid[..., None, None], proposals.driven.xy, proposals.driven.xy[:, :1])
+        risk = self.risk(proposals, frame, nearest_agents(agents, usable, self.cfg.max_agents), sigma)
         return self.plan(proposals, risk, sigma)
 
     def _check_inputs(self, forecast: Forecast, frame: SensorFrame, previous: PreviousPlan | None) -> None:

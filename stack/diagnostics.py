@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from perception.model import PerceptionState
 from perception.objects import detections_from_objects
 from perception.tracking.state import TrackerState
 from planning.agents import agent_futures
@@ -32,11 +33,11 @@ from sim.policies import Observation, PolicyOutput
 from sim.policies.pdm import PDMClosed, PDMConfig
 from sim.proposals import PreviousPlan
 from sim.types import ObjectList
-from stack.model import Stack, StackState
+from stack.model import Stack
 from stack.policy import DEFAULT_WEIGHTS
 
 # Position std (m) the object lists are declared to have: ground truth's is nil (a small floor keeps the
-# tracker's filter well conditioned), the object sensor's that of the packaged suites' jitter.
+# tracker's filter well conditioned), the object sensor's that of the hard suite's jitter (hard-v2's is 0.2).
 GROUND_TRUTH_STD = 0.05
 OBJECT_SENSOR_STD = 0.15
 BELIEF_THRESHOLD = 0.5
@@ -113,11 +114,11 @@ class PDMOnStackPerception:
         return None
 
     @torch.inference_mode()
-    def act(self, state: tuple[StackState, PreviousPlan | None] | None,
-            obs: Observation) -> tuple[PolicyOutput, tuple[StackState, PreviousPlan]]:  # fmt: skip
+    def act(self, state: tuple[PerceptionState, PreviousPlan | None] | None,
+            obs: Observation) -> tuple[PolicyOutput, tuple[PerceptionState, PreviousPlan]]:  # fmt: skip
         frame = obs.frame
-        perception, previous = (self.stack.initial_state(frame), None) if state is None else state
-        detections, tracks, new_perception = self.stack.perception.step(perception.perception, frame)
+        perception, previous = (self.stack.perception.initial_state(frame), None) if state is None else state
+        detections, tracks, new_perception = self.stack.perception.step(perception, frame)
         forecast = self.stack.forecast(tracks, frame.map, frame.route)
         futures = agent_futures(forecast, tracks.size, None, 0.0, self.timing.sample_dt)
         obstacles = futures.obstacles()
@@ -128,7 +129,7 @@ class PDMOnStackPerception:
                                     believed.to(obstacles.prob.dtype))  # fmt: skip
         output, plan = self.pdm.plan(frame, obstacles, previous)
         drawn = overlay_objects(output, detections.position, detections.position_cov, detections.existence)
-        return drawn, (StackState(new_perception, perception.plan), plan)
+        return drawn, (new_perception, plan)
 
 
 def _mode(values: Tensor, best: Tensor) -> Tensor:

@@ -14,8 +14,8 @@ per-episode CSV and summary JSON); a run whose summary is already there with
 the same settings is read back instead of re-run, so an interrupted
 evaluation resumes where it stopped. `comparison.json` and the report
 (`stack.report`) gather the rows overall and per family, paired bootstrap
-intervals of the stack's differences from `pdm` over episodes
-(`stack.bootstrap`), and check the targets.
+intervals over episodes of the stack's differences from `pdm`, `pdm-gt` and
+its ablation (`stack.bootstrap`), and check the targets.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from sim.metrics.writers import write_json
 from sim.policies import make_policy, takes_option
 from sim.suite import SuiteConfig, run_suite
 from stack.bootstrap import differences
-from stack.diagnostics import make_diagnostic
+from stack.diagnostics import DIAGNOSTICS, make_diagnostic
 from stack.model import Stack
 from stack.policy import DEFAULT_WEIGHTS, StackPolicy
 
@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 
 SIGMA_SWEEP = (-0.5, 0.0, 0.5, 1.0, 2.0, 5.0)
 BASELINES = ("pdm", "pdm-gt")
-DIAGNOSTICS = ("stack-gt", "stack-objects", "pdm-stack")
 COMPARISON_NAME = "comparison.json"
 # Issue 14's closed-loop targets.
 SCORE_TARGET = 0.80
@@ -99,8 +98,14 @@ class ClosedLoopConfig:
     def demo(cls, **changes: Any) -> ClosedLoopConfig:
         """A few minutes on a 2-core CPU: the built-in `demo` suite, 2 seeds, the planner on ground truth
         beside the stack, a short sweep."""
-        base: dict[str, Any] = {"suite": "demo", "seeds": 2, "sigmas": (0.0, 1.0, 5.0), "render": 1, "batch_size": 4,
-                                "diagnostics": ("stack-gt",)}
+        base: dict[str, Any] = {
+            "suite": "demo",
+            "seeds": 2,
+            "sigmas": (0.0, 1.0, 5.0),
+            "render": 1,
+            "batch_size": 4,
+            "diagnostics": ("stack-gt",),
+        }
         base.update(changes)
         return cls(**base)
 

@@ -58,7 +58,6 @@ PREDICTOR_PREFIX = "predictor."
 DROPPED_MODE_LOG_WEIGHT = -30.0
 
 
-
 @dataclass(frozen=True)
 class StackState:
     """The stack's recurrent state.

@@ -174,7 +174,7 @@ def make_stack_policy(argmax: bool = False, backend: str = "torch", **options: A
 def _register() -> None:
     register_policy("stack", lambda **options: make_stack_policy(argmax=False, **options))
     register_policy("stack-argmax", lambda **options: make_stack_policy(argmax=True, **options))
-    for name in ("stack-gt", "stack-objects", "pdm-stack"):  # `stack.diagnostics`, imported when used
+    for name in ("stack-gt", "stack-objects", "pdm-stack"):  # `stack.diagnostics.DIAGNOSTICS`, imported when used
         register_policy(name, lambda name=name, **options: _diagnostic(name, **options))
 
 

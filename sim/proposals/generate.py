@@ -51,7 +51,6 @@ class Proposals:
     Attributes:
         reference: what each proposal asks the controller to drive (box centre, ego frame).
         driven: what the ego drives following it.
-        s: arc length of the reference along the route, m.
         offset: lateral offset of the reference from the route, m.
         valid: [B, C] bool, the proposal exists (a lane change where the map has a lane; a previous plan).
         kinds: C labels ("idm", "stop", "emergency", "previous"), static.
@@ -59,7 +58,6 @@ class Proposals:
 
     reference: Reference
     driven: Driven
-    s: Tensor
     offset: Tensor
     valid: Tensor
     kinds: tuple[str, ...]
@@ -95,20 +93,19 @@ def generate(
     stop_xy, stop_yaw = offset_poses(frame.route, stop_s, stop_offset, torch.zeros_like(stop_s))
     parts = [grid, (stop_xy, stop_yaw, stop_speed)]
     valid = [lanes, torch.ones_like(lanes[:, :2])]
-    s_parts, offset_parts = [s.reshape(B, P * F, T), stop_s], [offset.reshape(B, P * F, T), stop_offset]
+    offset_parts = [offset.reshape(B, P * F, T), stop_offset]
     kinds = ("idm",) * (P * F) + ("stop", "emergency")
     if cfg.previous_plan:
         previous = previous if previous is not None else PreviousPlan.none(frame, timing)
         held = previous.retimed(frame, timing)
-        held_s, held_offset, _ = to_route(frame.route, held.xy)
+        _, held_offset, _ = to_route(frame.route, held.xy)
         parts.append((held.xy, held.yaw, held.speed))
         valid.append(previous.valid[:, None])
-        s_parts.append(held_s)
         offset_parts.append(held_offset)
         kinds += ("previous",)
     reference = Reference(*(torch.cat(columns, dim=1) for columns in zip(*parts, strict=True)))
     driven = drive(reference, frame.ego_speed, frame.ego_accel, cfg.wheelbase, timing, cfg.simulation_substeps)
-    return Proposals(reference, driven, torch.cat(s_parts, 1), torch.cat(offset_parts, 1), torch.cat(valid, 1), kinds)
+    return Proposals(reference, driven, torch.cat(offset_parts, 1), torch.cat(valid, 1), kinds)
 
 
 def _ramps(frame: SensorFrame, cfg: ProposalConfig, start: Tensor, offsets: Tensor) -> Tensor:
@@ -125,7 +122,7 @@ def _lanes_on_map(frame: SensorFrame, cfg: ProposalConfig, raster: RasterConfig)
     a drivable lane centre one lane width across at every checked arc length."""
     B = frame.ego_speed.shape[0]
     nudges = torch.ones(B, len(cfg.lateral_offsets), dtype=torch.bool, device=frame.ego_speed.device)
-    changes = [offset for offset in cfg.path_offsets[len(cfg.lateral_offsets):]]
+    changes = cfg.path_offsets[len(cfg.lateral_offsets) :]
     if not changes:
         return nudges
     like = frame.ego_speed

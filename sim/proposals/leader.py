@@ -56,12 +56,13 @@ def on_route(frame: SensorFrame, obstacles: Obstacles, sample_dt: float) -> OnRo
     along = hx * torch.cos(tangent) + hy * torch.sin(tangent)
     cos, sin = along.abs(), (hy * torch.cos(tangent) - hx * torch.sin(tangent)).abs()
     trust = obstacles.heading_trust
-    crossing = trust * along < 0.5  # an untrusted heading (a standing agent) counts as along the route
+    # An untrusted heading (a standing or slow agent) counts as along the route, in proportion to the distrust.
+    crossing = trust * along + (1.0 - trust) < 0.5
     cos, sin = trust * cos + (1.0 - trust), trust * sin  # untrusted headings: aligned with the route
     half_length = 0.5 * obstacles.size[..., 0, None, None]
     half_width = 0.5 * obstacles.size[..., 1, None, None]
     return OnRoute(s, lat, cos * half_length + sin * half_width, sin * half_length + cos * half_width,
-                   _rate(s, sample_dt), crossing & (trust > 0))  # fmt: skip
+                   _rate(s, sample_dt), crossing)  # fmt: skip
 
 
 def _rate(s: Tensor, dt: float) -> Tensor:
@@ -102,7 +103,9 @@ def leader_table(
     # truly leaves does so by the next plan.
     along = ~route.crossing[:, None, :, :, :1]
     inside = inside | (inside[..., :1] & along)
-    starts_ahead = (route.s[..., :1] + route.half_along[..., :1]) > -EGO_HALF_LENGTH  # (B, A, M, 1)
+    # Where the outcome is now: its first plan step moved back by one step's motion (constant velocity).
+    now = (2.0 * route.s[..., :1] - route.s[..., 1:2]) if route.s.shape[-1] > 1 else route.s[..., :1]
+    starts_ahead = (now + route.half_along[..., :1]) > -EGO_HALF_LENGTH  # (B, A, M, 1)
     counts = inside & starts_ahead[:, None] & (prob > 0)[:, None, :, :, None]
     rear = torch.where(counts, (route.s - route.half_along)[:, None], torch.full_like(path_lat, NO_LEADER_GAP))
     rear, counts = _hold(rear, counts, route.crossing[:, None] & (prob > 0)[:, None, :, :, None], hold_steps)

@@ -6,10 +6,11 @@ fixed, and the ego is driven along it from its current speed and acceleration
 by `sim.controller.TrackingController.command` (pure pursuit + speed control
 with the actuator's jerk limit) and `sim.dynamics.ego.bicycle_step`, the code
 the simulator itself runs. At simulated time tau the controller sees the
-reference re-timed to start at tau, in the simulated ego's frame, as the
-closed loop presents a held plan (`stack.policy`). The re-timing and
-everything else is static slicing and tensor arithmetic, so the simulation
-exports and differentiates.
+reference re-timed to start at tau, in the simulated ego's frame, continued at
+its last velocity past its end: what the closed loop drives when the plan is
+held (`PreviousPlan.retimed`, tested against the simulator itself). The
+re-timing and everything else is static slicing and tensor arithmetic, so the
+simulation exports and differentiates.
 """
 
 from __future__ import annotations
@@ -65,8 +66,9 @@ class Driven:
         return self.speed * self.yaw_rate
 
 
-# Plan points the controller is shown: its lookahead (at most 0.8 s of travel, or 4 m) falls well within
-# the first 2.4 s of a plan, so later points cannot change its command.
+# Plan points the controller is shown: its lookahead (0.8 s of travel, at least 4 m) falls within the first
+# 2.4 s of a plan, so later points do not change its command; only a plan averaging under about 1.7 m/s
+# covers less than 4 m in that time, and then the last point shown stands in for the lookahead point.
 CONTROLLER_POINTS = 6
 
 

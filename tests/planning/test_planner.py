@@ -11,7 +11,7 @@ from planning.agents import agent_futures, nearest_agents
 from planning.config import PlannerConfig
 from planning.planner import Planner, remember
 from prediction.types import Forecast
-from sim.proposals import generate
+from sim.proposals import PreviousPlan, Reference, generate
 from tests.planning.planning_scenes import HORIZON, forecast, moving, road_frame, standing
 
 
@@ -67,16 +67,24 @@ def test_risk_aversion_slows_down_for_an_uncertain_crossing():
     assert (risks.diff(dim=0) >= -1e-5).all()  # every proposal's entropic risk grows with sigma
 
 
-def test_the_previous_plan_is_offered_again_and_kept_on_a_tie():
-    fc, frame = forecast([moving(30.0, 0.0, 8.0, 0.0)], std=0.2), road_frame()
+def test_the_previous_plan_is_offered_again_and_switching_away_from_it_costs_a_little():
+    fc, frame, sigma = forecast([moving(30.0, 0.0, 8.0, 0.0)], std=0.2), road_frame(), torch.tensor([1.0])
     planner = Planner().eval()
-    first = planner(fc, frame, torch.tensor([1.0]))
-    second = planner(fc, frame, torch.tensor([1.0]), previous=remember(first, frame))
-    previous = PlannerConfig().proposals.num_proposals - 1
-    assert second.candidate_risk[0, previous] <= second.candidate_risk[0].min() + 1e-4
-    assert torch.allclose(second.trajectory, first.trajectory, atol=1e-3)
-    no_previous = planner(fc, frame, torch.tensor([1.0]))
-    assert no_previous.candidate_risk[0, previous] > 10.0  # offered only when there is one
+    cfg = planner.cfg.proposals
+    stop, previous = cfg.num_proposals - 3, cfg.num_proposals - 1
+    agents = agent_futures(fc, torch.tensor([4.5, 1.9]).expand(1, 8, 2), None, 0.3, 0.4)
+    ref = generate(frame, agents.obstacles(), None, cfg).reference
+    held = PreviousPlan.remember(Reference(ref.xy[:, stop], ref.yaw[:, stop], ref.speed[:, stop]), frame)
+    without = planner(fc, frame, sigma)
+    with_stop = planner(fc, frame, sigma, previous=held)
+    assert without.candidate_risk[0, previous] > 10.0  # offered only when there is one
+    # Offered unchanged at the same frame: driven exactly as the stop is.
+    assert torch.allclose(with_stop.candidates[0, previous], with_stop.candidates[0, stop], atol=1e-3)
+    # Every other proposal pays for leaving it, never more than the consistency weight; the stop pays nothing.
+    extra = (with_stop.candidate_risk - without.candidate_risk)[0, :previous]
+    nudges = len(cfg.lateral_offsets) * len(cfg.speed_fractions)
+    assert (extra[:nudges] > 1e-3).all() and (extra[:nudges] <= planner.cfg.weights.consistency + 1e-5).all()
+    assert abs(float(extra[stop])) < 1e-5
 
 
 def test_training_mode_plans_the_softmin_average_of_the_references():

@@ -34,7 +34,8 @@ def test_a_car_ahead_on_a_bend_stays_in_its_lane_and_crossing_traffic_is_untouch
     route = arc_route(100.0)
     angle = 0.2  # on the curve 20 m ahead, heading along it; the predictor extrapolates that heading straight
     start = (100 * math.sin(angle), 100 * (1 - math.cos(angle)))
-    fc = straight_forecast([start, (30.0, -15.0)], [(10.0 * math.cos(angle), 10.0 * math.sin(angle)), (0.0, 10.0)])
+    # The second agent crosses the road 25 m ahead, within reach of the route: its motion is not along it.
+    fc = straight_forecast([start, (25.0, -6.0)], [(10.0 * math.cos(angle), 10.0 * math.sin(angle)), (0.0, 10.0)])
     bent = follow_route(fc, route, DT).validate()
     end = bent.means[0, 0, 0, -1]
     radius = (end - torch.tensor([0.0, 100.0])).norm()

@@ -79,8 +79,10 @@ def test_pdm_keeps_its_previous_plan_as_state():
     obs = observe(world, policy, policy_raster(policy))
     out, state = policy.act(policy.initial_state(1, "cpu"), obs)
     assert bool(state.valid.all()) and state.xy.shape == (1, 12, 2)
-    again, _ = policy.act(state, obs)  # the same frame: the previous plan is offered and nothing better exists
-    assert torch.allclose(again.trajectory, out.trajectory, atol=1e-3)
+    assert out.overlay.candidate_weights[0, -1] == 0.0  # no previous plan yet: that proposal scores -2
+    again, _ = policy.act(state, obs)  # the same frame: the previous plan is offered, safe, driven as before
+    assert again.overlay.candidate_weights[0, -1] > 0.5
+    assert torch.allclose(again.overlay.candidates[0, -1], out.overlay.candidates[0, 0], atol=1e-3)
 
 
 def test_missing_input_is_a_clear_error():

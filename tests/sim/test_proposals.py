@@ -12,6 +12,7 @@ from sim.controller import TrackingController, centre_plan_to_rear_axle
 from sim.geometry import ego_center, world_to_local
 from sim.proposals import Obstacles, PreviousPlan, ProposalConfig, Reference, generate
 from sim.proposals.config import EGO_HALF_LENGTH
+from sim.proposals.leader import on_route
 from sim.scenarios import build_batch, load_scenario, scenario_path
 from sim.sensors import render_frame
 from sim.step import step
@@ -31,7 +32,6 @@ def obstacles(paths: list[torch.Tensor], prob: list[list[float]] | None = None, 
     probs = torch.tensor(prob) if prob is not None else torch.tensor([[1.0] + [0.0] * (M - 1)] * len(paths))
     return Obstacles(means, heading, torch.zeros_like(means[..., 0]), torch.tensor(size).expand(1, len(paths), 2),
                      probs[None])  # fmt: skip
-
 
 
 def test_kinds_and_counts_follow_the_config():
@@ -151,3 +151,29 @@ def test_bad_settings_are_reported_with_the_field():
         with pytest.raises(ConfigError, match=f"ProposalConfig.{field}"):
             ProposalConfig(**{field: value})
     assert ProposalConfig.from_dict(CFG.to_dict()) == CFG
+
+
+def test_a_crossing_agent_is_waited_for_until_it_has_passed_with_a_gap():
+    """A pedestrian crossing 20 m ahead, through the ego's lane from 1.6 s to 2.8 s: the IDM paths hold back
+    from its crossing place until `yield_gap` after it has left (gap acceptance), not just while it is there."""
+    t = (torch.arange(HORIZON) + 1.0) * 0.4
+    walker = torch.stack((torch.full_like(t, 20.0), -6.0 + 2.5 * t), dim=-1)  # y from -5 to +6 m
+    heading = torch.zeros(1, 1, 1, HORIZON, 2)
+    heading[..., 1] = 1.0
+    crossing = Obstacles(walker[None, None, None], heading, torch.ones(1, 1, 1, HORIZON), torch.tensor([[[0.6, 0.6]]]),
+                         torch.ones(1, 1, 1))  # fmt: skip
+    frame = road_frame(ego_speed=10.0)
+    held = generate(frame, crossing, None, CFG, TIMING).reference
+    followed = generate(frame, crossing, None, dataclasses.replace(CFG, yield_gap=0.0), TIMING).reference
+    # Without the hold the fastest path only slows while the walker is in the lane; with it, it stays behind
+    # the crossing place until 1.2 s after the walker has left it (at 2.8 s).
+    front = held.xy[0, 0, :, 0] + EGO_HALF_LENGTH
+    assert (front[t <= 2.8 + CFG.yield_gap - 0.4] < 20.0).all()
+    assert followed.xy[0, 0, -1, 0] > held.xy[0, 0, -1, 0] + 2.0
+
+
+def test_a_slow_agent_along_the_route_is_followed_not_treated_as_crossing():
+    slow = obstacles([moving(15.0, 0.0, 1.5, 0.0)])
+    slow = dataclasses.replace(slow, heading_trust=torch.full_like(slow.heading_trust, 0.25))  # barely moving
+    route = on_route(road_frame(), slow, TIMING.sample_dt)
+    assert not bool(route.crossing.any())
