@@ -1,4 +1,4 @@
-"""Paired bootstrap intervals of the stack's differences from another policy over the same episodes.
+"""Paired bootstrap intervals of one policy's differences from another over the same episodes.
 
 Two rows of a comparison drove the same episodes (scenario, seed), so their
 difference is judged episode by episode: resample the episodes with
@@ -17,7 +17,18 @@ import torch
 
 RESAMPLES = 2000
 SEED = 0
-REFERENCES = ("pdm", "pdm-gt", "stack-argmax")
+# (row, reference): the stack against the baselines and its ablation, then the diagnostics that say
+# whether planning or perception makes the difference (same sensor, two planners; same planner, two
+# sensors; same perception, distributions against thresholds).
+PAIRS = (
+    ("stack", "pdm"),
+    ("stack", "pdm-gt"),
+    ("stack", "stack-argmax"),
+    ("stack-objects", "pdm"),
+    ("stack-gt", "pdm-gt"),
+    ("stack", "pdm-stack"),
+    ("stack-objects", "stack"),
+)
 
 
 def episode_metrics(path: Path) -> dict[tuple[str, int], dict[str, float]]:
@@ -46,15 +57,21 @@ def paired_interval(a: dict, b: dict, key: str, resamples: int = RESAMPLES, seed
 
 
 def differences(out: Path, labels: list[str]) -> dict[str, Any]:
-    """The stack minus each reference row present in `labels`: score and collision-rate differences with
-    their intervals (the collision difference in percentage points)."""
-    if "stack" not in labels:
-        return {}
-    stack = episode_metrics(out / "stack" / "episodes.csv")
+    """Each pair of `PAIRS` whose two rows are in `labels`, keyed "row-reference": score and collision-rate
+    differences with their intervals (the collision difference in percentage points)."""
+    cache: dict[str, dict] = {}
+
+    def metrics(label: str) -> dict:
+        if label not in cache:
+            cache[label] = episode_metrics(out / label / "episodes.csv")
+        return cache[label]
+
     result = {}
-    for ref in (r for r in REFERENCES if r in labels):
-        other = episode_metrics(out / ref / "episodes.csv")
-        collided = paired_interval(stack, other, "collided")
+    for row, ref in PAIRS:
+        if row not in labels or ref not in labels:
+            continue
+        a, b = metrics(row), metrics(ref)
+        collided = paired_interval(a, b, "collided")
         collided = {k: (100.0 * v if isinstance(v, float) else v) for k, v in collided.items()}
-        result[f"stack-{ref}"] = {"score": paired_interval(stack, other, "score"), "collision_pct": collided}
+        result[f"{row}-{ref}"] = {"score": paired_interval(a, b, "score"), "collision_pct": collided}
     return result

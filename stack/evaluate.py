@@ -15,7 +15,8 @@ the same settings is read back instead of re-run, so an interrupted
 evaluation resumes where it stopped. `comparison.json` and the report
 (`stack.report`) gather the rows overall and per family, paired bootstrap
 intervals over episodes of the stack's differences from `pdm`, `pdm-gt` and
-its ablation (`stack.bootstrap`), and check the targets.
+its ablation and of the diagnostics' differences (`stack.bootstrap`), and
+check the targets.
 """
 
 from __future__ import annotations

@@ -198,7 +198,7 @@ def write_report(comparison: dict[str, Any], out: Path) -> Path:
         "",
         family_table(comparison),
         "",
-        "## Paired differences (stack minus the row named)",
+        "## Paired differences (row minus reference, per episode)",
         "",
         *(bootstrap_lines(comparison) or ["(no reference rows)"]),
         "",

@@ -13,6 +13,7 @@ import torch
 from perception.model import PerceptionConfig
 from sim.config import RasterConfig
 from sim.scenarios import scenario_path
+from stack.bootstrap import PAIRS
 from stack.config import StackConfig
 from stack.evaluate import DIAGNOSTICS, ClosedLoopConfig, evaluate, planned_runs, targets
 from stack.model import Stack
@@ -85,11 +86,13 @@ def test_diagnostics_and_baselines_drive_the_same_episodes_with_paired_intervals
     seeds = {label: sorted(r["seed"] for r in csv.DictReader((cfg.out / label / "episodes.csv").open()))
              for label in comparison["overall"]}  # fmt: skip
     assert len({tuple(v) for v in seeds.values()}) == 1
+    assert list(comparison["bootstrap"]) == [f"{row}-{ref}" for row, ref in PAIRS]
     pdm = comparison["bootstrap"]["stack-pdm"]["score"]
     assert pdm["episodes"] == 2 and pdm["low"] <= pdm["mean"] <= pdm["high"]
     assert "planner_on_ground_truth_at_least_pdm_gt" in comparison["targets"]
     text = write_report(comparison, cfg.out).read_text()
-    assert "## Per family" in text and "| pdm-stack |" in text and "stack-pdm: score" in text
+    assert "## Per family" in text and "| pdm-stack |" in text
+    assert "stack-pdm: score" in text and "stack-objects-pdm: score" in text
 
 
 def test_targets_compare_with_the_ablation_the_baselines_and_feasible_families():
