@@ -1,6 +1,7 @@
 """The closed-loop report: a Markdown summary, plots and a rendered episode, from `comparison.json`.
 
-<out>/report/report.md          tables (stack, ablation, baselines; sigma sweep) and the targets
+<out>/report/report.md          tables (stack, ablation, baselines, diagnostics; per family and, where
+                                a family holds several, per scenario; sigma sweep) and the targets
 <out>/report/sigma_tradeoff.png collision rate, min TTC, progress and frozen time against sigma
 <out>/report/metrics.png        the policies side by side
 <out>/report/episode.png        a still of a rendered stack episode (sensor raster, detections with
@@ -21,6 +22,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from sim.metrics.writers import atomic_write_text  # noqa: E402
+from stack.bootstrap import episode_metrics  # noqa: E402
 
 REPORT_DIR = "report"
 POLICY_COLUMNS = (
@@ -74,6 +76,33 @@ def family_table(comparison: dict[str, Any]) -> str:
         cells = [_family_cell(by_label[label].get(family)) for label in labels]
         lines.append(f"| {family} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def scenario_table(comparison: dict[str, Any], out: Path) -> str | None:
+    """Score / at-fault collision % per scenario, from each row's episodes.csv; None when every family is one
+    scenario (the family table says it all). Suites such as `hard-v2` put several scenarios in one family."""
+    labels = [r["policy"] for r in policy_rows(comparison)]
+    episodes = {label: episode_metrics(out / label / "episodes.csv") for label in labels}
+    scenarios = sorted({scenario for rows in episodes.values() for scenario, _ in rows})
+    families = {row["family"] for rows in comparison["families"].values() for row in rows}
+    if len(scenarios) <= len(families):
+        return None
+    lines = ["| scenario | " + " | ".join(labels) + " |", "|" + "---|" * (len(labels) + 1)]
+    for scenario in scenarios:
+        cells = []
+        for label in labels:
+            mine = [m for (name, _), m in episodes[label].items() if name == scenario]
+            cells.append(_scenario_cell(mine))
+        lines.append(f"| {scenario} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _scenario_cell(episodes: list[dict[str, float]]) -> str:
+    if not episodes:
+        return "n/a"
+    score = sum(e["score"] for e in episodes) / len(episodes)
+    collided = 100.0 * sum(e["collided"] for e in episodes) / len(episodes)
+    return f"{score:.2f} / {collided:.0f}"
 
 
 def _family_cell(row: dict[str, Any] | None) -> str:
@@ -179,6 +208,7 @@ def write_report(comparison: dict[str, Any], out: Path) -> Path:
     if sweep:
         plot_sigma_tradeoff(sweep, folder / "sigma_tradeoff.png")
     still = episode_still(out / "stack" / "videos", folder / "episode.png")
+    scenarios = scenario_table(comparison, out)
     cfg = comparison["config"]
     parts = [
         "# Closed-loop evaluation of the stack",
@@ -198,6 +228,7 @@ def write_report(comparison: dict[str, Any], out: Path) -> Path:
         "",
         family_table(comparison),
         "",
+        *(["## Per scenario (score / at-fault collision %)", "", scenarios, ""] if scenarios else []),
         "## Paired differences (row minus reference, per episode)",
         "",
         *(bootstrap_lines(comparison) or ["(no reference rows)"]),

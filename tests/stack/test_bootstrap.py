@@ -1,5 +1,6 @@
-"""Paired bootstrap intervals: exact means, intervals that shrink to the mean when every episode agrees,
-failed episodes left out, and only the pairs whose two rows ran."""
+"""Paired bootstrap intervals (exact means, intervals that shrink to the mean when every episode agrees,
+failed episodes left out, only the pairs whose two rows ran) and the per-scenario table read from the same
+episode files."""
 
 from __future__ import annotations
 
@@ -9,15 +10,19 @@ from pathlib import Path
 import pytest
 
 from stack.bootstrap import differences, episode_metrics, paired_interval
+from stack.report import scenario_table
 
 
-def _write_run(out: Path, label: str, rows: list[tuple[int, float, int, str]]) -> None:
-    (out / label).mkdir(parents=True)
-    with (out / label / "episodes.csv").open("w", newline="") as f:
+def _write_run(out: Path, label: str, rows: list[tuple[int, float, int, str]], scenario: str = "cruising") -> None:
+    (out / label).mkdir(parents=True, exist_ok=True)
+    path = out / label / "episodes.csv"
+    new = not path.exists()
+    with path.open("a", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["scenario", "seed", "score", "collided", "error"])
+        if new:
+            writer.writerow(["scenario", "seed", "score", "collided", "error"])
         for seed, score, collided, error in rows:
-            writer.writerow(["cruising", seed, score, collided, error])
+            writer.writerow([scenario, seed, score, collided, error])
 
 
 def test_the_mean_difference_is_exact_and_inside_its_interval():
@@ -39,3 +44,13 @@ def test_failed_episodes_and_missing_rows_are_left_out(tmp_path):
     assert result["stack-pdm"]["score"]["episodes"] == 2
     assert result["stack-pdm"]["score"]["mean"] == pytest.approx(0.2)
     assert result["stack-pdm"]["collision_pct"]["mean"] == pytest.approx(-50.0)
+
+
+def test_scenarios_sharing_a_family_get_their_own_rows(tmp_path):
+    _write_run(tmp_path, "stack", [(0, 0.9, 0, ""), (1, 0.5, 1, "")], scenario="crowd_eth")
+    _write_run(tmp_path, "stack", [(0, 0.2, 1, "")], scenario="crowd_zara1")
+    comparison = {"overall": {"stack": {}}, "families": {"stack": [{"family": "ethucy_crowd"}]}}
+    table = scenario_table(comparison, tmp_path)
+    assert "| crowd_eth | 0.70 / 50 |" in table and "| crowd_zara1 | 0.20 / 100 |" in table
+    one_each = {"overall": {"stack": {}}, "families": {"stack": [{"family": "a"}, {"family": "b"}]}}
+    assert scenario_table(one_each, tmp_path) is None
