@@ -6,7 +6,11 @@ present at all 12 future ones):
 * min_ade / min_fde: best of `num_samples` (20) sampled futures, each minimised separately;
 * ade / fde: the most likely mode's mean (`Forecast.most_likely`);
 * nll_step / nll_joint: exact negative log-likelihood of the truth under the forecast mixture;
-* kde_nll: Trajectron++'s KDE NLL over `kde_samples` (2000) samples (skipped when 0).
+* kde_nll: Trajectron++'s KDE NLL over `kde_samples` (2000) samples (skipped when 0);
+* mode_entropy / modes_used / top_weight: how many of the forecast's modes carry weight;
+* coverage_1sigma / coverage_2sigma: how often the truth lies in the forecast's 1- and 2-sigma
+  regions, per step (`prediction.metrics.coverage`; 39.3 % and 86.5 % when calibrated; skipped
+  when `coverage_samples` is 0).
 
 Every model receives the observed steps only (`TrajectoryWindows.observed`).
 Results are pooled over agents (`prediction.metrics.Totals`), so a scene's mean
@@ -21,7 +25,17 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from prediction.metrics import AgentScores, Totals, ade_fde, kde_nll, min_ade_fde, mixture_nll
+from prediction.metrics import (
+    COVERAGE_SAMPLES,
+    AgentScores,
+    Totals,
+    ade_fde,
+    coverage,
+    kde_nll,
+    min_ade_fde,
+    mixture_nll,
+    mode_usage,
+)
 from prediction.types import Forecast
 from prediction.windows import TrajectoryWindows
 
@@ -39,6 +53,7 @@ def evaluate_windows(
     windows: TrajectoryWindows,
     num_samples: int = 20,
     kde_samples: int = 2000,
+    coverage_samples: int = COVERAGE_SAMPLES,
     seed: int = 0,
     chunk: int = 16,
     progress: bool = False,
@@ -60,7 +75,11 @@ def evaluate_windows(
             **min_ade_fde(samples, truth, scored).values,
             **ade_fde(forecast.most_likely(), truth, scored).values,
             **mixture_nll(forecast, truth, scored).values,
+            **mode_usage(forecast, scored).values,
         }
+        if coverage_samples > 0:
+            generator = torch.Generator().manual_seed(seed + i + 2_000_003)
+            values.update(coverage(forecast, truth, scored, coverage_samples, generator).values)
         if kde_samples > 0:
             many = model.predict_positions(obs_xy, obs_valid, num_samples=kde_samples, seed=seed + i + 1_000_003)
             values.update(kde_nll(many, truth, scored).values)

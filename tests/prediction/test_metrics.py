@@ -1,7 +1,9 @@
-"""Trajectory metrics against hand-computed cases, torch.distributions and scipy's gaussian_kde."""
+"""Trajectory metrics against hand-computed cases, torch.distributions and scipy's gaussian_kde; mode usage
+and coverage against forecasts whose calibration is known by construction."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -10,7 +12,18 @@ import torch
 from scipy.stats import gaussian_kde
 from torch.distributions import Categorical, Independent, MixtureSameFamily, MultivariateNormal
 
-from prediction.metrics import AgentScores, Totals, ade_fde, kde_nll, min_ade_fde, mixture_nll
+from prediction.metrics import (
+    ONE_SIGMA_MASS,
+    TWO_SIGMA_MASS,
+    AgentScores,
+    Totals,
+    ade_fde,
+    coverage,
+    kde_nll,
+    min_ade_fde,
+    mixture_nll,
+    mode_usage,
+)
 from prediction.types import Forecast
 
 NAN = float("nan")
@@ -188,3 +201,76 @@ def test_agent_scores_sum_only_scored_agents():
     scores = AgentScores({"x": torch.tensor([[1.0, NAN, 4.0]])}, torch.tensor([[True, False, True]]))
     assert scores.totals() == Totals({"x": 5.0}, 2)
     assert scores.means() == {"x": 2.5}
+
+
+# -- mode usage and coverage ---------------------------------------------
+def _single_gaussian(means: torch.Tensor, std: float) -> Forecast:
+    """One mode with isotropic std per agent and step; means [S, A, T, 2]."""
+    S, A, T, _ = means.shape
+    return Forecast(
+        log_weights=torch.zeros(S, A, 1, dtype=means.dtype),
+        means=means[:, :, None].clone(),
+        chol=(std * torch.eye(2, dtype=means.dtype)).expand(S, A, 1, T, 2, 2).clone(),
+        existence=torch.ones(S, A, dtype=means.dtype),
+        class_probs=torch.tensor([0.0, 1.0, 0.0], dtype=means.dtype).expand(S, A, 3),
+        valid=torch.ones(S, A, dtype=torch.bool),
+    ).validate()
+
+
+def test_mode_usage_from_collapsed_to_uniform():
+    forecast = random_forecast(torch.Generator().manual_seed(1), 1, 3, 4, 2)
+    log_w = torch.log(torch.tensor([[[1.0, 0.0, 0.0, 0.0], [0.25, 0.25, 0.25, 0.25], [0.9, 0.06, 0.04, 0.0]]],
+                                   dtype=torch.float64))  # fmt: skip
+    forecast = dataclasses.replace(forecast, log_weights=log_w, valid=torch.ones(1, 3, dtype=torch.bool))
+    usage = mode_usage(forecast, forecast.valid).values
+    third = -sum(w * math.log(w) for w in (0.9, 0.06, 0.04))
+    assert usage["mode_entropy"][0].tolist() == pytest.approx([0.0, math.log(4), third])
+    assert usage["modes_used"][0].tolist() == [1, 4, 2]
+    assert usage["top_weight"][0].tolist() == pytest.approx([1.0, 0.25, 0.9])
+
+
+def test_a_calibrated_gaussian_covers_its_one_and_two_sigma_ellipses():
+    gen = torch.Generator().manual_seed(0)
+    S, A, T, std = 40, 25, 3, 0.7
+    means = torch.randn(S, A, T, 2, generator=gen, dtype=torch.float64)
+    truth = means + std * torch.randn(S, A, T, 2, generator=gen, dtype=torch.float64)
+    forecast = _single_gaussian(means, std)
+    got = coverage(forecast, truth, forecast.valid, generator=gen).means()
+    assert got["coverage_1sigma"] == pytest.approx(ONE_SIGMA_MASS, abs=0.03)
+    assert got["coverage_2sigma"] == pytest.approx(TWO_SIGMA_MASS, abs=0.03)
+    overconfident = coverage(_single_gaussian(means, std / 3), truth, forecast.valid, generator=gen).means()
+    assert overconfident["coverage_2sigma"] < 0.3
+    underconfident = coverage(_single_gaussian(means, std * 3), truth, forecast.valid, generator=gen).means()
+    assert underconfident["coverage_1sigma"] > 0.9
+
+
+def test_a_two_mode_mixture_covers_the_truth_near_either_mode():
+    """Truth drawn from a well-separated two-mode mixture: its high-density regions are two ellipses, and the
+    truth falls inside at the nominal rates; a forecast holding only one of the modes misses half of it."""
+    gen = torch.Generator().manual_seed(1)
+    S, A, T, std = 40, 25, 2, 0.5
+    centres = torch.tensor([[-5.0, 0.0], [5.0, 0.0]], dtype=torch.float64)
+    pick = torch.randint(0, 2, (S, A, 1), generator=gen).expand(S, A, T)
+    truth = centres[pick] + std * torch.randn(S, A, T, 2, generator=gen, dtype=torch.float64)
+    means = centres[None, None, :, None].expand(S, A, 2, T, 2).clone()
+    both = dataclasses.replace(
+        _single_gaussian(means[:, :, 0], std),
+        log_weights=torch.full((S, A, 2), math.log(0.5), dtype=torch.float64),
+        means=means,
+        chol=(std * torch.eye(2, dtype=torch.float64)).expand(S, A, 2, T, 2, 2).clone(),
+    ).validate()
+    got = coverage(both, truth, both.valid, generator=gen).means()
+    assert got["coverage_2sigma"] == pytest.approx(TWO_SIGMA_MASS, abs=0.04)
+    one = coverage(_single_gaussian(means[:, :, 0], std), truth, both.valid, generator=gen).means()
+    assert one["coverage_2sigma"] == pytest.approx(TWO_SIGMA_MASS / 2, abs=0.05)
+
+
+def test_coverage_checks_its_inputs():
+    forecast = random_forecast(torch.Generator().manual_seed(0), 1, 2, 2, 3)
+    truth = torch.zeros(1, 2, 3, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="at least 2 draws"):
+        coverage(forecast, truth, torch.zeros(1, 2, dtype=torch.bool), samples=1)
+    with pytest.raises(ValueError, match="scored but its Forecast slot is not valid"):
+        coverage(forecast, truth, torch.ones(1, 2, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"truth: expected shape"):
+        coverage(forecast, truth[:, :, :2], forecast.valid)
