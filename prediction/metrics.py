@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
-from torch.distributions import MultivariateNormal
+from torch.distributions import MixtureSameFamily, MultivariateNormal
 
 from prediction.types import Forecast
 
@@ -176,10 +176,7 @@ def mixture_nll(forecast: Forecast, truth: Tensor, scored: Tensor) -> AgentScore
         raise ValueError("scored: an agent is scored but its Forecast slot is not valid")
     paths = forecast.distribution()  # batch [S, A], event [T, 2]; empty slots made finite
     truth = truth.to(forecast.means.dtype)
-    steps = paths.component_distribution.base_dist  # batch [S, A, K, T], event [2]
-    log_weights = paths.mixture_distribution.logits  # [S, A, K], normalised
-    per_mode = steps.log_prob(truth[:, :, None])  # [S, A, K, T]
-    per_step = torch.logsumexp(per_mode + log_weights[..., None], dim=2)  # [S, A, T]
+    per_step = _step_log_density(paths, truth[None])[0]  # [S, A, T]
     joint = paths.log_prob(truth)  # [S, A]
     return _scores({"nll_step": -per_step.mean(dim=-1), "nll_joint": -joint / T}, scored)
 
@@ -267,18 +264,17 @@ def mode_usage(forecast: Forecast, scored: Tensor, threshold: float = MODE_WEIGH
     return _scores(values, scored)
 
 
-def _step_log_density(forecast: Forecast, points: Tensor) -> Tensor:
-    """log p_t(x) of the forecast's per-step marginal mixture at `points` [N, S, A, T, 2] -> [N, S, A, T]."""
-    paths = forecast.distribution()  # empty slots made finite
+def _step_log_density(paths: MixtureSameFamily, points: Tensor) -> Tensor:
+    """log p_t(x) of the per-step marginal mixture of `paths` (`Forecast.distribution()`) at `points`
+    [N, S, A, T, 2] -> [N, S, A, T]."""
     steps = paths.component_distribution.base_dist  # batch [S, A, K, T], event [2]
-    per_mode = steps.log_prob(points[:, :, :, None].to(forecast.means.dtype))  # [N, S, A, K, T]
-    log_weights = paths.mixture_distribution.logits  # [S, A, K]
+    per_mode = steps.log_prob(points[:, :, :, None])  # [N, S, A, K, T]
+    log_weights = paths.mixture_distribution.logits  # [S, A, K], normalised
     return torch.logsumexp(per_mode + log_weights[..., None], dim=-2)
 
 
-def _sample_steps(forecast: Forecast, samples: int, generator: torch.Generator | None) -> Tensor:
-    """`samples` draws of every step's marginal mixture: [N, S, A, T, 2]."""
-    paths = forecast.distribution()
+def _sample_steps(paths: MixtureSameFamily, samples: int, generator: torch.Generator | None) -> Tensor:
+    """`samples` draws of every step's marginal mixture of `paths`: [N, S, A, T, 2]."""
     means, chol = paths.component_distribution.base_dist.loc, paths.component_distribution.base_dist.scale_tril
     S, A, K, T, _ = means.shape
     weights = paths.mixture_distribution.probs.reshape(S * A, K)
@@ -316,8 +312,9 @@ def coverage(
         raise ValueError(f"samples: coverage needs at least 2 draws per step, got {samples}")
     if bool((scored & ~forecast.valid).any()):
         raise ValueError("scored: an agent is scored but its Forecast slot is not valid")
-    drawn = _step_log_density(forecast, _sample_steps(forecast, samples, generator))  # [N, S, A, T]
-    at_truth = _step_log_density(forecast, truth[None])[0]  # [S, A, T]
+    paths = forecast.distribution()  # empty slots made finite
+    drawn = _step_log_density(paths, _sample_steps(paths, samples, generator))  # [N, S, A, T]
+    at_truth = _step_log_density(paths, truth[None].to(forecast.means.dtype))[0]  # [S, A, T]
     values = {}
     for name, mass in (("coverage_1sigma", ONE_SIGMA_MASS), ("coverage_2sigma", TWO_SIGMA_MASS)):
         level = torch.quantile(drawn, 1.0 - mass, dim=0)  # [S, A, T]

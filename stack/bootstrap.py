@@ -59,18 +59,11 @@ def paired_interval(a: dict, b: dict, key: str, resamples: int = RESAMPLES, seed
 def differences(out: Path, labels: list[str]) -> dict[str, Any]:
     """Each pair of `PAIRS` whose two rows are in `labels`, keyed "row-reference": score and collision-rate
     differences with their intervals (the collision difference in percentage points)."""
-    cache: dict[str, dict] = {}
-
-    def metrics(label: str) -> dict:
-        if label not in cache:
-            cache[label] = episode_metrics(out / label / "episodes.csv")
-        return cache[label]
-
+    pairs = [(row, ref) for row, ref in PAIRS if row in labels and ref in labels]
+    metrics = {label: episode_metrics(out / label / "episodes.csv") for label in {x for pair in pairs for x in pair}}
     result = {}
-    for row, ref in PAIRS:
-        if row not in labels or ref not in labels:
-            continue
-        a, b = metrics(row), metrics(ref)
+    for row, ref in pairs:
+        a, b = metrics[row], metrics[ref]
         collided = paired_interval(a, b, "collided")
         collided = {k: (100.0 * v if isinstance(v, float) else v) for k, v in collided.items()}
         result[f"{row}-{ref}"] = {"score": paired_interval(a, b, "score"), "collision_pct": collided}

@@ -31,11 +31,18 @@ def project_onto_route(pts: Tensor, table: Tensor, xy: Tensor) -> tuple[Tensor, 
     right at the ego's bumper; extending the end segments keeps them where they are.
     """
     s, lat = project_to_polyline(pts, table, xy)
+    return _extend_ends(pts, table, xy, s, lat)
+
+
+def _extend_ends(pts: Tensor, table: Tensor, xy: Tensor, s: Tensor, lat: Tensor) -> tuple[Tensor, Tensor]:
+    """(s, lat) of the points `xy [..., 2]` beyond either end of the route `pts [..., R, 2]` (arc lengths
+    `table [..., R]`; both broadcast against `xy`) measured along its end segments extended; the others'
+    `s`, `lat` as given."""
     ends = ((0, pts[..., 1, :] - pts[..., 0, :], -1.0), (-1, pts[..., -1, :] - pts[..., -2, :], 1.0))
     for end, tangent, outward in ends:
         unit = tangent / tangent.norm(dim=-1, keepdim=True).clamp_min(1e-6)
         rel = xy - pts[..., end, :]
-        along = (rel * unit).sum(-1)
+        along = rel[..., 0] * unit[..., 0] + rel[..., 1] * unit[..., 1]
         across = unit[..., 0] * rel[..., 1] - unit[..., 1] * rel[..., 0]
         beyond = along * outward > 0
         s = torch.where(beyond, table[..., end] + along, s)
@@ -97,7 +104,7 @@ def to_route(route: Tensor, xy: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             closer = candidate[0] < best[0]
             best = tuple(torch.where(closer, new, old) for new, old in zip(candidate, best, strict=True))
     _, s, lat, tangent = best
-    s, lat = _extend_ends(route, table, flat, s, lat)
+    s, lat = _extend_ends(route[:, None], table[:, None], flat, s, lat)
     first_heading = torch.atan2(route[:, 1, 1] - route[:, 0, 1], route[:, 1, 0] - route[:, 0, 0])[:, None]
     last_heading = torch.atan2(route[:, -1, 1] - route[:, -2, 1], route[:, -1, 0] - route[:, -2, 0])[:, None]
     tangent = torch.where(s < 0, first_heading, torch.where(s > table[:, -1:], last_heading, tangent))
@@ -107,20 +114,6 @@ def to_route(route: Tensor, xy: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 def _vertex(route: Tensor, index: Tensor) -> Tensor:
     """route[b, index[b, x]] -> [B, X, 2]."""
     return route.gather(1, index[..., None].expand(*index.shape, 2))
-
-
-def _extend_ends(route: Tensor, table: Tensor, xy: Tensor, s: Tensor, lat: Tensor) -> tuple[Tensor, Tensor]:
-    """(s, lat) [B, X] of points beyond either end of the route measured along its end segments extended."""
-    ends = ((0, route[:, 1] - route[:, 0], -1.0), (-1, route[:, -1] - route[:, -2], 1.0))
-    for end, tangent, outward in ends:
-        unit = (tangent / tangent.norm(dim=-1, keepdim=True).clamp_min(1e-6))[:, None]  # (B, 1, 2)
-        rel = xy - route[:, None, end]
-        along = rel[..., 0] * unit[..., 0] + rel[..., 1] * unit[..., 1]
-        across = unit[..., 0] * rel[..., 1] - unit[..., 1] * rel[..., 0]
-        beyond = along * outward > 0
-        s = torch.where(beyond, table[:, end : end + 1 if end != -1 else None] + along, s)
-        lat = torch.where(beyond, across, lat)
-    return s, lat
 
 
 def offset_poses(route: Tensor, s: Tensor, offset: Tensor, slope: Tensor) -> tuple[Tensor, Tensor]:
