@@ -78,8 +78,8 @@ ethucy-weights: $(STAMP)
 # simulator windows (vehicles and pedestrians of the hard suite, seeds clear of the evaluation's),
 # assembled into one checkpoint with the planner's settings. Resumes; skips what exists.
 STACK_WORK ?= runs/stack-weights
-PREDICTOR_ARGS ?= --latent 8 --hidden 48 --decoder-hidden 96 --interaction-radius 20 --kl-min 1.0 \
-	--steps 6000 --kl-anneal-steps 2000 --checkpoint-every 500
+PREDICTOR_ARGS ?= --latent 8 --hidden 48 --decoder-hidden 96 --interaction-radius 20 \
+	--steps 6000 --checkpoint-every 500
 
 $(STACK_WORK)/windows-a.safetensors: | $(STAMP)
 	$(DS) prediction generate --out $@ --suite hard --seeds 12 --first-seed 100

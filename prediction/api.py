@@ -11,7 +11,11 @@ Outside evaluation code needs nothing else:
 of every agent of S scene windows, `obs_valid [S, A, 8]` which of them were
 observed; the last step is now. Every agent observed now is predicted (the
 others get zeros). Velocities are backward differences of the positions, so
-nothing depends on the future.
+nothing depends on the future. Agents are pedestrians unless `class_probs
+[S, A, 3]` (vehicle, pedestrian, cyclist) says otherwise; `size [S, A, 2]`
+gives their boxes (m), as simulator and drive-log windows record them:
+
+    forecast = model.forecast(obs_xy, obs_valid, class_probs=windows.class_probs, size=windows.size)
 """
 
 from __future__ import annotations
@@ -51,13 +55,17 @@ class TrajectoryPredictor:
     def dt(self) -> float:
         return self.model.cfg.dt
 
-    def _tracks(self, obs_xy: Tensor, obs_valid: Tensor):
+    def _tracks(self, obs_xy: Tensor, obs_valid: Tensor, class_probs: Tensor | None, size: Tensor | None):
         device = next(self.model.parameters()).device
         xy, valid = obs_xy.to(device=device, dtype=torch.float32), obs_valid.to(device)
-        return tracks_from_positions(xy, valid, self.dt, position_std=self.position_std)
+        move = lambda t: None if t is None else t.to(device=device, dtype=torch.float32)  # noqa: E731
+        return tracks_from_positions(xy, valid, self.dt, move(class_probs), move(size), position_std=self.position_std)
 
     @torch.inference_mode()
-    def predict_positions(self, obs_xy: Tensor, obs_valid: Tensor, num_samples: int = 20, seed: int = 0) -> Tensor:
+    def predict_positions(
+        self, obs_xy: Tensor, obs_valid: Tensor, num_samples: int = 20, seed: int = 0, *,
+        class_probs: Tensor | None = None, size: Tensor | None = None,
+    ) -> Tensor:  # fmt: skip
         """[S, A, num_samples, horizon, 2] sampled futures, m, the frame of `obs_xy` (on its device).
 
         Deterministic for a given `seed`: the noise comes from one `torch.Generator`
@@ -71,17 +79,24 @@ class TrajectoryPredictor:
         parts = []
         for start in range(0, S, self.chunk):  # chunks of windows, not agents: each pass is batched over agents
             stop = min(S, start + self.chunk)
-            tracks = self._tracks(obs_xy[start:stop], obs_valid[start:stop])
+            rows = slice(start, stop)
+            tracks = self._tracks(obs_xy[rows], obs_valid[rows], _rows(class_probs, rows), _rows(size, rows))
             noise = SampleNoise.draw(stop - start, A, num_samples, self.horizon, generator)
             paths = self.model.sample_positions(tracks, noise.to(tracks.device))
             parts.append(torch.where(tracks.valid[:, :, None, None, None], paths, torch.zeros_like(paths)))
         return torch.cat(parts).to(obs_xy.device)
 
     @torch.inference_mode()
-    def forecast(self, obs_xy: Tensor, obs_valid: Tensor) -> Forecast:
+    def forecast(
+        self, obs_xy: Tensor, obs_valid: Tensor, *, class_probs: Tensor | None = None, size: Tensor | None = None
+    ) -> Forecast:
         """The full K-mode Gaussian mixture of every agent (no sampling), frame of `obs_xy`."""
         check_observations(obs_xy, obs_valid, self.history)
-        return self.model(self._tracks(obs_xy, obs_valid))
+        return self.model(self._tracks(obs_xy, obs_valid, class_probs, size))
+
+
+def _rows(t: Tensor | None, rows: slice) -> Tensor | None:
+    return None if t is None else t[rows]
 
 
 def load(path: str | Path, device: torch.device | str = "cpu") -> TrajectoryPredictor:

@@ -101,7 +101,10 @@ class ConstantVelocity:
         """(angles [K] rad, log_weights [K]) of the forecast's modes: one straight mode."""
         return torch.zeros(1, dtype=like.dtype, device=like.device), torch.zeros(1, dtype=like.dtype)
 
-    def predict_positions(self, obs_xy: Tensor, obs_valid: Tensor, num_samples: int = 20, seed: int = 0) -> Tensor:
+    def predict_positions(
+        self, obs_xy: Tensor, obs_valid: Tensor, num_samples: int = 20, seed: int = 0, *,
+        class_probs: Tensor | None = None, size: Tensor | None = None,
+    ) -> Tensor:  # fmt: skip
         """Sampled futures [S, A, num_samples, horizon, 2], m, frame of obs_xy; 0 for agents absent now.
 
         Args:
@@ -109,6 +112,7 @@ class ConstantVelocity:
             obs_valid: [S, A, H] bool, the position was observed.
             num_samples: N >= 1 paths per agent.
             seed: seeds the torch.Generator the samples are drawn from.
+            class_probs, size: the agents' classes and boxes; constant velocity reads neither.
         """
         check_observations(obs_xy, obs_valid, min_history=2)
         if num_samples < 1:
@@ -120,10 +124,12 @@ class ConstantVelocity:
         paths = extrapolate(now, step, angles, self.horizon)  # [S, A, N, T, 2]
         return torch.where(valid_now[:, :, None, None, None], paths, torch.zeros_like(paths))
 
-    def forecast(self, obs_xy: Tensor, obs_valid: Tensor) -> Forecast:
+    def forecast(
+        self, obs_xy: Tensor, obs_valid: Tensor, *, class_probs: Tensor | None = None, size: Tensor | None = None
+    ) -> Forecast:
         """Gaussian-mixture forecast in the frame of obs_xy: one mode per `mode_angles`,
-        isotropic std `std_per_second * (t + 1) * dt`; agents present now are valid
-        pedestrians with existence 1."""
+        isotropic std `std_per_second * (t + 1) * dt`; agents present now are valid with
+        existence 1, of `class_probs` (pedestrians if None). `size` is not read."""
         check_observations(obs_xy, obs_valid, min_history=2)
         now, step, valid_now = last_displacement(obs_xy, obs_valid)
         angles, log_weights = self.mode_angles(obs_xy)
@@ -132,14 +138,15 @@ class ConstantVelocity:
         seconds = torch.arange(1, self.horizon + 1, dtype=obs_xy.dtype, device=obs_xy.device) * self.dt
         std = self.std_per_second * seconds  # [T]
         eye = torch.eye(2, dtype=obs_xy.dtype, device=obs_xy.device)
-        pedestrian = torch.zeros(NUM_CLASSES, dtype=obs_xy.dtype, device=obs_xy.device)
-        pedestrian[AgentKind.PEDESTRIAN] = 1.0
+        if class_probs is None:
+            class_probs = torch.zeros(NUM_CLASSES, dtype=obs_xy.dtype, device=obs_xy.device)
+            class_probs[AgentKind.PEDESTRIAN] = 1.0
         return Forecast(
             log_weights=log_weights.to(obs_xy.device).expand(S, A, K).contiguous(),
             means=torch.where(valid_now[:, :, None, None, None], means, torch.zeros_like(means)),
             chol=(std[:, None, None] * eye).expand(S, A, K, self.horizon, 2, 2).contiguous(),
             existence=valid_now.to(obs_xy.dtype),
-            class_probs=pedestrian.expand(S, A, NUM_CLASSES).contiguous(),
+            class_probs=class_probs.to(obs_xy).expand(S, A, NUM_CLASSES).contiguous(),
             valid=valid_now.clone(),
         )
 

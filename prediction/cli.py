@@ -18,7 +18,7 @@ from prediction.config import PredictorConfig
 from prediction.ethucy import SCENES, SPLITS, load_split
 from prediction.evaluate import evaluate_scene
 from prediction.simdata import SimWindowsConfig, describe, load_windows, save_windows, simulate_windows
-from prediction.train import PredictionTrainConfig, train
+from prediction.train import OBJECTIVES, PredictionTrainConfig, train
 from prediction.windows import TrajectoryWindows
 from sim.training import add_loop_arguments, loop_fields, write_json
 
@@ -57,7 +57,7 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_train(jobs: argparse._SubParsersAction) -> None:
-    t = jobs.add_parser("train", help="train the predictor (ELBO with KL annealing)")
+    t = jobs.add_parser("train", help="train the predictor (mode assignment, or the ELBO)")
     _add_data(t)
     t.add_argument("--out", type=Path, default=Path("runs/prediction"), help="checkpoint directory")
     defaults = PredictorConfig()
@@ -72,9 +72,27 @@ def _add_train(jobs: argparse._SubParsersAction) -> None:
         action="store_true",
         help="move every agent as a pedestrian (single integrator; no unicycle branch), e.g. ETH/UCY",
     )
-    t.add_argument("--kl-weight", type=float, default=1.0, help="final KL weight beta (default 1)")
-    t.add_argument("--kl-anneal-steps", type=int, default=1000, help="steps of the KL annealing (default 1000)")
-    t.add_argument("--kl-min", type=float, default=0.07, help="free nats of KL per agent (default 0.07)")
+    t.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        default="wta",
+        help="wta: each future trains its closest mode (default); elbo: Trajectron++'s CVAE bound",
+    )
+    t.add_argument(
+        "--wta-relax",
+        type=float,
+        default=0.05,
+        help="wta: reconstruction weight shared by the non-closest modes (default 0.05)",
+    )
+    t.add_argument(
+        "--wta-distance",
+        type=float,
+        default=1.0,
+        help="wta: nats per metre of the closest mode's mean-path error (default 1)",
+    )
+    t.add_argument("--kl-weight", type=float, default=1.0, help="elbo: final KL weight beta (default 1)")
+    t.add_argument("--kl-anneal-steps", type=int, default=1000, help="elbo: steps of the KL annealing (default 1000)")
+    t.add_argument("--kl-min", type=float, default=0.07, help="elbo: free nats of KL per agent (default 0.07)")
     t.add_argument("--no-rotate", action="store_true", help="no random rotation of training windows")
     t.add_argument("--position-std", type=float, default=0.05, help="assumed position noise of the data, m")
     add_loop_arguments(t, steps=3000, batch_size=32, lr=3e-3, warmup_steps=100, checkpoint_every=250, items="windows")
@@ -127,6 +145,9 @@ def run_train(args: argparse.Namespace) -> int:
         scene=args.scene,
         windows=tuple(args.windows),
         predictor=predictor,
+        objective=args.objective,
+        wta_relax=args.wta_relax,
+        wta_distance=args.wta_distance,
         kl_weight=args.kl_weight,
         kl_anneal_steps=args.kl_anneal_steps,
         kl_min=args.kl_min,

@@ -12,13 +12,16 @@ present at all 12 future ones):
   regions, per step (`prediction.metrics.coverage`; 39.3 % and 86.5 % when calibrated; skipped
   when `coverage_samples` is 0).
 
-Every model receives the observed steps only (`TrajectoryWindows.observed`).
+Every model receives the observed steps only (`TrajectoryWindows.observed`), with
+the agents' classes and boxes. `evaluate_groups` pools the same run per group of
+agents (per class, per scenario family).
 Results are pooled over agents (`prediction.metrics.Totals`), so a scene's mean
 does not depend on how its windows were batched.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 import torch
@@ -43,23 +46,38 @@ from prediction.windows import TrajectoryWindows
 class PositionPredictor(Protocol):
     """What `prediction.api.load` and `prediction.api.baseline` return."""
 
-    def predict_positions(self, obs_xy: Tensor, obs_valid: Tensor, num_samples: int = 20, seed: int = 0) -> Tensor: ...
+    def predict_positions(
+        self, obs_xy: Tensor, obs_valid: Tensor, num_samples: int = 20, seed: int = 0, *,
+        class_probs: Tensor | None = None, size: Tensor | None = None,
+    ) -> Tensor: ...  # fmt: skip
 
-    def forecast(self, obs_xy: Tensor, obs_valid: Tensor) -> Forecast: ...
+    def forecast(
+        self, obs_xy: Tensor, obs_valid: Tensor, *, class_probs: Tensor | None = None, size: Tensor | None = None
+    ) -> Forecast: ...
 
 
-def evaluate_windows(
+def evaluate_windows(model: PositionPredictor, windows: TrajectoryWindows, **kw) -> Totals:
+    """Pooled metric sums over the scored agents of `windows` (`.means()` gives the averages); keywords
+    as `evaluate_groups`."""
+    return evaluate_groups(model, windows, {"all": torch.ones_like(windows.valid)}, **kw)["all"]
+
+
+def evaluate_groups(
     model: PositionPredictor,
     windows: TrajectoryWindows,
+    groups: Mapping[str, Tensor],
     num_samples: int = 20,
     kde_samples: int = 2000,
     coverage_samples: int = COVERAGE_SAMPLES,
     seed: int = 0,
     chunk: int = 16,
     progress: bool = False,
-) -> Totals:
-    """Pooled metric sums over the scored agents of `windows` (`.means()` gives the averages)."""
-    total = Totals()
+) -> dict[str, Totals]:
+    """Pooled metric sums per group: `groups` maps a name to a `[S, A]` bool mask of the agents it
+    holds (e.g. one class, one scenario family); each group pools its scored agents. Every agent of a
+    window is observed by the model whatever its group, so a group's scores are those of the same run.
+    The model reads the windows' classes and boxes."""
+    totals = {name: Totals() for name in groups}
     starts = range(0, windows.batch_size, chunk)
     for i, start in enumerate(tqdm(starts, desc="evaluate", disable=not progress)):
         index = torch.arange(start, min(start + chunk, windows.batch_size))
@@ -69,8 +87,9 @@ def evaluate_windows(
             continue
         obs_xy, obs_valid = batch.observed()
         truth, _ = batch.future()
-        samples = model.predict_positions(obs_xy, obs_valid, num_samples=num_samples, seed=seed + i)
-        forecast = model.forecast(obs_xy, obs_valid)
+        agents = {"class_probs": batch.class_probs, "size": batch.size}
+        samples = model.predict_positions(obs_xy, obs_valid, num_samples=num_samples, seed=seed + i, **agents)
+        forecast = model.forecast(obs_xy, obs_valid, **agents)
         values = {
             **min_ade_fde(samples, truth, scored).values,
             **ade_fde(forecast.most_likely(), truth, scored).values,
@@ -81,10 +100,15 @@ def evaluate_windows(
             generator = torch.Generator().manual_seed(seed + i + 2_000_003)
             values.update(coverage(forecast, truth, scored, coverage_samples, generator).values)
         if kde_samples > 0:
-            many = model.predict_positions(obs_xy, obs_valid, num_samples=kde_samples, seed=seed + i + 1_000_003)
+            many = model.predict_positions(
+                obs_xy, obs_valid, num_samples=kde_samples, seed=seed + i + 1_000_003, **agents
+            )
             values.update(kde_nll(many, truth, scored).values)
-        total = total + AgentScores(values, scored).totals()  # one count per agent, every metric
-    return total
+        for name, mask in groups.items():
+            width = scored.shape[1]  # `trimmed` dropped slots no window of the batch uses
+            member = scored & mask[index, :width].to(scored.device)
+            totals[name] = totals[name] + AgentScores(values, member).totals()  # one count per agent
+    return totals
 
 
 def evaluate_scene(model: PositionPredictor, windows: TrajectoryWindows, **kw) -> dict[str, float]:

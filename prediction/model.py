@@ -10,7 +10,10 @@
 latent values (no sampling), decoded once into a `Forecast`. `sample_positions`
 draws trajectories by sampling z and the controls from caller-supplied noise
 and integrating them (so samples are smooth paths, not independent per-step
-draws). `elbo` is the training objective.
+draws). Two training objectives: `elbo`, Trajectron++'s CVAE bound with a learned
+posterior q(z|x,y), and `winner_takes_all`, which assigns each labelled future to
+its closest mode (the default: the ELBO's posterior, and with it the prior,
+collapses onto one value of z; measured in docs/benchmarks.md, issue 15).
 
 Agent class decides the dynamics: pedestrians move as single integrators,
 vehicles and cyclists as unicycles. Both are integrated for every agent and
@@ -24,6 +27,7 @@ import dataclasses
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from perception.losses import gaussian_nll
@@ -57,6 +61,34 @@ class Mixture:
     log_prior: Tensor
     means: Tensor
     cov: Tensor
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """What the training objectives share, for the N agents with a labelled future, gathered into one
+    row (`[1, N, ...]`): their encodings, `Tracks`, future prefix and its mask, the decoded controls,
+    the prior log-weights `[1, N, K]` and `ll_z [1, N, K]`, log p(y | x, z) of the scored path.
+    `trained [B, A]` says which slots they came from."""
+
+    x: Tensor
+    agents: Tracks
+    future: Tensor
+    scored: Tensor
+    trained: Tensor
+    pedestrian: ControlGaussian
+    vehicle: ControlGaussian
+    log_prior: Tensor
+    ll_z: Tensor
+
+    def per_agent(self, **terms: Tensor) -> dict[str, Tensor]:
+        """`terms` `[1, N]` and the shared ones (`log_likelihood`, `steps`) scattered back to `[B, A]`,
+        plus `trained`."""
+        shared = {
+            "log_likelihood": torch.logsumexp(self.log_prior + self.ll_z, dim=-1),
+            "steps": self.scored.sum(dim=-1).to(self.ll_z.dtype),
+        }
+        out = {name: _scatter(value[0], self.trained) for name, value in {**terms, **shared}.items()}
+        return {**out, "trained": self.trained}
 
 
 class Predictor(nn.Module):
@@ -168,17 +200,14 @@ class Predictor(nn.Module):
         walks = noise.kind < tracks.class_probs[..., PEDESTRIAN, None]  # [B, A, N]
         return torch.where(walks[..., None, None], walk, drive)
 
-    # -- training objective ---------------------------------------------------
-    def elbo(
+    # -- training objectives ----------------------------------------------------
+    def labelled(
         self, tracks: Tracks, future: Tensor, future_valid: Tensor, map_input: MapInput | None = None
-    ) -> dict[str, Tensor]:
-        """Per-agent terms `[B, A]` of the ELBO with the posterior enumerated exactly over all K values.
+    ) -> Labelled:
+        """The pieces both objectives score, for the agents with a labelled future (see `Labelled`).
 
         `future [B, A, T, 2]` (m, frame of `tracks`) and `future_valid [B, A, T]` are the labels.
         The future is scored up to the agent's first missing step (`observed_prefix`).
-        Returns `reconstruction` (E_q log p(y|x,z) of the whole scored path), `kl` (KL(q || p)),
-        `log_likelihood` (log p(y|x) = log sum_z p(z|x) p(y|x,z), the model's path likelihood),
-        `steps` (scored future steps) and `trained` (agents with at least one).
         """
         x = self.encode(tracks, map_input)
         scored = observed_prefix(future_valid)
@@ -188,17 +217,63 @@ class Predictor(nn.Module):
         agents = dataclasses.replace(tracks, **{name: pick(getattr(tracks, name)) for name in tracks.field_names()})
         x, future, scored = pick(x), pick(future), pick(scored)
         pedestrian, vehicle = self.controls(x, agents)
-        log_prior = self.log_prior(x)
-        log_q = self.log_posterior(x, future, scored, agents.current[..., STATE_POS])
-        ll_z = self.path_log_likelihood(agents, future, scored, pedestrian, vehicle)
+        return Labelled(
+            x=x, agents=agents, future=future, scored=scored, trained=trained, pedestrian=pedestrian,
+            vehicle=vehicle, log_prior=self.log_prior(x),
+            ll_z=self.path_log_likelihood(agents, future, scored, pedestrian, vehicle),
+        )  # fmt: skip
+
+    def elbo(
+        self, tracks: Tracks, future: Tensor, future_valid: Tensor, map_input: MapInput | None = None
+    ) -> dict[str, Tensor]:
+        """Per-agent terms `[B, A]` of the ELBO with the posterior enumerated exactly over all K values.
+
+        Returns `reconstruction` (E_q log p(y|x,z) of the whole scored path), `kl` (KL(q || p)),
+        `log_likelihood` (log p(y|x) = log sum_z p(z|x) p(y|x,z), the model's path likelihood),
+        `steps` (scored future steps) and `trained` (agents with at least one).
+        """
+        lab = self.labelled(tracks, future, future_valid, map_input)
+        log_q = self.log_posterior(lab.x, lab.future, lab.scored, lab.agents.current[..., STATE_POS])
         q = log_q.exp()
-        terms = {
-            "reconstruction": (q * ll_z).sum(dim=-1),
-            "kl": (q * (log_q - log_prior)).sum(dim=-1),
-            "log_likelihood": torch.logsumexp(log_prior + ll_z, dim=-1),
-            "steps": scored.sum(dim=-1).to(ll_z.dtype),
-        }
-        return {**{name: _scatter(value[0], trained) for name, value in terms.items()}, "trained": trained}
+        return lab.per_agent(reconstruction=(q * lab.ll_z).sum(dim=-1), kl=(q * (log_q - lab.log_prior)).sum(dim=-1))
+
+    def winner_takes_all(
+        self, tracks: Tracks, future: Tensor, future_valid: Tensor, map_input: MapInput | None = None,
+        relax: float = 0.05,
+    ) -> dict[str, Tensor]:  # fmt: skip
+        """Per-agent terms `[B, A]` of the mode-assignment objective (MultiPath, MTR; relaxed as in
+        Rupprecht et al. 2017), the remedy for a collapsed prior.
+
+        The winner is the mode whose mean path lies closest to the truth (ADE over the scored
+        steps). It takes `1 - relax` of the reconstruction weight and the others share `relax`
+        (so no mode is left untrained); the prior learns which mode wins (`classification`, the
+        cross-entropy -log p(z = winner | x)). The prior is then the probability that a mode is
+        the best of the K, which is what a planner weighing alternatives needs; each mode's
+        Gaussian learns the spread around its own mean only, so modes stay apart instead of one
+        wide mode absorbing the others.
+
+        The likelihood alone moves the winner's mean slowly: a wide pedestrian drift explains
+        a turn as well as a turned mean does. `distance` (the winner's mean-path error, m summed
+        over the scored steps) is the regression term that pulls the mean onto the truth.
+
+        Returns `reconstruction`, `classification`, `distance`, `log_likelihood`, `steps`,
+        `trained`, and `winner` (the winning mode, -1 where nothing is trained).
+        """
+        lab = self.labelled(tracks, future, future_valid, map_input)
+        means, _ = self.integrate(lab.agents, lab.pedestrian, lab.vehicle)  # [1, N, K, T, 2]
+        step_error = (means - lab.future[:, :, None]).norm(dim=-1)  # [1, N, K, T]
+        ade = torch.where(lab.scored[:, :, None], step_error, torch.zeros_like(step_error)).sum(dim=-1)
+        winner = ade.argmin(dim=-1)  # [1, N]
+        K = self.cfg.latent
+        won = F.one_hot(winner, K).to(lab.ll_z.dtype)
+        share = won if K == 1 else won * (1 - relax) + (1 - won) * (relax / (K - 1))
+        classification = -lab.log_prior.gather(-1, winner[..., None]).squeeze(-1)
+        distance = ade.gather(-1, winner[..., None]).squeeze(-1)  # m, summed over the scored steps
+        terms = lab.per_agent(
+            reconstruction=(share * lab.ll_z).sum(dim=-1), classification=classification, distance=distance
+        )
+        slots = torch.full(lab.trained.shape, -1, dtype=torch.long, device=winner.device)
+        return {**terms, "winner": slots.masked_scatter(lab.trained, winner[0])}
 
     def path_log_likelihood(
         self, tracks: Tracks, future: Tensor, scored: Tensor, pedestrian: ControlGaussian, vehicle: ControlGaussian
@@ -233,7 +308,10 @@ def _scatter(values: Tensor, mask: Tensor) -> Tensor:
 class SampleNoise:
     """Caller-supplied noise for `Predictor.sample_positions` (N samples per agent).
 
-    mode: [B, A, N] uniform, picks z by inverse CDF of the prior.
+    mode: [B, A, N] uniform, picks z by inverse CDF of the prior. Drawn stratified (`draw`): sample n
+        reads (n + u) / N with one u ~ U[0, 1) per agent, so each sample is still a draw from the
+        prior while the N together visit its modes in proportion to their weights (systematic
+        sampling; independent draws would repeat the heavy modes and skip light ones by chance).
     kind: [B, A, N] uniform, picks the dynamics (pedestrian if below its class probability).
     start: [B, A, N, 4] standard normal, perturbs the current (x, y, vx, vy) by its covariance.
     control: [B, A, N, T, 2] standard normal, the control noise at each step.
@@ -252,7 +330,7 @@ class SampleNoise:
         shape = (batch, agents, samples)
         kw = {"generator": generator, "dtype": dtype}
         return cls(
-            mode=torch.rand(shape, **kw),
+            mode=(torch.arange(samples, dtype=dtype) + torch.rand(batch, agents, 1, **kw)) / samples,
             kind=torch.rand(shape, **kw),
             start=torch.randn(*shape, 4, **kw),
             control=torch.randn(*shape, horizon, 2, **kw),

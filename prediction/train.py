@@ -6,13 +6,17 @@ held in memory. Each step draws `batch_size` windows (the shared
 `sim.training` loop: AdamW, warm-up + cosine LR, resumable checkpoints),
 rotates each window by a random angle (augmentation: the model is
 translation invariant by construction, rotation invariance is learned), builds
-`Tracks` from the observed steps only (`prediction.inputs`) and minimises
+`Tracks` from the observed steps only (`prediction.inputs`) and minimises, per
+valid future step, one of two objectives (`objective`):
 
-    - [ E_q log p(y | x, z) - beta * max(KL(q || p), kl_min) ]
-
-per valid future step, with beta annealed from 0 to `kl_weight` over
-`kl_anneal_steps` (a sigmoid, as Trajectron++ anneals it) and `kl_min` free
-nats per agent that keep the posterior from collapsing onto the prior early.
+* "wta" (default): the relaxed winner-takes-all mode assignment
+  (`Predictor.winner_takes_all`):
+  - [ sum_z w_z log p(y | x, z) + log p(z* | x) ] + `wta_distance` * sum_t |mu_z*,t - y_t|
+  with z* the mode closest to the truth, w_z* = 1 - `wta_relax`.
+* "elbo": Trajectron++'s bound - [ E_q log p(y | x, z) - beta * max(KL(q || p), kl_min) ],
+  beta annealed from 0 to `kl_weight` over `kl_anneal_steps` (a sigmoid, as
+  Trajectron++ anneals it), `kl_min` free nats per agent. Kept as the reference:
+  its posterior collapses onto one value of z and the prior follows.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from prediction.windows import TrajectoryWindows
 from sim.config import ConfigError
 from sim.training import FINAL_NAME, LoopSettings, Trainer, jsonable, require
 
+OBJECTIVES = ("wta", "elbo")
+
 
 @dataclass(frozen=True)
 class PredictionTrainConfig(LoopSettings):
@@ -45,7 +51,11 @@ class PredictionTrainConfig(LoopSettings):
         scene: the held-out scene of the fold (train on `<root>/<scene>/train`).
         windows: simulator windows files (`drivestack prediction generate`).
         predictor: the model.
-        kl_weight: final beta of the KL term.
+        objective: "wta" (mode assignment) or "elbo" (the CVAE bound); see the module docstring.
+        wta_relax: share of the reconstruction weight the non-winning modes split ("wta").
+        wta_distance: nats per metre of the winner's mean-path error ("wta"); without it a wide
+            drift covariance explains a turn and the modes' means barely move.
+        kl_weight: final beta of the KL term ("elbo").
         kl_anneal_steps: steps over which beta rises (sigmoid centred at half of it).
         kl_min: free nats per agent: KL below this is not penalised.
         rotate: random rotation of every training window.
@@ -62,6 +72,9 @@ class PredictionTrainConfig(LoopSettings):
     lr: float = 3e-3
     warmup_steps: int = 100
     checkpoint_every: int = 250
+    objective: str = "wta"
+    wta_relax: float = 0.05
+    wta_distance: float = 1.0
     kl_weight: float = 1.0
     kl_anneal_steps: int = 1000
     kl_min: float = 0.07
@@ -75,6 +88,9 @@ class PredictionTrainConfig(LoopSettings):
         has_ethucy = self.ethucy_root is not None
         require(has_ethucy == (self.scene is not None), o, "scene", "given exactly when ethucy_root is", self.scene)
         require(self.scene is None or self.scene in SCENES, o, "scene", f"one of {SCENES}", self.scene)
+        require(self.objective in OBJECTIVES, o, "objective", f"one of {OBJECTIVES}", self.objective)
+        require(0 <= self.wta_relax < 1, o, "wta_relax", "in [0, 1)", self.wta_relax)
+        require(self.wta_distance >= 0, o, "wta_distance", ">= 0 nats/m", self.wta_distance)
         require(self.kl_weight >= 0, o, "kl_weight", ">= 0", self.kl_weight)
         require(isinstance(self.kl_anneal_steps, int) and self.kl_anneal_steps >= 0, o, "kl_anneal_steps",
                 "an int >= 0", self.kl_anneal_steps)  # fmt: skip
@@ -125,25 +141,29 @@ def rotate_windows(windows: TrajectoryWindows, angle: Tensor) -> TrajectoryWindo
                              windows.dt)  # fmt: skip
 
 
-def elbo_loss(
-    model: Predictor, windows: TrajectoryWindows, beta: float, kl_min: float, position_std: float
+def objective_loss(
+    model: Predictor, windows: TrajectoryWindows, cfg: PredictionTrainConfig, step: int
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """The negative ELBO per valid future step, and per-step NLL / KL reports, on one batch of windows."""
+    """The job's objective per valid future step (negated, to minimise) and its reports, on one batch."""
     obs_xy, obs_present = windows.observed()
     tracks = tracks_from_positions(
-        obs_xy, obs_present, windows.dt, windows.class_probs, windows.size, position_std=position_std
+        obs_xy, obs_present, windows.dt, windows.class_probs, windows.size, position_std=cfg.position_std
     )
     future, future_present = windows.future()
-    terms = model.elbo(tracks, future, future_present)
+    if cfg.objective == "wta":
+        terms = model.winner_takes_all(tracks, future, future_present, relax=cfg.wta_relax)
+        penalty = terms["classification"] + cfg.wta_distance * terms["distance"]
+    else:
+        terms = model.elbo(tracks, future, future_present)
+        beta = kl_beta(step, cfg)
+        penalty = beta * terms["kl"].clamp_min(cfg.kl_min)
     trained = terms["trained"]
     steps = terms["steps"][trained].sum().clamp_min(1.0)
-    recon, kl = terms["reconstruction"][trained], terms["kl"][trained]
-    loss = -(recon - beta * kl.clamp_min(kl_min)).sum() / steps
+    loss = -(terms["reconstruction"][trained] - penalty[trained]).sum() / steps
     report = {
         "total": loss.detach(),
         "nll_per_step": -(terms["log_likelihood"][trained].sum() / steps).detach(),
-        "kl": kl.mean().detach() if kl.numel() else torch.zeros(()),
-        "beta": torch.tensor(beta),
+        "penalty": penalty[trained].mean().detach() if bool(trained.any()) else torch.zeros(()),
     }
     return loss, report
 
@@ -173,7 +193,7 @@ def train(
         if cfg.rotate:
             angle = torch.rand(len(index), generator=augment) * (2 * math.pi)
             batch = rotate_windows(batch, angle.to(batch.device))
-        return elbo_loss(model, batch, kl_beta(step, cfg), cfg.kl_min, cfg.position_std)
+        return objective_loss(model, batch, cfg, step)
 
     def finalize(steps: int, seconds: float) -> Path:
         return save_predictor(model, Path(cfg.out) / FINAL_NAME, trained_by=KIND_TRAIN, steps=steps,

@@ -23,6 +23,9 @@ KIND_COLOURS = ((235, 160, 60), (60, 60, 235), (60, 200, 60))
 EGO_COLOUR = (0, 200, 255)
 PLAN_COLOUR = (0, 255, 255)
 SENSOR_SCALE = 2
+# BGR colours of forecast modes by mode index (magenta, orange, green, violet, yellow, cyan, pink, white).
+MODE_COLOURS = ((255, 0, 255), (0, 140, 255), (80, 220, 80), (255, 90, 140), (0, 230, 230), (255, 220, 0),
+                (170, 120, 255), (230, 230, 230))  # fmt: skip
 
 
 def _world_px(points: np.ndarray, origin: np.ndarray) -> np.ndarray:
@@ -100,10 +103,8 @@ def _draw_overlay(img: np.ndarray, snap: StepSnapshot, raster: RasterConfig) -> 
     if "forecasts" in o:
         weights = o.get("forecast_weights", np.ones(o["forecasts"].shape[:2]))
         for agent, agent_w in zip(o["forecasts"], weights, strict=True):
-            for mode, w in zip(agent, agent_w, strict=True):
-                if w > 0.02:
-                    shade = int(80 + 175 * float(w))
-                    cv2.polylines(img, [_ego_px(mode, raster).round().astype(np.int32)], False, (shade, 0, shade), 1)
+            for k, (mode, w) in enumerate(zip(agent, agent_w, strict=True)):
+                _forecast_mode(img, mode, float(w), k, raster)
     if "objects_xy" in o:
         probs = o.get("objects_prob", np.ones(o["objects_xy"].shape[0]))
         covs = o.get("objects_cov")
@@ -116,6 +117,20 @@ def _draw_overlay(img: np.ndarray, snap: StepSnapshot, raster: RasterConfig) -> 
                 _ellipse(img, xy, covs[m], raster, colour, 2.0)
             else:
                 cv2.circle(img, tuple(_ego_px(xy, raster).round().astype(int)), 3, colour, 1)
+
+
+def _forecast_mode(img: np.ndarray, mode: np.ndarray, weight: float, k: int, raster: RasterConfig) -> None:
+    """One forecast mode `[T, 2]`: coloured by its index, so mode k keeps its colour from frame to frame
+    (the predictor's mode k is one decoder head), dimmed and thinned by its weight, and labelled with
+    the weight where it matters (>= 20 %)."""
+    if weight <= 0.02:
+        return
+    colour = tuple(int(c * (0.35 + 0.65 * weight)) for c in MODE_COLOURS[k % len(MODE_COLOURS)])
+    points = _ego_px(mode, raster).round().astype(np.int32)
+    cv2.polylines(img, [points], False, colour, 2 if weight >= 0.2 else 1, cv2.LINE_AA)
+    if weight >= 0.2:
+        end = tuple(int(v) for v in points[-1])
+        cv2.putText(img, f"{weight:.2f}", end, cv2.FONT_HERSHEY_PLAIN, 0.7, colour, 1, cv2.LINE_AA)
 
 
 def compose(snap: StepSnapshot, raster: RasterConfig) -> np.ndarray:

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+EPISODE_KEYS = ("score", "collided", "progress")
 RESAMPLES = 2000
 SEED = 0
 # (row, reference): the stack against the baselines and its ablation, then the diagnostics that say
@@ -32,14 +33,14 @@ PAIRS = (
 
 
 def episode_metrics(path: Path) -> dict[tuple[str, int], dict[str, float]]:
-    """{(scenario, seed): {"score", "collided"}} of a run's episodes.csv, failed episodes left out."""
+    """{(scenario, seed): {"score", "collided", "progress"}} of a run's episodes.csv (collided: at fault;
+    progress: m), failed episodes left out."""
     rows = {}
     with path.open(newline="") as f:
         for row in csv.DictReader(f):
             if row.get("error"):
                 continue
-            rows[(row["scenario"], int(row["seed"]))] = {"score": float(row["score"]),
-                                                         "collided": float(row["collided"])}  # fmt: skip
+            rows[(row["scenario"], int(row["seed"]))] = {key: float(row[key]) for key in EPISODE_KEYS}
     return rows
 
 
@@ -61,10 +62,22 @@ def differences(out: Path, labels: list[str]) -> dict[str, Any]:
     differences with their intervals (the collision difference in percentage points)."""
     pairs = [(row, ref) for row, ref in PAIRS if row in labels and ref in labels]
     metrics = {label: episode_metrics(out / label / "episodes.csv") for label in {x for pair in pairs for x in pair}}
-    result = {}
-    for row, ref in pairs:
-        a, b = metrics[row], metrics[ref]
-        collided = paired_interval(a, b, "collided")
-        collided = {k: (100.0 * v if isinstance(v, float) else v) for k, v in collided.items()}
-        result[f"{row}-{ref}"] = {"score": paired_interval(a, b, "score"), "collision_pct": collided}
-    return result
+    return {f"{row}-{ref}": _pair(metrics[row], metrics[ref]) for row, ref in pairs}
+
+
+def sweep_differences(out: Path, labels: list[str]) -> list[dict[str, Any]]:
+    """The sigma sweep's steps: for runs `labels` in increasing sigma, each run minus the one before it,
+    then the last minus the first; score, collision (percentage points) and progress (m) differences
+    with their intervals, each tagged with its `row` and `reference` labels."""
+    metrics = {label: episode_metrics(out / label / "episodes.csv") for label in labels}
+    steps = list(zip(labels[:-1], labels[1:], strict=True))
+    if len(labels) > 2:
+        steps.append((labels[0], labels[-1]))
+    return [{"row": row, "reference": ref, **_pair(metrics[row], metrics[ref])} for ref, row in steps]
+
+
+def _pair(a: dict, b: dict) -> dict[str, Any]:
+    collided = paired_interval(a, b, "collided")
+    collided = {k: (100.0 * v if isinstance(v, float) else v) for k, v in collided.items()}
+    return {"score": paired_interval(a, b, "score"), "collision_pct": collided,
+            "progress_m": paired_interval(a, b, "progress")}  # fmt: skip

@@ -32,14 +32,14 @@ from sim.config import ConfigError, RasterConfig
 from sim.metrics.writers import write_json
 from sim.policies import make_policy, takes_option
 from sim.suite import SuiteConfig, run_suite
-from stack.bootstrap import differences
+from stack.bootstrap import differences, sweep_differences
 from stack.diagnostics import DIAGNOSTICS, make_diagnostic
 from stack.model import Stack
 from stack.policy import DEFAULT_WEIGHTS, StackPolicy
 
 log = logging.getLogger(__name__)
 
-SIGMA_SWEEP = (-0.5, 0.0, 0.5, 1.0, 2.0, 5.0)
+SIGMA_SWEEP = (-1.0, 0.0, 1.0, 2.0, 5.0, 20.0)
 BASELINES = ("pdm", "pdm-gt")
 COMPARISON_NAME = "comparison.json"
 # Issue 14's closed-loop targets.
@@ -48,6 +48,11 @@ MARGIN_OVER_PDM = 0.03
 FROZEN_TARGET_PCT = 2.0
 FAMILY_COLLISION_TARGET_PCT = 15.0
 FEASIBLE_PCT = 5.0  # a family counts where pdm-gt collides in at most this share of episodes
+# Issue 15's sweep targets: from the lowest to the highest sigma collisions fall by this fraction at least;
+# frozen time stays within FROZEN_TARGET_PCT up to FROZEN_UNTIL_SIGMA; the frozen robot begins above FROZEN_ONSET_PCT.
+SWEEP_COLLISION_DROP = 1.0 / 3.0
+FROZEN_UNTIL_SIGMA = 2.0
+FROZEN_ONSET_PCT = 5.0
 
 
 @dataclass(frozen=True)
@@ -190,12 +195,16 @@ def evaluate(cfg: ClosedLoopConfig) -> dict[str, Any]:
     runs = planned_runs(cfg, default_sigma)
     summaries = {run.label: run_one(run, cfg, raster) for run in runs}
     sigma = default_sigma if cfg.sigma is None else cfg.sigma
+    sweep = sweep_rows(summaries, cfg, sigma)
+    steps = sweep_differences(cfg.out, [row["label"] for row in sweep]) if len(sweep) > 1 else []
     comparison = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         "sigma": sigma,
         "overall": {label: s["overall"] for label, s in summaries.items()},
         "families": {label: s["families"] for label, s in summaries.items()},
-        "sweep": sweep_rows(summaries, cfg, sigma),
+        "sweep": sweep,
+        "sweep_steps": steps,
+        "sweep_checks": sweep_checks(sweep, steps),
         "bootstrap": differences(cfg.out, [run.label for run in runs]),
         "targets": targets(summaries),
     }
@@ -222,6 +231,33 @@ def sweep_rows(summaries: dict[str, Any], cfg: ClosedLoopConfig, sigma: float) -
             }
         )
     return rows
+
+
+def sweep_checks(sweep: list[dict[str, Any]], steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Whether sigma is the knob it should be (issue 15): from the lowest to the highest sigma at-fault
+    collisions fall by `SWEEP_COLLISION_DROP` at least and progress falls; no step up the sweep raises
+    either beyond the noise (its 95 % interval lies above 0); frozen time within `FROZEN_TARGET_PCT` up to
+    `FROZEN_UNTIL_SIGMA`; and the lowest sigma whose frozen time passes `FROZEN_ONSET_PCT` (None: none)."""
+    if len(sweep) < 2:
+        return {}
+    low, high = sweep[0], sweep[-1]
+    neighbours = steps[:-1] if len(steps) > 1 else steps
+
+    def rises(key: str) -> list[str]:
+        return [f"{s['reference']}->{s['row']}" for s in neighbours if (s[key]["low"] or 0.0) > 0.0]
+
+    up_to = [r["frozen_pct"] for r in sweep if r["sigma"] <= FROZEN_UNTIL_SIGMA and r["frozen_pct"] is not None]
+    onset = next((r["sigma"] for r in sweep if (r["frozen_pct"] or 0.0) > FROZEN_ONSET_PCT), None)
+    return {
+        "collisions_fall_by_a_third": _check(
+            high["collision_rate_pct"], "<=", _scaled(low["collision_rate_pct"], 1.0 - SWEEP_COLLISION_DROP)
+        ),
+        "progress_falls": _check(high["progress_m"], "<=", low["progress_m"]),
+        "collisions_monotone_within_noise": {"met": not rises("collision_pct"), "rises": rises("collision_pct")},
+        "progress_monotone_within_noise": {"met": not rises("progress_m"), "rises": rises("progress_m")},
+        "frozen_at_most_2pct_up_to_sigma_2": _check(max(up_to) if up_to else None, "<=", FROZEN_TARGET_PCT),
+        "frozen_onset_sigma": {"met": None, "value": onset},
+    }
 
 
 def targets(summaries: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 <out>/report/report.md          tables (stack, ablation, baselines, diagnostics; per family and, where
                                 a family holds several, per scenario; sigma sweep) and the targets
 <out>/report/sigma_tradeoff.png collision rate, min TTC, progress and frozen time against sigma
+<out>/report/sigma_pareto.png   progress against at-fault collisions, one point per sigma, with the
+                                argmax ablation and the rule-based baselines
 <out>/report/metrics.png        the policies side by side
 <out>/report/episode.png        a still of a rendered stack episode (sensor raster, detections with
                                 covariance ellipses, forecast modes by weight, candidates by risk)
@@ -116,14 +118,15 @@ def bootstrap_lines(comparison: dict[str, Any]) -> list[str]:
     lines = []
     for name, diff in comparison.get("bootstrap", {}).items():
         score, coll = diff["score"], diff["collision_pct"]
-        if score["mean"] is None:
-            continue
-        lines.append(
-            f"- {name}: score {score['mean']:+.3f} [{score['low']:+.3f}, {score['high']:+.3f}], at-fault "
-            f"collisions {coll['mean']:+.1f} [{coll['low']:+.1f}, {coll['high']:+.1f}] points "
-            f"({score['episodes']} paired episodes, 95 % bootstrap)"
-        )
+        if score["mean"] is not None:
+            lines.append(f"- {name}: score {_interval(score, '+.3f')}, at-fault collisions {_interval(coll, '+.1f')} "
+                         f"points ({score['episodes']} paired episodes, 95 % bootstrap)")  # fmt: skip
     return lines
+
+
+def _interval(stats: dict[str, Any], spec: str) -> str:
+    """ "mean [low, high]" of a paired bootstrap interval."""
+    return f"{stats['mean']:{spec}} [{stats['low']:{spec}}, {stats['high']:{spec}}]"
 
 
 def text_table(comparison: dict[str, Any]) -> str:
@@ -157,6 +160,53 @@ def plot_sigma_tradeoff(sweep: list[dict[str, Any]], path: Path) -> Path:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_pareto(comparison: dict[str, Any], path: Path) -> Path:
+    """Progress against at-fault collision rate: one point per sigma of the sweep (joined in sigma order),
+    and the argmax ablation and the rule-based baselines as reference points."""
+    sweep = comparison["sweep"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    x = [r["collision_rate_pct"] for r in sweep]
+    y = [r["progress_m"] for r in sweep]
+    ax.plot(x, y, marker="o", color="tab:blue", label="stack, sigma sweep")
+    for r in sweep:
+        ax.annotate(f"σ={r['sigma']:g}", (r["collision_rate_pct"], r["progress_m"]), textcoords="offset points",
+                    xytext=(5, 4), fontsize=8)  # fmt: skip
+    for label, marker in (("stack-argmax", "x"), ("pdm", "s"), ("pdm-gt", "^")):
+        row = comparison["overall"].get(label)
+        if row is not None:
+            ax.scatter([row["at_fault_collision_rate_pct"]], [row["mean_progress_m"]], marker=marker, s=50, label=label)
+    ax.set_xlabel("at-fault collision rate (% of episodes)")
+    ax.set_ylabel("mean progress (m)")
+    ax.set_title("risk sensitivity: progress against collisions")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def sweep_lines(comparison: dict[str, Any]) -> list[str]:
+    """The sweep's paired steps (`stack.bootstrap.sweep_differences`) and its checks."""
+    lines = []
+    for step in comparison.get("sweep_steps", []):
+        coll, prog = step["collision_pct"], step["progress_m"]
+        if coll["mean"] is not None:
+            lines.append(f"- {step['row']} minus {step['reference']}: at-fault collisions "
+                         f"{_interval(coll, '+.1f')} points, progress {_interval(prog, '+.1f')} m "
+                         f"({coll['episodes']} paired episodes)")  # fmt: skip
+    checks = comparison.get("sweep_checks", {})
+    if checks:
+        lines.append("")
+    for name, check in checks.items():
+        if "op" in check:
+            lines.append(_target_line(name, check))
+        elif "rises" in check:
+            status = "met" if check["met"] else f"NOT met (rises beyond noise: {', '.join(check['rises'])})"
+            lines.append(f"- {name.replace('_', ' ')}: **{status}**")
+        else:
+            lines.append(f"- {name.replace('_', ' ')}: {_cell(check['value'], '{:g}')}")
+    return lines
 
 
 def plot_metrics(comparison: dict[str, Any], path: Path) -> Path:
@@ -207,6 +257,7 @@ def write_report(comparison: dict[str, Any], out: Path) -> Path:
     sweep = comparison["sweep"]
     if sweep:
         plot_sigma_tradeoff(sweep, folder / "sigma_tradeoff.png")
+        plot_pareto(comparison, folder / "sigma_pareto.png")
     still = episode_still(out / "stack" / "videos", folder / "episode.png")
     scenarios = scenario_table(comparison, out)
     cfg = comparison["config"]
@@ -237,7 +288,11 @@ def write_report(comparison: dict[str, Any], out: Path) -> Path:
         "",
         markdown_table(sweep, SWEEP_COLUMNS) if sweep else "(no sweep)",
         "",
+        *sweep_lines(comparison),
+        "",
         "![sigma trade-off](sigma_tradeoff.png)" if sweep else "",
+        "",
+        "![progress against collisions](sigma_pareto.png)" if sweep else "",
         "",
         "![metrics](metrics.png)",
         "",

@@ -19,9 +19,10 @@ weights weighted by the windows they hold. The vehicles run one after another in
 simulated, and since each starts from the same global weights with its own seed, the result is what V vehicles
 training in parallel would send back.
 
-KL weight: constant (`kl_anneal_steps = 0`: beta = `kl_weight` from the first step) in the local runs and in the
-centralised runs. The loop's step restarts at 0 in every local run, so a schedule on it would restart every round;
-a constant beta gives federated and centralised training the same objective at every step.
+Objective: the job's (`objective`, mode assignment by default). Under the ELBO the KL weight is constant
+(`kl_anneal_steps = 0`: beta = `kl_weight` from the first step) in the local runs and in the centralised runs.
+The loop's step restarts at 0 in every local run, so a schedule on it would restart every round; a constant beta
+gives federated and centralised training the same objective at every step.
 
 After every round the global model is scored on the validation windows (mixture NLL, minADE/minFDE of 20 samples)
 and written atomically to `out/global.safetensors`, the rounds so far and the drives in its metadata;

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from prediction.config import PredictorConfig
-from prediction.train import PredictionTrainConfig
+from prediction.train import OBJECTIVES, PredictionTrainConfig
 from sim.training import require
 
 ASSIGNMENTS = ("hash", "scenario")
@@ -55,6 +55,9 @@ class FederatedConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
+    objective: str = "wta"
+    wta_relax: float = 0.05
+    wta_distance: float = 1.0
     kl_weight: float = 1.0
     kl_min: float = 0.07
     rotate: bool = True
@@ -75,7 +78,9 @@ class FederatedConfig:
                 "a number in (0, 1): the rounds are scored on the held-out drives", self.val_fraction)  # fmt: skip
         require(isinstance(self.predictor, PredictorConfig), o, "predictor", "a PredictorConfig", self.predictor)
         require(is_number(self.lr) and self.lr > 0, o, "lr", "> 0", self.lr)
-        for name in ("weight_decay", "kl_weight", "kl_min"):
+        require(self.objective in OBJECTIVES, o, "objective", f"one of {OBJECTIVES}", self.objective)
+        require(is_number(self.wta_relax) and 0 <= self.wta_relax < 1, o, "wta_relax", "in [0, 1)", self.wta_relax)
+        for name in ("weight_decay", "wta_distance", "kl_weight", "kl_min"):
             value = getattr(self, name)
             require(is_number(value) and value >= 0, o, name, ">= 0", value)
         require(is_number(self.grad_clip) and self.grad_clip > 0, o, "grad_clip", "> 0", self.grad_clip)
@@ -110,7 +115,8 @@ class FederatedConfig:
     def _train_config(self, out: Path, **loop: Any) -> PredictionTrainConfig:
         return PredictionTrainConfig(
             out=out, predictor=self.predictor, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
-            warmup_steps=0, grad_clip=self.grad_clip, kl_weight=self.kl_weight, kl_anneal_steps=0, kl_min=self.kl_min,
+            warmup_steps=0, grad_clip=self.grad_clip, objective=self.objective, wta_relax=self.wta_relax,
+            wta_distance=self.wta_distance, kl_weight=self.kl_weight, kl_anneal_steps=0, kl_min=self.kl_min,
             rotate=self.rotate, position_std=self.position_std, progress=False, device=self.device, **loop,
         )  # fmt: skip
 

@@ -49,8 +49,8 @@ def one_of(*choices: int | float) -> Dimension:
 SEARCH_SPACE: dict[str, Dimension] = {
     "lr": log_uniform(3e-4, 1e-2),
     "batch_size": one_of(16, 32, 64),
-    "kl_weight": log_uniform(0.1, 2.0),
-    "kl_min": uniform(0.0, 0.3),
+    "wta_relax": uniform(0.0, 0.2),
+    "wta_distance": log_uniform(0.1, 5.0),
     "predictor.hidden": one_of(32, 64, 128),
 }
 

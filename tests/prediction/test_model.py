@@ -131,6 +131,56 @@ def test_elbo_is_a_lower_bound_and_kl_is_positive(walkers):
     assert bool((elbo[trained] <= terms["log_likelihood"][trained] + 1e-3).all())
 
 
+def test_the_winner_is_the_mode_whose_mean_path_is_closest_to_the_truth(walkers):
+    net = model()
+    tracks = tracks_of(walkers)
+    future, present = walkers.future()
+    terms = net.winner_takes_all(tracks, future, present)
+    means = net(tracks).means  # [S, A, K, T, 2]
+    expected = (means - future[:, :, None]).norm(dim=-1).sum(dim=-1).argmin(dim=-1)
+    full = terms["trained"] & present.all(dim=-1)  # agents scored on every step
+    assert bool(full.any()) and torch.equal(terms["winner"][full], expected[full])
+    assert bool((terms["winner"][~terms["trained"]] == -1).all())
+    assert bool((terms["classification"][terms["trained"]] >= 0).all())
+
+
+@pytest.mark.parametrize("relax", [0.0, 0.05])
+def test_only_the_winning_modes_learn_from_the_truth_unless_relaxed(walkers, relax):
+    """With no relaxation a mode no agent chose gets no gradient from the reconstruction (it is free to
+    specialise elsewhere); with relaxation every mode does (none is left untrained)."""
+    net = model()
+    terms = net.winner_takes_all(tracks_of(walkers), *walkers.future(), relax=relax)
+    terms["reconstruction"][terms["trained"]].sum().backward()
+    per_mode = net.decoder.latent.weight.grad.abs().sum(dim=-1)  # [K]
+    chosen = torch.zeros(CFG.latent, dtype=torch.bool)
+    chosen[terms["winner"][terms["trained"]]] = True
+    assert bool((per_mode[chosen] > 0).all())
+    assert not bool(chosen.all())  # the test needs a mode nobody chose
+    if relax == 0.0:
+        assert bool((per_mode[~chosen] == 0).all())
+    else:
+        assert bool((per_mode[~chosen] > 0).all())
+
+
+def test_latent_draws_are_stratified_so_n_samples_visit_the_modes_by_weight(walkers):
+    noise = SampleNoise.draw(2, 3, 10, CFG.horizon, torch.Generator().manual_seed(0))
+    stratum = (noise.mode * 10).floor()
+    assert torch.equal(stratum, torch.arange(10.0).expand(2, 3, 10))  # one draw in each tenth of [0, 1)
+    # So a mode of weight w gets floor(N w) or ceil(N w) of the N samples, never none when N w >= 1.
+    net = model()
+    tracks = tracks_of(walkers)
+    weights = net(tracks).weights  # [S, A, K]
+    z = (weights.cumsum(-1).unsqueeze(-2) <= noise_for(walkers, 40).mode.unsqueeze(-1)).sum(-1)
+    counts = torch.nn.functional.one_hot(z.clamp(max=CFG.latent - 1), CFG.latent).sum(dim=-2).float()
+    valid = walkers.valid
+    assert bool(((counts - 40 * weights).abs() <= 1.0 + 1e-4)[valid].all())
+
+
+def noise_for(windows: TrajectoryWindows, samples: int) -> SampleNoise:
+    S, A = windows.valid.shape
+    return SampleNoise.draw(S, A, samples, CFG.horizon, torch.Generator().manual_seed(1))
+
+
 def test_samples_are_smooth_paths_from_the_noise(walkers):
     net = model()
     tracks = tracks_of(walkers)

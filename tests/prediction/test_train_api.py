@@ -11,9 +11,10 @@ import torch
 from prediction import api
 from prediction.checkpoint import load_predictor
 from prediction.config import PredictorConfig
-from prediction.evaluate import evaluate_scene
+from prediction.evaluate import evaluate_groups, evaluate_scene
 from prediction.simdata import save_windows
 from prediction.train import PredictionTrainConfig, kl_beta, rotate_windows, train
+from prediction.windows import HISTORY, HORIZON, SAMPLE_DT, TrajectoryWindows
 from sim.checkpoint import CheckpointError
 from sim.config import ConfigError
 from stack.cli import main
@@ -119,6 +120,26 @@ def test_api_predicts_positions_for_every_agent_observed_now(tmp_path, windows_f
         model.predict_positions(obs_xy, obs_valid, num_samples=0)
 
 
+def test_api_reads_the_agents_classes_and_groups_pool_one_run(tmp_path, windows_file):
+    """Vehicles given as vehicles move as unicycles (a different forecast from the pedestrian default), and
+    the per-class groups of `evaluate_groups` split the agents of one run: their counts and sums add up."""
+    model = api.load(train(job(tmp_path, windows_file, steps=2)))
+    windows = walking_windows(pedestrians=False)
+    obs_xy, obs_valid = windows.observed()
+    as_vehicles = model.forecast(obs_xy, obs_valid, class_probs=windows.class_probs, size=windows.size)
+    assert torch.equal(as_vehicles.class_probs, windows.class_probs)
+    assert not torch.allclose(as_vehicles.means, model.forecast(obs_xy, obs_valid).means)
+    mixed = dataclasses.replace(windows, class_probs=windows.class_probs.clone())
+    mixed.class_probs[:, 0] = torch.tensor([0.0, 1.0, 0.0])  # the first agent of every window walks
+    walks = torch.zeros_like(mixed.valid)
+    walks[:, 0] = True
+    groups = {"all": mixed.valid, "walkers": walks, "drivers": ~walks}
+    totals = evaluate_groups(model, mixed, groups, kde_samples=0, coverage_samples=0, chunk=2)
+    assert totals["all"].count == int(mixed.scored().sum()) == totals["walkers"].count + totals["drivers"].count
+    both = totals["walkers"] + totals["drivers"]
+    assert all(abs(both.sums[k] - v) < 1e-6 * max(1.0, abs(v)) for k, v in totals["all"].sums.items())
+
+
 def test_api_baselines_have_the_same_interface():
     windows = walking_windows()
     obs_xy, obs_valid = windows.observed()
@@ -147,3 +168,36 @@ def test_windows_from_another_timing_are_refused(tmp_path):
     path = save_windows(windows, tmp_path / "fast.safetensors", {})
     with pytest.raises(ConfigError, match="dt"):
         train(PredictionTrainConfig(out=tmp_path / "r", windows=(path,), predictor=TINY, steps=1, progress=False))
+
+
+def fork_windows(windows: int = 48) -> TrajectoryWindows:
+    """Walkers that share one history (1.2 m/s along +x) and then turn 90 degrees left or right at
+    random: the future is bimodal given the past, the case a collapsed prior cannot represent."""
+    g = torch.Generator().manual_seed(7)
+    t = torch.arange(HISTORY + HORIZON, dtype=torch.float32) * SAMPLE_DT
+    side = torch.where(torch.rand(windows, generator=g) < 0.5, -1.0, 1.0)
+    after = (t - t[HISTORY - 1]).clamp_min(0.0)  # s since the current step
+    x = 1.2 * torch.minimum(t, t[HISTORY - 1]).expand(windows, -1)
+    y = side[:, None] * 1.2 * after
+    xy = torch.stack((x, y), dim=-1)[:, None] + 0.01 * torch.randn(windows, 1, t.numel(), 2, generator=g)
+    present = torch.ones(windows, 1, t.numel(), dtype=torch.bool)
+    class_probs = torch.tensor([0.0, 1.0, 0.0]).expand(windows, 1, 3).clone()
+    return TrajectoryWindows(xy, present, class_probs, torch.full((windows, 1, 2), 0.5),
+                             torch.ones(windows, 1, dtype=torch.bool)).validate()  # fmt: skip
+
+
+@pytest.mark.parametrize("objective", ["wta"])
+def test_mode_assignment_keeps_both_branches_of_a_fork(tmp_path, objective):
+    """Trained on the fork, the forecast holds both turns as modes of real weight (no collapse) and its
+    best mode follows each walker's branch."""
+    windows = fork_windows()
+    path = save_windows(windows, tmp_path / "fork.safetensors", {"made_by": "test"})
+    cfg = job(tmp_path, path, objective=objective, steps=150, batch_size=16, lr=1e-2, rotate=False,
+              checkpoint_every=150, predictor=PredictorConfig.tiny(latent=4))  # fmt: skip
+    predictor = api.load(train(cfg))
+    scores = evaluate_scene(predictor, windows, kde_samples=0, coverage_samples=0)
+    assert scores["modes_used"] >= 2.0 and scores["top_weight"] < 0.8
+    forecast = predictor.forecast(*windows.observed())
+    truth, _ = windows.future()
+    best = (forecast.means - truth[:, :, None]).norm(dim=-1).mean(dim=-1).min(dim=-1).values
+    assert float(best.mean()) < 0.5  # m; a single mean path between the branches is ~2.6 m off on average

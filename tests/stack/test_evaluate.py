@@ -15,7 +15,7 @@ from sim.config import RasterConfig
 from sim.scenarios import scenario_path
 from stack.bootstrap import PAIRS
 from stack.config import StackConfig
-from stack.evaluate import DIAGNOSTICS, ClosedLoopConfig, evaluate, planned_runs, targets
+from stack.evaluate import DIAGNOSTICS, ClosedLoopConfig, evaluate, planned_runs, sweep_checks, targets
 from stack.model import Stack
 from stack.report import write_report
 
@@ -75,8 +75,18 @@ def test_the_report_has_tables_plots_and_a_rendered_episode(setup):
     report = write_report(comparison, cfg.out)
     text = report.read_text()
     assert "| stack |" in text and "| stack-argmax |" in text and "## Sigma sweep" in text
-    for name in ("metrics.png", "sigma_tradeoff.png", "episode.png"):
+    for name in ("metrics.png", "sigma_tradeoff.png", "sigma_pareto.png", "episode.png"):
         assert (report.parent / name).stat().st_size > 1000
+    assert "stack minus stack-sigma=0: at-fault collisions" in text and "frozen onset sigma" in text
+
+
+def test_the_sweep_is_judged_step_by_step_on_paired_episodes(setup):
+    _, comparison = setup
+    (step,) = comparison["sweep_steps"]  # two sigmas: one step
+    assert (step["reference"], step["row"]) == ("stack-sigma=0", "stack")
+    progress = step["progress_m"]
+    assert progress["episodes"] == 2 and progress["low"] <= progress["mean"] <= progress["high"]
+    assert set(comparison["sweep_checks"]) >= {"collisions_fall_by_a_third", "frozen_onset_sigma"}
 
 
 def test_diagnostics_and_baselines_drive_the_same_episodes_with_paired_intervals(every_row):
@@ -113,6 +123,25 @@ def test_targets_compare_with_the_ablation_the_baselines_and_feasible_families()
     # Family b is not feasible for pdm-gt (20 %), so only family a's 10 % counts.
     assert checks["worst_feasible_family_collisions_at_most_15pct"]["value"] == 10.0
     assert checks["planner_on_ground_truth_at_least_pdm_gt"]["met"] is False
+
+
+def test_sweep_checks_name_the_steps_that_rise_and_where_the_robot_freezes():
+    def sweep_row(sigma, collision, progress, frozen):
+        return {"sigma": sigma, "label": f"s{sigma:g}", "collision_rate_pct": collision, "progress_m": progress,
+                "frozen_pct": frozen}  # fmt: skip
+
+    def step(ref, row, collision_low, progress_low):
+        return {"reference": ref, "row": row, "collision_pct": {"low": collision_low},
+                "progress_m": {"low": progress_low}}  # fmt: skip
+
+    sweep = [sweep_row(-1, 30.0, 100.0, 0.0), sweep_row(2, 25.0, 90.0, 1.5), sweep_row(20, 15.0, 60.0, 9.0)]
+    steps = [step("s-1", "s2", -5.0, -3.0), step("s2", "s20", 0.5, -20.0), step("s-1", "s20", -20.0, -40.0)]
+    checks = sweep_checks(sweep, steps)
+    assert checks["collisions_fall_by_a_third"]["met"] and checks["progress_falls"]["met"]
+    assert checks["collisions_monotone_within_noise"] == {"met": False, "rises": ["s2->s20"]}
+    assert checks["progress_monotone_within_noise"]["met"]
+    assert checks["frozen_at_most_2pct_up_to_sigma_2"]["met"] and checks["frozen_onset_sigma"]["value"] == 20
+    assert sweep_checks(sweep[:1], []) == {}
 
 
 def test_planned_runs_put_the_main_sigma_once():
