@@ -7,6 +7,9 @@ that the re-run reproduced their scores, and writes a still of each and an index
 stay in `--work` (tens of MB).
 
     python bench/render_episodes.py --run runs/closed-loop/stack --suite hard --out docs/bench/episodes/hard
+
+A sweep row is re-driven at its sigma (`--sigma`); a scenario of the run's suite as `--suite` renders that
+scenario's episodes only (the run's batches within one scenario are the same).
 """
 
 # ruff: noqa: E402  (the package imports must follow the sys.path fix below)
@@ -22,6 +25,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 from PIL import Image
 
 from sim.metrics.writers import atomic_write_text
+from sim.scenarios import resolve_suite
 from sim.suite import SuiteConfig, run_suite
 from sim.training import write_json
 from stack.policy import DEFAULT_WEIGHTS, StackPolicy
@@ -63,13 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=20, help="its batch size (default 20)")
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="the stack it drove")
     parser.add_argument("--plan-every", type=int, default=1, help="its plan period in frames (default 1)")
+    parser.add_argument("--sigma", type=float, default=None, help="its sigma (default: the checkpoint's)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the stills and the index")
     parser.add_argument("--work", type=Path, default=Path("runs/render"), help="folder for the re-run and its GIFs")
     args = parser.parse_args(argv)
-    rows = list(csv.DictReader((args.run / "episodes.csv").open(newline="")))
+    driven = {scenario.name for scenario in resolve_suite(args.suite)}  # a run's subset: one scenario, say
+    rows = [r for r in csv.DictReader((args.run / "episodes.csv").open(newline="")) if r["scenario"] in driven]
     chosen = pick(rows)
     wanted = tuple(sorted({(r["scenario"], int(r["seed"])) for pair in chosen.values() for r in pair.values()}))
-    policy = StackPolicy.from_checkpoint(args.weights, plan_every=args.plan_every)
+    policy = StackPolicy.from_checkpoint(args.weights, sigma=args.sigma, plan_every=args.plan_every)
     cfg = SuiteConfig(suite=args.suite, policy="stack", seeds=args.seeds, first_seed=args.first_seed,
                       out=args.work / args.suite, batch_size=args.batch_size, video_format="gif",
                       raster=policy.stack.cfg.perception.detector.raster, render_seeds=wanted)  # fmt: skip

@@ -2,7 +2,9 @@
 
 Measures, through `prediction.api` and `prediction.evaluate.evaluate_groups`
 (the agents' classes and boxes given, as the stack's tracks carry them):
-most-likely ADE/FDE, minADE/minFDE over 20 samples, the exact mixture NLL, mode
+most-likely ADE/FDE, minADE/minFDE over 20 samples, the best mode mean's FDE and
+that mode's weight (one of the K alternatives follows the truth, and how much the
+forecast believes it), the exact mixture NLL, mode
 usage (entropy of the mode weights, modes above 5 %, the largest weight) and
 the coverage of the per-step 1- and 2-sigma regions (39.3 % and 86.5 % when
 calibrated). Groups: every agent, each class, each scenario family, and the
@@ -44,8 +46,8 @@ from sim.timing import machine_info
 from sim.training import write_json
 
 INTERACTION_FAMILIES = ("unprotected_left", "merge", "cut_in")
-METRICS = ("ade", "fde", "min_ade", "min_fde", "nll_step", "mode_entropy", "modes_used", "top_weight",
-           "coverage_1sigma", "coverage_2sigma")  # fmt: skip
+METRICS = ("ade", "fde", "min_ade", "min_fde", "modes_min_fde", "best_mode_weight", "nll_step", "mode_entropy",
+           "modes_used", "top_weight", "coverage_1sigma", "coverage_2sigma")  # fmt: skip
 
 
 def held_out_windows(path: Path, suite: str, seeds: int, first_seed: int) -> tuple[TrajectoryWindows, SimWindowsConfig]:

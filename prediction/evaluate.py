@@ -5,6 +5,8 @@ present at all 12 future ones):
 
 * min_ade / min_fde: best of `num_samples` (20) sampled futures, each minimised separately;
 * ade / fde: the most likely mode's mean (`Forecast.most_likely`);
+* modes_min_ade / modes_min_fde / best_mode_weight: the best of the forecast's K mode means (does
+  one of the alternatives follow the truth, whatever its weight) and that mode's weight;
 * nll_step / nll_joint: exact negative log-likelihood of the truth under the forecast mixture;
 * kde_nll: Trajectron++'s KDE NLL over `kde_samples` (2000) samples (skipped when 0);
 * mode_entropy / modes_used / top_weight: how many of the forecast's modes carry weight;
@@ -33,6 +35,7 @@ from prediction.metrics import (
     AgentScores,
     Totals,
     ade_fde,
+    best_mode,
     coverage,
     kde_nll,
     min_ade_fde,
@@ -93,6 +96,7 @@ def evaluate_groups(
         values = {
             **min_ade_fde(samples, truth, scored).values,
             **ade_fde(forecast.most_likely(), truth, scored).values,
+            **best_mode(forecast, truth, scored).values,
             **mixture_nll(forecast, truth, scored).values,
             **mode_usage(forecast, scored).values,
         }

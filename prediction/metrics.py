@@ -264,6 +264,21 @@ def mode_usage(forecast: Forecast, scored: Tensor, threshold: float = MODE_WEIGH
     return _scores(values, scored)
 
 
+def best_mode(forecast: Forecast, truth: Tensor, scored: Tensor) -> AgentScores:
+    """Whether one of the forecast's alternatives follows the truth, whatever its weight.
+
+    "modes_min_ade" / "modes_min_fde": the best of the K mode means (m; the minADE@K of mode-based
+    predictors, each minimised separately as `min_ade_fde` does); "best_mode_weight": the weight of the
+    mode whose mean ends closest to the truth (how much of the forecast a planner gives to it).
+    """
+    best = min_ade_fde(forecast.means, truth, scored).values
+    end_error = torch.linalg.vector_norm(forecast.means[..., -1, :] - truth[:, :, None, -1], dim=-1)  # [S, A, K]
+    closest = end_error.argmin(dim=-1, keepdim=True)
+    weight = forecast.log_weights.exp().gather(-1, closest).squeeze(-1)
+    return _scores({"modes_min_ade": best["min_ade"], "modes_min_fde": best["min_fde"], "best_mode_weight": weight},
+                   scored)  # fmt: skip
+
+
 def _step_log_density(paths: MixtureSameFamily, points: Tensor) -> Tensor:
     """log p_t(x) of the per-step marginal mixture of `paths` (`Forecast.distribution()`) at `points`
     [N, S, A, T, 2] -> [N, S, A, T]."""

@@ -18,6 +18,7 @@ from prediction.metrics import (
     AgentScores,
     Totals,
     ade_fde,
+    best_mode,
     coverage,
     kde_nll,
     min_ade_fde,
@@ -274,3 +275,20 @@ def test_coverage_checks_its_inputs():
         coverage(forecast, truth, torch.ones(1, 2, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"truth: expected shape"):
         coverage(forecast, truth[:, :, :2], forecast.valid)
+
+
+def test_best_mode_finds_the_alternative_that_follows_the_truth_and_its_weight():
+    """Two straight modes, left (weight 0.3) and right (0.7); the truth goes left: the best mode is the
+    light one, exactly on the truth, and its weight is reported."""
+    t = torch.arange(1, 13, dtype=torch.float32)
+    left = torch.stack((t, torch.full_like(t, 2.0)), dim=-1)
+    right = torch.stack((t, torch.full_like(t, -2.0)), dim=-1)
+    means = torch.stack((left, right))[None, None]  # [1, 1, 2, T, 2]
+    forecast = Forecast(
+        log_weights=torch.tensor([[[0.3, 0.7]]]).log(), means=means,
+        chol=0.5 * torch.eye(2).expand(1, 1, 2, 12, 2, 2), existence=torch.ones(1, 1),
+        class_probs=torch.tensor([[[0.0, 1.0, 0.0]]]), valid=torch.ones(1, 1, dtype=torch.bool),
+    )  # fmt: skip
+    values = best_mode(forecast, left[None, None], torch.ones(1, 1, dtype=torch.bool)).values
+    assert float(values["modes_min_ade"]) == 0.0 and float(values["modes_min_fde"]) == 0.0
+    assert float(values["best_mode_weight"]) == pytest.approx(0.3)

@@ -20,9 +20,9 @@ def _write_run(out: Path, label: str, rows: list[tuple[int, float, int, str]], s
     with path.open("a", newline="") as f:
         writer = csv.writer(f)
         if new:
-            writer.writerow(["scenario", "seed", "score", "collided", "error"])
+            writer.writerow(["scenario", "seed", "score", "collided", "progress", "error"])
         for seed, score, collided, error in rows:
-            writer.writerow([scenario, seed, score, collided, error])
+            writer.writerow([scenario, seed, score, collided, 100.0 * score, error])  # progress: m
 
 
 def test_the_mean_difference_is_exact_and_inside_its_interval():
@@ -44,6 +44,7 @@ def test_failed_episodes_and_missing_rows_are_left_out(tmp_path):
     assert result["stack-pdm"]["score"]["episodes"] == 2
     assert result["stack-pdm"]["score"]["mean"] == pytest.approx(0.2)
     assert result["stack-pdm"]["collision_pct"]["mean"] == pytest.approx(-50.0)
+    assert result["stack-pdm"]["progress_m"]["mean"] == pytest.approx(20.0)
 
 
 def test_scenarios_sharing_a_family_get_their_own_rows(tmp_path):
