@@ -6,7 +6,8 @@ present at all 12 future ones):
 * min_ade / min_fde: best of `num_samples` (20) sampled futures, each minimised separately;
 * ade / fde: the most likely mode's mean (`Forecast.most_likely`);
 * modes_min_ade / modes_min_fde / best_mode_weight: the best of the forecast's K mode means (does
-  one of the alternatives follow the truth, whatever its weight) and that mode's weight;
+  one of the alternatives follow the truth, whatever its weight) and the weight of the mode whose
+  mean ends closest to the truth;
 * nll_step / nll_joint: exact negative log-likelihood of the truth under the forecast mixture;
 * kde_nll: Trajectron++'s KDE NLL over `kde_samples` (2000) samples (skipped when 0);
 * mode_entropy / modes_used / top_weight: how many of the forecast's modes carry weight;

@@ -308,10 +308,11 @@ def _scatter(values: Tensor, mask: Tensor) -> Tensor:
 class SampleNoise:
     """Caller-supplied noise for `Predictor.sample_positions` (N samples per agent).
 
-    mode: [B, A, N] uniform, picks z by inverse CDF of the prior. Drawn stratified (`draw`): sample n
-        reads (n + u) / N with one u ~ U[0, 1) per agent, so each sample is still a draw from the
-        prior while the N together visit its modes in proportion to their weights (systematic
-        sampling; independent draws would repeat the heavy modes and skip light ones by chance).
+    mode: [B, A, N] uniform, picks z by inverse CDF of the prior. Drawn stratified (`draw`): the N
+        values are (n + u) / N, n = 0..N-1, with one u ~ U[0, 1) per agent, in a random order, so each
+        sample is still a draw from the prior while the N together visit its modes in proportion to
+        their weights (systematic sampling; independent draws would repeat the heavy modes and skip
+        light ones by chance).
     kind: [B, A, N] uniform, picks the dynamics (pedestrian if below its class probability).
     start: [B, A, N, 4] standard normal, perturbs the current (x, y, vx, vy) by its covariance.
     control: [B, A, N, T, 2] standard normal, the control noise at each step.
@@ -330,7 +331,7 @@ class SampleNoise:
         shape = (batch, agents, samples)
         kw = {"generator": generator, "dtype": dtype}
         return cls(
-            mode=(torch.arange(samples, dtype=dtype) + torch.rand(batch, agents, 1, **kw)) / samples,
+            mode=_stratified(batch, agents, samples, generator, dtype),
             kind=torch.rand(shape, **kw),
             start=torch.randn(*shape, 4, **kw),
             control=torch.randn(*shape, horizon, 2, **kw),
@@ -339,6 +340,14 @@ class SampleNoise:
 
     def to(self, device: torch.device | str) -> SampleNoise:
         return SampleNoise(*(t.to(device) for t in (self.mode, self.kind, self.start, self.control, self.shared)))
+
+
+def _stratified(batch: int, agents: int, samples: int, generator: torch.Generator, dtype: torch.dtype) -> Tensor:
+    """[B, A, N] systematic uniform draws (one per N-th of [0, 1), one offset per agent), shuffled per agent so
+    sample n is not tied to the n-th stratum."""
+    strata = torch.arange(samples, dtype=dtype) + torch.rand(batch, agents, 1, generator=generator, dtype=dtype)
+    order = torch.rand(batch, agents, samples, generator=generator).argsort(dim=-1)
+    return (strata / samples).gather(-1, order)
 
 
 def _pick(controls: ControlGaussian, z: Tensor, noise: Tensor, shared: Tensor | None = None) -> Tensor:

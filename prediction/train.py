@@ -40,6 +40,8 @@ from sim.config import ConfigError
 from sim.training import FINAL_NAME, LoopSettings, Trainer, jsonable, require
 
 OBJECTIVES = ("wta", "elbo")
+# A job stored before `objective` existed trained the ELBO: resuming it under today's default is refused.
+IMPLIED_JOB = {"objective": "elbo"}
 
 
 @dataclass(frozen=True)
@@ -160,10 +162,13 @@ def objective_loss(
     trained = terms["trained"]
     steps = terms["steps"][trained].sum().clamp_min(1.0)
     loss = -(terms["reconstruction"][trained] - penalty[trained]).sum() / steps
+    shown = ("classification", "distance") if cfg.objective == "wta" else ("kl",)
+    mean = lambda t: t[trained].mean().detach() if bool(trained.any()) else torch.zeros(())  # noqa: E731
     report = {
         "total": loss.detach(),
         "nll_per_step": -(terms["log_likelihood"][trained].sum() / steps).detach(),
-        "penalty": penalty[trained].mean().detach() if bool(trained.any()) else torch.zeros(()),
+        **{name: mean(terms[name]) for name in shown},
+        **({"beta": torch.tensor(beta)} if cfg.objective == "elbo" else {}),
     }
     return loss, report
 
@@ -204,5 +209,6 @@ def train(
             return jsonable(PredictorConfig.from_dict(value))
         return value
 
-    trainer = Trainer(cfg, KIND_TRAIN, modules, pool, loss_fn, cfg.predictor.to_dict(), finalize, normalise_job)
+    trainer = Trainer(cfg, KIND_TRAIN, modules, pool, loss_fn, cfg.predictor.to_dict(), finalize, normalise_job,
+                      IMPLIED_JOB)  # fmt: skip
     return trainer.run()

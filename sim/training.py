@@ -131,10 +131,13 @@ def check_same_job(
     resumable: Collection[str],
     source: str,
     normalise: Callable[[str, Any], Any],
+    implied: Mapping[str, Any] | None = None,
 ) -> None:
     """Refuse to resume (ValueError naming the field) when a field of the job config `stored` in the file `source`
     differs from today's `now` (both JSON-able dicts); `resumable` fields may differ, `normalise` maps a stored
-    (name, value) to today's form."""
+    (name, value) to today's form, `implied` gives the value a stored job meant by a field it lacks (one added
+    since whose default is not what older jobs did)."""
+    stored = {**(implied or {}), **stored}
     for name, value in stored.items():
         value = normalise(name, value)
         if name not in resumable and now.get(name) != value:
@@ -214,6 +217,7 @@ class Trainer:
             the seconds add up every session of a resumed job.
         normalise_job: maps a stored job config field (name, value) to today's form, so
             fields added to a nested config since the checkpoint take their defaults.
+        implied_job: what a stored job config meant by fields it lacks (`check_same_job`).
     """
 
     def __init__(
@@ -226,12 +230,14 @@ class Trainer:
         model_config: dict[str, Any],
         finalize: Callable[[int, float], Path],
         normalise_job: Callable[[str, Any], Any] | None = None,
+        implied_job: Mapping[str, Any] | None = None,
     ):
         if len(pool) == 0:
             raise ValueError(f"{kind}: nothing to train on (the item pool is empty)")
         self.cfg, self.kind, self.modules, self.pool, self.loss_fn = cfg, kind, modules, pool, loss_fn
         self.model_config, self.finalize = model_config, finalize
         self.normalise_job = normalise_job or (lambda name, value: value)
+        self.implied_job = implied_job
         self.rank, self.world = _process_group()
         # Several processes (torchrun): each computes its share of the global batch of batch_size x world
         # items, and DistributedDataParallel averages the gradients, so N processes take the steps one
@@ -333,7 +339,7 @@ class Trainer:
         if ckpt.meta.get("kind") != self.kind:
             raise CheckpointError(f"checkpoint {path}: written by {ckpt.meta.get('kind')!r}, expected {self.kind!r}")
         check_same_job(jsonable(asdict(self.cfg)), ckpt.meta.get("job", {}), RESUMABLE_CHANGES, path.name,
-                       self.normalise_job)  # fmt: skip
+                       self.normalise_job, self.implied_job)  # fmt: skip
         try:
             weights = {k: v for k, v in ckpt.tensors.items() if not k.startswith(("optimizer.", "rng."))}
             self.modules.load_state_dict(weights)

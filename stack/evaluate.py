@@ -244,7 +244,11 @@ def sweep_checks(sweep: list[dict[str, Any]], steps: list[dict[str, Any]]) -> di
     neighbours = steps[:-1] if len(steps) > 1 else steps
 
     def rises(key: str) -> list[str]:
-        return [f"{s['reference']}->{s['row']}" for s in neighbours if (s[key]["low"] or 0.0) > 0.0]
+        return [f"{s['reference']}->{s['row']}" for s in neighbours if s[key]["low"] is not None and s[key]["low"] > 0]
+
+    def monotone(key: str) -> dict[str, Any]:
+        measured = all(s[key]["low"] is not None for s in neighbours)  # a step without paired episodes
+        return {"met": (not rises(key)) if measured else None, "rises": rises(key)}
 
     up_to = [r["frozen_pct"] for r in sweep if r["sigma"] <= FROZEN_UNTIL_SIGMA and r["frozen_pct"] is not None]
     onset = next((r["sigma"] for r in sweep if (r["frozen_pct"] or 0.0) > FROZEN_ONSET_PCT), None)
@@ -253,8 +257,8 @@ def sweep_checks(sweep: list[dict[str, Any]], steps: list[dict[str, Any]]) -> di
             high["collision_rate_pct"], "<=", _scaled(low["collision_rate_pct"], 1.0 - SWEEP_COLLISION_DROP)
         ),
         "progress_falls": _check(high["progress_m"], "<=", low["progress_m"]),
-        "collisions_monotone_within_noise": {"met": not rises("collision_pct"), "rises": rises("collision_pct")},
-        "progress_monotone_within_noise": {"met": not rises("progress_m"), "rises": rises("progress_m")},
+        "collisions_monotone_within_noise": monotone("collision_pct"),
+        "progress_monotone_within_noise": monotone("progress_m"),
         "frozen_at_most_2pct_up_to_sigma_2": _check(max(up_to) if up_to else None, "<=", FROZEN_TARGET_PCT),
         "frozen_onset_sigma": {"met": None, "value": onset},
     }

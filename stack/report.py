@@ -202,7 +202,9 @@ def sweep_lines(comparison: dict[str, Any]) -> list[str]:
         if "op" in check:
             lines.append(_target_line(name, check))
         elif "rises" in check:
-            status = "met" if check["met"] else f"NOT met (rises beyond noise: {', '.join(check['rises'])})"
+            status = {True: "met", None: "not measured"}.get(
+                check["met"], f"NOT met (rises beyond noise: {', '.join(check['rises'])})"
+            )
             lines.append(f"- {name.replace('_', ' ')}: **{status}**")
         else:
             lines.append(f"- {name.replace('_', ' ')}: {_cell(check['value'], '{:g}')}")

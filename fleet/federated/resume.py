@@ -17,6 +17,7 @@ from fleet.federated.rounds import initial_weights, predictor_from
 from fleet.federated.vehicles import Vehicle
 from prediction.checkpoint import load_predictor, save_predictor
 from prediction.config import PredictorConfig
+from prediction.train import IMPLIED_JOB
 from sim.training import check_same_job, jsonable
 
 
@@ -48,7 +49,7 @@ def resume_point(
     model, meta = load_predictor(path)
     if meta.get("trained_by") != KIND:
         raise ValueError(f"--resume: {path} was written by {meta.get('trained_by')!r}, not {KIND!r}")
-    check_same_job(jsonable(cfg), meta.get("job", {}), RESUMABLE_CHANGES, path.name, normalise_job)
+    check_same_job(jsonable(cfg), meta.get("job", {}), RESUMABLE_CHANGES, path.name, normalise_job, IMPLIED_JOB)
     changed = drive_changes(drives, meta)
     if changed:
         raise ValueError(f"--resume: the drives are not those {path.name} was trained on: {'; '.join(changed)} "

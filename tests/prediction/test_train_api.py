@@ -13,10 +13,11 @@ from prediction.checkpoint import load_predictor
 from prediction.config import PredictorConfig
 from prediction.evaluate import evaluate_groups, evaluate_scene
 from prediction.simdata import save_windows
-from prediction.train import PredictionTrainConfig, kl_beta, rotate_windows, train
+from prediction.train import IMPLIED_JOB, PredictionTrainConfig, kl_beta, rotate_windows, train
 from prediction.windows import HISTORY, HORIZON, SAMPLE_DT, TrajectoryWindows
 from sim.checkpoint import CheckpointError
 from sim.config import ConfigError
+from sim.training import check_same_job, jsonable
 from stack.cli import main
 from tests.prediction.conftest import walking_windows
 
@@ -201,3 +202,14 @@ def test_mode_assignment_keeps_both_branches_of_a_fork(tmp_path, objective):
     truth, _ = windows.future()
     best = (forecast.means - truth[:, :, None]).norm(dim=-1).mean(dim=-1).min(dim=-1).values
     assert float(best.mean()) < 0.5  # m; a single mean path between the branches is ~2.6 m off on average
+
+
+def test_a_job_stored_before_objectives_existed_resumes_only_as_the_elbo():
+    """Old checkpoints hold no `objective`: they trained the ELBO, so resuming them under today's default is
+    refused, naming the field, and resuming them as the ELBO is not."""
+    today = jsonable(PredictionTrainConfig(windows=(Path("x"),)))
+    stored = {name: value for name, value in today.items() if name != "objective"}
+    same = lambda name, value: value  # noqa: E731
+    with pytest.raises(ValueError, match="objective is 'wta' but old.safetensors was trained with 'elbo'"):
+        check_same_job(today, stored, (), "old.safetensors", same, IMPLIED_JOB)
+    check_same_job({**today, "objective": "elbo"}, stored, (), "old.safetensors", same, IMPLIED_JOB)
