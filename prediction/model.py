@@ -67,8 +67,9 @@ class Mixture:
 class Labelled:
     """What the training objectives share, for the N agents with a labelled future, gathered into one
     row (`[1, N, ...]`): their encodings, `Tracks`, future prefix and its mask, the decoded controls,
-    the prior log-weights `[1, N, K]` and `ll_z [1, N, K]`, log p(y | x, z) of the scored path.
-    `trained [B, A]` says which slots they came from."""
+    the prior log-weights `[1, N, K]` and `ll_z [1, N, K]`, log p(y | x, z) of the scored path, and
+    `driven`, the vehicles' Gaussian positions (means, covariances) that `ll_z` was scored under
+    (None for a pedestrian-only model). `trained [B, A]` says which slots they came from."""
 
     x: Tensor
     agents: Tracks
@@ -79,6 +80,7 @@ class Labelled:
     vehicle: ControlGaussian
     log_prior: Tensor
     ll_z: Tensor
+    driven: tuple[Tensor, Tensor] | None
 
     def per_agent(self, **terms: Tensor) -> dict[str, Tensor]:
         """`terms` `[1, N]` and the shared ones (`log_likelihood`, `steps`) scattered back to `[B, A]`,
@@ -217,10 +219,11 @@ class Predictor(nn.Module):
         agents = dataclasses.replace(tracks, **{name: pick(getattr(tracks, name)) for name in tracks.field_names()})
         x, future, scored = pick(x), pick(future), pick(scored)
         pedestrian, vehicle = self.controls(x, agents)
+        driven = self.drive(agents, vehicle) if self.cfg.vehicle_dynamics else None  # integrated once, used twice
         return Labelled(
             x=x, agents=agents, future=future, scored=scored, trained=trained, pedestrian=pedestrian,
             vehicle=vehicle, log_prior=self.log_prior(x),
-            ll_z=self.path_log_likelihood(agents, future, scored, pedestrian, vehicle),
+            ll_z=self.path_log_likelihood(agents, future, scored, pedestrian, driven), driven=driven,
         )  # fmt: skip
 
     def elbo(
@@ -260,7 +263,7 @@ class Predictor(nn.Module):
         `trained`, and `winner` (the winning mode, -1 where nothing is trained).
         """
         lab = self.labelled(tracks, future, future_valid, map_input)
-        means, _ = self.integrate(lab.agents, lab.pedestrian, lab.vehicle)  # [1, N, K, T, 2]
+        means = self.mode_means(lab)  # [1, N, K, T, 2]
         step_error = (means - lab.future[:, :, None]).norm(dim=-1)  # [1, N, K, T]
         ade = torch.where(lab.scored[:, :, None], step_error, torch.zeros_like(step_error)).sum(dim=-1)
         winner = ade.argmin(dim=-1)  # [1, N]
@@ -275,23 +278,34 @@ class Predictor(nn.Module):
         slots = torch.full(lab.trained.shape, -1, dtype=torch.long, device=winner.device)
         return {**terms, "winner": slots.masked_scatter(lab.trained, winner[0])}
 
+    def mode_means(self, lab: Labelled) -> Tensor:
+        """[1, N, K, T, 2] each mode's mean path, both dynamics blended by class (the mean `integrate` gives),
+        reusing the vehicles' integration the likelihood already did."""
+        walk, _ = self.walk(lab.agents, lab.pedestrian)
+        if lab.driven is None:
+            return walk
+        p_walk = lab.agents.class_probs[..., PEDESTRIAN, None, None, None]
+        return p_walk * walk + (1 - p_walk) * lab.driven[0]
+
     def path_log_likelihood(
-        self, tracks: Tracks, future: Tensor, scored: Tensor, pedestrian: ControlGaussian, vehicle: ControlGaussian
-    ) -> Tensor:
+        self, tracks: Tracks, future: Tensor, scored: Tensor, pedestrian: ControlGaussian,
+        driven: tuple[Tensor, Tensor] | None,
+    ) -> Tensor:  # fmt: skip
         """[B, A, K] log p(y | x, z) of each agent's scored future prefix, per latent value.
 
         Pedestrians: the exact density of the whole path (`prediction.likelihood`).
         Vehicles and cyclists: the sum of the per-step marginal log-densities of the
         linearised unicycle (its steps' correlations are not modelled). An agent of
         uncertain class gets the class-weighted sum, the expected log-likelihood
-        under its class distribution (a lower bound of the blend's).
+        under its class distribution (a lower bound of the blend's). `driven` holds the
+        vehicles' Gaussian positions (`drive`); None for a pedestrian-only model.
         """
         pos0, pos0_cov = tracks.current[..., STATE_POS], tracks.current_cov[..., STATE_POS, STATE_POS]
         walk = path_log_prob(future, scored, pos0, pos0_cov, pedestrian.mean, pedestrian.chol,
                              pedestrian.shared_chol, self.cfg.dt)  # fmt: skip
-        if not self.cfg.vehicle_dynamics:
+        if driven is None:
             return walk
-        means, cov = self.drive(tracks, vehicle)
+        means, cov = driven
         per_step = -gaussian_nll(future[:, :, None], means, cov)  # [B, A, K, T] log-densities
         drive = torch.where(scored[:, :, None], per_step, torch.zeros_like(per_step)).sum(dim=-1)
         p_walk = tracks.class_probs[..., PEDESTRIAN, None]
