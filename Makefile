@@ -78,7 +78,7 @@ ethucy-weights: $(STAMP)
 # simulator windows (vehicles and pedestrians of the hard suite, seeds clear of the evaluation's),
 # assembled into one checkpoint with the planner's settings. Resumes; skips what exists.
 STACK_WORK ?= runs/stack-weights
-PREDICTOR_ARGS ?= --latent 8 --hidden 48 --decoder-hidden 96 --interaction-radius 20 \
+PREDICTOR_ARGS ?= --latent 8 --hidden 48 --decoder-hidden 96 --interaction-radius 20 --lanes \
 	--steps 6000 --checkpoint-every 500
 
 $(STACK_WORK)/windows-a.safetensors: | $(STAMP)

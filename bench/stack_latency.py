@@ -58,10 +58,10 @@ def measure(stack: Stack, state, frame, threads: int, repeats: int) -> list[dict
     try:
         sigma = torch.ones(1)
         _, tracks, _ = stack.perception.step(state.perception, frame)
-        forecast = stack.forecast(tracks, frame.map, frame.route)
+        forecast = stack.forecast_frame(tracks, frame)
         calls = {
             "perception (detector + tracker)": lambda: stack.perception.step(state.perception, frame),
-            "prediction (K-mode forecast)": lambda: stack.forecast(tracks, frame.map, frame.route),
+            "prediction (K-mode forecast)": lambda: stack.forecast_frame(tracks, frame),
             "planning": lambda: stack.planner(forecast, frame, sigma, agent_size=tracks.size, previous=state.plan),
             "whole step": lambda: stack.step(state, frame, sigma),
         }

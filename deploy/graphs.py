@@ -8,7 +8,7 @@ contracts flattened with `TensorContract.to_flat`: `frame.bev`,
 
     detector          frames.* (the state's frame stack with this frame pushed) -> detections.*
     tracker           state.tracker.*, detections.*, frame.ego_pose -> tracks.*, new_state.tracker.*
-    predictor         tracks.*, frame.route [, frame.map]  -> forecast.*
+    predictor         tracks.*, frame.route [, frame.map] [, frame.lanes*]  -> forecast.*
     planner           forecast.*, frame.*, tracks.size, state.plan.*, sigma [, noise.*] -> plan.*
     perception_step   frame.*, state.frames.*, state.tracker.* -> new_state.frames.*, new_state.tracker.*
     stack_step        frame.*, state.*, sigma [, noise.*]  -> plan.*, new_state.*
@@ -61,7 +61,8 @@ def _tracker(stack: Stack, named: Named) -> Named:
 
 def _predictor(stack: Stack, named: Named) -> Named:
     tracks = Tracks.from_flat(named, "tracks")
-    return stack.forecast(tracks, named.get("frame.map"), named["frame.route"]).to_flat("forecast")
+    lanes = named.get("frame.lanes"), named.get("frame.lanes_valid")
+    return stack.forecast(tracks, named.get("frame.map"), named["frame.route"], *lanes).to_flat("forecast")
 
 
 def _planner(stack: Stack, named: Named) -> Named:
@@ -102,7 +103,9 @@ def graph_defs(stack: Stack) -> dict[str, GraphDef]:
     new_state = [name.replace("state.", "new_state.", 1) for name in STATE]
     new_perception_state = [name.replace("state.", "new_state.", 1) for name in PERCEPTION_STATE]
     planner_in = (*forecast, *FRAME, "tracks.size", *PREVIOUS_PLAN, "sigma")
-    predictor_in = (*tracks, *(("frame.map",) if stack.cfg.predictor.map_channels else ()), "frame.route")
+    reads = stack.cfg.predictor
+    predictor_in = (*tracks, *(("frame.map",) if reads.map_channels else ()), "frame.route",
+                    *(("frame.lanes", "frame.lanes_valid") if reads.lanes else ()))  # fmt: skip
     defs = [
         GraphDef("detector", tuple(FrameStack.flat_names("frames")), tuple(detections), _detector),
         GraphDef(

@@ -1,8 +1,8 @@
 """A drive log decoded as time series, and what the prediction and planning stages train on.
 
-    series = read_series(path, entry.frames, (EGO_TOPIC, TRUTH_TOPIC))       # contracts, one per frame
-    samples = drive_samples(series[EGO_TOPIC], series[TRUTH_TOPIC], every=4)  # EpisodeSamples (prediction)
-    recorded = recorded_drive(path, entry.frames, Timing())                   # RecordedBatch (end-to-end)
+    series = read_series(path, entry.frames, (EGO_TOPIC, TRUTH_TOPIC, FRAME_TOPIC))  # one per frame
+    samples = drive_samples(*(series[t] for t in (EGO_TOPIC, TRUTH_TOPIC, FRAME_TOPIC)), every=4)  # prediction
+    recorded = recorded_drive(path, entry.frames, Timing())  # RecordedBatch (end-to-end)
 
 The recorder writes every topic once per simulator step, so the records of
 each topic line up with the frames one to one; a log where they do not (a
@@ -21,6 +21,8 @@ from fleet.logs import LogError, read_drive
 from prediction.simdata import EpisodeSamples, sample_row
 from sim.config import Timing
 from sim.geometry import ego_center
+from sim.sensors.lanes import lanes_seen_from
+from sim.sensors.pose import SensorPose
 from sim.state import AgentState, EgoState
 from sim.types import SensorFrame
 from stack.episodes import RecordedBatch
@@ -66,11 +68,17 @@ def check_agent_slots(path: str | Path, agents: list[AgentState]) -> None:
         raise LogError(f"drive log {path}: the number of agent slots changes during the drive")
 
 
-def drive_samples(ego: list[EgoState], agents: list[AgentState], every: int) -> EpisodeSamples:
-    """One drive (B = 1) sampled every `every` frames from frame 0, as the simulator's sampler samples."""
-    if len(ego) != len(agents) or not ego:
-        raise ValueError(f"drive_samples: {len(ego)} ego states and {len(agents)} agent states")
-    rows = [sample_row(e, a) for e, a in zip(ego[::every], agents[::every], strict=True)]
+def drive_samples(
+    ego: list[EgoState], agents: list[AgentState], frames: list[SensorFrame], every: int
+) -> EpisodeSamples:
+    """One drive (B = 1) sampled every `every` frames from frame 0, as the simulator's sampler samples; the
+    lanes are each sensor frame's (`SensorFrame.lanes`), moved from its localised pose to the true one."""
+    if not (len(ego) == len(agents) == len(frames)) or not ego:
+        raise ValueError(f"drive_samples: {len(ego)} ego states, {len(agents)} agent states and {len(frames)} "
+                         "sensor frames")  # fmt: skip
+    picked = zip(ego[::every], agents[::every], frames[::every], strict=True)
+    rows = [sample_row(e, a, lanes_seen_from(f.lanes, f.lanes_valid, f.ego_pose, SensorPose.of(e)), f.lanes_valid)
+            for e, a, f in picked]  # fmt: skip
     return EpisodeSamples(**{name: torch.stack([r[name] for r in rows], dim=1) for name in rows[0]})
 
 

@@ -39,6 +39,7 @@ import torch.distributed as dist
 from fleet.datasets import LogFrameDataset
 from fleet.drives import (
     EGO_TOPIC,
+    FRAME_TOPIC,
     LABELS_TOPIC,
     TRUTH_TOPIC,
     check_agent_slots,
@@ -133,9 +134,9 @@ def train_perception(logs: Path, cfg: FinetuneConfig, val_fraction: float) -> Pa
 def drive_windows(index: LogIndex, entry: DriveEntry, stride: int = 1) -> TrajectoryWindows | None:
     """The prediction windows of one drive, None for a drive shorter than one window."""
     check_steps(index.path(entry), entry.frame_times, Timing())  # samples are every 4th frame
-    series = read_series(index.path(entry), entry.frames, (EGO_TOPIC, TRUTH_TOPIC))
+    series = read_series(index.path(entry), entry.frames, (EGO_TOPIC, TRUTH_TOPIC, FRAME_TOPIC))
     check_agent_slots(index.path(entry), series[TRUTH_TOPIC])
-    samples = drive_samples(series[EGO_TOPIC], series[TRUTH_TOPIC], TIMING.sim_steps_per_sample)
+    samples = drive_samples(series[EGO_TOPIC], series[TRUTH_TOPIC], series[FRAME_TOPIC], TIMING.sim_steps_per_sample)
     if samples.num_samples < HISTORY + HORIZON:
         log.warning("drive %s: %d frames hold no prediction window", entry.drive, entry.frames)
         return None

@@ -13,9 +13,13 @@ observed; the last step is now. Every agent observed now is predicted (the
 others get zeros). Velocities are backward differences of the positions, so
 nothing depends on the future. Agents are pedestrians unless `class_probs
 [S, A, 3]` (vehicle, pedestrian, cyclist) says otherwise; `size [S, A, 2]`
-gives their boxes (m), as simulator and drive-log windows record them:
+gives their boxes (m), as simulator and drive-log windows record them, and
+`lanes [S, N, P, 2]` with `lanes_valid [S, N, P]` the lane centrelines near
+them in the same frame (`SensorFrame.lanes`), read by a model trained with
+lanes (without them such a model forecasts as if no lane were near):
 
-    forecast = model.forecast(obs_xy, obs_valid, class_probs=windows.class_probs, size=windows.size)
+    forecast = model.forecast(obs_xy, obs_valid, class_probs=windows.class_probs, size=windows.size,
+                              lanes=windows.lanes, lanes_valid=windows.lanes_valid)
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ from torch import Tensor
 
 from prediction.baselines import ConstantVelocity, ConstantVelocitySampled
 from prediction.checkpoint import load_predictor
-from prediction.inputs import check_observations, tracks_from_positions
-from prediction.model import Predictor, SampleNoise
+from prediction.inputs import check_lanes, check_observations, tracks_from_positions
+from prediction.model import MapInput, Predictor, SampleNoise
 from prediction.types import Forecast
+from prediction.windows import no_lanes
 
 DEFAULT_POSITION_STD = 0.05  # m, when a model file does not record the one it was trained with
 BASELINES = {"cv": ConstantVelocity, "cv-sampled": ConstantVelocitySampled}
@@ -64,7 +69,8 @@ class TrajectoryPredictor:
     @torch.inference_mode()
     def predict_positions(
         self, obs_xy: Tensor, obs_valid: Tensor, num_samples: int = 20, seed: int = 0, *,
-        class_probs: Tensor | None = None, size: Tensor | None = None,
+        class_probs: Tensor | None = None, size: Tensor | None = None, lanes: Tensor | None = None,
+        lanes_valid: Tensor | None = None,
     ) -> Tensor:  # fmt: skip
         """[S, A, num_samples, horizon, 2] sampled futures, m, the frame of `obs_xy` (on its device).
 
@@ -81,18 +87,31 @@ class TrajectoryPredictor:
             stop = min(S, start + self.chunk)
             rows = slice(start, stop)
             tracks = self._tracks(obs_xy[rows], obs_valid[rows], _rows(class_probs, rows), _rows(size, rows))
+            lanes_in = self._lanes(_rows(lanes, rows), _rows(lanes_valid, rows), stop - start)
             noise = SampleNoise.draw(stop - start, A, num_samples, self.horizon, generator)
-            paths = self.model.sample_positions(tracks, noise.to(tracks.device))
+            paths = self.model.sample_positions(tracks, noise.to(tracks.device), lanes_in)
             parts.append(torch.where(tracks.valid[:, :, None, None, None], paths, torch.zeros_like(paths)))
         return torch.cat(parts).to(obs_xy.device)
 
     @torch.inference_mode()
     def forecast(
-        self, obs_xy: Tensor, obs_valid: Tensor, *, class_probs: Tensor | None = None, size: Tensor | None = None
-    ) -> Forecast:
+        self, obs_xy: Tensor, obs_valid: Tensor, *, class_probs: Tensor | None = None, size: Tensor | None = None,
+        lanes: Tensor | None = None, lanes_valid: Tensor | None = None,
+    ) -> Forecast:  # fmt: skip
         """The full K-mode Gaussian mixture of every agent (no sampling), frame of `obs_xy`."""
         check_observations(obs_xy, obs_valid, self.history)
-        return self.model(self._tracks(obs_xy, obs_valid, class_probs, size))
+        tracks = self._tracks(obs_xy, obs_valid, class_probs, size)
+        return self.model(tracks, self._lanes(lanes, lanes_valid, int(obs_valid.shape[0])))
+
+    def _lanes(self, lanes: Tensor | None, lanes_valid: Tensor | None, windows: int) -> MapInput:
+        """The lanes as the model reads them; none near (one empty slot per window) when not given."""
+        device = next(self.model.parameters()).device
+        if (lanes is None) != (lanes_valid is None):
+            raise ValueError("lanes, lanes_valid: expected both or neither")
+        if lanes is None:
+            return MapInput(**no_lanes(windows, device))
+        check_lanes(lanes, lanes_valid, windows)
+        return MapInput(lanes=lanes.to(device=device, dtype=torch.float32), lanes_valid=lanes_valid.to(device))
 
 
 def _rows(t: Tensor | None, rows: slice) -> Tensor | None:

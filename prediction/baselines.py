@@ -103,7 +103,8 @@ class ConstantVelocity:
 
     def predict_positions(
         self, obs_xy: Tensor, obs_valid: Tensor, num_samples: int = 20, seed: int = 0, *,
-        class_probs: Tensor | None = None, size: Tensor | None = None,
+        class_probs: Tensor | None = None, size: Tensor | None = None, lanes: Tensor | None = None,
+        lanes_valid: Tensor | None = None,
     ) -> Tensor:  # fmt: skip
         """Sampled futures [S, A, num_samples, horizon, 2], m, frame of obs_xy; 0 for agents absent now.
 
@@ -112,7 +113,8 @@ class ConstantVelocity:
             obs_valid: [S, A, H] bool, the position was observed.
             num_samples: N >= 1 paths per agent.
             seed: seeds the torch.Generator the samples are drawn from.
-            class_probs, size: the agents' classes and boxes; constant velocity reads neither.
+            class_probs, size, lanes, lanes_valid: the agents' classes and boxes, the lanes near them;
+                constant velocity reads none of them.
         """
         check_observations(obs_xy, obs_valid, min_history=2)
         if num_samples < 1:
@@ -125,11 +127,12 @@ class ConstantVelocity:
         return torch.where(valid_now[:, :, None, None, None], paths, torch.zeros_like(paths))
 
     def forecast(
-        self, obs_xy: Tensor, obs_valid: Tensor, *, class_probs: Tensor | None = None, size: Tensor | None = None
-    ) -> Forecast:
+        self, obs_xy: Tensor, obs_valid: Tensor, *, class_probs: Tensor | None = None, size: Tensor | None = None,
+        lanes: Tensor | None = None, lanes_valid: Tensor | None = None,
+    ) -> Forecast:  # fmt: skip
         """Gaussian-mixture forecast in the frame of obs_xy: one mode per `mode_angles`,
         isotropic std `std_per_second * (t + 1) * dt`; agents present now are valid with
-        existence 1, of `class_probs` (pedestrians if None). `size` is not read."""
+        existence 1, of `class_probs` (pedestrians if None). `size` and the lanes are not read."""
         check_observations(obs_xy, obs_valid, min_history=2)
         now, step, valid_now = last_displacement(obs_xy, obs_valid)
         angles, log_weights = self.mode_angles(obs_xy)

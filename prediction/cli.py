@@ -67,6 +67,10 @@ def _add_train(jobs: argparse._SubParsersAction) -> None:
     t.add_argument("--interaction-radius", type=float, default=defaults.interaction_radius,
                    help="neighbours within this distance, m (default 3)")  # fmt: skip
     t.add_argument("--map-channels", type=int, default=0, help="map raster channels read per agent (0 = no map)")
+    t.add_argument("--lanes", action="store_true",
+                   help="read the lane centrelines near each agent (simulator and drive-log windows carry them)")
+    t.add_argument("--lane-radius", type=float, default=defaults.lane_radius,
+                   help="lanes within this distance of an agent are read, m (default 30)")  # fmt: skip
     t.add_argument(
         "--pedestrians-only",
         action="store_true",
@@ -137,6 +141,8 @@ def run_train(args: argparse.Namespace) -> int:
         decoder_hidden=args.decoder_hidden,
         interaction_radius=args.interaction_radius,
         map_channels=args.map_channels,
+        lanes=args.lanes,
+        lane_radius=args.lane_radius,
         vehicle_dynamics=not args.pedestrians_only,
     )
     cfg = PredictionTrainConfig(

@@ -28,6 +28,10 @@ class PredictorConfig:
         map_channels: channels of the map raster read around each agent; 0 = no map encoder.
         map_patch: cells per side of the map patch around each agent.
         map_patch_m: side of that patch, m.
+        lanes: read the lane centrelines near the ego (`SensorFrame.lanes`, windows' `lanes`): each
+            agent attends over those within `lane_radius` (`prediction.encoders.LaneEncoder`).
+        lane_radius: m, lanes with no point this close to an agent are not attended to by it; also
+            the scale of the lane points' positions relative to the agent in the lane features.
         position_scale: m, divides relative positions in the input features.
         velocity_scale: m/s, divides velocities in the input features.
         min_control_std: floor of every control standard deviation (m/s for pedestrians'
@@ -49,6 +53,8 @@ class PredictorConfig:
     map_channels: int = 0
     map_patch: int = 16
     map_patch_m: float = 16.0
+    lanes: bool = False
+    lane_radius: float = 30.0
     position_scale: float = 2.0
     velocity_scale: float = 1.5
     min_control_std: float = 0.01
@@ -62,7 +68,8 @@ class PredictorConfig:
         require(self.history >= 2, OWNER, "history", ">= 2 steps (velocity needs two)", self.history)
         require(isinstance(self.map_channels, int) and self.map_channels >= 0, OWNER, "map_channels", "an int >= 0",
                 self.map_channels)  # fmt: skip
-        for name in ("dt", "interaction_radius", "map_patch_m", "position_scale", "velocity_scale"):
+        require(isinstance(self.lanes, bool), OWNER, "lanes", "a bool", self.lanes)
+        for name in ("dt", "interaction_radius", "map_patch_m", "lane_radius", "position_scale", "velocity_scale"):
             value = getattr(self, name)
             require(isinstance(value, int | float) and value > 0, OWNER, name, "a number > 0", value)
         require(0 < self.min_control_std < self.max_control_std, OWNER, "min_control_std",

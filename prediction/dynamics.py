@@ -149,7 +149,9 @@ def single_integrator(
 # -- unicycle start state ------------------------------------------------------------
 
 
-def unicycle_state(pos: Tensor, pos_cov: Tensor, vel: Tensor, vel_cov: Tensor) -> tuple[Tensor, Tensor]:
+def unicycle_state(
+    pos: Tensor, pos_cov: Tensor, vel: Tensor, vel_cov: Tensor, heading_hint: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Unicycle state (x, y, heading, speed) from a position and a Cartesian velocity.
 
     heading = atan2(vy, vx), speed = |v|; (heading, speed) get the covariance
@@ -159,15 +161,22 @@ def unicycle_state(pos: Tensor, pos_cov: Tensor, vel: Tensor, vel_cov: Tensor) -
     everything stays finite at standstill. Position and velocity are taken as
     independent (zero cross-covariance).
 
-    At standstill (|v|^2 < STANDSTILL_SPEED_SQ) the heading is 0 and the speed 0,
-    both with zero gradient; the speed variance is then vel_cov's x-x entry, a
-    Gaussian stand-in for what is really a Rayleigh-like distribution.
+    `heading_hint [..., 2]` (m/s), where given, is a direction known apart from
+    the motion (the lane a vehicle stands on, `prediction.lanes`): the heading is
+    that of v + hint, so it decides the heading of a standing vehicle and yields
+    to the motion once the speed exceeds the hint's size, and it firms the heading
+    as motion does (|v + hint| in speed_eff). The speed stays |v|.
+
+    At standstill (|v + hint|^2 < STANDSTILL_SPEED_SQ) the heading is 0 and the
+    speed 0, both with zero gradient; the speed variance is then vel_cov's x-x
+    entry, a Gaussian stand-in for what is really a Rayleigh-like distribution.
 
     Args:
         pos: [..., 2] position, m.
         pos_cov: [..., 2, 2] its covariance, m^2.
         vel: [..., 2] velocity, m/s.
         vel_cov: [..., 2, 2] its covariance, (m/s)^2.
+        heading_hint: [..., 2] or None, m/s.
 
     Returns:
         (state [..., 4] (m, m, rad, m/s), state_cov [..., 4, 4]).
@@ -176,26 +185,34 @@ def unicycle_state(pos: Tensor, pos_cov: Tensor, vel: Tensor, vel_cov: Tensor) -
     _check_tail("unicycle_state.pos_cov", pos_cov, (2, 2), "[..., 2, 2]")
     _check_tail("unicycle_state.vel", vel, (2,), "[..., 2]")
     _check_tail("unicycle_state.vel_cov", vel_cov, (2, 2), "[..., 2, 2]")
-    vx, vy = vel[..., 0], vel[..., 1]
-    square = vx * vx + vy * vy
-    moving = square > STANDSTILL_SPEED_SQ
-    # Double where: the unused branch sees harmless inputs, so its gradient is finite (and then zeroed).
-    speed = torch.where(moving, torch.sqrt(torch.where(moving, square, torch.ones_like(square))), 0.0)
-    safe_speed = torch.where(moving, speed, torch.ones_like(speed))
-    cos_h = torch.where(moving, vx / safe_speed, 1.0)
-    sin_h = torch.where(moving, vy / safe_speed, 0.0)
-    heading = torch.atan2(torch.where(moving, vy, 0.0), torch.where(moving, vx, 1.0))
+    speed = _norm_or_zero(vel)
+    pointing = vel if heading_hint is None else vel + heading_hint
+    dx, dy = pointing[..., 0], pointing[..., 1]
+    firm = _norm_or_zero(pointing)
+    moving = firm > 0
+    safe = torch.where(moving, firm, torch.ones_like(firm))
+    cos_h = torch.where(moving, dx / safe, 1.0)
+    sin_h = torch.where(moving, dy / safe, 0.0)
+    heading = torch.atan2(torch.where(moving, dy, 0.0), torch.where(moving, dx, 1.0))
 
-    along = torch.stack((cos_h, sin_h), dim=-1)  # [..., 2] unit vector along the motion
+    along = torch.stack((cos_h, sin_h), dim=-1)  # [..., 2] unit vector along the heading
     across = torch.stack((-sin_h, cos_h), dim=-1)  # [..., 2] unit vector across it
     var_across = _quadratic_form(vel_cov, across, across)  # (m/s)^2
     cov_across_along = _quadratic_form(vel_cov, across, along)
     var_along = _quadratic_form(vel_cov, along, along)
-    speed_eff = torch.sqrt(speed * speed + var_across / HEADING_VAR_CAP + SPEED_FLOOR**2)
+    speed_eff = torch.sqrt(firm * firm + var_across / HEADING_VAR_CAP + SPEED_FLOOR**2)
     polar_cov = _sym2(var_across / speed_eff**2, cov_across_along / speed_eff, var_along)  # [..., 2, 2]
 
     pos, polar = torch.broadcast_tensors(pos, torch.stack((heading, speed), dim=-1))
     return torch.cat((pos, polar), dim=-1), _block_diag(pos_cov, polar_cov)
+
+
+def _norm_or_zero(v: Tensor) -> Tensor:
+    """|v| of `v [..., 2]`, exactly 0 with zero gradient below sqrt(STANDSTILL_SPEED_SQ)."""
+    square = v[..., 0] * v[..., 0] + v[..., 1] * v[..., 1]
+    moving = square > STANDSTILL_SPEED_SQ
+    # Double where: the unused branch sees harmless inputs, so its gradient is finite (and then zeroed).
+    return torch.where(moving, torch.sqrt(torch.where(moving, square, torch.ones_like(square))), 0.0)
 
 
 def _quadratic_form(matrix: Tensor, left: Tensor, right: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""The predictor's encoders: history, interaction (masked attention over neighbours), map, future.
+"""The predictor's encoders: history, interaction (masked attention over neighbours), map, lanes, future.
 
 All are batched over every agent of every scene at once: no Python loops over
 agents or edge types, and no data-dependent control flow (exportable).
@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from prediction.config import PredictorConfig
 from prediction.features import EDGE_STEP_FEATURES, NODE_STATIC_FEATURES, NODE_STEP_FEATURES
+from prediction.lanes import lane_directions
 from sim.config import RasterConfig
 from sim.sensors.raster import ego_origin_cell
 
@@ -25,6 +26,33 @@ def mlp(sizes: list[int], final_activation: bool = False) -> nn.Sequential:
         if i < len(sizes) - 2 or final_activation:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
+
+
+def add_attention(layer: nn.Module, hidden: int, width: int) -> None:
+    """Give `layer` what `attend` reads (`query` from the agent's `hidden` encoding, `key`, `value`,
+    `nobody_key`, `nobody_value`, `scale`, all `width` wide) and `out`, back to `hidden`."""
+    layer.query = nn.Linear(hidden, width)
+    layer.key = nn.Linear(width, width)
+    layer.value = nn.Linear(width, width)
+    layer.nobody_key = nn.Parameter(torch.zeros(width))
+    layer.nobody_value = nn.Parameter(torch.zeros(width))
+    layer.out = nn.Linear(width, hidden)
+    layer.scale = 1.0 / math.sqrt(width)
+
+
+def attend(layer: nn.Module, node: Tensor, tokens: Tensor, allowed: Tensor) -> Tensor:
+    """Scaled dot-product attention of each agent `node [B, A, hidden]` over its `tokens [B, A, J, W]`
+    where `allowed [B, A, J]`, plus a learned "nobody" slot that is always allowed (so the softmax is
+    defined when nothing is); masked tokens get -inf logits, no influence at all. `layer` holds the
+    weights (`add_attention`). -> [B, A, W]."""
+    B, A = allowed.shape[:2]
+    q = layer.query(node)
+    keys = torch.cat((layer.key(tokens), layer.nobody_key.expand(B, A, 1, -1)), dim=2)  # [B, A, J+1, W]
+    values = torch.cat((layer.value(tokens), layer.nobody_value.expand(B, A, 1, -1)), dim=2)
+    logits = (keys * q[:, :, None, :]).sum(-1) * layer.scale
+    everyone = torch.cat((allowed, torch.ones_like(allowed[..., :1])), dim=-1)
+    weights = torch.softmax(logits.masked_fill(~everyone, float("-inf")), dim=-1)
+    return (weights[..., None] * values).sum(dim=2)
 
 
 class HistoryEncoder(nn.Module):
@@ -54,26 +82,13 @@ class InteractionEncoder(nn.Module):
         super().__init__()
         width = cfg.edge_hidden
         self.edge = mlp([cfg.history * EDGE_STEP_FEATURES + NODE_STATIC_FEATURES, width, width], final_activation=True)
-        self.query = nn.Linear(cfg.hidden, width)
-        self.key = nn.Linear(width, width)
-        self.value = nn.Linear(width, width)
-        self.nobody_key = nn.Parameter(torch.zeros(width))
-        self.nobody_value = nn.Parameter(torch.zeros(width))
-        self.out = nn.Linear(width, cfg.hidden)
-        self.scale = 1.0 / math.sqrt(width)
+        add_attention(self, cfg.hidden, width)
 
     def forward(self, node: Tensor, edges: Tensor, static: Tensor, neighbour: Tensor) -> Tensor:
         B, A = neighbour.shape[:2]
         neighbour_static = static[:, None, :, :].expand(B, A, A, static.shape[-1])
         e = self.edge(torch.cat((edges, neighbour_static), dim=-1))  # [B, i, j, W]
-        q = self.query(node)  # [B, i, W]
-        keys = torch.cat((self.key(e), self.nobody_key.expand(B, A, 1, -1)), dim=2)  # [B, i, j+1, W]
-        values = torch.cat((self.value(e), self.nobody_value.expand(B, A, 1, -1)), dim=2)
-        logits = (keys * q[:, :, None, :]).sum(-1) * self.scale  # [B, i, j+1]
-        allowed = torch.cat((neighbour, torch.ones_like(neighbour[..., :1])), dim=-1)
-        logits = logits.masked_fill(~allowed, float("-inf"))
-        weights = torch.softmax(logits, dim=-1)
-        return self.out((weights[..., None] * values).sum(dim=2))
+        return self.out(attend(self, node, e, neighbour))  # e: [B, i, j, W]
 
 
 class MapEncoder(nn.Module):
@@ -118,6 +133,44 @@ class MapEncoder(nn.Module):
         patches = self.patches(map_raster, raster, position)
         B, A = patches.shape[:2]
         return self.cnn(patches.flatten(0, 1)).reshape(B, A, -1)
+
+
+LANE_POINT_FEATURES = 4  # position relative to the agent 2, direction of travel 2
+
+
+class LaneEncoder(nn.Module):
+    """Each agent attends over the lanes near it (and a learned "no lane" slot) -> [B, A, hidden].
+
+    A lane seen from an agent is a PointNet over its points (position relative to
+    the agent, scaled by `lane_radius`, and direction of travel), max-pooled. The
+    first layer is linear in the position, so it runs once per lane point and is
+    shifted per agent (W (p - x) = W p - W x) instead of once per (agent, point).
+    Lanes with no point within `lane_radius` of the agent, and missing points,
+    have no influence (masked, tested); the "no lane" slot keeps the softmax
+    defined for an agent far from every lane (a pedestrian on ETH/UCY).
+    """
+
+    def __init__(self, cfg: PredictorConfig):
+        super().__init__()
+        width = cfg.edge_hidden
+        self.radius = cfg.lane_radius
+        self.point = nn.Linear(LANE_POINT_FEATURES, width)
+        self.lane = mlp([width, width, width], final_activation=True)
+        add_attention(self, cfg.hidden, width)
+
+    def forward(self, node: Tensor, position: Tensor, lanes: Tensor, lanes_valid: Tensor) -> Tensor:
+        """`node [B, A, hidden]` queries at `position [B, A, 2]`; `lanes [B, N, P, 2]`, `lanes_valid [B, N, P]`."""
+        features = torch.cat((lanes / self.radius, lane_directions(lanes, lanes_valid)), dim=-1)
+        per_point = self.point(features)  # [B, N, P, W]
+        shift = (position / self.radius) @ self.point.weight[:, :2].transpose(0, 1)  # [B, A, W]
+        seen = per_point[:, None] - shift[:, :, None, None, :]  # [B, A, N, P, W]
+        seen = seen.masked_fill(~lanes_valid[:, None, :, :, None], float("-inf"))
+        pooled = seen.amax(dim=3)  # [B, A, N, W]
+        pooled = torch.where(torch.isfinite(pooled), pooled, torch.zeros_like(pooled))
+        token = self.lane(F.relu(pooled))
+        gap = (lanes[:, None] - position[:, :, None, None, :]).square().sum(-1)  # [B, A, N, P]
+        near = (lanes_valid[:, None] & (gap <= self.radius**2)).any(dim=-1)  # [B, A, N]
+        return self.out(attend(self, node, token, near))
 
 
 class FutureEncoder(nn.Module):

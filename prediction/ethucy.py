@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prediction.windows import HISTORY, HORIZON, SAMPLE_DT, TrajectoryWindows
+from prediction.windows import HISTORY, HORIZON, SAMPLE_DT, TrajectoryWindows, no_lanes
 from sim.ethucy import FRAME_STEP, TrackFormatError, Tracks, load_tracks
 from sim.state import NUM_CLASSES, AgentKind
 
@@ -230,6 +230,7 @@ def _windows(xy: np.ndarray, present: np.ndarray, valid: np.ndarray, history: in
         class_probs=class_probs.float(),
         size=size.float().contiguous(),
         valid=valid_t,
+        **no_lanes(W),
         history=history,
         dt=SAMPLE_DT,
     )

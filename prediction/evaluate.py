@@ -52,12 +52,14 @@ class PositionPredictor(Protocol):
 
     def predict_positions(
         self, obs_xy: Tensor, obs_valid: Tensor, num_samples: int = 20, seed: int = 0, *,
-        class_probs: Tensor | None = None, size: Tensor | None = None,
+        class_probs: Tensor | None = None, size: Tensor | None = None, lanes: Tensor | None = None,
+        lanes_valid: Tensor | None = None,
     ) -> Tensor: ...  # fmt: skip
 
     def forecast(
-        self, obs_xy: Tensor, obs_valid: Tensor, *, class_probs: Tensor | None = None, size: Tensor | None = None
-    ) -> Forecast: ...
+        self, obs_xy: Tensor, obs_valid: Tensor, *, class_probs: Tensor | None = None, size: Tensor | None = None,
+        lanes: Tensor | None = None, lanes_valid: Tensor | None = None,
+    ) -> Forecast: ...  # fmt: skip
 
 
 def evaluate_windows(model: PositionPredictor, windows: TrajectoryWindows, **kw) -> Totals:
@@ -80,7 +82,12 @@ def evaluate_groups(
     """Pooled metric sums per group: `groups` maps a name to a `[S, A]` bool mask of the agents it
     holds (e.g. one class, one scenario family); each group pools its scored agents. Every agent of a
     window is observed by the model whatever its group, so a group's scores are those of the same run.
-    The model reads the windows' classes and boxes."""
+    The model reads the windows' classes, boxes and lanes."""
+    for name, mask in groups.items():
+        if not (isinstance(mask, Tensor) and mask.dtype == torch.bool and mask.shape == windows.valid.shape):
+            got = (tuple(mask.shape), mask.dtype) if isinstance(mask, Tensor) else type(mask).__name__
+            raise ValueError(f"groups[{name!r}]: expected a bool mask of shape {tuple(windows.valid.shape)} (the "
+                             f"windows' [S, A]), got {got}")  # fmt: skip
     totals = {name: Totals() for name in groups}
     starts = range(0, windows.batch_size, chunk)
     for i, start in enumerate(tqdm(starts, desc="evaluate", disable=not progress)):
@@ -91,7 +98,8 @@ def evaluate_groups(
             continue
         obs_xy, obs_valid = batch.observed()
         truth, _ = batch.future()
-        agents = {"class_probs": batch.class_probs, "size": batch.size}
+        agents = {"class_probs": batch.class_probs, "size": batch.size, "lanes": batch.lanes,
+                  "lanes_valid": batch.lanes_valid}  # fmt: skip
         samples = model.predict_positions(obs_xy, obs_valid, num_samples=num_samples, seed=seed + i, **agents)
         forecast = model.forecast(obs_xy, obs_valid, **agents)
         values = {

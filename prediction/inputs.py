@@ -47,6 +47,24 @@ def check_observations(obs_xy: Tensor, obs_valid: Tensor, history: int | None = 
         raise ValueError(f"obs_xy: non-finite position at window {s}, agent {a}, step {h} (marked valid)")
 
 
+def check_lanes(lanes: Tensor, lanes_valid: Tensor, windows: int) -> None:
+    """Raise `ValueError` naming the argument unless `lanes [S, N, P, 2]` float and `lanes_valid [S, N, P]`
+    bool agree with S = `windows` and every valid point is finite."""
+    if not isinstance(lanes, Tensor) or lanes.dim() != 4 or lanes.shape[-1] != 2 or not lanes.is_floating_point():
+        got = (tuple(lanes.shape), lanes.dtype) if isinstance(lanes, Tensor) else type(lanes).__name__
+        raise ValueError(f"lanes: expected a float tensor [S, N, P, 2] (m), got {got}")
+    if not isinstance(lanes_valid, Tensor) or lanes_valid.dtype != torch.bool:
+        got = lanes_valid.dtype if isinstance(lanes_valid, Tensor) else type(lanes_valid).__name__
+        raise ValueError(f"lanes_valid: expected a bool tensor [S, N, P], got {got}")
+    if lanes.shape[0] != windows:
+        raise ValueError(f"lanes: expected {windows} windows on axis 0, got {tuple(lanes.shape)}")
+    if tuple(lanes_valid.shape) != tuple(lanes.shape[:3]):
+        raise ValueError(f"lanes_valid: expected shape {tuple(lanes.shape[:3])} (that of lanes without the last "
+                         f"axis), got {tuple(lanes_valid.shape)}")  # fmt: skip
+    if bool((~torch.isfinite(lanes).all(dim=-1) & lanes_valid).any()):
+        raise ValueError("lanes: non-finite point marked valid")
+
+
 def backward_velocity(xy: Tensor, present: Tensor, dt: float) -> tuple[Tensor, Tensor]:
     """(velocity [..., H, 2], known [..., H] bool): `(x_h - x_{h-1}) / dt` where both steps are present."""
     previous = torch.cat((xy[..., :1, :], xy[..., :-1, :]), dim=-2)

@@ -1,6 +1,6 @@
 """`Predictor`: Tracks -> Forecast, a Trajectron++-style conditional VAE.
 
-    x      = encode(tracks)                 history GRU + attention over neighbours (+ map patch)
+    x      = encode(tracks)                 history GRU + attention over neighbours (+ map patch, + lanes)
     p(z|x)  prior over K discrete latent values
     q(z|x,y) posterior (training only), from x and the true future y
     p(y|x,z) per-step Gaussian controls, integrated through agent dynamics with
@@ -35,10 +35,12 @@ from perception.types import STATE_POS, STATE_VEL, Tracks
 from prediction import dynamics
 from prediction.config import PredictorConfig
 from prediction.decoder import ControlDecoder, ControlGaussian
-from prediction.encoders import FutureEncoder, HistoryEncoder, InteractionEncoder, MapEncoder, mlp
+from prediction.encoders import FutureEncoder, HistoryEncoder, InteractionEncoder, LaneEncoder, MapEncoder, mlp
 from prediction.features import edge_features, node_features
+from prediction.lanes import heading_hint
 from prediction.likelihood import observed_prefix, path_log_prob
 from prediction.types import Forecast
+from prediction.windows import TrajectoryWindows
 from sim.config import RasterConfig
 from sim.state import AgentKind
 
@@ -47,10 +49,21 @@ PEDESTRIAN = int(AgentKind.PEDESTRIAN)
 
 @dataclass(frozen=True)
 class MapInput:
-    """The ego-frame map raster `[B, C, R, R]` and its geometry, for the optional map encoder."""
+    """What the predictor reads of the map, in the frame of the tracks: the map raster `[B, C, R, R]`
+    and its geometry (for the optional raster encoder, `map_channels > 0`), and the lane centrelines
+    `lanes [B, N, P, 2]` with their mask `lanes_valid [B, N, P]` (for the optional lane encoder,
+    `lanes`; `SensorFrame.lanes`, `TrajectoryWindows.lanes`). A model reads only what it has an
+    encoder for; the others may be None."""
 
-    raster: Tensor
-    config: RasterConfig
+    raster: Tensor | None = None
+    config: RasterConfig | None = None
+    lanes: Tensor | None = None
+    lanes_valid: Tensor | None = None
+
+    @classmethod
+    def of_windows(cls, windows: TrajectoryWindows) -> MapInput:
+        """The lanes of `windows` (they carry no raster)."""
+        return cls(lanes=windows.lanes, lanes_valid=windows.lanes_valid)
 
 
 @dataclass(frozen=True)
@@ -102,7 +115,9 @@ class Predictor(nn.Module):
         self.history = HistoryEncoder(cfg)
         self.interaction = InteractionEncoder(cfg)
         self.map = MapEncoder(cfg) if cfg.map_channels > 0 else None
-        self.fuse = mlp([cfg.hidden * (3 if self.map is not None else 2), cfg.hidden, cfg.hidden], True)
+        self.lane_encoder = LaneEncoder(cfg) if cfg.lanes else None
+        parts = 2 + (self.map is not None) + (self.lane_encoder is not None)
+        self.fuse = mlp([cfg.hidden * parts, cfg.hidden, cfg.hidden], True)
         self.prior = nn.Linear(cfg.hidden, cfg.latent)
         self.future = FutureEncoder(cfg)
         self.posterior = mlp([2 * cfg.hidden, cfg.hidden, cfg.latent])
@@ -110,16 +125,30 @@ class Predictor(nn.Module):
 
     # -- encoding ---------------------------------------------------------
     def encode(self, tracks: Tracks, map_input: MapInput | None = None) -> Tensor:
-        """[B, A, hidden]: each agent's history, neighbours and (optionally) map around it."""
+        """[B, A, hidden]: each agent's history, neighbours and (optionally) map and lanes around it."""
         steps, static = node_features(tracks, self.cfg)
         node = self.history(steps, static)
         edges, _, neighbour = edge_features(tracks, self.cfg)
         parts = [node, self.interaction(node, edges, static, neighbour)]
+        position = tracks.current[..., STATE_POS]
         if self.map is not None:
-            if map_input is None:
-                raise ValueError("Predictor.encode: this model has a map encoder (map_channels > 0); pass map_input")
-            parts.append(self.map(map_input.raster, map_input.config, tracks.current[..., STATE_POS]))
+            if map_input is None or map_input.raster is None:
+                raise ValueError("Predictor.encode: this model has a map encoder (map_channels > 0); pass map_input "
+                                 "with the raster")  # fmt: skip
+            parts.append(self.map(map_input.raster, map_input.config, position))
+        if self.lane_encoder is not None:
+            if map_input is None or map_input.lanes is None or map_input.lanes_valid is None:
+                raise ValueError("Predictor.encode: this model reads lanes (lanes=True); pass map_input with lanes "
+                                 "and lanes_valid")  # fmt: skip
+            parts.append(self.lane_encoder(node, position, map_input.lanes, map_input.lanes_valid))
         return self.fuse(torch.cat(parts, dim=-1))
+
+    def heading_hint(self, tracks: Tracks, map_input: MapInput | None) -> Tensor | None:
+        """[B, A, 2] the heading the lanes give each vehicle (`prediction.lanes.heading_hint`), None for a
+        model without lanes: the tracker does not track heading, and a standing vehicle's velocity has none."""
+        if self.lane_encoder is None or map_input is None or map_input.lanes is None:
+            return None
+        return heading_hint(tracks.current[..., STATE_POS], map_input.lanes, map_input.lanes_valid)
 
     def log_prior(self, x: Tensor) -> Tensor:
         return torch.log_softmax(self.prior(x), dim=-1)
@@ -140,22 +169,25 @@ class Predictor(nn.Module):
             pedestrian.cov, self.cfg.dt, shared_chol=pedestrian.shared_chol,
         )  # fmt: skip
 
-    def drive(self, tracks: Tracks, vehicle: ControlGaussian) -> tuple[Tensor, Tensor]:
-        """Vehicle and cyclist dynamics (unicycle, linearised): positions `[B, A, K, T, 2]`, covariances."""
+    def drive(self, tracks: Tracks, vehicle: ControlGaussian, hint: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Vehicle and cyclist dynamics (unicycle, linearised): positions `[B, A, K, T, 2]`, covariances;
+        `hint [B, A, 2]` the lanes' heading hint (`heading_hint`)."""
         current, cov = tracks.current, tracks.current_cov
         state0, state0_cov = dynamics.unicycle_state(
             current[..., STATE_POS], cov[..., STATE_POS, STATE_POS], current[..., STATE_VEL],
-            cov[..., STATE_VEL, STATE_VEL],
+            cov[..., STATE_VEL, STATE_VEL], hint,
         )  # fmt: skip
         K = self.cfg.latent
         return dynamics.unicycle(_per_mode(state0, K), _per_mode(state0_cov, K), vehicle.mean, vehicle.cov, self.cfg.dt)
 
-    def integrate(self, tracks: Tracks, pedestrian: ControlGaussian, vehicle: ControlGaussian) -> tuple[Tensor, Tensor]:
+    def integrate(
+        self, tracks: Tracks, pedestrian: ControlGaussian, vehicle: ControlGaussian, hint: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Positions `[B, A, K, T, 2]` and covariances `[..., 2, 2]`, both dynamics blended by class."""
         walk, walk_cov = self.walk(tracks, pedestrian)
         if not self.cfg.vehicle_dynamics:  # a static choice of the config, not of the data
             return walk, walk_cov
-        drive, drive_cov = self.drive(tracks, vehicle)
+        drive, drive_cov = self.drive(tracks, vehicle, hint)
         p_walk = tracks.class_probs[..., PEDESTRIAN]
         weights = _per_mode(torch.stack((p_walk, 1 - p_walk), dim=-1), self.cfg.latent)  # [B, A, K, 2]
         means = torch.stack((walk, drive), dim=3)  # [B, A, K, 2, T, 2]
@@ -164,7 +196,7 @@ class Predictor(nn.Module):
 
     def mixture(self, tracks: Tracks, map_input: MapInput | None = None, x: Tensor | None = None) -> Mixture:
         x = self.encode(tracks, map_input) if x is None else x
-        means, cov = self.integrate(tracks, *self.controls(x, tracks))
+        means, cov = self.integrate(tracks, *self.controls(x, tracks), self.heading_hint(tracks, map_input))
         return Mixture(log_prior=self.log_prior(x), means=means, cov=cov)
 
     def forward(self, tracks: Tracks, map_input: MapInput | None = None) -> Forecast:
@@ -197,7 +229,8 @@ class Predictor(nn.Module):
             return walk
         drive_u = _pick(vehicle, z, noise.control)
         zero2 = torch.zeros(*pos0.shape, 2, dtype=pos0.dtype, device=pos0.device)
-        state0, _ = dynamics.unicycle_state(pos0, zero2, vel0, zero2)
+        hint = self.heading_hint(tracks, map_input)
+        state0, _ = dynamics.unicycle_state(pos0, zero2, vel0, zero2, None if hint is None else hint[:, :, None])
         drive = dynamics.unicycle_path(state0, drive_u, cfg.dt)
         walks = noise.kind < tracks.class_probs[..., PEDESTRIAN, None]  # [B, A, N]
         return torch.where(walks[..., None, None], walk, drive)
@@ -218,8 +251,10 @@ class Predictor(nn.Module):
         pick = lambda t: t[trained].unsqueeze(0)  # noqa: E731  [B, A, ...] -> [1, N, ...]
         agents = dataclasses.replace(tracks, **{name: pick(getattr(tracks, name)) for name in tracks.field_names()})
         x, future, scored = pick(x), pick(future), pick(scored)
+        hint = self.heading_hint(tracks, map_input)
+        hint = None if hint is None else pick(hint)
         pedestrian, vehicle = self.controls(x, agents)
-        driven = self.drive(agents, vehicle) if self.cfg.vehicle_dynamics else None  # integrated once, used twice
+        driven = self.drive(agents, vehicle, hint) if self.cfg.vehicle_dynamics else None  # integrated once, used twice
         return Labelled(
             x=x, agents=agents, future=future, scored=scored, trained=trained, pedestrian=pedestrian,
             vehicle=vehicle, log_prior=self.log_prior(x),

@@ -19,9 +19,10 @@ the frame of `Tracks` and `Forecast` (`sim.sensors.pose.SensorPose`: origin at
 the ego box centre `sim.geometry.ego_center`, x forward along the ego heading,
 y left), so windows line up with what the tracker hands the predictor.
 
-Causality: a window holds positions and presence only, and everything that
-decides its slots (which agents, in which order, their class and size) is read
-at the current step, never later. Steps after the current one are labels
+Causality: a window holds positions and presence, and the lanes near the ego
+at the current step (map knowledge, `sim.sensors.lanes`); everything that
+decides its slots (which agents, in which order, their class and size) and the
+lanes are read at the current step, never later. Steps after the current one are labels
 (`TrajectoryWindows.future`); a model reads `TrajectoryWindows.observed` only.
 
 Window order is deterministic: scenario, then seed, then current step; every
@@ -46,18 +47,20 @@ from safetensors.torch import save_file
 from torch import Tensor
 from tqdm import tqdm
 
-from prediction.windows import HISTORY, HORIZON, SAMPLE_DT, TrajectoryWindows
+from prediction.windows import HISTORY, HORIZON, SAMPLE_DT, TrajectoryWindows, no_lanes
 from sim.config import ConfigError, Timing, require
 from sim.policies import Observation, PolicyOutput, make_policy
 from sim.runner import rollout
 from sim.scenarios import Scenario, build_batch, episode_steps, resolve_suite
+from sim.sensors.lanes import lanes_near
 from sim.sensors.pose import GEOMETRY_DTYPE, SensorPose
 from sim.state import NUM_CLASSES, AgentState, EgoState, WorldState
 from sim.tensorclass import ContractError, TensorContract, spec
 
 log = logging.getLogger(__name__)
 
-FORMAT = "drivestack-windows/1"
+FORMAT = "drivestack-windows/2"
+LANELESS_FORMAT = "drivestack-windows/1"  # before windows carried lanes: read as windows without a map
 TIMING = Timing(sample_dt=SAMPLE_DT, history_steps=HISTORY, horizon_steps=HORIZON)
 # Shortest episode that holds one window: samples 0 .. HISTORY + HORIZON - 1.
 MIN_DURATION = (HISTORY + HORIZON - 1) * SAMPLE_DT
@@ -139,6 +142,9 @@ class EpisodeSamples(TensorContract):
         size: [B, T, N, 2] float > 0, box (length, width), m.
         ego_center: [B, T, 2] float, ego box centre (`sim.geometry.ego_center`), m, world frame.
         ego_yaw: [B, T] float, ego heading, rad.
+        lanes: [B, T, N, P, 2] float, the lane centrelines near the ego (`sim.sensors.lanes`), m, in the
+            frame of `ego_center` and `ego_yaw` at that sample (a window's frame); 0 where not valid.
+        lanes_valid: [B, T, N, P] bool.
     """
 
     xy: Tensor = spec(("B", "T", "N", 2))
@@ -147,6 +153,8 @@ class EpisodeSamples(TensorContract):
     size: Tensor = spec(("B", "T", "N", 2), low=0.0)
     ego_center: Tensor = spec(("B", "T", 2))
     ego_yaw: Tensor = spec(("B", "T"))
+    lanes: Tensor = spec(("B", "T", "L", "P", 2))
+    lanes_valid: Tensor = spec(("B", "T", "L", "P"), "bool")
 
     MASK_FIELD = "present"
 
@@ -177,11 +185,14 @@ class _Sampler:
 
 def _sample(state: WorldState) -> dict[str, Tensor]:
     """One sample of every episode of `state`: the tensors of `EpisodeSamples` without the T axis."""
-    return {name: value.detach().cpu() for name, value in sample_row(state.ego, state.agents).items()}
+    lanes = lanes_near(state.map, SensorPose.of(state.ego))
+    row = sample_row(state.ego, state.agents, lanes.points, lanes.valid)
+    return {name: value.detach().cpu() for name, value in row.items()}
 
 
-def sample_row(ego: EgoState, agents: AgentState) -> dict[str, Tensor]:
-    """The tensors of `EpisodeSamples` without the T axis, for the ego and agents of one time."""
+def sample_row(ego: EgoState, agents: AgentState, lanes: Tensor, lanes_valid: Tensor) -> dict[str, Tensor]:
+    """The tensors of `EpisodeSamples` without the T axis, for the ego and agents of one time and the lanes
+    `[B, N, P, 2]` near the ego then, in its frame (`SensorPose.of(ego)`)."""
     pose = SensorPose.of(ego)  # the sensor's own float64 pose: windows use the tracker's frame
     return {
         "xy": agents.xy.to(GEOMETRY_DTYPE),
@@ -190,6 +201,8 @@ def sample_row(ego: EgoState, agents: AgentState) -> dict[str, Tensor]:
         "size": torch.stack((agents.length, agents.width), dim=-1),
         "ego_center": pose.center,
         "ego_yaw": pose.yaw,
+        "lanes": lanes.to(GEOMETRY_DTYPE),
+        "lanes_valid": lanes_valid,
     }
 
 
@@ -257,9 +270,9 @@ def _window_at(samples: EpisodeSamples, k: int, max_agents: int, radius: float) 
     class_probs = torch.nn.functional.one_hot(kind, NUM_CLASSES).float()
     class_probs = torch.where(valid[..., None], class_probs, 1.0 / NUM_CLASSES)  # the filler of `pad_agents`
     size = torch.where(valid[..., None], _gather_agents(samples.size[:, k], index), 1.0)
-    return TrajectoryWindows(
-        xy=xy.float(), present=present, class_probs=class_probs, size=size.float(), valid=valid, history=HISTORY
-    )
+    return TrajectoryWindows(xy=xy.float(), present=present, class_probs=class_probs, size=size.float(), valid=valid,
+                             lanes=samples.lanes[:, k].float(), lanes_valid=samples.lanes_valid[:, k],
+                             history=HISTORY)  # fmt: skip
 
 
 def cut_windows(
@@ -319,7 +332,7 @@ def simulate_windows(cfg: SimWindowsConfig, progress: bool = True) -> Trajectory
     """
     scenarios = _scenarios(cfg)
     make_policy(cfg.policy)  # an unknown name fails now, not after the first batch
-    total = sum(episode_steps(s, TIMING) for s in scenarios) * len(cfg.seeds)
+    total = sum(episode_steps(s, TIMING) for s in scenarios) * len(_batches(cfg))  # the bar counts batch steps
     parts = []
     with tqdm(total=total, unit="step", desc=f"windows {cfg.policy}", disable=not progress) as bar:
         for scenario in scenarios:
@@ -387,10 +400,13 @@ def load_windows(path: str | Path) -> tuple[TrajectoryWindows, dict]:
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
-            missing = sorted(set(TrajectoryWindows.field_names()) - set(f.keys()))
+            names = TrajectoryWindows.field_names()
+            if header.get("format") == LANELESS_FORMAT:
+                names = [name for name in names if name not in ("lanes", "lanes_valid")]
+            missing = sorted(set(names) - set(f.keys()))
             if missing:
                 raise WindowsFileError(f"{path}: corrupted windows file, missing tensors {missing}")
-            tensors = {name: f.get_tensor(name) for name in TrajectoryWindows.field_names()}
+            tensors = {name: f.get_tensor(name) for name in names}
     except WindowsFileError:
         raise
     except FileNotFoundError as exc:
@@ -398,6 +414,8 @@ def load_windows(path: str | Path) -> tuple[TrajectoryWindows, dict]:
     except Exception as exc:  # safetensors raises its own error type (truncated header, bad offsets) or OSError
         raise WindowsFileError(f"{path}: corrupted windows file ({exc})") from exc
     history, dt, meta = _read_header(path, header)
+    if "lanes" not in tensors:
+        tensors.update(no_lanes(int(tensors["valid"].shape[0])))
     windows = TrajectoryWindows(**tensors, history=history, dt=dt)
     try:
         windows.validate()
@@ -408,7 +426,7 @@ def load_windows(path: str | Path) -> tuple[TrajectoryWindows, dict]:
 
 def _read_header(path: Path, header: dict[str, str]) -> tuple[int, float, dict]:
     """(history, dt, meta) from a windows file's header, each checked."""
-    if header.get("format") != FORMAT:
+    if header.get("format") not in (FORMAT, LANELESS_FORMAT):
         raise WindowsFileError(f"{path}: expected header format {FORMAT!r}, got {header.get('format')!r}")
     missing = sorted({"history", "dt", "meta"} - set(header))
     if missing:

@@ -21,6 +21,7 @@ valid future step, one of two objectives (`objective`):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from prediction.checkpoint import KIND_TRAIN, load_predictor_weights, save_predi
 from prediction.config import PredictorConfig
 from prediction.ethucy import SCENES, load_split
 from prediction.inputs import tracks_from_positions
-from prediction.model import Predictor
+from prediction.model import MapInput, Predictor
 from prediction.simdata import load_windows
 from prediction.windows import TrajectoryWindows
 from sim.config import ConfigError
@@ -134,13 +135,16 @@ def kl_beta(step: int, cfg: PredictionTrainConfig) -> float:
 
 
 def rotate_windows(windows: TrajectoryWindows, angle: Tensor) -> TrajectoryWindows:
-    """Each window rotated about the origin by `angle [S]` rad (positions only)."""
+    """Each window rotated about the origin by `angle [S]` rad (agent positions and lanes)."""
     c, s = torch.cos(angle), torch.sin(angle)
     rot = torch.stack((torch.stack((c, -s), -1), torch.stack((s, c), -1)), -2)  # [S, 2, 2]
-    xy = torch.einsum("sij,salj->sali", rot.to(windows.xy.dtype), windows.xy)
-    xy = torch.where(windows.present[..., None], xy, torch.zeros_like(xy))
-    return TrajectoryWindows(xy, windows.present, windows.class_probs, windows.size, windows.valid, windows.history,
-                             windows.dt)  # fmt: skip
+
+    def turned(points: Tensor, present: Tensor) -> Tensor:
+        out = torch.einsum("sij,sabj->sabi", rot.to(points.dtype), points)
+        return torch.where(present[..., None], out, torch.zeros_like(out))
+
+    return dataclasses.replace(windows, xy=turned(windows.xy, windows.present),
+                               lanes=turned(windows.lanes, windows.lanes_valid))  # fmt: skip
 
 
 def objective_loss(
@@ -152,11 +156,12 @@ def objective_loss(
         obs_xy, obs_present, windows.dt, windows.class_probs, windows.size, position_std=cfg.position_std
     )
     future, future_present = windows.future()
+    lanes = MapInput.of_windows(windows)
     if cfg.objective == "wta":
-        terms = model.winner_takes_all(tracks, future, future_present, relax=cfg.wta_relax)
+        terms = model.winner_takes_all(tracks, future, future_present, lanes, relax=cfg.wta_relax)
         penalty = terms["classification"] + cfg.wta_distance * terms["distance"]
     else:
-        terms = model.elbo(tracks, future, future_present)
+        terms = model.elbo(tracks, future, future_present, lanes)
         beta = kl_beta(step, cfg)
         penalty = beta * terms["kl"].clamp_min(cfg.kl_min)
     trained = terms["trained"]

@@ -5,7 +5,10 @@ simulator episodes) and every metric consumes. A window is one moment in one
 scene: steps `0 .. history-1` are observed (step `history-1` is "now"), steps
 `history .. history+horizon-1` are the future the model must predict. Positions
 are in the window's frame: the world frame for ETH/UCY, the ego frame at the
-current step for simulator episodes.
+current step for simulator episodes. Simulator windows also carry the lane
+centrelines near the ego at the current step (`SensorFrame.lanes`, in the same
+frame): map knowledge a model may read, like the past; ETH/UCY has no lanes
+(one empty lane slot, `no_lanes`).
 
 The future is a label, never an input: `observed()` is the only view a model
 may read (see `prediction.inputs`), and a test proves its outputs do not change
@@ -14,6 +17,7 @@ when the future does.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -38,6 +42,9 @@ class TrajectoryWindows(TensorContract):
         class_probs: [S, A, 3] float in [0, 1], (vehicle, pedestrian, cyclist); rows sum to 1.
         size: [S, A, 2] float > 0, box (length, width), m (pedestrians about 0.5 x 0.5).
         valid: [S, A] bool, slot holds an agent (an agent present at the current step).
+        lanes: [S, N, P, 2] float, lane centrelines near the ego at the current step, m, window frame,
+            each in its direction of travel (`sim.sensors.lanes`); 0 where not `lanes_valid`.
+        lanes_valid: [S, N, P] bool, the lane point exists.
         history: int, observed steps; the current step is `history - 1`.
         dt: float, s per step.
     """
@@ -47,6 +54,8 @@ class TrajectoryWindows(TensorContract):
     class_probs: Tensor = spec(("S", "A", NUM_CLASSES), prob=True)
     size: Tensor = spec(("S", "A", 2), low=0.0)
     valid: Tensor = spec(("S", "A"), "bool")
+    lanes: Tensor = spec(("S", "N", "P", 2))
+    lanes_valid: Tensor = spec(("S", "N", "P"), "bool")
     history: int = HISTORY
     dt: float = SAMPLE_DT
 
@@ -103,26 +112,22 @@ class TrajectoryWindows(TensorContract):
                     f"{(first.history, first.horizon, first.dt)} vs {(p.history, p.horizon, p.dt)}"
                 )
         width = max(int(p.valid.shape[1]) for p in parts)
-        padded = [p.pad_agents(width) for p in parts]
+        lanes, points = (max(int(p.lanes_valid.shape[i]) for p in parts) for i in (1, 2))
+        padded = [p.pad_agents(width).pad_lanes(lanes, points) for p in parts]
         return TrajectoryWindows(
-            xy=torch.cat([p.xy for p in padded]),
-            present=torch.cat([p.present for p in padded]),
-            class_probs=torch.cat([p.class_probs for p in padded]),
-            size=torch.cat([p.size for p in padded]),
-            valid=torch.cat([p.valid for p in padded]),
+            **{name: torch.cat([getattr(p, name) for p in padded]) for name in TrajectoryWindows.field_names()},
             history=first.history,
             dt=first.dt,
         )
 
     def trimmed(self) -> TrajectoryWindows:
-        """The same windows without the trailing agent slots that no window uses (at least one slot):
-        batches come padded to the widest window of a whole dataset, most need far fewer."""
-        used = self.valid.any(dim=0).nonzero()
-        width = int(used.max()) + 1 if used.numel() else 1
-        if width >= int(self.valid.shape[1]):
-            return self.pad_agents(width)
-        fields = {name: getattr(self, name)[:, :width].contiguous() for name in self.field_names()}
-        return TrajectoryWindows(**fields, history=self.history, dt=self.dt)
+        """The same windows without the trailing agent and lane slots that no window uses (at least one
+        of each): batches come padded to the widest window of a whole dataset, most need far fewer."""
+        width, lanes = _used(self.valid.any(dim=0)), _used(self.lanes_valid.any(dim=2).any(dim=0))
+        fields = {name: getattr(self, name)[:, :width].contiguous() for name in AGENT_FIELDS}
+        cut = dataclasses.replace(self, **fields, lanes=self.lanes[:, :lanes].contiguous(),
+                                  lanes_valid=self.lanes_valid[:, :lanes].contiguous())  # fmt: skip
+        return cut.pad_agents(width).pad_lanes(lanes, int(self.lanes_valid.shape[2]))  # a window with no slot at all
 
     def pad_agents(self, agents: int) -> TrajectoryWindows:
         """The same windows with `agents` slots (extra slots invalid)."""
@@ -136,12 +141,39 @@ class TrajectoryWindows(TensorContract):
             shape = (t.shape[0], extra, *t.shape[2:])
             return torch.cat([t, torch.full(shape, fill, dtype=t.dtype, device=t.device)], dim=1)
 
-        return TrajectoryWindows(
+        return dataclasses.replace(
+            self,
             xy=pad(self.xy),
             present=pad(self.present, False),
             class_probs=pad(self.class_probs, 1.0 / NUM_CLASSES),
             size=pad(self.size, 1.0),
             valid=pad(self.valid, False),
-            history=self.history,
-            dt=self.dt,
         )
+
+    def pad_lanes(self, lanes: int, points: int) -> TrajectoryWindows:
+        """The same windows with `lanes` lane slots of `points` points (extra ones invalid)."""
+        S, N, P = self.lanes_valid.shape
+        if lanes < N or points < P:
+            raise ContractError(f"TrajectoryWindows.pad_lanes: expected >= ({N}, {P}) lanes and points, "
+                                f"got ({lanes}, {points})")  # fmt: skip
+        if (lanes, points) == (N, P):
+            return self
+        xy = self.lanes.new_zeros(S, lanes, points, 2)
+        valid = self.lanes_valid.new_zeros(S, lanes, points)
+        xy[:, :N, :P], valid[:, :N, :P] = self.lanes, self.lanes_valid
+        return dataclasses.replace(self, lanes=xy, lanes_valid=valid)
+
+
+AGENT_FIELDS = ("xy", "present", "class_probs", "size", "valid")  # the fields with an agent axis (axis 1)
+
+
+def _used(slots: Tensor) -> int:
+    """1 + the last used slot of `slots [N]` bool, at least 1."""
+    used = slots.nonzero()
+    return int(used.max()) + 1 if used.numel() else 1
+
+
+def no_lanes(windows: int, device: torch.device | str = "cpu") -> dict[str, Tensor]:
+    """The `lanes` and `lanes_valid` of S = `windows` windows without a map: one empty lane slot each."""
+    return {"lanes": torch.zeros(windows, 1, 2, 2, device=device),
+            "lanes_valid": torch.zeros(windows, 1, 2, dtype=torch.bool, device=device)}  # fmt: skip

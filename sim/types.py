@@ -37,6 +37,10 @@ class SensorFrame(TensorContract):
         route: [B, R, 2] float, the ego's route centreline ahead, m, ego frame,
             points every `route_spacing` m along the route starting at the ego.
         route_valid: [B, R] bool, false past the route's end.
+        lanes: [B, N, P, 2] float, centrelines of the N nearest lanes of the HD map, m, ego frame,
+            each P points in its direction of travel (`sim.sensors.lanes`: 16 lanes of 24 points
+            3 m apart, from 20 m behind each lane's point nearest the ego); 0 where not valid.
+        lanes_valid: [B, N, P] bool, the point lies on a lane within 40 m of the ego.
         speed_limit: [B] float, speed limit of the route, m/s.
         time: [B] float, s since the episode started.
     """
@@ -49,6 +53,8 @@ class SensorFrame(TensorContract):
     ego_pose: Tensor = spec(("B", 3))
     route: Tensor = spec(("B", "R", 2))
     route_valid: Tensor = spec(("B", "R"), "bool")
+    lanes: Tensor = spec(("B", "N", "P", 2))
+    lanes_valid: Tensor = spec(("B", "N", "P"), "bool")
     speed_limit: Tensor = spec(("B",), low=0.0)
     time: Tensor = spec(("B",), low=0.0)
 

@@ -73,7 +73,7 @@ class ObjectListStack:
         detections = detections_from_objects(objects, self.position_std)
         tracks, tracker = self.stack.perception.tracker.step(state.tracker, detections, frame.ego_pose,
                                                              self.stack.perception.dt)  # fmt: skip
-        forecast = self.stack.forecast(tracks, frame.map, frame.route)
+        forecast = self.stack.forecast_frame(tracks, frame)
         sigma = torch.full_like(frame.ego_speed, self.sigma)
         plan = self.stack.planner(forecast, frame, sigma, agent_size=tracks.size, previous=state.plan)
         output = PolicyOutput(trajectory=plan.trajectory[..., :2], speeds=plan.speed)
@@ -119,7 +119,7 @@ class PDMOnStackPerception:
         frame = obs.frame
         perception, previous = (self.stack.perception.initial_state(frame), None) if state is None else state
         detections, tracks, new_perception = self.stack.perception.step(perception, frame)
-        forecast = self.stack.forecast(tracks, frame.map, frame.route)
+        forecast = self.stack.forecast_frame(tracks, frame)
         futures = agent_futures(forecast, tracks.size, None, 0.0, self.timing.sample_dt)
         obstacles = futures.obstacles()
         best = forecast.log_weights.argmax(-1, keepdim=True)  # (B, A, 1): the most likely mode

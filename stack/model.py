@@ -145,7 +145,7 @@ class Stack(nn.Module):
         """`step` with every intermediate distribution; `noise` (see `Planner.forward`) switches the risk
         from forecast modes to samples. The planner checks sigma (it owns it)."""
         detections, tracks, perception = self.perception.step(state.perception, frame)
-        forecast = self.forecast(tracks, frame.map, frame.route)
+        forecast = self.forecast_frame(tracks, frame)
         plan = self.planner(forecast, frame, sigma, agent_size=tracks.size, noise=noise, previous=state.plan)
         return StackOutput(detections, tracks, forecast, plan, StackState(perception, remember(plan, frame)))
 
@@ -154,17 +154,25 @@ class Stack(nn.Module):
         previous plan is kept."""
         return StackState(self.perception.step(state.perception, frame)[2], state.plan)
 
-    def forecast(self, tracks: Tracks, map_raster: Tensor | None, route: Tensor | None = None) -> Forecast:
+    def forecast(
+        self, tracks: Tracks, map_raster: Tensor | None, route: Tensor | None = None, lanes: Tensor | None = None,
+        lanes_valid: Tensor | None = None,
+    ) -> Forecast:  # fmt: skip
         """The predictor's mixture for `tracks` (hardened under the argmax ablation); `map_raster` is the
-        frame's ego-frame map `[B, 3, H, W]`, read only by a predictor with a map encoder; `route` the
-        frame's route `[B, R, 2]`, along which the modes of agents driving along it bend
+        frame's ego-frame map `[B, 3, H, W]`, read only by a predictor with a map encoder; `lanes`,
+        `lanes_valid` the frame's lane centrelines, read only by a predictor with a lane encoder; `route`
+        the frame's route `[B, R, 2]`, along which the modes of agents driving along it bend
         (`prediction.road`, when `StackConfig.follow_route`)."""
         raster = self.cfg.perception.detector.raster
-        map_input = MapInput(map_raster, raster) if self.cfg.predictor.map_channels else None
+        map_input = MapInput(map_raster if self.cfg.predictor.map_channels else None, raster, lanes, lanes_valid)
         forecast = self.predictor(tracks, map_input)
         if self.cfg.follow_route and route is not None:
             forecast = follow_route(forecast, route, self.timing.sample_dt)
         return harden_forecast(forecast) if self.cfg.argmax else forecast
+
+    def forecast_frame(self, tracks: Tracks, frame: SensorFrame) -> Forecast:
+        """`forecast` with everything it reads from `frame`."""
+        return self.forecast(tracks, frame.map, frame.route, frame.lanes, frame.lanes_valid)
 
     def with_argmax(self, argmax: bool = True) -> Stack:
         """The same weights with the ablation switch set (a new module)."""

@@ -3,7 +3,8 @@
     proposals = generate(frame, obstacles, previous, ProposalConfig(), timing, raster)
 
 1. Paths: the route centreline shifted by small lateral offsets, and by one lane
-   width to either side where the map shows a lane there (lane changes).
+   width to either side where the map shows a lane there running the same way
+   (lane changes; `SensorFrame.lanes` tells it from the oncoming lane).
 2. Leaders: per path and plan step, the nearest agent in the path's corridor at
    a quantile of its outcomes (`sim.proposals.leader`): no thresholding. Agents
    that cross the path hold their crossing place a little before and after
@@ -21,6 +22,7 @@ the controlled stop, the emergency stop, and the previous plan.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -38,10 +40,15 @@ from sim.sensors.raster import read_map
 from sim.tensorclass import constant
 from sim.types import SensorFrame
 
-# Arc lengths (m) where a lane change's target lane is looked for on the map, and the half-width (m) of
-# the look across it: the lane channel holds one-cell centrelines.
+# Arc lengths (m) where a lane change's target lane is looked for on the map, and the offsets (m) across
+# it where the drivable area must cover it (half a car's width).
 LANE_CHECK_S = (12.0, 20.0, 28.0)
 LANE_CHECK_ACROSS = (-0.5, 0.0, 0.5)
+# A target point lies on a lane when a centreline passes within LANE_MATCH m of it, running within
+# LANE_MATCH_ANGLE of the target's heading: the lane beside the ego, not the oncoming one.
+LANE_MATCH = 1.0
+LANE_MATCH_ANGLE = math.radians(30.0)
+LANE_MATCH_COS = math.cos(LANE_MATCH_ANGLE)
 
 
 @dataclass(frozen=True)
@@ -118,21 +125,39 @@ def _ramps(frame: SensorFrame, cfg: ProposalConfig, start: Tensor, offsets: Tens
 
 
 def _lanes_on_map(frame: SensorFrame, cfg: ProposalConfig, raster: RasterConfig) -> Tensor:
-    """[B, P] whether each path leads somewhere drivable: nudges always; a lane change where the map shows
-    a drivable lane centre one lane width across at every checked arc length."""
+    """[B, P] whether each path leads somewhere drivable: nudges always; a lane change where, at every
+    checked arc length, the map's lanes (`SensorFrame.lanes`) hold a lane one lane width across running
+    the route's way (never the oncoming lane) and the drivable area covers it."""
     B = frame.ego_speed.shape[0]
     nudges = torch.ones(B, len(cfg.lateral_offsets), dtype=torch.bool, device=frame.ego_speed.device)
     changes = cfg.path_offsets[len(cfg.lateral_offsets) :]
     if not changes:
         return nudges
     like = frame.ego_speed
-    s = constant(LANE_CHECK_S, like)[None, None, :, None].expand(B, len(changes), -1, len(LANE_CHECK_ACROSS))
-    across = constant(changes, like)[:, None, None] + constant(LANE_CHECK_ACROSS, like)[None, None, :]
-    across = across.expand_as(s)
-    xy, _ = offset_poses(frame.route, s, across, torch.zeros_like(s))  # (B, L, S, X, 2)
-    centre_line = read_map(frame.map[:, 1:2], xy, raster).amax(-1) > 0.25  # (B, L, S)
-    drivable = read_map(frame.map[:, :1], xy, raster).amin(-1) > 0.5
-    return torch.cat((nudges, (centre_line & drivable).all(-1)), dim=1)
+    s = constant(LANE_CHECK_S, like)[None, None, :].expand(B, len(changes), -1)  # (B, L, S)
+    target, yaw = offset_poses(frame.route, s, constant(changes, like)[None, :, None].expand_as(s), torch.zeros_like(s))
+    same_way = lane_running(frame, target, yaw)  # (B, L, S)
+    across = constant(LANE_CHECK_ACROSS, like)
+    normal = torch.stack((-torch.sin(yaw), torch.cos(yaw)), dim=-1)
+    width = target[..., None, :] + normal[..., None, :] * across[:, None]  # (B, L, S, X, 2)
+    drivable = read_map(frame.map[:, :1], width, raster).amin(-1) > 0.5
+    return torch.cat((nudges, (same_way & drivable).all(-1)), dim=1)
+
+
+def lane_running(frame: SensorFrame, xy: Tensor, yaw: Tensor) -> Tensor:
+    """[B, ...] whether a lane centreline of `frame.lanes` passes within `LANE_MATCH` m of each point
+    `xy [B, ..., 2]` running within `LANE_MATCH_ANGLE` of the heading `yaw [B, ...]` there."""
+    B = xy.shape[0]
+    ok = (frame.lanes_valid[:, :, :-1] & frame.lanes_valid[:, :, 1:]).reshape(B, 1, -1)  # (B, 1, G) segments
+    a = frame.lanes[:, :, :-1].reshape(B, 1, -1, 2)
+    ab = frame.lanes[:, :, 1:].reshape(B, 1, -1, 2) - a
+    q = xy.reshape(B, -1, 1, 2)  # (B, Q, 1, 2)
+    length_sq = (ab * ab).sum(-1).clamp_min(1e-9)
+    t = (((q - a) * ab).sum(-1) / length_sq).clamp(0.0, 1.0)
+    gap = (a + t[..., None] * ab - q).norm(dim=-1)  # (B, Q, G)
+    way = torch.stack((torch.cos(yaw), torch.sin(yaw)), dim=-1).reshape(B, -1, 1, 2)
+    aligned = (ab * way).sum(-1) > LANE_MATCH_COS * length_sq.sqrt()
+    return (ok & (gap < LANE_MATCH) & aligned).any(-1).reshape(yaw.shape)
 
 
 def _stops(speed: Tensor, cfg: ProposalConfig, timing: Timing) -> tuple[Tensor, Tensor]:

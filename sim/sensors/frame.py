@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sim.config import RasterConfig
+from sim.sensors.lanes import lanes_near
 from sim.sensors.noise import draw_salt
 from sim.sensors.objects import detections_from
 from sim.sensors.observe import DEFAULT_GHOST_SLOTS, NoisyObservation, observe_noisy
@@ -19,7 +20,7 @@ def render_frame(
     route_spacing: float = 2.0,
     ghost_slots: int = DEFAULT_GHOST_SLOTS,
 ) -> SensorFrame:
-    """Lidar-like BEV with occlusion and noise, the map, the route and the ego state.
+    """Lidar-like BEV with occlusion and noise, the map, the route, the lanes near and the ego state.
 
     Every random draw is keyed by (seed, step, stream, slot), so the frame of
     an episode is a pure function of its state, whatever else is in the batch.
@@ -36,6 +37,7 @@ def frame_from(
     if not route_spacing > 0:
         raise ValueError(f"route_spacing: expected a spacing > 0 m, got {route_spacing!r}")
     route = route_ahead(state, seen.pose, route_points, route_spacing)
+    lanes = lanes_near(state.map, seen.pose)
     dtype = state.ego.speed.dtype
     return SensorFrame(
         bev=render_bev(seen.scan, draw_salt(state, raster), raster),
@@ -46,6 +48,8 @@ def frame_from(
         ego_pose=seen.pose.pose3().to(dtype),
         route=route.points.to(dtype),
         route_valid=route.valid,
+        lanes=lanes.points.to(dtype),
+        lanes_valid=lanes.valid,
         speed_limit=route.speed_limit,
         time=state.time,
     )

@@ -15,6 +15,7 @@ from deploy.graphs import GRAPH_NAMES
 from deploy.parity import TOLERANCE, compare
 from deploy.runtime import ArtifactError, open_runtime
 from deploy.spec import BATCH, SAMPLES
+from stack.model import Stack
 
 
 def test_every_graph_is_exported_checked_and_described(artifact, loaded_stack):
@@ -103,3 +104,24 @@ def test_the_project_graphs_pass_the_tensorrt_readiness_check(artifact):
     for name, findings in check_artifact(artifact.root).items():
         errors = [f for f in findings if f.severity == "error"]
         assert not errors, f"{name}: {errors}"
+
+
+def test_the_lane_reading_predictor_and_lane_changing_planner_export_and_match(tmp_path):
+    """The shipped stack's predictor reads `frame.lanes` and its planner checks lane changes against them;
+    the session's tiny stack does neither, so this one exports those two graphs."""
+    from dataclasses import replace
+
+    from prediction.config import PredictorConfig
+    from sim.proposals import ProposalConfig
+    from tests.deploy.conftest import tiny_stack
+
+    planner = replace(tiny_stack().cfg.planner, proposals=ProposalConfig(speed_fractions=(0.5, 1.0)))
+    stack = tiny_stack(predictor=PredictorConfig.tiny(lanes=True), planner=planner)
+    checkpoint = stack.save(tmp_path / "lanes.safetensors")
+    artifact = export_stack(checkpoint, tmp_path / "export", graphs=("predictor", "planner"))
+    assert {"frame.lanes", "frame.lanes_valid"} <= set(artifact.spec("predictor").input_names)
+    feed = recorded_inputs(Stack.load(checkpoint), 3, scenario="lead_brake", seed=2)
+    assert bool(feed["frame.lanes_valid"].any())
+    for name in ("predictor", "planner"):
+        errors, _ = compare(open_runtime(artifact.root, name, "torch"), open_runtime(artifact.root, name), feed)
+        assert max(errors.values()) <= TOLERANCE, f"{name}: {errors}"

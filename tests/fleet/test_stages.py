@@ -63,7 +63,10 @@ def test_windows_from_logs_equal_the_simulators_windows(logs, scenario):
     assert 0 < from_logs.batch_size <= simulated.batch_size <= from_logs.batch_size + 1
     simulated = simulated.index(torch.arange(from_logs.batch_size))
     for name in type(simulated).field_names():
-        torch.testing.assert_close(getattr(from_logs, name), getattr(simulated, name), rtol=0, atol=1e-6)
+        # Logged lanes pass through the float32 sensor frame and back to the world: a few ulps of 50 m.
+        atol = 1e-5 if name == "lanes" else 1e-6
+        torch.testing.assert_close(getattr(from_logs, name), getattr(simulated, name), rtol=0, atol=atol)
+    assert bool(from_logs.lanes_valid.any())
 
 
 def test_expert_drives_from_logs_equal_the_recorded_episodes(logs, scenario):

@@ -66,6 +66,8 @@ def _frame(bev: Tensor, pose: tuple[float, float, float], time: float = 0.0) -> 
         ego_pose=torch.tensor([pose], dtype=torch.float32).expand(B, 3),
         route=torch.zeros(B, 2, 2),
         route_valid=torch.ones(B, 2, dtype=torch.bool),
+        lanes=torch.zeros(B, 1, 2, 2),
+        lanes_valid=torch.zeros(B, 1, 2, dtype=torch.bool),
         speed_limit=zeros + 10.0,
         time=zeros + time,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prediction.windows import HISTORY, HORIZON, SAMPLE_DT, TrajectoryWindows
+from prediction.windows import HISTORY, HORIZON, SAMPLE_DT, TrajectoryWindows, no_lanes
 
 
 def walking_windows(
@@ -32,7 +32,7 @@ def walking_windows(
     class_probs = torch.zeros(windows, agents, 3)
     class_probs[..., kind] = 1.0
     size = torch.full((windows, agents, 2), 0.5) if pedestrians else torch.tensor([4.5, 1.9]).expand(windows, agents, 2)
-    return TrajectoryWindows(xy, present, class_probs, size.clone(), valid).validate()
+    return TrajectoryWindows(xy, present, class_probs, size.clone(), valid, **no_lanes(windows)).validate()
 
 
 @pytest.fixture

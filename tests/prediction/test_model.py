@@ -74,7 +74,7 @@ def test_permuting_agents_permutes_outputs(walkers):
     perm = torch.tensor([3, 0, 4, 2, 1])
     permuted = TrajectoryWindows(
         walkers.xy[:, perm], walkers.present[:, perm], walkers.class_probs[:, perm], walkers.size[:, perm],
-        walkers.valid[:, perm],
+        walkers.valid[:, perm], walkers.lanes, walkers.lanes_valid,
     )  # fmt: skip
     a, b = net(tracks_of(walkers)), net(tracks_of(permuted))
     valid = walkers.valid[:, perm]

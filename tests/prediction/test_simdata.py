@@ -96,6 +96,9 @@ def samples_of(
     T, N = present.shape
     kind_t = torch.tensor(kind if kind is not None else [0] * N, dtype=torch.long).expand(T, N)
     size = torch.stack((torch.arange(N) + 1.0, torch.arange(N) * 0.1 + 0.5), dim=-1).expand(T, N, 2)
+    # One lane of two points per sample, its first point at (sample index, 0): tells which sample a window read.
+    t = torch.arange(T, dtype=torch.float64)
+    lane = torch.stack((torch.stack((t, t + 1.0), -1), torch.zeros(T, 2, dtype=torch.float64)), dim=-1)  # [T, 2, 2]
     return EpisodeSamples(
         xy=xy[None].double(),
         present=present[None],
@@ -103,6 +106,8 @@ def samples_of(
         size=size[None].contiguous(),
         ego_center=ego_center[None].double(),
         ego_yaw=ego_yaw[None].double(),
+        lanes=lane[None, :, None].contiguous(),
+        lanes_valid=torch.ones(1, T, 1, 2, dtype=torch.bool),
     ).validate()
 
 
@@ -167,6 +172,15 @@ def test_classes_are_one_hot_of_the_agent_kind():
     assert windows.class_probs[0].tolist() == [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
 
 
+def test_windows_carry_the_lanes_of_their_current_step():
+    centre, yaw = north_driving_ego(L + 3)
+    xy = centre[:, None, :] + torch.tensor([[0.0, 10.0]], dtype=torch.float64)
+    windows = cut_windows(samples_of(xy, torch.ones(L + 3, 1, dtype=torch.bool), centre, yaw))
+    currents = torch.arange(HISTORY - 1, HISTORY - 1 + windows.batch_size, dtype=torch.float32)
+    assert torch.equal(windows.lanes[:, 0, 0, 0], currents)  # the lane point of sample k is (k, 0)
+    assert bool(windows.lanes_valid.all())
+
+
 def test_future_samples_change_only_the_labels():
     centre, yaw = north_driving_ego(L + 3)
     xy = centre[:, None, :] + torch.tensor([[0.0, 10.0], [3.0, 0.0], [0.0, -40.0]], dtype=torch.float64)
@@ -182,13 +196,16 @@ def test_future_samples_change_only_the_labels():
     present2[:, later, 0] = False
     kind2, size2 = samples.kind.clone(), samples.size.clone()
     kind2[:, later], size2[:, later] = 2, 9.0
-    changed = cut_windows(
-        dataclasses.replace(samples, xy=xy2, present=present2, kind=kind2, size=size2), max_agents=2, radius=30.0
-    )
+    lanes2, lanes_valid2 = samples.lanes.clone(), samples.lanes_valid.clone()
+    lanes2[:, later] += 7.0
+    lanes_valid2[:, later] = False
+    future = {"xy": xy2, "present": present2, "kind": kind2, "size": size2}
+    future.update(lanes=lanes2, lanes_valid=lanes_valid2)
+    changed = cut_windows(dataclasses.replace(samples, **future), max_agents=2, radius=30.0)
     first = [w.index(0) for w in (base, changed)]
     for a, b in zip(first[0].observed(), first[1].observed(), strict=True):
         assert torch.equal(a, b)
-    for name in ("valid", "class_probs", "size"):
+    for name in ("valid", "class_probs", "size", "lanes", "lanes_valid"):
         assert torch.equal(getattr(first[0], name), getattr(first[1], name))
     assert not torch.equal(first[0].future()[0], first[1].future()[0])
 

@@ -14,7 +14,7 @@ from prediction.config import PredictorConfig
 from prediction.evaluate import evaluate_groups, evaluate_scene
 from prediction.simdata import save_windows
 from prediction.train import IMPLIED_JOB, PredictionTrainConfig, kl_beta, rotate_windows, train
-from prediction.windows import HISTORY, HORIZON, SAMPLE_DT, TrajectoryWindows
+from prediction.windows import HISTORY, HORIZON, SAMPLE_DT, TrajectoryWindows, no_lanes
 from sim.checkpoint import CheckpointError
 from sim.config import ConfigError
 from sim.training import check_same_job, jsonable
@@ -139,6 +139,8 @@ def test_api_reads_the_agents_classes_and_groups_pool_one_run(tmp_path, windows_
     assert totals["all"].count == int(mixed.scored().sum()) == totals["walkers"].count + totals["drivers"].count
     both = totals["walkers"] + totals["drivers"]
     assert all(abs(both.sums[k] - v) < 1e-6 * max(1.0, abs(v)) for k, v in totals["all"].sums.items())
+    with pytest.raises(ValueError, match=r"groups\['walkers'\]"):
+        evaluate_groups(model, mixed, {"walkers": walks[:, :2]}, kde_samples=0, coverage_samples=0)
 
 
 def test_api_baselines_have_the_same_interface():
@@ -184,7 +186,7 @@ def fork_windows(windows: int = 48) -> TrajectoryWindows:
     present = torch.ones(windows, 1, t.numel(), dtype=torch.bool)
     class_probs = torch.tensor([0.0, 1.0, 0.0]).expand(windows, 1, 3).clone()
     return TrajectoryWindows(xy, present, class_probs, torch.full((windows, 1, 2), 0.5),
-                             torch.ones(windows, 1, dtype=torch.bool)).validate()  # fmt: skip
+                             torch.ones(windows, 1, dtype=torch.bool), **no_lanes(windows)).validate()  # fmt: skip
 
 
 @pytest.mark.parametrize("objective", ["wta"])

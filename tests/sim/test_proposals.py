@@ -102,6 +102,20 @@ def test_lane_changes_only_where_the_map_shows_a_lane():
     )
 
 
+@pytest.mark.parametrize(
+    ("scenario", "left", "right"), [("unprotected_left", False, False), ("lead_brake", True, False)]
+)
+def test_lane_changes_go_only_into_lanes_running_the_egos_way(scenario: str, left: bool, right: bool):
+    # unprotected_left: one lane each way, the lane on the left is the oncoming one; lead_brake: two lanes
+    # the ego's way, the ego in the right one.
+    frame = render_frame(build_batch(load_scenario(scenario_path(scenario)), [0]))
+    p = generate(frame, obstacles([standing(80.0, 30.0)]), None, CFG, TIMING)
+    per_path = p.valid[0, : len(CFG.path_offsets) * len(CFG.speed_fractions)].reshape(len(CFG.path_offsets), -1)
+    offered = dict(zip(CFG.path_offsets, per_path.all(-1).tolist(), strict=True))
+    assert offered[CFG.lane_width] is left and offered[-CFG.lane_width] is right
+    assert all(offered[o] for o in CFG.lateral_offsets)
+
+
 def test_the_previous_plan_is_re_timed_in_the_new_frame():
     scenario = load_scenario(scenario_path("ghost_road")).with_overrides({"sensor.ghost_rate": 0.0,
                                                                            "sensor.raster_noise": 0.0})  # fmt: skip

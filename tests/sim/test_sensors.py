@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from sim.config import RasterConfig
 from sim.sensors import detect_objects, ego_xy_to_cell, ground_truth, render_frame
+from sim.sensors.lanes import LANE_POINTS, LANE_SLOTS, LANE_SPACING
 from sim.sensors.noise import draw_ghosts, max_raster_noise
 from sim.state import AgentKind
 from tests.sim.sensor_worlds import (
@@ -147,6 +148,28 @@ def test_route_starts_at_the_ego_and_is_evenly_spaced():
     assert frame.route_valid[1].tolist() == [True] * 5 + [False] * 3  # 50 + 4 * 2.5 = 60 m
     assert torch.allclose(frame.speed_limit, torch.tensor([8.0, 8.0]))
     assert torch.allclose(frame.ego_pose[0], torch.tensor([*centre, yaw]), atol=1e-5)
+
+
+def test_lanes_are_the_ego_frame_centrelines_nearest_first_in_their_direction_of_travel():
+    centre, yaw = (10.0, -5.0), 0.3
+    behind = (centre[0] - 30 * math.cos(yaw), centre[1] - 30 * math.sin(yaw))
+    world = straight_road(sensor_world([[], []], ego_centre=centre, ego_yaw=yaw), start=behind, heading=yaw,
+                          length=60.0)  # fmt: skip
+    far = [5.0, 100.0]  # m: the second episode's ego stands 100 m beside the road, out of range
+    progress = torch.tensor([30.0, 30.0])
+    world = dataclasses.replace(world, ego=dataclasses.replace(world.ego, progress=progress))
+    shifted = world.ego.xy + torch.tensor(far)[:, None] * torch.tensor([-math.sin(yaw), math.cos(yaw)])
+    world = dataclasses.replace(world, ego=dataclasses.replace(world.ego, xy=shifted))
+    frame = render_frame(world).validate()
+    assert frame.lanes.shape[1:] == (LANE_SLOTS, LANE_POINTS, 2)
+    lane, valid = frame.lanes[0, 0], frame.lanes_valid[0, 0]
+    # 20 m behind the ego's nearest point up to the road's end at +30 m, 3 m apart, along +x, 5 m to the right
+    assert int(valid.sum()) == 17 and not bool(valid[17:].any())
+    assert torch.allclose(lane[0], torch.tensor([-20.0, -5.0]), atol=1e-3)
+    steps = lane[1:17] - lane[:16]
+    assert torch.allclose(steps, torch.tensor([LANE_SPACING, 0.0]).expand_as(steps), atol=1e-3)
+    assert not bool(frame.lanes_valid[0, 1:].any()) and not bool(frame.lanes_valid[1].any())
+    assert float(frame.lanes[~frame.lanes_valid].abs().max()) == 0.0
 
 
 def test_same_state_gives_identical_outputs():

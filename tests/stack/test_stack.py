@@ -58,6 +58,21 @@ def test_step_is_pure_and_outputs_validate(frames):
     assert torch.equal(out.plan.sigma, torch.tensor([0.5, 2.0]))
 
 
+def test_a_lane_reading_predictor_gets_the_frames_lanes(frames):
+    from prediction.config import PredictorConfig
+
+    stack = tiny_stack(predictor=PredictorConfig.tiny(lanes=True, interaction_radius=10.0))
+    state = stack.initial_state(frames[0])
+    for frame in frames[:3]:
+        state = stack.step_outputs(state, frame, torch.tensor([1.0, 1.0])).state
+    frame = frames[3]
+    assert bool(frame.lanes_valid.any())
+    moved = dataclasses.replace(frame, lanes=frame.lanes + torch.tensor([0.0, 2.0]))
+    seen, shifted = (stack.step_outputs(state, f, torch.tensor([1.0, 1.0])).forecast for f in (frame, moved))
+    valid = seen.valid
+    assert bool(valid.any()) and not torch.allclose(seen.means[valid], shifted.means[valid])
+
+
 def test_gradients_of_a_planning_loss_reach_the_detector_and_the_predictor(frames):
     stack = tiny_stack().train()
     state = stack.initial_state(frames[0])
