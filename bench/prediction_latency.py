@@ -5,7 +5,9 @@ values decoded, both dynamics integrated with covariance propagation, the
 `Forecast` built) and 20 sampled trajectories per agent, torch eager in
 inference mode, with 1 thread and with every core; median and p99 over
 `--repeats` calls after 3 warm-up calls. Weights are random unless `--model`
-is given (latency does not depend on their values).
+is given (latency does not depend on their values). A model that reads lanes
+gets a full frame's worth: `LANE_SLOTS` lanes of `LANE_POINTS` points, every
+one valid and near the agents (the most a frame holds).
 
     python bench/prediction_latency.py                      # writes docs/bench/prediction_latency.json
 """
@@ -25,7 +27,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 from prediction.checkpoint import load_predictor
 from prediction.config import PredictorConfig
 from prediction.inputs import tracks_from_positions
-from prediction.model import Predictor, SampleNoise
+from prediction.model import MapInput, Predictor, SampleNoise
+from sim.sensors.lanes import LANE_POINTS, LANE_SLOTS, LANE_SPACING
 from sim.timing import machine_info, time_call
 from sim.training import write_json
 
@@ -40,6 +43,14 @@ def scene(agents: int, history: int, dt: float, seed: int = 0):
     return tracks_from_positions(xy, torch.ones(1, agents, history, dtype=torch.bool), dt)
 
 
+def full_lanes() -> MapInput:
+    """`LANE_SLOTS` parallel straight lanes 3.5 m apart across the scene's square, every point valid."""
+    x = torch.arange(LANE_POINTS, dtype=torch.float32) * LANE_SPACING - 20.0
+    y = torch.arange(LANE_SLOTS, dtype=torch.float32) * 3.5 - 20.0
+    lanes = torch.stack(torch.broadcast_tensors(x[None, :], y[:, None]), dim=-1)[None]  # [1, N, P, 2]
+    return MapInput(lanes=lanes, lanes_valid=torch.ones(lanes.shape[:3], dtype=torch.bool))
+
+
 @torch.inference_mode()
 def measure(model: Predictor, agents: int, threads: int, repeats: int) -> list[dict]:
     before = torch.get_num_threads()
@@ -47,10 +58,11 @@ def measure(model: Predictor, agents: int, threads: int, repeats: int) -> list[d
     try:
         cfg = model.cfg
         tracks = scene(agents, cfg.history, cfg.dt)
+        lanes = full_lanes() if cfg.lanes else None
         noise = SampleNoise.draw(1, agents, 20, cfg.horizon, torch.Generator().manual_seed(1))
         rows = [
-            {"call": "forecast (K modes)", **time_call(lambda: model(tracks), repeats)},
-            {"call": "20 samples", **time_call(lambda: model.sample_positions(tracks, noise), repeats)},
+            {"call": "forecast (K modes)", **time_call(lambda: model(tracks, lanes), repeats)},
+            {"call": "20 samples", **time_call(lambda: model.sample_positions(tracks, noise, lanes), repeats)},
         ]
     finally:
         torch.set_num_threads(before)

@@ -142,9 +142,12 @@ class LaneEncoder(nn.Module):
     """Each agent attends over the lanes near it (and a learned "no lane" slot) -> [B, A, hidden].
 
     A lane seen from an agent is a PointNet over its points (position relative to
-    the agent, scaled by `lane_radius`, and direction of travel), max-pooled. The
-    first layer is linear in the position, so it runs once per lane point and is
-    shifted per agent (W (p - x) = W p - W x) instead of once per (agent, point).
+    the agent, scaled by `lane_radius`, and direction of travel): one linear layer,
+    max-pooled over the points, then an MLP. The layer is linear in the position
+    and the agent's position is the same for every point, so max_p W (p - x) =
+    max_p W p - W x: the pool runs once per lane and is shifted per agent (per
+    feature, how far the lane reaches along a learned direction beyond the
+    agent), instead of once per (agent, point) pair.
     Lanes with no point within `lane_radius` of the agent, and missing points,
     have no influence (masked, tested); the "no lane" slot keeps the softmax
     defined for an agent far from every lane (a pedestrian on ETH/UCY).
@@ -161,11 +164,9 @@ class LaneEncoder(nn.Module):
     def forward(self, node: Tensor, position: Tensor, lanes: Tensor, lanes_valid: Tensor) -> Tensor:
         """`node [B, A, hidden]` queries at `position [B, A, 2]`; `lanes [B, N, P, 2]`, `lanes_valid [B, N, P]`."""
         features = torch.cat((lanes / self.radius, lane_directions(lanes, lanes_valid)), dim=-1)
-        per_point = self.point(features)  # [B, N, P, W]
+        per_point = self.point(features).masked_fill(~lanes_valid[..., None], float("-inf"))  # [B, N, P, W]
         shift = (position / self.radius) @ self.point.weight[:, :2].transpose(0, 1)  # [B, A, W]
-        seen = per_point[:, None] - shift[:, :, None, None, :]  # [B, A, N, P, W]
-        seen = seen.masked_fill(~lanes_valid[:, None, :, :, None], float("-inf"))
-        pooled = seen.amax(dim=3)  # [B, A, N, W]
+        pooled = per_point.amax(dim=2)[:, None] - shift[:, :, None, :]  # [B, A, N, W], max_p W (p - x)
         pooled = torch.where(torch.isfinite(pooled), pooled, torch.zeros_like(pooled))
         token = self.lane(F.relu(pooled))
         gap = (lanes[:, None] - position[:, :, None, None, :]).square().sum(-1)  # [B, A, N, P]
