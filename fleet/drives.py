@@ -39,7 +39,10 @@ def read_series(path: str | Path, frames: int, topics: Sequence[str]) -> dict[st
     series: dict[str, list] = {topic: [] for topic in topics}
     times: dict[str, list[float]] = {topic: [] for topic in topics}
     for record in read_drive(path, set(topics)):
-        series[record.topic].append(record.contract())
+        try:
+            series[record.topic].append(record.contract())
+        except LogError as exc:
+            raise LogError(f"drive log {path}: {exc}") from exc
         times[record.topic].append(record.time_s)
     for topic in topics:
         if len(series[topic]) != frames:

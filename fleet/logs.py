@@ -40,7 +40,7 @@ from mcap.writer import CompressionType, Writer
 from zstandard import ZstdError
 
 from sim.state import AgentState, EgoState
-from sim.tensorclass import TensorContract
+from sim.tensorclass import ContractError, TensorContract
 from sim.types import ObjectList, SensorFrame
 
 PROFILE = "drivestack"
@@ -109,7 +109,10 @@ class LogRecord:
         if kind is None:
             raise LogError(f"topic {self.topic}: plain named tensors, no contract to rebuild")
         named = {name: torch.from_numpy(value) for name, value in self.tensors.items()}
-        return kind.from_flat(named, contract_prefix(kind)).validate()
+        try:
+            return kind.from_flat(named, contract_prefix(kind)).validate()
+        except ContractError as exc:  # e.g. a log recorded before the contract gained a field
+            raise LogError(f"topic {self.topic} at {self.time_s:.2f} s: {exc}") from exc
 
 
 def encode(time_s: float, tensors: Mapping[str, Any]) -> bytes:

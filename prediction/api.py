@@ -81,6 +81,8 @@ class TrajectoryPredictor:
         if not (isinstance(num_samples, int) and num_samples >= 1):
             raise ValueError(f"num_samples: expected an int >= 1, got {num_samples!r}")
         S, A = obs_valid.shape[:2]
+        if lanes is not None and lanes_valid is not None:
+            check_lanes(lanes, lanes_valid, S)  # whole, before the chunks slice it
         generator = torch.Generator().manual_seed(seed)
         parts = []
         for start in range(0, S, self.chunk):  # chunks of windows, not agents: each pass is batched over agents

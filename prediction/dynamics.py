@@ -162,10 +162,10 @@ def unicycle_state(
     independent (zero cross-covariance).
 
     `heading_hint [..., 2]` (m/s), where given, is a direction known apart from
-    the motion (the lane a vehicle stands on, `prediction.lanes`): the heading is
-    that of v + hint, so it decides the heading of a standing vehicle and yields
-    to the motion once the speed exceeds the hint's size, and it firms the heading
-    as motion does (|v + hint| in speed_eff). The speed stays |v|.
+    the motion (the lane a vehicle stands on, `prediction.lanes.heading_hint`,
+    which fades with speed): the heading is that of v + hint, so the hint decides
+    the heading of a standing vehicle, and it firms the heading as motion does
+    (|v + hint| in speed_eff). The speed stays |v|.
 
     At standstill (|v + hint|^2 < STANDSTILL_SPEED_SQ) the heading is 0 and the
     speed 0, both with zero gradient; the speed variance is then vel_cov's x-x

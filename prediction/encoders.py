@@ -163,6 +163,7 @@ class LaneEncoder(nn.Module):
 
     def forward(self, node: Tensor, position: Tensor, lanes: Tensor, lanes_valid: Tensor) -> Tensor:
         """`node [B, A, hidden]` queries at `position [B, A, 2]`; `lanes [B, N, P, 2]`, `lanes_valid [B, N, P]`."""
+        lanes = torch.where(lanes_valid[..., None], lanes, torch.zeros_like(lanes))  # masked points may hold NaN
         features = torch.cat((lanes / self.radius, lane_directions(lanes, lanes_valid)), dim=-1)
         per_point = self.point(features).masked_fill(~lanes_valid[..., None], float("-inf"))  # [B, N, P, W]
         shift = (position / self.radius) @ self.point.weight[:, :2].transpose(0, 1)  # [B, A, W]

@@ -148,7 +148,8 @@ class Predictor(nn.Module):
         model without lanes: the tracker does not track heading, and a standing vehicle's velocity has none."""
         if self.lane_encoder is None or map_input is None or map_input.lanes is None:
             return None
-        return heading_hint(tracks.current[..., STATE_POS], map_input.lanes, map_input.lanes_valid)
+        current = tracks.current
+        return heading_hint(current[..., STATE_POS], current[..., STATE_VEL], map_input.lanes, map_input.lanes_valid)
 
     def log_prior(self, x: Tensor) -> Tensor:
         return torch.log_softmax(self.prior(x), dim=-1)

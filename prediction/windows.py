@@ -127,7 +127,7 @@ class TrajectoryWindows(TensorContract):
         fields = {name: getattr(self, name)[:, :width].contiguous() for name in AGENT_FIELDS}
         cut = dataclasses.replace(self, **fields, lanes=self.lanes[:, :lanes].contiguous(),
                                   lanes_valid=self.lanes_valid[:, :lanes].contiguous())  # fmt: skip
-        return cut.pad_agents(width).pad_lanes(lanes, int(self.lanes_valid.shape[2]))  # a window with no slot at all
+        return cut.pad_agents(width).pad_lanes(lanes, int(self.lanes_valid.shape[2]))  # one slot where none had any
 
     def pad_agents(self, agents: int) -> TrajectoryWindows:
         """The same windows with `agents` slots (extra slots invalid)."""

@@ -39,8 +39,9 @@ class SensorFrame(TensorContract):
         route_valid: [B, R] bool, false past the route's end.
         lanes: [B, N, P, 2] float, centrelines of the N nearest lanes of the HD map, m, ego frame,
             each P points in its direction of travel (`sim.sensors.lanes`: 16 lanes of 24 points
-            3 m apart, from 20 m behind each lane's point nearest the ego); 0 where not valid.
-        lanes_valid: [B, N, P] bool, the point lies on a lane within 40 m of the ego.
+            3 m apart, placed where the ego looks: from 20 m behind the ego on a lane running its
+            way, from 49 m ahead on an oncoming one); 0 where not valid.
+        lanes_valid: [B, N, P] bool, the point exists (on a lane passing within 40 m of the ego).
         speed_limit: [B] float, speed limit of the route, m/s.
         time: [B] float, s since the episode started.
     """

@@ -41,7 +41,7 @@ from sim.tensorclass import constant
 from sim.types import SensorFrame
 
 # Arc lengths (m) where a lane change's target lane is looked for on the map, and the offsets (m) across
-# it where the drivable area must cover it (half a car's width).
+# the target where the drivable area must cover it.
 LANE_CHECK_S = (12.0, 20.0, 28.0)
 LANE_CHECK_ACROSS = (-0.5, 0.0, 0.5)
 # A target point lies on a lane when a centreline passes within LANE_MATCH m of it, running within

@@ -2,14 +2,26 @@
 
 What a real stack reads from its HD map: every lane (`RoadMap` path) whose
 centreline passes within `LANE_RADIUS` of the ego, nearest first, each sampled
-every `LANE_SPACING` m in its direction of travel from `LANE_BEHIND` m before
-its point nearest the ego (or from its start). The order of the points carries what the map
-raster cannot: which way a lane runs, so a planner can tell the lane beside it
-from the oncoming one, and a predictor which way a standing car will go.
+every `LANE_SPACING` m in its direction of travel. The order of the points
+carries what the map raster cannot: which way a lane runs, so a planner can
+tell the lane beside it from the oncoming one, and a predictor which way a
+standing car will go.
+
+Each lane's window is placed where the ego looks, whichever way the lane runs:
+a lane running the ego's way is kept from `LANE_BEHIND` m behind the ego's foot
+on it to `LANE_AHEAD` m ahead of it, an oncoming lane from `LANE_AHEAD` m ahead
+of the ego (where its traffic comes from) to `LANE_BEHIND` m behind, a crossing
+lane symmetrically; in between the window slides with the cosine of the angle
+between the lane and the ego's heading (clamped to the lane's start).
+
+Paths that share their points (the straight, left and right paths of one
+approach, up to where they part) each keep a slot: they are different lanes
+through the junction.
 
 Points past either end of a lane, and slots beyond the lanes in range, are
-masked (`valid` false, position 0). Computed in float64 like the rest of the
-sensor geometry (`sim.sensors.pose`), so a frame does not depend on its batch.
+masked (`valid` false, position 0). The ego's foot on each lane is found in
+float64 like the rest of the sensor geometry (`sim.sensors.pose`); slots are
+ordered by distance with a stable sort, so a frame does not depend on its batch.
 """
 
 from __future__ import annotations
@@ -26,7 +38,8 @@ from sim.state import RoadMap
 LANE_SLOTS = 16  # lanes per frame: a four-way junction with two lanes per approach has 16 paths
 LANE_POINTS = 24  # points per lane
 LANE_SPACING = 3.0  # m between points along a lane
-LANE_BEHIND = 20.0  # m of each lane kept behind its point nearest the ego (24 points reach 49 m ahead)
+LANE_BEHIND = 20.0  # m of a lane running the ego's way kept behind the ego (24 points then reach 49 m ahead)
+LANE_AHEAD = (LANE_POINTS - 1) * LANE_SPACING - LANE_BEHIND  # 49 m
 LANE_RADIUS = 40.0  # m: a lane whose centreline passes farther from the ego is left out
 
 
@@ -47,14 +60,17 @@ def lanes_near(roadmap: RoadMap, pose: SensorPose) -> LanesNear:
     B, M = roadmap.path_valid.shape
     centre = pose.center[:, None].expand(B, M, 2)
     s_near, _ = project_to_polyline(xy, table, centre)  # (B, M) the ego's foot on each lane
-    foot, _ = interpolate_polyline(xy, table, s_near)
+    foot, lane_yaw = interpolate_polyline(xy, table, s_near)  # and the lane's heading there
     nearest_gap = (foot - centre).norm(dim=-1)
     nearest_gap = torch.where(roadmap.path_valid, nearest_gap, torch.full_like(nearest_gap, float("inf")))
     slots = min(LANE_SLOTS, M)
-    gap_kept, path = torch.topk(nearest_gap, slots, dim=1, largest=False, sorted=True)  # (B, slots)
-    s_near = torch.gather(s_near, 1, path).to(roadmap.path_s.dtype)
-    steps = torch.arange(LANE_POINTS, dtype=s_near.dtype, device=s_near.device) * LANE_SPACING
-    s = (s_near[..., None] - LANE_BEHIND).clamp_min(0.0) + steps  # (B, slots, P), from the lane's start at most
+    path = torch.argsort(nearest_gap, dim=1, stable=True)[:, :slots]  # (B, slots), nearest first
+    gap_kept = torch.gather(nearest_gap, 1, path)
+    along = torch.cos(lane_yaw - pose.yaw[:, None])  # 1: the ego's way, -1: oncoming
+    behind = 0.5 * (LANE_BEHIND + LANE_AHEAD) - 0.5 * (LANE_AHEAD - LANE_BEHIND) * along  # m before the foot
+    start = torch.gather((s_near - behind).clamp_min(0.0), 1, path).to(roadmap.path_s.dtype)
+    steps = torch.arange(LANE_POINTS, dtype=start.dtype, device=start.device) * LANE_SPACING
+    s = start[..., None] + steps  # (B, slots, P)
     world, _, _ = path_pose(roadmap, path.repeat_interleave(LANE_POINTS, dim=1), s.reshape(B, -1))
     length = torch.gather(roadmap.path_length, 1, path)[..., None]
     valid = (s >= 0.0) & (s <= length) & (gap_kept <= LANE_RADIUS)[..., None]

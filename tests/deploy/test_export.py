@@ -125,3 +125,7 @@ def test_the_lane_reading_predictor_and_lane_changing_planner_export_and_match(t
     for name in ("predictor", "planner"):
         errors, _ = compare(open_runtime(artifact.root, name, "torch"), open_runtime(artifact.root, name), feed)
         assert max(errors.values()) <= TOLERANCE, f"{name}: {errors}"
+    from deploy.trt_check import check_artifact
+
+    for name, findings in check_artifact(artifact.root).items():
+        assert not [f for f in findings if f.severity == "error"], name

@@ -123,3 +123,14 @@ def test_a_suite_run_records_the_same_drives_as_fleet_record(tmp_path):
         assert [(r.topic, r.time_s) for r in a] == [(r.topic, r.time_s) for r in b]
         assert all(np.array_equal(x.tensors[k], y.tensors[k]) for x, y in zip(a, b, strict=True) for k in x.tensors)
         assert drive_metadata(tmp_path / "a" / name)["policy"] == drive_metadata(tmp_path / "b" / name)["policy"]
+
+
+def test_a_frame_logged_without_a_field_of_todays_contract_is_a_log_error_naming_it(drives, tmp_path):
+    from fleet.drives import read_series
+
+    frame = next(r for r in read_drive(drives[0]) if r.topic == "/sensor/frame")
+    old = {name: torch.from_numpy(value) for name, value in frame.tensors.items() if not name.startswith("frame.lanes")}
+    with DriveLogWriter(tmp_path / "old.mcap", "old") as log:
+        log.write("/sensor/frame", frame.time_s, old)
+    with pytest.raises(LogError, match=r"old.mcap: topic /sensor/frame .*missing tensor 'frame.lanes'"):
+        read_series(tmp_path / "old.mcap", 1, ("/sensor/frame",))

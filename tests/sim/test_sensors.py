@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from sim.config import RasterConfig
 from sim.sensors import detect_objects, ego_xy_to_cell, ground_truth, render_frame
-from sim.sensors.lanes import LANE_POINTS, LANE_SLOTS, LANE_SPACING
+from sim.sensors.lanes import LANE_AHEAD, LANE_BEHIND, LANE_POINTS, LANE_SLOTS, LANE_SPACING
 from sim.sensors.noise import draw_ghosts, max_raster_noise
 from sim.state import AgentKind
 from tests.sim.sensor_worlds import (
@@ -170,6 +170,18 @@ def test_lanes_are_the_ego_frame_centrelines_nearest_first_in_their_direction_of
     assert torch.allclose(steps, torch.tensor([LANE_SPACING, 0.0]).expand_as(steps), atol=1e-3)
     assert not bool(frame.lanes_valid[0, 1:].any()) and not bool(frame.lanes_valid[1].any())
     assert float(frame.lanes[~frame.lanes_valid].abs().max()) == 0.0
+
+
+def test_an_oncoming_lane_is_kept_ahead_of_the_ego_where_its_traffic_comes_from():
+    centre, yaw = (10.0, -5.0), 0.3
+    ahead = (centre[0] + 50 * math.cos(yaw), centre[1] + 50 * math.sin(yaw))
+    world = straight_road(sensor_world([[]], ego_centre=centre, ego_yaw=yaw), start=ahead, heading=yaw + math.pi,
+                          length=100.0)  # fmt: skip
+    frame = render_frame(world).validate()
+    lane, valid = frame.lanes[0, 0], frame.lanes_valid[0, 0]
+    assert bool(valid.all())  # 49 m ahead of the ego to 20 m behind it, running towards it
+    assert torch.allclose(lane[0], torch.tensor([LANE_AHEAD, 0.0]), atol=1e-3)
+    assert torch.allclose(lane[-1], torch.tensor([-LANE_BEHIND, 0.0]), atol=1e-3)
 
 
 def test_same_state_gives_identical_outputs():
