@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sim.geometry import interpolate_polyline, path_pose, project_to_polyline
+from sim.geometry import interpolate_polyline, local_to_world, path_pose, project_to_polyline
 from sim.sensors.pose import GEOMETRY_DTYPE, SensorPose
 from sim.state import RoadMap
 
@@ -86,9 +86,6 @@ def lanes_near(roadmap: RoadMap, pose: SensorPose) -> LanesNear:
 def lanes_seen_from(points: Tensor, valid: Tensor, seen_from: Tensor, pose: SensorPose) -> Tensor:
     """Lane points `[B, N, P, 2]` given in the frame of the world pose `seen_from [B, 3]` (x, y, yaw:
     a `SensorFrame.ego_pose`) re-expressed in the frame of `pose`; 0 where not `valid`, float64."""
-    x, y, yaw = (seen_from[:, i].to(GEOMETRY_DTYPE).reshape(-1, 1, 1) for i in range(3))
-    p = points.to(GEOMETRY_DTYPE)
-    c, s = torch.cos(yaw), torch.sin(yaw)
-    world = torch.stack((x + c * p[..., 0] - s * p[..., 1], y + s * p[..., 0] + c * p[..., 1]), dim=-1)
-    out = pose.to_ego(world)
+    seen_from = seen_from.to(GEOMETRY_DTYPE)
+    out = pose.to_ego(local_to_world(points.to(GEOMETRY_DTYPE), seen_from[:, :2], seen_from[:, 2]))
     return torch.where(valid[..., None], out, torch.zeros_like(out))
