@@ -8,8 +8,9 @@ stay in `--work` (tens of MB).
 
     python bench/render_episodes.py --run runs/closed-loop/stack --suite hard --out docs/bench/episodes/hard
 
-A sweep row is re-driven at its sigma (`--sigma`); a scenario of the run's suite as `--suite` renders that
-scenario's episodes only (the run's batches within one scenario are the same).
+A sweep row is re-driven at its sigma (`--sigma`), a diagnostic row with `--row` (`stack-gt`, say); a scenario
+of the run's suite as `--suite` renders that scenario's episodes only (the run's batches within one scenario
+are the same).
 """
 
 # ruff: noqa: E402  (the package imports must follow the sys.path fix below)
@@ -28,6 +29,8 @@ from sim.metrics.writers import atomic_write_text
 from sim.scenarios import resolve_suite
 from sim.suite import SuiteConfig, run_suite
 from sim.training import write_json
+from stack.diagnostics import make_diagnostic
+from stack.model import Stack
 from stack.policy import DEFAULT_WEIGHTS, StackPolicy
 
 
@@ -68,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="the stack it drove")
     parser.add_argument("--plan-every", type=int, default=1, help="its plan period in frames (default 1)")
     parser.add_argument("--sigma", type=float, default=None, help="its sigma (default: the checkpoint's)")
+    parser.add_argument("--row", default="stack", help="the row it was: stack, or a diagnostic (stack-gt, ...)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the stills and the index")
     parser.add_argument("--work", type=Path, default=Path("runs/render"), help="folder for the re-run and its GIFs")
     args = parser.parse_args(argv)
@@ -75,10 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = [r for r in csv.DictReader((args.run / "episodes.csv").open(newline="")) if r["scenario"] in driven]
     chosen = pick(rows)
     wanted = tuple(sorted({(r["scenario"], int(r["seed"])) for pair in chosen.values() for r in pair.values()}))
-    policy = StackPolicy.from_checkpoint(args.weights, sigma=args.sigma, plan_every=args.plan_every)
-    cfg = SuiteConfig(suite=args.suite, policy="stack", seeds=args.seeds, first_seed=args.first_seed,
+    if args.row == "stack":
+        policy = StackPolicy.from_checkpoint(args.weights, sigma=args.sigma, plan_every=args.plan_every)
+    else:  # the diagnostics plan every frame
+        policy = make_diagnostic(args.row, weights=args.weights, sigma=args.sigma)
+    raster = Stack.load(args.weights).cfg.perception.detector.raster
+    cfg = SuiteConfig(suite=args.suite, policy=args.row, seeds=args.seeds, first_seed=args.first_seed,
                       out=args.work / args.suite, batch_size=args.batch_size, video_format="gif",
-                      raster=policy.stack.cfg.perception.detector.raster, render_seeds=wanted)  # fmt: skip
+                      raster=raster, render_seeds=wanted)  # fmt: skip
     again = {(r.scenario, r.seed): r.metrics.get("score") for r in run_suite(cfg, policy)}
     args.out.mkdir(parents=True, exist_ok=True)
     lines = ["# Rendered episodes", "", f"Run `{args.run}`, suite `{args.suite}`; per family the worst and the "

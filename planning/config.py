@@ -38,7 +38,7 @@ class CostWeights:
             `PlannerConfig.yield_time` seconds after it (gap acceptance where paths cross).
         progress: per fraction of the best proposal's progress not made (a reward for progress).
         lane: per mean squared lateral offset from the route, in lane half-widths.
-        drivable: per fraction of the ego's corner samples off the drivable area.
+        drivable: per unit of the ego's worst corner off the drivable area at its worst step, discounted.
         comfort: per mean squared acceleration and jerk in units of their comfort scales.
         comfort_bounds: per unit of the largest excess over nuPlan's comfort bounds, relative to the bound.
         speed_limit: per mean squared excess over the speed limit, in units of the limit.

@@ -83,8 +83,11 @@ def speed_limit_cost(proposals: Proposals, frame: SensorFrame, cfg: PlannerConfi
 
 
 def drivable_cost(proposals: Proposals, frame: SensorFrame, raster: RasterConfig, cfg: PlannerConfig) -> Tensor:
-    """[B, C] fraction of the ego's four corners, over the steps, outside the drivable area of the map
-    raster, read bilinearly so the term is smooth; beyond the raster counts as drivable."""
+    """[B, C] how far the ego's worst corner lies outside the drivable area of the map raster (read
+    bilinearly so the term is smooth; beyond the raster counts as drivable) at the worst step, discounted
+    over time as collisions are. The worst step, not the mean: one corner off the road for one step
+    fails an episode (nuPlan's drivable-area compliance multiplies the score), and a mean over the
+    horizon's corners made that cheaper than a 2 % chance of a collision."""
     d = proposals.driven
     heading = torch.stack((torch.cos(d.yaw), torch.sin(d.yaw)), dim=-1)
     left = torch.stack((-heading[..., 1], heading[..., 0]), dim=-1)
@@ -94,8 +97,9 @@ def drivable_cost(proposals: Proposals, frame: SensorFrame, raster: RasterConfig
         + signs[:, :1] * EGO_HALF_LENGTH * heading.unsqueeze(-2)
         + signs[:, 1:] * EGO_HALF_WIDTH * left.unsqueeze(-2)
     )  # (B, C, T, 4, 2)
-    drivable = read_map(frame.map[:, :1], corners, raster)
-    return cfg.weights.drivable * (1.0 - drivable).flatten(2).mean(-1)
+    off = (1.0 - read_map(frame.map[:, :1], corners, raster)).amax(-1)  # (B, C, T)
+    discount = cfg.collision_discount ** torch.arange(1, off.shape[-1] + 1, dtype=off.dtype, device=off.device)
+    return cfg.weights.drivable * (off * discount).amax(-1)
 
 
 def consistency_cost(proposals: Proposals, previous: int, cfg: PlannerConfig) -> Tensor:

@@ -17,8 +17,12 @@ Gaussian position (`planning.collision`), on what the ego will drive
   short a gap. Later arrivals count less: delay k of the K plan steps within
   `yield_time` is weighted 1 - (k - 1) / K (1, 2/3, 1/3 at the defaults).
 
-Agents that start behind the ego count only as much as they are not behind it
-(`behind_weight`): what they do from behind is not the ego's to avoid.
+What an agent does from behind is not the ego's to avoid, as the simulator's at-fault rule says (a
+contact behind the ego's rear axle): a contact counts in the collision term only as much as the agent's
+centre is ahead of the ego's rear axle at that step (`not_rear_weight`), so a follower closing in
+costs nothing while a car overtaking in the next lane, which a merging or lane-changing ego would
+sideswipe, costs in full. The headway and yielding terms count agents that start behind the ego only
+as much as they are not behind it (`behind_weight`): a follower always reaches where the ego was.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from planning.agents import AgentFutures
 from planning.collision import EGO_HALF_LENGTH, box_probability, first_hit_probability, minkowski_half_sizes
 from planning.config import PlannerConfig
 from sim.proposals import Driven
+from sim.proposals.config import EGO_REAR_AXLE
 from sim.proposals.simulate import with_halfway
 
 
@@ -58,13 +63,14 @@ def interaction_costs(driven: Driven, agents: AgentFutures, cfg: PlannerConfig, 
     step = _contact(ego[0], ego[1], agents, *(x[:, None] for x in other), cfg.margin, stretch)  # (B, C, A, M, L)
     parts = torch.split(step, lengths, dim=-1)
     severity = _severity(driven.speed, cfg)[:, :, None, None]  # (B, C, 1, 1, T)
-    cost = w.collision * _combine_collision(parts[0], severity, cfg)
-    cost = cost + w.headway * (parts[1] * _discount(parts[1], cfg)).amax(-1)
+    (ego_half_xy, ego_half_heading), agent_half = pairs[0]
+    fault = not_rear_weight(ego_half_xy, ego_half_heading, agent_half[0][:, None])  # (B, C, A, M, 2T)
+    cost = w.headway * (parts[1] * _discount(parts[1], cfg)).amax(-1)
     if K:
         delayed = torch.stack([(1.0 - (k - 1) / K) * (parts[1 + k] * _discount(parts[1 + k], cfg)).amax(-1)
                                for k in range(1, K + 1)], dim=-1)  # fmt: skip
         cost = cost + w.yielding * delayed.amax(-1)
-    return cost * behind_weight(agents)[:, None]
+    return w.collision * _combine_collision(parts[0], fault, severity, cfg) + cost * behind_weight(agents)[:, None]
 
 
 # The time axis of means [..., T, 2], cov [..., T, 2, 2], heading [..., T, 2], heading_trust [..., T].
@@ -91,14 +97,18 @@ def _severity(speed: Tensor, cfg: PlannerConfig) -> Tensor:
     return cfg.standstill_severity + (1.0 - cfg.standstill_severity) * moving
 
 
-def _combine_collision(step: Tensor, severity: Tensor, cfg: PlannerConfig) -> Tensor:
-    """[B, C, A, M] from per-half-step contact probabilities [..., 2T], each plan step's weighted by the
-    contact's `severity [..., T]` and discounted, over the horizon. The halfway checks only keep fast
-    agents from passing through the ego between two plan steps: each plan step takes the larger of its
-    own and the one halfway before it, so checking twice as often does not double the chances a
-    persistent near miss gets under the noisy-OR."""
-    per_step = torch.maximum(step[..., 0::2], step[..., 1::2])  # (..., T)
-    discount = _discount(per_step, cfg) * severity
+def _combine_collision(step: Tensor, fault: Tensor, severity: Tensor, cfg: PlannerConfig) -> Tensor:
+    """[B, C, A, M] from per-half-step contact probabilities [..., 2T], each plan step's weighted by how
+    much a contact there is the ego's `fault [..., 2T]` (`not_rear_weight`) and its `severity [..., T]`,
+    and discounted, over the horizon. The halfway checks only keep fast agents from passing through the
+    ego between two plan steps: each plan step takes the larger of its own and the one halfway before it
+    (and that one's fault), so checking twice as often does not double the chances a persistent near
+    miss gets under the noisy-OR. Fault weighs the first contact, not the contact probability: a
+    follower whose forecast runs through the ego hits its rear first, and what comes after is no event."""
+    halfway_first = step[..., 0::2] >= step[..., 1::2]
+    per_step = torch.where(halfway_first, step[..., 0::2], step[..., 1::2])  # (..., T)
+    fault = torch.where(halfway_first, fault[..., 0::2], fault[..., 1::2])
+    discount = _discount(per_step, cfg) * severity * fault
     if cfg.step_dependence == "independent":
         return (first_hit_probability(per_step) * discount).sum(-1)
     return (per_step * discount).amax(-1)
@@ -117,6 +127,13 @@ def _contact(ego_xy: Tensor, ego_heading: Tensor, agents: AgentFutures, means: T
     along, across = minkowski_half_sizes(ego_heading, heading, trust, agents.size[:, None, :, None, None], margin)
     offset = means - ego_xy - ego_heading * (0.5 * stretch).unsqueeze(-1)
     return box_probability(offset, cov, ego_heading, along + 0.5 * stretch, across)
+
+
+def not_rear_weight(ego_xy: Tensor, ego_heading: Tensor, means: Tensor, softness: float = 0.5) -> Tensor:
+    """[B, C, A, M, L] ~1 where the agent's centre `means [B, 1, A, M, L, 2]` lies ahead of the rear axle of the
+    ego at `ego_xy [B, C, 1, 1, L, 2]` heading `ego_heading`, ~0 behind it: a contact there is at the ego's rear."""
+    along = ((means - ego_xy) * ego_heading).sum(-1)
+    return torch.sigmoid((along + EGO_REAR_AXLE) / softness)
 
 
 def behind_weight(agents: AgentFutures, softness: float = 0.5) -> Tensor:

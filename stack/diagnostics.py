@@ -34,7 +34,7 @@ from sim.policies.pdm import PDMClosed, PDMConfig
 from sim.proposals import PreviousPlan
 from sim.types import ObjectList
 from stack.model import Stack
-from stack.policy import DEFAULT_WEIGHTS
+from stack.policy import DEFAULT_WEIGHTS, overlay_of
 
 # Position std (m) the object lists are declared to have: ground truth's is nil (a small floor keeps the
 # tracker's filter well conditioned), the object sensor's that of the hard suite's jitter (hard-v2's is 0.2).
@@ -76,7 +76,8 @@ class ObjectListStack:
         forecast = self.stack.forecast_frame(tracks, frame)
         sigma = torch.full_like(frame.ego_speed, self.sigma)
         plan = self.stack.planner(forecast, frame, sigma, agent_size=tracks.size, previous=state.plan)
-        output = PolicyOutput(trajectory=plan.trajectory[..., :2], speeds=plan.speed)
+        drawn = overlay_of(detections, forecast, plan)
+        output = PolicyOutput(trajectory=plan.trajectory[..., :2], speeds=plan.speed, overlay=drawn)
         return output, ObjectStackState(tracker, remember(plan, frame))
 
     def objects(self, obs: Observation) -> ObjectList:

@@ -24,6 +24,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from perception.types import Detections
+from planning.types import Plan
+from prediction.types import Forecast
 from sim.config import Timing
 from sim.geometry import local_to_world, world_to_local
 from sim.policies import Observation, Overlay, PolicyOutput, register_policy
@@ -134,7 +137,11 @@ def plan_to_world(trajectory: Tensor, frame: SensorFrame) -> Tensor:
 def overlay(out: StackOutput) -> Overlay:
     """What the renderer draws: detections with their ellipses, forecast modes with their weights,
     and the plan's candidates (weights from their risk)."""
-    d, f, plan = out.detections, out.forecast, out.plan
+    return overlay_of(out.detections, out.forecast, out.plan)
+
+
+def overlay_of(d: Detections, f: Forecast, plan: Plan) -> Overlay:
+    """`overlay` of the parts, for the policies that run the stack's modules on other inputs."""
     forecast_weights = f.weights * f.valid[..., None] * f.existence[..., None]
     return Overlay(
         objects_xy=d.position,

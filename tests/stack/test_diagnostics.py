@@ -40,6 +40,9 @@ def test_the_planner_on_ground_truth_stops_for_what_ground_truth_holds(stack):
     for _ in range(3):  # the tracker needs a few frames to believe in the vehicle
         out, state = policy.act(state, observe(world, policy, RASTER))
     assert out.speeds[0, -1] < 1.0 and bool(state.plan.valid.all())
+    drawn = out.overlay  # rendered episodes show what it believed, forecast and weighed, as the stack's do
+    assert drawn.objects_prob[0].max() > 0.5 and drawn.forecasts is not None and drawn.candidates is not None
+    assert torch.allclose(drawn.candidate_weights.sum(-1), torch.ones(1))
     clear, _ = GroundTruthStack(stack).act(None, observe(_world([]), policy, RASTER))
     assert clear.speeds[0, -1] > 5.0
 
