@@ -87,7 +87,7 @@ def drivable_cost(proposals: Proposals, frame: SensorFrame, raster: RasterConfig
     bilinearly so the term is smooth; beyond the raster counts as drivable) at the worst step, discounted
     over time as collisions are. The worst step, not the mean: one corner off the road for one step
     fails an episode (nuPlan's drivable-area compliance multiplies the score), and a mean over the
-    horizon's corners made that cheaper than a 2 % chance of a collision."""
+    horizon's corners priced it like a 1 % chance of a collision."""
     d = proposals.driven
     heading = torch.stack((torch.cos(d.yaw), torch.sin(d.yaw)), dim=-1)
     left = torch.stack((-heading[..., 1], heading[..., 0]), dim=-1)

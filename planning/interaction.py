@@ -18,11 +18,12 @@ Gaussian position (`planning.collision`), on what the ego will drive
   `yield_time` is weighted 1 - (k - 1) / K (1, 2/3, 1/3 at the defaults).
 
 What an agent does from behind is not the ego's to avoid, as the simulator's at-fault rule says (a
-contact behind the ego's rear axle): a contact counts in the collision term only as much as the agent's
-centre is ahead of the ego's rear axle at that step (`not_rear_weight`), so a follower closing in
-costs nothing while a car overtaking in the next lane, which a merging or lane-changing ego would
-sideswipe, costs in full. The headway and yielding terms count agents that start behind the ego only
-as much as they are not behind it (`behind_weight`): a follower always reaches where the ego was.
+contact behind the ego's rear axle; the simulator also asks that the other closes in, which this leaves
+out): a contact counts in the collision term only as much as the agent's centre is ahead of the ego's
+rear axle at that step (`not_rear_weight`), so a follower closing in costs nothing while a car
+overtaking in the next lane, which a merging or lane-changing ego would sideswipe, costs in full. The
+headway and yielding terms count agents that start behind the ego only as much as they are not behind
+it (`behind_weight`): a follower always reaches where the ego was.
 """
 
 from __future__ import annotations
