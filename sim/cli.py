@@ -7,7 +7,7 @@ import functools
 from pathlib import Path
 
 from sim.config import RasterConfig
-from sim.policies import make_policy
+from sim.policies import make_policy, policy_names
 from sim.suite import DriveLogFactory, SuiteConfig, run_suite
 
 
@@ -19,7 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "and summary metrics (JSON and CSV) and optional videos.",
     )
     p.add_argument("--suite", required=True, help="packaged suite name (e.g. hard), suite file or scenario file")
-    p.add_argument("--policy", required=True, help="policy name (see --list-policies)")
+    p.add_argument("--policy", required=True, help=f"policy name: {', '.join(policy_names())}")
     p.add_argument("--seeds", type=int, default=20, help="episodes per scenario (default 20)")
     p.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--out", type=Path, default=Path("runs/sim"), help="output directory")

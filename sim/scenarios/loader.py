@@ -99,9 +99,25 @@ def load_scenario(path: str | Path) -> Scenario:
     return parse_scenario(read_yaml(source, str(path)), str(path))
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses anchors and aliases (`&name`, `*name`): nested aliases expand
+    exponentially (a "billion laughs" file of a few hundred bytes fills the memory), and a scenario has no
+    use for them (`Scenario.with_overrides` and suites cover reuse)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(
+                None, None, "anchors and aliases (&name, *name) are not allowed: write each value out "
+                "(yaml.safe_dump writes them for an object listed twice: dump copies)", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
 def read_yaml(source: str, where: str) -> Any:
+    """Parse `source` (read from `where`) as YAML without anchors or aliases."""
     try:
-        return yaml.safe_load(source)
+        return yaml.load(source, Loader=_NoAliasLoader)  # noqa: S506  (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -8,6 +8,7 @@ error names the file, the key path (e.g. `road.lanes`) and what was expected.
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -257,6 +258,13 @@ def _describe(spec: Field) -> str:
     }[spec.type]
 
 
+# Values are shown cut to a few items per level and a few levels deep *while* formatting: a huge value from
+# someone else's file must not be expanded in full just to be cut afterwards.
+_SHORT = reprlib.Repr()  # (keyword limits need Python 3.12)
+_SHORT.maxlevel, _SHORT.maxdict, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxset = 2, 4, 4, 4, 4
+_SHORT.maxstring = _SHORT.maxother = _SHORT.maxlong = 40
+
+
 def _show(value: Any) -> str:
-    text = repr(value)
+    text = _SHORT.repr(value)
     return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"

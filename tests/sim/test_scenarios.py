@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import re
@@ -397,7 +398,7 @@ def test_docs_cover_every_family_and_key():
 def test_more_agents_than_capacity_is_an_error_naming_the_file(tmp_path):
     doc = yaml.safe_load(scenario_path("custom_example").read_text())
     walkers = next(g for g in doc["agents"] if g["kind"] == "pedestrian")
-    doc["agents"] = [{**walkers, "count": 64}] * 5
+    doc["agents"] = [copy.deepcopy({**walkers, "count": 64}) for _ in range(5)]  # shared objects dump as aliases
     path = tmp_path / "crowded.yaml"
     path.write_text(yaml.safe_dump(doc))
     with pytest.raises(ScenarioError, match=r"crowded\.yaml.*320 agent slots.*capacity of 256"):
