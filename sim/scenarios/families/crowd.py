@@ -21,10 +21,14 @@ from sim.state import AgentKind
 
 DEFAULT_DATA = "${DRIVESTACK_DATA:-../shared/data}/ethucy/eth/test/biwi_eth.txt"
 _VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+# The only environment variables a scenario file may read: a file from someone else must not be able to pull
+# any other value of the environment (a secret) into paths, errors and results.
+DATA_VARIABLES = ("DRIVESTACK_DATA",)
 
 CROWD_FIELDS = {
     "data": text(
-        "ETH/UCY text file; ${VAR} and ${VAR:-default} expand from the environment, and a "
+        "ETH/UCY text file; ${DRIVESTACK_DATA} and ${DRIVESTACK_DATA:-default} expand from the environment "
+        "(no other variable), and a "
         "relative path is taken from the current working directory",
         DEFAULT_DATA,
     ),
@@ -39,10 +43,15 @@ CROWD_FIELDS = {
 
 
 def expand_data_path(template: str, where: str) -> Path:
-    """Expand `${VAR}` / `${VAR:-default}`; an unset variable without a default is an error."""
+    """Expand `${VAR}` / `${VAR:-default}` for the variables of `DATA_VARIABLES`; any other variable, and an
+    unset one without a default, is an error (naming the variable, never its value)."""
 
     def substitute(match: re.Match) -> str:
         name, default = match.group(1), match.group(2)
+        if name not in DATA_VARIABLES:
+            raise ScenarioError(
+                f"{where}: ${{{name}}} is not a variable a scenario may read; allowed: {', '.join(DATA_VARIABLES)}"
+            )
         value = os.environ.get(name)
         if value is None:
             if default is None:
