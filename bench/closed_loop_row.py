@@ -21,7 +21,6 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 from sim.suite import SuiteConfig, run_suite
 from stack.diagnostics import make_diagnostic
-from stack.model import Stack
 from stack.policy import StackPolicy
 
 
@@ -35,11 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-seed", type=int, default=5000)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    raster = Stack.load(args.weights).cfg.perception.detector.raster
     if args.row == "stack":
         policy = StackPolicy.from_checkpoint(args.weights, sigma=args.sigma)
     else:
         policy = make_diagnostic(args.row, weights=args.weights, sigma=args.sigma)
+    raster = policy.stack.cfg.perception.detector.raster  # the stack's and the diagnostics' alike
     cfg = SuiteConfig(suite=args.suite, policy=args.row, seeds=args.seeds, first_seed=args.first_seed, out=args.out,
                       batch_size=20, raster=raster)  # fmt: skip
     run_suite(cfg, policy)

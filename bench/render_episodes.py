@@ -30,7 +30,6 @@ from sim.scenarios import resolve_suite
 from sim.suite import SuiteConfig, run_suite
 from sim.training import write_json
 from stack.diagnostics import make_diagnostic
-from stack.model import Stack
 from stack.policy import DEFAULT_WEIGHTS, StackPolicy
 
 
@@ -83,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         policy = StackPolicy.from_checkpoint(args.weights, sigma=args.sigma, plan_every=args.plan_every)
     else:  # the diagnostics plan every frame
         policy = make_diagnostic(args.row, weights=args.weights, sigma=args.sigma)
-    raster = Stack.load(args.weights).cfg.perception.detector.raster
+    raster = policy.stack.cfg.perception.detector.raster  # the stack's and the diagnostics' alike
     cfg = SuiteConfig(suite=args.suite, policy=args.row, seeds=args.seeds, first_seed=args.first_seed,
                       out=args.work / args.suite, batch_size=args.batch_size, video_format="gif",
                       raster=raster, render_seeds=wanted)  # fmt: skip

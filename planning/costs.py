@@ -16,6 +16,7 @@ from torch import Tensor
 
 from planning.collision import EGO_HALF_LENGTH, EGO_HALF_WIDTH
 from planning.config import PlannerConfig
+from planning.interaction import step_discount
 from sim.config import RasterConfig
 from sim.proposals import Proposals
 from sim.proposals.route import to_route
@@ -98,8 +99,7 @@ def drivable_cost(proposals: Proposals, frame: SensorFrame, raster: RasterConfig
         + signs[:, 1:] * EGO_HALF_WIDTH * left.unsqueeze(-2)
     )  # (B, C, T, 4, 2)
     off = (1.0 - read_map(frame.map[:, :1], corners, raster)).amax(-1)  # (B, C, T)
-    discount = cfg.collision_discount ** torch.arange(1, off.shape[-1] + 1, dtype=off.dtype, device=off.device)
-    return cfg.weights.drivable * (off * discount).amax(-1)
+    return cfg.weights.drivable * (off * step_discount(off, cfg)).amax(-1)
 
 
 def consistency_cost(proposals: Proposals, previous: int, cfg: PlannerConfig) -> Tensor:

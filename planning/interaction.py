@@ -66,9 +66,9 @@ def interaction_costs(driven: Driven, agents: AgentFutures, cfg: PlannerConfig, 
     severity = _severity(driven.speed, cfg)[:, :, None, None]  # (B, C, 1, 1, T)
     (ego_half_xy, ego_half_heading), agent_half = pairs[0]
     fault = not_rear_weight(ego_half_xy, ego_half_heading, agent_half[0][:, None])  # (B, C, A, M, 2T)
-    cost = w.headway * (parts[1] * _discount(parts[1], cfg)).amax(-1)
+    cost = w.headway * (parts[1] * step_discount(parts[1], cfg)).amax(-1)
     if K:
-        delayed = torch.stack([(1.0 - (k - 1) / K) * (parts[1 + k] * _discount(parts[1 + k], cfg)).amax(-1)
+        delayed = torch.stack([(1.0 - (k - 1) / K) * (parts[1 + k] * step_discount(parts[1 + k], cfg)).amax(-1)
                                for k in range(1, K + 1)], dim=-1)  # fmt: skip
         cost = cost + w.yielding * delayed.amax(-1)
     return w.collision * _combine_collision(parts[0], fault, severity, cfg) + cost * behind_weight(agents)[:, None]
@@ -109,7 +109,7 @@ def _combine_collision(step: Tensor, fault: Tensor, severity: Tensor, cfg: Plann
     halfway_first = step[..., 0::2] >= step[..., 1::2]
     per_step = torch.where(halfway_first, step[..., 0::2], step[..., 1::2])  # (..., T)
     fault = torch.where(halfway_first, fault[..., 0::2], fault[..., 1::2])
-    discount = _discount(per_step, cfg) * severity * fault
+    discount = step_discount(per_step, cfg) * severity * fault
     if cfg.step_dependence == "independent":
         return (first_hit_probability(per_step) * discount).sum(-1)
     return (per_step * discount).amax(-1)
@@ -143,7 +143,9 @@ def behind_weight(agents: AgentFutures, softness: float = 0.5) -> Tensor:
     return torch.sigmoid((front_of_agent + EGO_HALF_LENGTH) / softness)
 
 
-def _discount(step: Tensor, cfg: PlannerConfig) -> Tensor:
+def step_discount(step: Tensor, cfg: PlannerConfig) -> Tensor:
+    """[T] `collision_discount` ** (t + 1) over the last axis of `step` [..., T]: later steps count less, as
+    replanning may still avoid them."""
     return cfg.collision_discount ** (torch.arange(step.shape[-1], dtype=step.dtype, device=step.device) + 1)
 
 

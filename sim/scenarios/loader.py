@@ -99,6 +99,12 @@ def load_scenario(path: str | Path) -> Scenario:
     return parse_scenario(read_yaml(source, str(path)), str(path))
 
 
+_NO_ALIASES = (
+    "anchors and aliases (&name, *name) are not allowed: write each value out "
+    "(yaml.safe_dump writes them for an object listed twice: dump copies)"
+)
+
+
 class _NoAliasLoader(yaml.SafeLoader):
     """`yaml.SafeLoader` that refuses anchors and aliases (`&name`, `*name`): nested aliases expand
     exponentially (a "billion laughs" file of a few hundred bytes fills the memory), and a scenario has no
@@ -107,10 +113,7 @@ class _NoAliasLoader(yaml.SafeLoader):
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise yaml.composer.ComposerError(
-                None, None, "anchors and aliases (&name, *name) are not allowed: write each value out "
-                "(yaml.safe_dump writes them for an object listed twice: dump copies)", event.start_mark
-            )
+            raise yaml.composer.ComposerError(None, None, _NO_ALIASES, event.start_mark)
         return super().compose_node(parent, index)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from planning.agents import AgentFutures
-from planning.config import PlannerConfig
+from planning.config import CostWeights, PlannerConfig
 from planning.interaction import interaction_costs, not_rear_weight
 from sim.proposals import Driven
 
@@ -34,9 +34,7 @@ def car(x: float, y: float, speed: float) -> AgentFutures:
 
 def collision_cost(driven: Driven, agents: AgentFutures) -> float:
     """The collision term alone (the other weights zeroed)."""
-    cfg = PlannerConfig()
-    weights = type(cfg.weights)(headway=0.0, yielding=0.0)
-    cfg = type(cfg)(weights=weights)
+    cfg = PlannerConfig(weights=CostWeights(headway=0.0, yielding=0.0))
     return float(interaction_costs(driven, agents, cfg, DT)[0, 0, 0, 0])
 
 

@@ -28,8 +28,7 @@ DATA_VARIABLES = ("DRIVESTACK_DATA",)
 CROWD_FIELDS = {
     "data": text(
         "ETH/UCY text file; ${DRIVESTACK_DATA} and ${DRIVESTACK_DATA:-default} expand from the environment "
-        "(no other variable), and a "
-        "relative path is taken from the current working directory",
+        "(no other variable), and a relative path is taken from the current working directory",
         DEFAULT_DATA,
     ),
     "max_agents": integer("most pedestrians replayed (agent slots)", 24, 1, 256, random=False),
