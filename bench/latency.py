@@ -10,7 +10,9 @@ Inputs are recorded simulator frames (`deploy.examples.recorded_inputs`); the
 graphs have fixed slot counts, so their cost does not depend on the scene.
 Each setting is timed `--repeats` times after warm-up calls (on CUDA each call
 ends with a synchronize); a backend that is not available here is recorded
-with its reason instead of a number.
+with its reason instead of a number. `check_ms` is the median of the input
+checks alone (`GraphSpec.check_inputs`: names, dtypes, shapes, finite values),
+which every call includes, and `check_share` its fraction of the call.
 
     python bench/latency.py --threads 1                       # docs/bench/latency_cpu.json
     python bench/latency.py --device cuda --out docs/bench/latency_cuda.json
@@ -82,7 +84,9 @@ def timed(runtime: Runtime, feed: dict, repeats: int, warmup: int) -> dict[str, 
         if cuda:
             torch.cuda.synchronize(runtime.device)
 
-    return time_call(call, repeats, warmup)
+    result = time_call(call, repeats, warmup)
+    check_ms = time_call(lambda: runtime.spec.check_inputs(feed), repeats, warmup)["median_ms"]
+    return {**result, "check_ms": check_ms, "check_share": check_ms / result["median_ms"]}
 
 
 def measure(args: argparse.Namespace, stack: Stack) -> list[dict]:
@@ -111,6 +115,7 @@ def _print_row(row: dict) -> None:
     if "median_ms" in row:
         print(
             f"{row['backend']:<22} {row['graph']:<12} {row['batch']:>5} {row['median_ms']:>10.3f} {row['p99_ms']:>9.3f}"
+            f" {row['check_ms']:>9.3f} {100 * row['check_share']:>6.1f}%"
         )
     else:
         print(f"{row['backend']:<22} {row['graph']:<12} {row['batch']:>5}   unavailable: {row['unavailable'][:80]}")
@@ -164,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"exporting {args.weights} to {args.artifact}")
         export_stack(args.weights, args.artifact)
     stack = Stack.load(Artifact.open(args.artifact).checkpoint_path())
-    print(f"{'backend':<22} {'graph':<12} {'batch':>5} {'median ms':>10} {'p99 ms':>9}")
+    print(f"{'backend':<22} {'graph':<12} {'batch':>5} {'median ms':>10} {'p99 ms':>9} {'check ms':>9} {'share':>7}")
     rows = measure(args, stack)
     ratios = speedups(rows)
     for key, ratio in ratios.items():

@@ -141,7 +141,8 @@ def _kept_entries(out: Path, checkpoint_sha256: str, stack: Stack) -> dict:
         old = Artifact.open(out).manifest
     except ArtifactError:
         return {}
-    same = old["checkpoint"]["sha256"] == checkpoint_sha256 and old["config"] == _jsonable(stack.cfg.to_dict())
+    same_checkpoint = old.get("checkpoint", {}).get("sha256") == checkpoint_sha256
+    same = same_checkpoint and old["config"] == _jsonable(stack.cfg.to_dict())
     return dict(old["graphs"]) if same else {}
 
 

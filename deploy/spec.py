@@ -3,7 +3,9 @@
 A `GraphSpec` lists each named input and output with its dtype and shape; a
 shape entry is an int (a fixed size) or a name (a dynamic axis such as
 "batch"). Every input bound to the same dynamic name must agree, so a feed
-with a batch of 4 frames and 3 sigmas is refused, naming both inputs. The spec
+with a batch of 4 frames and 3 sigmas is refused, naming both inputs. Floating
+inputs must be finite: an exported graph has no contract checks inside it, so
+a NaN sigma or speed would otherwise come back as a NaN plan. The spec
 travels inside each ONNX file as metadata (`drivestack.spec`) and in the
 artifact's manifest, so a runtime checks its feed without the Python model.
 """
@@ -28,7 +30,7 @@ _NAMES = {dtype: name for name, dtype in DTYPES.items()}
 
 
 class InputError(ValueError):
-    """A runtime's inputs do not match its graph: a missing, unknown, misshapen or mistyped tensor."""
+    """A runtime's inputs do not match its graph: a missing, unknown, misshapen, mistyped or non-finite tensor."""
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -48,6 +50,8 @@ class TensorSpec:
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ValueError(f"TensorSpec {self.name}: dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if not all(isinstance(s, str) or (type(s) is int and s >= 0) for s in self.shape):
+            raise ValueError(f"TensorSpec {self.name}: shape entries must be sizes or names, got {self.shape!r:.80}")
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -98,7 +102,7 @@ class GraphSpec:
 
     def check_inputs(self, feed: Mapping[str, Any]) -> dict[str, int]:
         """Raise `InputError` naming the first input that is missing, unknown, of the wrong dtype or
-        shape, or whose dynamic axis disagrees with another input's; return the dynamic sizes."""
+        shape, non-finite, or whose dynamic axis disagrees with another input's; return the dynamic sizes."""
         unknown = sorted(set(feed) - set(self.input_names))
         if unknown:
             raise InputError(
@@ -109,6 +113,7 @@ class GraphSpec:
             if spec.name not in feed:
                 raise InputError(f"graph {self.name}: missing input {spec.name!r} ({spec.describe()})")
             _check_tensor(self.name, spec, feed[spec.name], bound)
+        _check_finite(self.name, {s.name: feed[s.name] for s in self.inputs if s.dtype.startswith("float")})
         return {axis: size for axis, (size, _) in bound.items()}
 
     def to_dict(self) -> dict[str, Any]:
@@ -158,3 +163,31 @@ def _check_tensor(graph: str, spec: TensorSpec, value: Any, bound: dict[str, tup
             size, owner = bound.setdefault(want, (got, spec.name))
             if size != got:
                 raise InputError(f"{where}: axis {want} is {got} but input {owner!r} has {want} {size}")
+
+
+def _check_finite(graph: str, values: Mapping[str, Tensor | np.ndarray]) -> None:
+    """Raise `InputError` naming the first input holding NaN or infinity.
+
+    Cheap enough for every call: a sum is finite exactly when every value is, unless it overflows, so the
+    fast path is one vectorised sum per input and one host read for all of them (an element-wise `isfinite`
+    costs up to ten times more on a batch of frames). Only a sum that is not finite (a bad value, or an
+    overflow) pays for the element-wise check, which names the input and counts what it found.
+    """
+    sums = [_sum(value) for value in values.values()]
+    if not sums or (len({s.device for s in sums}) == 1 and bool(torch.isfinite(torch.stack(sums)).all())):
+        return
+    for name, value in values.items():
+        tensor = value if isinstance(value, Tensor) else torch.from_numpy(np.array(value))
+        nan, inf = int(torch.isnan(tensor).sum()), int(torch.isinf(tensor).sum())
+        if nan or inf:
+            raise InputError(
+                f"graph {graph}: input {name!r}: expected finite values, got {nan} NaN and {inf} infinite "
+                f"of {tensor.numel()}"
+            )
+
+
+def _sum(value: Tensor | np.ndarray) -> Tensor:
+    """The sum in float32 (float16 sums overflow early), as a 0-d tensor on the value's device."""
+    if isinstance(value, Tensor):
+        return value.sum(dtype=torch.float32)
+    return torch.tensor(np.sum(value, dtype=np.float32))

@@ -99,7 +99,20 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Che
         meta = json.loads(header.get("meta", "{}"))
     except (KeyError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"checkpoint {path}: header has no readable 'config' ({exc})") from exc
+    _check_finite(path, tensors)
     return Checkpoint(tensors=tensors, config=config, meta=meta)
+
+
+def _check_finite(path: Path, tensors: Mapping[str, Tensor]) -> None:
+    """Refuse NaN or infinite weights at load, naming the file and tensor, rather than at the first step
+    (as a NaN forecast far from its cause). A diverged training run writes such a checkpoint."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(
+                f"checkpoint {path}: tensor {name!r} has {bad} NaN or infinite values of {tensor.numel()} "
+                "(a diverged training run?)"
+            )
 
 
 def optimizer_to_tensors(state: Mapping[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:

@@ -38,6 +38,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--record", type=Path, metavar="DIR",
                    help="write each episode's drive log (MCAP, see `drivestack fleet`) to DIR")  # fmt: skip
     p.add_argument("--plan-every", type=int, help="stack policies: plan every N frames, perceive every frame")
+    p.add_argument("--resume", action="store_true",
+                   help="finish the interrupted run in --out, keeping its finished batches")  # fmt: skip
     p.set_defaults(run=main)
 
 
@@ -73,8 +75,10 @@ def main(args: argparse.Namespace) -> int:
         device=args.device,
         render=args.render,
         video_format=args.video_format,
+        policy_settings={name: str(value) for name, value in policy_options(args).items()},
     )
-    results = run_suite(cfg, make_policy(args.policy, **policy_options(args)), drive_logs(args.record, cfg.raster))
+    policy = make_policy(args.policy, **policy_options(args))
+    results = run_suite(cfg, policy, drive_logs(args.record, cfg.raster), resume=args.resume)
     failed = sum(r.error is not None for r in results)
     print(f"wrote {cfg.out}/summary.json, summary.csv, episodes.csv ({len(results)} episodes, {failed} failed)")
     return 1 if failed == len(results) else 0

@@ -5,11 +5,21 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
 class ConfigError(ValueError):
     """A config field holds a value outside what it documents."""
+
+
+FOLDER_OR_ABSENT = "a folder or a path not there yet (a file of that name is in the way)"
+
+
+def is_folder_or_absent(path: str | Path) -> bool:
+    """Whether an output folder can be made at `path`: checked when a job is configured, not after
+    hours of work when its first result is written."""
+    return Path(path).is_dir() or not Path(path).exists()
 
 
 def require(cond: bool, owner: str, name: str, expected: str, value: object) -> None:

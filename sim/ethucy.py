@@ -90,15 +90,25 @@ class ReplayWindow:
 
 
 def _number(text: str, what: str, where: str, whole: bool) -> float:
+    """The value of one column. Errors name the line and column, never the text: the file may not be an
+    ETH/UCY file at all (a scenario's `crowd.data` pointed at a secret), and its content must not leak."""
     try:
         value = float(text)
     except ValueError:
-        raise TrackFormatError(f"{where}: {what} {text!r} is not a number") from None
+        raise TrackFormatError(f"{where}: {what} is not a number") from None
     if not math.isfinite(value):
-        raise TrackFormatError(f"{where}: {what} {text!r} is not finite")
+        raise TrackFormatError(f"{where}: {what} is not finite")
     if whole and value != round(value):
-        raise TrackFormatError(f"{where}: {what} {text!r} is not a whole number")
+        raise TrackFormatError(f"{where}: {what} is not a whole number")
     return value
+
+
+def _lines(f, path: Path):
+    """The file's lines; a file that is not text is a `TrackFormatError` naming it (not a codec error)."""
+    try:
+        yield from f
+    except UnicodeDecodeError:
+        raise TrackFormatError(f"{path}: not a UTF-8 text file") from None
 
 
 def load_tracks(path: str | Path) -> Tracks:
@@ -106,8 +116,8 @@ def load_tracks(path: str | Path) -> Tracks:
     path = Path(path)
     rows: dict[int, list[tuple[float, float, float]]] = {}
     seen: set[tuple[int, int]] = set()
-    with path.open() as f:
-        for number, line in enumerate(f, start=1):
+    with path.open(encoding="utf-8", errors="strict") as f:
+        for number, line in enumerate(_lines(f, path), start=1):
             text = line.strip()
             if not text or text.startswith("#"):
                 continue
@@ -115,9 +125,10 @@ def load_tracks(path: str | Path) -> Tracks:
             cols = text.split()
             if len(cols) != 4:
                 raise TrackFormatError(f"{where}: expected 4 columns 'frame_id agent_id x y', got {len(cols)}")
-            frame = int(_number(cols[0], "frame id", where, whole=True))
-            agent = int(_number(cols[1], "agent id", where, whole=True))
-            x, y = (_number(c, "coordinate", where, whole=False) for c in cols[2:])
+            frame = int(_number(cols[0], "frame id (column 1)", where, whole=True))
+            agent = int(_number(cols[1], "agent id (column 2)", where, whole=True))
+            x = _number(cols[2], "x (column 3)", where, whole=False)
+            y = _number(cols[3], "y (column 4)", where, whole=False)
             if (frame, agent) in seen:
                 raise TrackFormatError(f"{where}: agent {agent} appears twice in frame {frame}")
             seen.add((frame, agent))

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from tqdm import tqdm
 
-from sim.config import ConfigError, RasterConfig, Timing
+from sim import journal
+from sim.config import FOLDER_OR_ABSENT, ConfigError, RasterConfig, Timing, is_folder_or_absent
+from sim.journal import RunInterrupted
 from sim.metrics.table import (
     format_table,
     summarize,
@@ -24,7 +27,7 @@ from sim.policies import Observation, Policy, PolicyOutput, make_policy
 from sim.recording import EpisodeRecorder
 from sim.render import write_video
 from sim.runner import EpisodeResult, rollout
-from sim.scenarios import Scenario, build_batch, episode_steps, resolve_suite
+from sim.scenarios import Scenario, ScenarioError, build_batch, episode_steps, resolve_suite
 from sim.state import WorldState
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,8 @@ class SuiteConfig:
         first_seed: the first seed.
         render_seeds: (scenario name, seed) pairs also rendered, whatever `render` says (the batches
             stay as they are, so each episode is the one a run without rendering drives).
+        policy_settings: what identifies the policy beyond its name (weights, backend, options),
+            stored with the run so that `--resume` refuses to finish it with another policy.
     """
 
     suite: str
@@ -75,6 +80,7 @@ class SuiteConfig:
     timing: Timing = Timing()
     raster: RasterConfig = RasterConfig()
     render_seeds: tuple[tuple[str, int], ...] = ()
+    policy_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.seeds < 1:
@@ -85,6 +91,8 @@ class SuiteConfig:
             raise ConfigError(f"SuiteConfig.render: expected >= 0, got {self.render}")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"SuiteConfig.device: {self.device!r} asked for, but CUDA is not available here")
+        if not is_folder_or_absent(self.out):
+            raise ConfigError(f"SuiteConfig.out: expected {FOLDER_OR_ABSENT}, got {str(self.out)!r}")
         if self.video_format not in ("mp4", "gif"):
             raise ConfigError(f"SuiteConfig.video_format: expected 'mp4' or 'gif', got {self.video_format!r}")
 
@@ -143,35 +151,93 @@ def _run_isolated(
 
 
 def run_suite(
-    cfg: SuiteConfig, policy: Policy | None = None, drive_logs: DriveLogFactory | None = None
+    cfg: SuiteConfig,
+    policy: Policy | None = None,
+    drive_logs: DriveLogFactory | None = None,
+    resume: bool = False,
 ) -> list[EpisodeResult]:
     """Run every scenario of the suite for `cfg.seeds` seeds; write results under `cfg.out`, and each
-    episode's drive log through `drive_logs` when given."""
+    episode's drive log through `drive_logs` when given.
+
+    Each finished batch is appended to `cfg.out/episodes.jsonl` (`sim.journal`). With `resume`, the
+    batches already there are read back instead of simulated; a folder holding an interrupted run is
+    never overwritten without it. Ctrl-C raises `RunInterrupted`, saying what was kept.
+    """
     scenarios = resolve_suite(cfg.suite)
     policy = policy or make_policy(cfg.policy)
     cfg.out.mkdir(parents=True, exist_ok=True)
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
+    batches = [(s, seeds[i : i + cfg.batch_size]) for s in scenarios for i in range(0, len(seeds), cfg.batch_size)]
+    ledger = open_journal(cfg, len(scenarios) * len(seeds), resume)
+    finished_steps = sum(episode_steps(s, cfg.timing) * len(chunk) for s, chunk in batches if ledger.has(s.name, chunk))
     total = sum(episode_steps(s, cfg.timing) * len(seeds) for s in scenarios)
-    results: list[EpisodeResult] = []
-    with tqdm(total=total, unit="step", desc=f"{cfg.policy}", disable=None) as bar:
-        for scenario in scenarios:
-            for start in range(0, len(seeds), cfg.batch_size):
-                chunk = seeds[start : start + cfg.batch_size]
-                render_ids = [i for i, s in enumerate(chunk)
-                              if s < cfg.first_seed + cfg.render or (scenario.name, s) in cfg.render_seeds]  # fmt: skip
-                recorder = EpisodeRecorder(render_ids, cfg.raster) if render_ids else None
-                try:
-                    results += _run_batch(scenario, chunk, policy, cfg, recorder, bar.update, drive_logs)
-                except Exception:  # noqa: BLE001 - isolate the failing episodes
-                    log.exception("batch of %s failed; retrying its episodes one by one", scenario.name)
-                    recorder = None
-                    results += _run_isolated(scenario, chunk, policy, cfg, bar.update, drive_logs)
-                if recorder is not None:
-                    for i in render_ids:
-                        path = cfg.out / "videos" / f"{scenario.name}_seed{chunk[i]}.{cfg.video_format}"
-                        write_video(recorder.frames(i), path, fps=round(1.0 / cfg.timing.sim_dt), raster=cfg.raster)
-    write_results(results, cfg)
-    return results
+    with tqdm(total=total, initial=finished_steps, unit="step", desc=f"{cfg.policy}", disable=None) as bar:
+        try:
+            for scenario, chunk in batches:
+                if not ledger.has(scenario.name, chunk):
+                    ledger.append(scenario.name, chunk, _run_and_render(scenario, chunk, policy, cfg, bar, drive_logs))
+        except KeyboardInterrupt as exc:
+            raise RunInterrupted(
+                f"interrupted: {len(ledger.results)} of {ledger.total} episodes are kept in {ledger.path}; "
+                "run the same command with --resume to finish the rest"
+            ) from exc
+    write_results(ledger.results, cfg)
+    return ledger.results
+
+
+def open_journal(cfg: SuiteConfig, total: int, resume: bool) -> journal.Journal:
+    """The run's journal: the stored one when resuming (its settings must match), else a new one."""
+    settings = run_settings(cfg)
+    stored = journal.read(cfg.out)
+    if stored is not None and resume:
+        changed = journal.differences(stored.settings, settings)
+        if changed:
+            raise ConfigError(f"{stored.path}: cannot resume a different run ({'; '.join(changed)})")
+        log.info("resuming %s: %d of %d episodes already run", stored.path, len(stored.results), stored.total)
+        return stored
+    if stored is not None and not stored.finished:
+        raise ConfigError(
+            f"{cfg.out} holds an interrupted run ({len(stored.results)} of {stored.total} episodes in "
+            f"{stored.path.name}); pass --resume to finish it, or choose another --out"
+        )
+    return journal.start(cfg.out, settings, total)
+
+
+def run_settings(cfg: SuiteConfig) -> dict[str, Any]:
+    """What must match for a stored run to be resumed: the suite, seeds, batches and policy (as JSON
+    reads it back, so a stored run compares equal to the same settings given again)."""
+    return json.loads(json.dumps({**_describe(cfg), "policy_settings": dict(cfg.policy_settings)}, default=str))
+
+
+def resumable(cfg: SuiteConfig) -> bool:
+    """Whether `cfg.out` holds a journal of this very run (finished or not)."""
+    stored = journal.read(cfg.out)
+    return stored is not None and not journal.differences(stored.settings, run_settings(cfg))
+
+
+def _run_and_render(
+    scenario: Scenario,
+    chunk: list[int],
+    policy: Policy,
+    cfg: SuiteConfig,
+    bar: tqdm,
+    drive_logs: DriveLogFactory | None,
+) -> list[EpisodeResult]:
+    """One batch's results (its episodes one by one if the batch raised), its videos written."""
+    render_ids = [i for i, s in enumerate(chunk)
+                  if s < cfg.first_seed + cfg.render or (scenario.name, s) in cfg.render_seeds]  # fmt: skip
+    recorder = EpisodeRecorder(render_ids, cfg.raster) if render_ids else None
+    try:
+        rows = _run_batch(scenario, chunk, policy, cfg, recorder, bar.update, drive_logs)
+    except ScenarioError:
+        raise  # the scenario cannot be built (its data file is missing): no episode of it can run
+    except Exception:  # noqa: BLE001 - isolate the failing episodes
+        log.exception("batch of %s failed; retrying its episodes one by one", scenario.name)
+        return _run_isolated(scenario, chunk, policy, cfg, bar.update, drive_logs)
+    for i in render_ids:
+        path = cfg.out / "videos" / f"{scenario.name}_seed{chunk[i]}.{cfg.video_format}"
+        write_video(recorder.frames(i), path, fps=round(1.0 / cfg.timing.sim_dt), raster=cfg.raster)
+    return rows
 
 
 def write_results(results: list[EpisodeResult], cfg: SuiteConfig) -> dict:

@@ -46,7 +46,7 @@ from sim.checkpoint import (
     rng_to_tensors,
     save_checkpoint,
 )
-from sim.config import ConfigError
+from sim.config import FOLDER_OR_ABSENT, ConfigError, is_folder_or_absent
 from sim.train_logging import MetricSinks
 
 FINAL_NAME = "final.safetensors"
@@ -118,6 +118,7 @@ def check_loop_settings(cfg: Any) -> None:
     require(cfg.grad_clip > 0, o, "grad_clip", "> 0", cfg.grad_clip)
     require(isinstance(cfg.seed, int) and cfg.seed >= 0, o, "seed", "an int >= 0", cfg.seed)
     require(cfg.stop_at is None or cfg.stop_at >= 1, o, "stop_at", "None or an int >= 1", cfg.stop_at)
+    require(is_folder_or_absent(cfg.out), o, "out", FOLDER_OR_ABSENT, str(cfg.out))
     require(not cfg.amp or str(cfg.device).startswith("cuda"), o, "amp", "False on a CPU (bf16 autocast is for CUDA)",
             cfg.amp)  # fmt: skip
     project = getattr(cfg, "wandb", None)

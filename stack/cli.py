@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from deploy.runtime import BackendUnavailable
@@ -16,6 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="A driving stack that passes distributions, with its own closed-loop simulator.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument(
+        "--debug", action="store_true", help=f"show an error's traceback, not one line (or set {DEBUG_VARIABLE}=1)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     from deploy import cli as deploy_cli
     from deploy import policy as deploy_policy  # noqa: F401  registers the exported backends of `stack`
@@ -35,6 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Errors a user makes or meets (a bad scenario file, an unknown policy, a backend missing here, an output
+# path that exists, a full or read-only disk) end in one line and exit code 2; anything else is a bug,
+# and keeps its traceback.
+USER_ERRORS = (ConfigError, ValueError, OSError, BackendUnavailable)
+DEBUG_VARIABLE = "DRIVESTACK_DEBUG"
+INTERRUPTED = 130  # the shell's code for a command ended by SIGINT
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -44,14 +56,27 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
+    debug = args.debug or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
     try:
         return int(args.run(args) or 0)
-    except (ConfigError, ValueError, FileNotFoundError, BackendUnavailable) as exc:
-        # User errors (bad scenario file, unknown policy, bad config, a backend missing here) get one
-        # clear line, no traceback.
-        logging.getLogger("drivestack").debug("traceback", exc_info=True)  # shown with --verbose
-        print(f"drivestack {args.command}: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        if debug:
+            raise
+        print(f"\ndrivestack {args.command}: {exc or 'interrupted'}", file=sys.stderr)
+        return INTERRUPTED
+    except USER_ERRORS as exc:
+        if debug:
+            raise
+        print(f"drivestack {args.command}: error: {describe_error(exc)}", file=sys.stderr)
         return 2
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line: an OS error as "path: reason" (not "[Errno 17] File exists: 'path'"), others as they say."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        return f"{where}{exc.strerror}" + (f" ({exc.filename2})" if exc.filename2 is not None else "")
+    return str(exc)
 
 
 if __name__ == "__main__":

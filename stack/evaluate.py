@@ -11,8 +11,9 @@ thresholded (`pdm-stack`); then the sweep's other sigmas.
 
 Every run is one `sim.suite.run_suite` into its own folder (`<out>/<label>/`,
 per-episode CSV and summary JSON); a run whose summary is already there with
-the same settings is read back instead of re-run, so an interrupted
-evaluation resumes where it stopped. `comparison.json` and the report
+the same settings is read back instead of re-run, and a run interrupted part
+way resumes from its last finished batch (`sim.journal`), so running the same
+command again after Ctrl-C goes on where it stopped. `comparison.json` and the report
 (`stack.report`) gather the rows overall and per family, paired bootstrap
 intervals over episodes of the stack's differences from `pdm`, `pdm-gt` and
 its ablation and of the diagnostics' differences (`stack.bootstrap`), and
@@ -29,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from sim.config import ConfigError, RasterConfig
+from sim.journal import RunInterrupted, discard_journal
 from sim.metrics.writers import write_json
 from sim.policies import make_policy, takes_option
-from sim.suite import SuiteConfig, run_suite
+from sim.suite import SuiteConfig, resumable, run_suite
 from stack.bootstrap import differences, sweep_differences
 from stack.diagnostics import DIAGNOSTICS, make_diagnostic
 from stack.model import Stack
@@ -178,8 +180,17 @@ def run_one(run: Run, cfg: ClosedLoopConfig, raster: RasterConfig) -> dict[str, 
         render=cfg.render if run.label == "stack" else 0,
         video_format="gif",
         raster=raster,
+        policy_settings=settings,
     )
-    run_suite(suite, run.policy(cfg, raster))
+    if not resumable(suite):
+        discard_journal(folder)  # another run's batches (other weights, seeds): this run starts over
+    try:
+        run_suite(suite, run.policy(cfg, raster), resume=True)
+    except RunInterrupted as exc:
+        raise RunInterrupted(
+            f"interrupted in run {run.label}: the finished runs and batches are kept under {cfg.out}; "
+            "run the same command again to go on from there"
+        ) from exc
     summary = json.loads(stored.read_text())
     summary["closed_loop"] = settings  # marks the run complete for resuming
     write_json(summary, stored)

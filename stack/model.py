@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from perception.decode import POSITION_STD_FLOOR
 from perception.model import Perception, PerceptionState
 from perception.types import Detections, Tracks
-from planning.planner import Planner, remember
+from planning.planner import Planner, checking, remember
 from planning.types import Plan
 from prediction.checkpoint import load_predictor_weights
 from prediction.model import MapInput, Predictor
@@ -144,6 +144,7 @@ class Stack(nn.Module):
     ) -> StackOutput:
         """`step` with every intermediate distribution; `noise` (see `Planner.forward`) switches the risk
         from forecast modes to samples. The planner checks sigma (it owns it)."""
+        _check_frame(frame)
         detections, tracks, perception = self.perception.step(state.perception, frame)
         forecast = self.forecast_frame(tracks, frame)
         plan = self.planner(forecast, frame, sigma, agent_size=tracks.size, noise=noise, previous=state.plan)
@@ -152,6 +153,7 @@ class Stack(nn.Module):
     def perceive(self, state: StackState, frame: SensorFrame) -> StackState:
         """Perception alone (between plans when a caller plans less often than it perceives); the
         previous plan is kept."""
+        _check_frame(frame)
         return StackState(self.perception.step(state.perception, frame)[2], state.plan)
 
     def forecast(
@@ -211,6 +213,13 @@ class Stack(nn.Module):
         stack.perception.detector.load_state_dict(perception.detector.state_dict())
         stack.predictor.load_state_dict(predictor.state_dict())
         return stack
+
+
+def _check_frame(frame: SensorFrame) -> None:
+    """The frame's contract, before anything reads it: a NaN in `frame.bev` or `frame.ego_pose` is named as
+    such, not found three modules later as a non-finite forecast."""
+    if checking():
+        frame.validate()
 
 
 def _check_timing(cfg: StackConfig, timing: Timing) -> None:

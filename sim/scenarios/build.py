@@ -21,6 +21,7 @@ from sim.roads import RoadGeometry, build_road, crosswalk_count, path_count, sta
 from sim.scenarios.agents import assemble
 from sim.scenarios.context import BuildContext
 from sim.scenarios.families import FAMILIES
+from sim.scenarios.family import MAX_AGENT_SLOTS
 from sim.scenarios.loader import Scenario
 from sim.scenarios.params import Draws, upper
 from sim.scenarios.schema import ScenarioError
@@ -32,10 +33,6 @@ _NOT_GEOMETRY = ("type", "path_points")
 def episode_steps(scenario: Scenario, timing: Timing = Timing()) -> int:
     """Sim steps in one episode: duration / sim_dt, rounded."""
     return max(1, round(scenario.duration / timing.sim_dt))
-
-
-# Pairwise agent interactions cost O(N^2) per step; past this a scenario is a mistake.
-MAX_AGENT_SLOTS = 256
 
 
 def build_batch(
@@ -69,13 +66,14 @@ def build_batch(
         log_steps=steps + 1 if family.replays else 1,
         dt=timing.sim_dt,
     )
-    agents, params, log = assemble(family.build(ctx), ctx)
-    slots = agents.valid.shape[1]
-    if slots > MAX_AGENT_SLOTS:
+    blocks = family.build(ctx)
+    slots = sum(block.size for block in blocks)
+    if slots > MAX_AGENT_SLOTS:  # loading checks `family.slots`; this guards a family whose count is wrong
         raise ScenarioError(
             f"{scenario.source}: the scenario needs {slots} agent slots, more than the simulator's "
             f"capacity of {MAX_AGENT_SLOTS}; lower the agent counts"
         )
+    agents, params, log = assemble(blocks, ctx)
     world = WorldState(
         step=torch.zeros(len(seeds), dtype=torch.long),
         seed=draws.seeds.clone(),

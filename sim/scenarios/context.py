@@ -50,11 +50,7 @@ class BuildContext:
 
     def param(self, dotted: str) -> Param:
         """The parsed parameter at a dotted key of the family's sections, e.g. "traffic.idm.min_gap"."""
-        section, *rest = dotted.split(".")
-        node: Any = self.scenario.sections[section]
-        for part in rest:
-            node = node[part]
-        return node
+        return self.scenario.param(dotted)
 
     def sample(self, dotted: str, shape: tuple[int, ...] = ()) -> Tensor:
         """Draw `[B, *shape]` of a family parameter; numbers come back as float32/long."""

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from sim.scenarios.families import FAMILIES
+from sim.scenarios.family import MAX_AGENT_SLOTS
 from sim.scenarios.params import lower, upper
 from sim.scenarios.schema import ScenarioError, Where, flag, num, parse_section, section, text
 from sim.scenarios.sections import EGO_FIELDS, ROAD_FIELDS, ROAD_TYPES, SENSOR_FIELDS
@@ -57,6 +58,14 @@ class Scenario:
     def road_type(self) -> str:
         return self.road["type"]
 
+    def param(self, dotted: str) -> Any:
+        """The parsed parameter at a dotted key of the family's sections, e.g. "traffic.idm.min_gap"."""
+        section, *rest = dotted.split(".")
+        node: Any = self.sections[section]
+        for part in rest:
+            node = node[part]
+        return node
+
     def with_overrides(self, overrides: Mapping[str, Any]) -> Scenario:
         """A copy with dotted keys replaced by YAML-style values, validated again.
 
@@ -92,11 +101,26 @@ def packaged_scenarios() -> list[str]:
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate one scenario file."""
     path = Path(path)
+    return parse_scenario(read_yaml(read_text_file(path, "scenario"), str(path)), str(path))
+
+
+# Scenario and suite files are a few kilobytes; anything far larger is not one, and is not read whole.
+MAX_FILE_BYTES = 1 << 20
+
+
+def read_text_file(path: Path, what: str) -> str:
+    """The UTF-8 text of a scenario or suite file; any reason it cannot be read is a `ScenarioError` naming it."""
     try:
-        source = path.read_text()
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise ScenarioError(f"{path}: cannot read scenario file ({exc.strerror or exc})") from exc
-    return parse_scenario(read_yaml(source, str(path)), str(path))
+        raise ScenarioError(f"{path}: cannot read {what} file ({exc.strerror or exc})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ScenarioError(f"{path}: larger than {MAX_FILE_BYTES >> 10} KiB; not a {what} file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{path}: not a UTF-8 text {what} file (byte {exc.start} cannot be decoded)") from None
 
 
 _NO_ALIASES = (
@@ -173,6 +197,12 @@ def parse_scenario(doc: Any, source: str) -> Scenario:
     check_geometry(scenario, top)
     if family.check is not None:
         family.check(scenario, top)
+    slots = family.slots(scenario)
+    if slots > MAX_AGENT_SLOTS:
+        top.fail(
+            f"the scenario asks for up to {slots} agents, more than the simulator's capacity of "
+            f"{MAX_AGENT_SLOTS}; lower the agent counts"
+        )
     return scenario
 
 

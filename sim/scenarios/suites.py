@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sim.scenarios.loader import Scenario, load_scenario, packaged_scenarios, read_yaml, scenario_path
+from sim.scenarios.loader import (
+    Scenario,
+    load_scenario,
+    packaged_scenarios,
+    read_text_file,
+    read_yaml,
+    scenario_path,
+)
 from sim.scenarios.schema import Field, ScenarioError, Where, parse_section, text
 
 SUITES_DIR = Path(__file__).parent / "suites"
@@ -45,15 +52,19 @@ def resolve_suite(name_or_path: str | Path) -> list[Scenario]:
 
 
 def _from_file(path: Path) -> list[Scenario]:
-    doc = read_yaml(path.read_text(), str(path))
-    if isinstance(doc, dict) and "scenarios" in doc:
+    if _is_suite(path):
         return load_suite(path)
     return [load_scenario(path)]
 
 
+def _is_suite(path: Path) -> bool:
+    doc = read_yaml(read_text_file(path, "suite or scenario"), str(path))
+    return isinstance(doc, dict) and "scenarios" in doc
+
+
 def load_suite(path: Path) -> list[Scenario]:
     where = Where(str(path))
-    doc = read_yaml(path.read_text(), str(path))
+    doc = read_yaml(read_text_file(path, "suite"), str(path))
     parsed = parse_section(doc, _SUITE_FIELDS, where)
     scenarios = []
     for i, entry in enumerate(parsed["scenarios"]):
@@ -62,6 +73,10 @@ def load_suite(path: Path) -> list[Scenario]:
             target = path.parent / entry
             if not target.is_file():
                 at.fail(f"no such scenario file {target}")
+            if target.resolve() == path.resolve():
+                at.fail("names the suite file itself; a suite lists scenario files")
+            if _is_suite(target):
+                at.fail(f"{target} is a suite; suites do not nest, list its scenarios instead")
             scenarios.append(load_scenario(target))
         elif entry in packaged_scenarios():
             scenarios.append(load_scenario(scenario_path(entry)))

@@ -34,9 +34,12 @@ GHOST_HEIGHT = (0.5, 2.0)
 GHOST_SPEED_STD = 1.0
 # Spurious single-cell returns (rain, dust) have heights up to a person's.
 SALT_HEIGHT_MAX = 2.0
-# Salt is drawn in fixed slots, one per this many raster cells; this caps
-# `SensorSettings.raster_noise` at about 1 / SALT_CELLS_PER_SLOT.
+# Salt is drawn in fixed slots, one per this many raster cells (rounded up); this caps
+# `SensorSettings.raster_noise` at 1 - (1 - 1 / cells)^slots >= 1 - exp(-1 / SALT_CELLS_PER_SLOT) = 0.0308.
 SALT_CELLS_PER_SLOT = 32
+# The most raster noise a scenario may ask for: below that cap for every raster, so a scenario file is
+# checked against it when it is loaded, before the raster is known.
+MAX_RASTER_NOISE = 0.03
 
 # Sub-keys: one per quantity drawn within a stream.
 _X, _Y, _VX, _VY, _SCORE, _COUNT, _YAW, _LENGTH, _WIDTH, _HEIGHT, _KIND, _CELL = range(12)
@@ -182,7 +185,7 @@ class Salt:
 
 
 def salt_slots(raster: RasterConfig) -> int:
-    return max(1, raster.size * raster.size // SALT_CELLS_PER_SLOT)
+    return -(-raster.size * raster.size // SALT_CELLS_PER_SLOT)
 
 
 def max_raster_noise(raster: RasterConfig) -> float:

@@ -113,7 +113,7 @@ def test_the_lane_reading_predictor_and_lane_changing_planner_export_and_match(t
 
     from prediction.config import PredictorConfig
     from sim.proposals import ProposalConfig
-    from tests.deploy.conftest import tiny_stack
+    from tests.tiny_stack import tiny_stack
 
     planner = replace(tiny_stack().cfg.planner, proposals=ProposalConfig(speed_fractions=(0.5, 1.0)))
     stack = tiny_stack(predictor=PredictorConfig.tiny(lanes=True), planner=planner)

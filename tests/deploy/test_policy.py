@@ -10,7 +10,7 @@ from sim.policies import make_policy
 from sim.runner import rollout
 from sim.scenarios import build_batch, load_scenario, scenario_path
 from stack.policy import StackPolicy
-from tests.deploy.conftest import RASTER
+from tests.tiny_stack import RASTER
 
 
 def _episode(policy, steps: int = 10):

@@ -10,7 +10,7 @@ from deploy.artifact import Artifact
 from fleet.registry import COLLISIONS, REGISTRY_FILE, GateSettings, Registry, passes_gate, promote
 from sim.scenarios import scenario_path
 from stack.cli import main
-from tests.deploy.conftest import tiny_stack
+from tests.tiny_stack import tiny_stack
 
 
 @pytest.fixture(scope="module")

@@ -113,8 +113,8 @@ def test_off_grid_frame_names_file_agent_and_frame(tmp_path):
     [
         ("800\t3.0\t1.0", "expected 4 columns"),
         ("800\t3.0\t1.0\t2.0\t9", "expected 4 columns"),
-        ("800\tthree\t1.0\t2.0", "agent id 'three' is not a number"),
-        ("800\t3.0\t1.0\tx", "coordinate 'x' is not a number"),
+        ("800\tthree\t1.0\t2.0", r"agent id \(column 2\) is not a number"),
+        ("800\t3.0\t1.0\tx", r"y \(column 4\) is not a number"),
     ],
 )
 def test_malformed_rows_name_file_and_line(tmp_path, bad_line, message):

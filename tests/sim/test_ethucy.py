@@ -39,7 +39,7 @@ def test_parses_integer_and_float_frame_ids_alike(tmp_path):
     "bad_line,message",
     [
         ("800\t3.0\t1.0\n", "expected 4 columns"),
-        ("8x0\t3.0\t1.0\t2.0\n", "frame id '8x0' is not a number"),
+        ("8x0\t3.0\t1.0\t2.0\n", r"frame id \(column 1\) is not a number"),
         ("800.5\t3.0\t1.0\t2.0\n", "not a whole number"),
         ("800\t3.0\tnan\t2.0\n", "not finite"),
         ("780\t1.0\t9.0\t9.0\n", "appears twice"),

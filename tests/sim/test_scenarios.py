@@ -401,8 +401,8 @@ def test_more_agents_than_capacity_is_an_error_naming_the_file(tmp_path):
     doc["agents"] = [copy.deepcopy({**walkers, "count": 64}) for _ in range(5)]  # shared objects dump as aliases
     path = tmp_path / "crowded.yaml"
     path.write_text(yaml.safe_dump(doc))
-    with pytest.raises(ScenarioError, match=r"crowded\.yaml.*320 agent slots.*capacity of 256"):
-        build_batch(load_scenario(path), [0])
+    with pytest.raises(ScenarioError, match=r"crowded\.yaml: .*up to 320 agents.*capacity of 256"):
+        load_scenario(path)  # at load, before anything is allocated
 
 
 @pytest.mark.parametrize("name", [n for n in packaged_scenarios() if n != "ethucy_crowd"])

@@ -15,8 +15,8 @@ from sim import ethucy
 from sim.geometry import path_pose, rotate, wrap_angle
 from sim.scenarios.agents import Block, replay
 from sim.scenarios.context import BuildContext
-from sim.scenarios.family import Family
-from sim.scenarios.schema import ScenarioError, integer, num, section, text
+from sim.scenarios.family import Family, counted
+from sim.scenarios.schema import ScenarioError, Where, integer, num, section, text
 from sim.state import AgentKind
 
 DEFAULT_DATA = "${DRIVESTACK_DATA:-../shared/data}/ethucy/eth/test/biwi_eth.txt"
@@ -64,9 +64,15 @@ def expand_data_path(template: str, where: str) -> Path:
 
 
 @functools.lru_cache(maxsize=8)
+def _tracks(path: str, mtime_ns: int) -> ethucy.Tracks:
+    """Parsed tracks, cached per file version (loading checks them, building replays them)."""
+    return ethucy.load_tracks(path)
+
+
+@functools.lru_cache(maxsize=8)
 def _grid(path: str, mtime_ns: int, dt: float) -> ethucy.GridTracks:
-    """Parsed and resampled tracks, cached per file version and step."""
-    return ethucy.resample(ethucy.load_tracks(path), dt)
+    """Resampled tracks, cached per file version and step."""
+    return ethucy.resample(_tracks(path, mtime_ns), dt)
 
 
 def load_grid(ctx: BuildContext) -> ethucy.GridTracks:
@@ -79,6 +85,18 @@ def load_grid(ctx: BuildContext) -> ethucy.GridTracks:
             f"set DRIVESTACK_DATA to the folder that holds ethucy/, e.g. export DRIVESTACK_DATA=/data"
         )
     return _grid(str(path.resolve()), path.stat().st_mtime_ns, ctx.dt)
+
+
+def check_data(scenario, where: Where) -> None:
+    """At load: `crowd.data` reads only allowed variables, and a file that is there parses. A file that is
+    not there is reported when the scenario is built: the data may be provided on the machine that runs it."""
+    at = where.child("crowd").child("data")
+    path = expand_data_path(scenario.param("crowd.data"), f"{where.file}: {at.path}")
+    if path.is_file():
+        try:
+            _tracks(str(path.resolve()), path.stat().st_mtime_ns)
+        except ethucy.TrackFormatError as exc:
+            at.fail(f"malformed ETH/UCY file: {exc}")
 
 
 def build_ethucy_crowd(ctx: BuildContext) -> list[Block]:
@@ -125,5 +143,7 @@ ETHUCY_CROWD = Family(
     road_types=("straight", "curved"),
     sections={"crowd": section("the replayed crowd", CROWD_FIELDS)},
     build=build_ethucy_crowd,
+    slots=counted("crowd.max_agents"),
     replays=True,
+    check=check_data,
 )

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from sim.scenarios.agents import SIZES, Block, idm_params, on_path, walkers
 from sim.scenarios.context import BuildContext
-from sim.scenarios.family import Family
+from sim.scenarios.family import Family, largest_count
 from sim.scenarios.params import Fixed, upper
 from sim.scenarios.schema import Field, ScenarioError, Where, flag, integer, items, num, text
 from sim.scenarios.sections import idm_section
@@ -135,5 +135,6 @@ CUSTOM = Family(
     road_types=("straight", "curved", "intersection", "merge"),
     sections={"agents": items("agent groups", GROUP_FIELDS)},
     build=build_custom,
+    slots=lambda scenario: sum(largest_count(group["count"]) for group in scenario.sections["agents"]),
     check=_check_groups,
 )

@@ -9,7 +9,7 @@ from torch import Tensor
 from sim.geometry import path_pose, project_to_path, rotate
 from sim.scenarios.agents import SIZES, Block, on_path, walkers
 from sim.scenarios.context import BuildContext
-from sim.scenarios.family import Family
+from sim.scenarios.family import Family, counted
 from sim.scenarios.params import lower, upper
 from sim.scenarios.schema import ScenarioError, Where, integer, num, section
 from sim.state import AgentKind, Behaviour
@@ -177,6 +177,7 @@ CROSSWALK_CROWD = Family(
     road_types=("intersection", "straight", "curved"),
     sections={"crowd": section("the crossing pedestrians", CROWD_FIELDS)},
     build=build_crosswalk_crowd,
+    slots=counted("crowd.pedestrians"),
     check=_check_crosswalk,
 )
 
@@ -189,5 +190,6 @@ OCCLUDED_PEDESTRIAN = Family(
         "pedestrian": section("the hidden pedestrian", PEDESTRIAN_FIELDS),
     },
     build=build_occluded_pedestrian,
+    slots=counted("parked.vehicles", scripted=1),
     check=_check_shoulder,
 )

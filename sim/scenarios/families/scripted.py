@@ -8,7 +8,7 @@ from torch import Tensor
 
 from sim.scenarios.agents import SIZES, Block, path_log, replay
 from sim.scenarios.context import BuildContext
-from sim.scenarios.family import Family
+from sim.scenarios.family import Family, counted
 from sim.scenarios.params import lower
 from sim.scenarios.schema import Where, num, section, text
 from sim.state import AgentKind
@@ -115,6 +115,7 @@ LEAD_BRAKE = Family(
     road_types=("straight", "curved"),
     sections={"lead": section("the braking lead vehicle", LEAD_FIELDS)},
     build=build_lead_brake,
+    slots=counted(scripted=1),
     replays=True,
 )
 
@@ -124,6 +125,7 @@ CUT_IN = Family(
     road_types=("straight", "curved"),
     sections={"cutter": section("the cutting-in vehicle", CUTTER_FIELDS)},
     build=build_cut_in,
+    slots=counted(scripted=1),
     replays=True,
     check=_check_two_lanes,
 )

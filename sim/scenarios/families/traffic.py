@@ -8,7 +8,7 @@ from torch import Tensor
 from sim.scenarios.agents import SIZES, Block, idm_params, kind_sizes, on_path
 from sim.scenarios.context import BuildContext
 from sim.scenarios.families.queues import fits_on_path, queue_offsets, skip_ego
-from sim.scenarios.family import Family
+from sim.scenarios.family import Family, counted
 from sim.scenarios.params import Fixed
 from sim.scenarios.schema import Where, integer, num, section
 from sim.scenarios.sections import idm_section
@@ -143,6 +143,7 @@ CRUISING = Family(
     road_types=("straight", "curved"),
     sections={"traffic": section("IDM traffic", TRAFFIC_FIELDS)},
     build=build_cruising,
+    slots=counted("traffic.vehicles", "traffic.cyclists"),
 )
 
 MERGE = Family(
@@ -151,6 +152,7 @@ MERGE = Family(
     road_types=("merge",),
     sections={"traffic": section("main-lane IDM traffic", TRAFFIC_FIELDS)},
     build=build_merge,
+    slots=counted("traffic.vehicles", "traffic.cyclists"),
     check=_check_on_ramp,
 )
 
@@ -160,6 +162,7 @@ UNPROTECTED_LEFT = Family(
     road_types=("intersection",),
     sections={"oncoming": section("oncoming stream", ONCOMING_FIELDS)},
     build=build_unprotected_left,
+    slots=counted("oncoming.vehicles"),
     check=_check_left_turn,
 )
 
@@ -169,4 +172,5 @@ GHOST_ROAD = Family(
     road_types=("straight", "curved"),
     sections={},
     build=build_ghost_road,
+    slots=counted(),
 )

@@ -1,22 +1,12 @@
-"""A tiny stack exported once per test session: the artifact every deploy test reads."""
+"""Fixtures shared across test folders: a tiny stack exported once per test session."""
 
 from __future__ import annotations
 
 import pytest
-import torch
 
 from deploy.export import export_stack
-from perception.model import PerceptionConfig
-from sim.config import RasterConfig
-from stack.config import StackConfig
 from stack.model import Stack
-
-RASTER = RasterConfig(size=32, resolution=1.0)
-
-
-def tiny_stack(seed: int = 0, **changes) -> Stack:
-    torch.manual_seed(seed)
-    return Stack(StackConfig.tiny(perception=PerceptionConfig.tiny(RASTER), **changes)).eval()
+from tests.tiny_stack import tiny_stack
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +18,7 @@ def tiny_checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def artifact(tiny_checkpoint, tmp_path_factory):
-    """Every graph of the tiny stack, exported (the slow part, shared by all deploy tests)."""
+    """Every graph of the tiny stack, exported (the slow part, shared by the deploy and hostile tests)."""
     return export_stack(tiny_checkpoint, tmp_path_factory.mktemp("export"))
 
 

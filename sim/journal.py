@@ -1,0 +1,134 @@
+"""The episodes of a suite run, appended as each batch finishes, so an interrupted run keeps its work.
+
+    runs/sim/episodes.jsonl
+      {"journal": 1, "settings": {...}, "episodes": 160}          the header: what run this is
+      {"scenario": "merge", "seeds": [5000, ...], "episodes": [...]} one line per finished batch
+
+A batch is one line written with one `write` and an fsync, so a run killed at
+any moment leaves whole batches and at most one torn last line, which reading
+drops (that batch is simulated again). Batches are never split: a resumed run
+simulates exactly the batches an uninterrupted one would, so its results are
+byte-identical. The floats go through JSON's shortest round-trip repr, which
+Python reads back to the same bits (NaN and infinities included).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sim.config import ConfigError
+from sim.metrics.writers import atomic_write_text
+from sim.runner import EpisodeResult
+
+JOURNAL = "episodes.jsonl"
+FORMAT = 1
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: the message says what was kept and how to go on."""
+
+
+@dataclass
+class Journal:
+    """An opened journal: the run's settings, its size, and the batches finished so far."""
+
+    path: Path
+    settings: dict[str, Any]
+    total: int
+    batches: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)
+    results: list[EpisodeResult] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return len(self.results) >= self.total
+
+    def has(self, scenario: str, seeds: Sequence[int]) -> bool:
+        return (scenario, tuple(seeds)) in self.batches
+
+    def append(self, scenario: str, seeds: Sequence[int], rows: Sequence[EpisodeResult]) -> None:
+        """One finished batch, durably, as one line."""
+        batch = {"scenario": scenario, "seeds": list(seeds), "episodes": [dataclasses.asdict(r) for r in rows]}
+        line = json.dumps(batch)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, (line + "\n").encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.batches.append((scenario, tuple(seeds)))
+        self.results.extend(rows)
+
+
+def start(out: Path, settings: Mapping[str, Any], total: int) -> Journal:
+    """A new journal in `out` (replacing any old one) holding only its header."""
+    path = out / JOURNAL
+    header = {"journal": FORMAT, "settings": dict(settings), "episodes": total}
+    atomic_write_text(path, json.dumps(header) + "\n")
+    return Journal(path, dict(settings), total)
+
+
+def read(out: Path) -> Journal | None:
+    """The journal in `out` (None if there is none), cut back to its last whole batch."""
+    path = out / JOURNAL
+    if not path.is_file():
+        return None
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    header = _parse(lines[0], path, 1)
+    if not (isinstance(header, dict) and header.get("journal") == FORMAT and isinstance(header.get("settings"), dict)
+            and isinstance(header.get("episodes"), int)):  # fmt: skip
+        raise ConfigError(f"{path}: line 1 is not a format-{FORMAT} drivestack journal header")
+    journal = Journal(path, header["settings"], header["episodes"])
+    kept = len(lines[0]) + 1
+    for number, line in enumerate(lines[1:-1], start=2):  # lines[-1] follows the last newline: torn or empty
+        batch = _parse(line, path, number)
+        journal.batches.append((batch["scenario"], tuple(batch["seeds"])))
+        journal.results.extend(_episode(e, path, number) for e in batch["episodes"])
+        kept += len(line) + 1
+    if kept < len(data):
+        with open(path, "r+b") as f:  # drop the torn last line, so the next batch starts a line of its own
+            f.truncate(kept)
+    return journal
+
+
+def discard_journal(out: Path) -> None:
+    """Remove the journal in `out`, for a caller that reruns a folder's run with other settings."""
+    (out / JOURNAL).unlink(missing_ok=True)
+
+
+def differences(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+    """`key: stored -> wanted` for each setting that differs."""
+    keys = sorted(set(stored) | set(wanted))
+    return [f"{k}: {stored.get(k)!r} -> {wanted.get(k)!r}" for k in keys if stored.get(k) != wanted.get(k)]
+
+
+def _parse(line: bytes, path: Path, number: int) -> Any:
+    try:
+        value = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: line {number} is not valid JSON ({exc.__class__.__name__})") from None
+    if number > 1 and not _is_batch(value):
+        raise ConfigError(f"{path}: line {number}: expected a batch with scenario, seeds and episodes")
+    return value
+
+
+def _is_batch(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("scenario"), str)
+        and isinstance(value.get("seeds"), list)
+        and isinstance(value.get("episodes"), list)
+    )
+
+
+def _episode(record: Any, path: Path, number: int) -> EpisodeResult:
+    try:
+        return EpisodeResult(**record)
+    except TypeError as exc:
+        raise ConfigError(f"{path}: line {number}: an episode record does not match EpisodeResult ({exc})") from None
