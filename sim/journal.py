@@ -6,7 +6,7 @@
 
 A batch is one line written with one `write` and an fsync, so a run killed at
 any moment leaves whole batches and at most one torn last line, which reading
-drops (that batch is simulated again). Batches are never split: a resumed run
+leaves out (that batch is simulated again, and written over it). Batches are never split: a resumed run
 simulates exactly the batches an uninterrupted one would, so its results are
 byte-identical. The floats go through JSON's shortest round-trip repr, which
 Python reads back to the same bits (NaN and infinities included).
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.config import ConfigError
-from sim.metrics.writers import atomic_write_text
+from sim.metrics.writers import atomic_write_bytes
 from sim.runner import EpisodeResult
 
 JOURNAL = "episodes.jsonl"
@@ -41,6 +41,7 @@ class Journal:
     path: Path
     settings: dict[str, Any]
     total: int
+    size: int  # bytes of whole lines: the next batch is written here, over a torn last line if there is one
     batches: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)
     results: list[EpisodeResult] = field(default_factory=list)
 
@@ -54,13 +55,15 @@ class Journal:
     def append(self, scenario: str, seeds: Sequence[int], rows: Sequence[EpisodeResult]) -> None:
         """One finished batch, durably, as one line."""
         batch = {"scenario": scenario, "seeds": list(seeds), "episodes": [dataclasses.asdict(r) for r in rows]}
-        line = json.dumps(batch)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        line = (json.dumps(batch) + "\n").encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY)
         try:
-            os.write(fd, (line + "\n").encode("utf-8"))
+            os.ftruncate(fd, self.size)
+            os.pwrite(fd, line, self.size)
             os.fsync(fd)
         finally:
             os.close(fd)
+        self.size += len(line)
         self.batches.append((scenario, tuple(seeds)))
         self.results.extend(rows)
 
@@ -68,13 +71,14 @@ class Journal:
 def start(out: Path, settings: Mapping[str, Any], total: int) -> Journal:
     """A new journal in `out` (replacing any old one) holding only its header."""
     path = out / JOURNAL
-    header = {"journal": FORMAT, "settings": dict(settings), "episodes": total}
-    atomic_write_text(path, json.dumps(header) + "\n")
-    return Journal(path, dict(settings), total)
+    header = (json.dumps({"journal": FORMAT, "settings": dict(settings), "episodes": total}) + "\n").encode()
+    atomic_write_bytes(path, header)
+    return Journal(path, dict(settings), total, len(header))
 
 
 def read(out: Path) -> Journal | None:
-    """The journal in `out` (None if there is none), cut back to its last whole batch."""
+    """The journal in `out` (None if there is none), up to its last whole batch (a torn last line, from a
+    run killed while writing it, is left out, and written over by the next append)."""
     path = out / JOURNAL
     if not path.is_file():
         return None
@@ -84,16 +88,12 @@ def read(out: Path) -> Journal | None:
     if not (isinstance(header, dict) and header.get("journal") == FORMAT and isinstance(header.get("settings"), dict)
             and isinstance(header.get("episodes"), int)):  # fmt: skip
         raise ConfigError(f"{path}: line 1 is not a format-{FORMAT} drivestack journal header")
-    journal = Journal(path, header["settings"], header["episodes"])
-    kept = len(lines[0]) + 1
+    journal = Journal(path, header["settings"], header["episodes"], len(lines[0]) + 1)
     for number, line in enumerate(lines[1:-1], start=2):  # lines[-1] follows the last newline: torn or empty
         batch = _parse(line, path, number)
         journal.batches.append((batch["scenario"], tuple(batch["seeds"])))
         journal.results.extend(_episode(e, path, number) for e in batch["episodes"])
-        kept += len(line) + 1
-    if kept < len(data):
-        with open(path, "r+b") as f:  # drop the torn last line, so the next batch starts a line of its own
-            f.truncate(kept)
+        journal.size += len(line) + 1
     return journal
 
 

@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         if debug:
             raise
+        # On a line of its own: the terminal's ^C and a progress bar may hold the current one.
         print(f"\ndrivestack {args.command}: {exc or 'interrupted'}", file=sys.stderr)
         return INTERRUPTED
     except USER_ERRORS as exc:

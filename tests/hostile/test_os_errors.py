@@ -47,10 +47,10 @@ def test_an_output_path_that_is_a_file_is_one_line_naming_it(command, a_file, tm
     ("code", "reason"), [(errno.ENOSPC, "No space left on device"), (errno.EROFS, "Read-only file system")]
 )
 def test_a_full_or_read_only_disk_is_one_line(code, reason, tmp_path, monkeypatch, capsys):
-    def refuse(path, text):
+    def refuse(path, data):
         raise OSError(code, reason, str(path))
 
-    monkeypatch.setattr("sim.journal.atomic_write_text", refuse)
+    monkeypatch.setattr("sim.journal.atomic_write_bytes", refuse)
     out = tmp_path / "out"
     assert main(["sim", "--suite", "cruising", "--policy", "idm", "--seeds", "1", "--out", str(out)]) == 2
     assert f"{out / 'episodes.jsonl'}: {reason}" in _one_line_error(capsys, "sim")

@@ -12,10 +12,11 @@ import torch
 
 from perception.model import PerceptionConfig
 from sim.config import RasterConfig
+from sim.journal import RunInterrupted
 from sim.scenarios import scenario_path
 from stack.bootstrap import PAIRS
 from stack.config import StackConfig
-from stack.evaluate import DIAGNOSTICS, ClosedLoopConfig, evaluate, planned_runs, sweep_checks, targets
+from stack.evaluate import DIAGNOSTICS, ClosedLoopConfig, Run, evaluate, planned_runs, sweep_checks, targets
 from stack.model import Stack
 from stack.report import write_report
 
@@ -153,3 +154,44 @@ def test_planned_runs_put_the_main_sigma_once():
 def test_missing_weights_get_a_clear_error(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="make stack-weights"):
         evaluate(ClosedLoopConfig(weights=tmp_path / "none.safetensors", out=tmp_path))
+
+
+class _InterruptedInSecondBatch:
+    """A policy that behaves like `policy` until Ctrl-C is pressed at the start of its second batch."""
+
+    def __init__(self, policy):
+        self.policy, self.batches = policy, 0
+
+    def __getattr__(self, name):
+        return getattr(self.policy, name)
+
+    def initial_state(self, batch, device):
+        self.batches += 1
+        return self.policy.initial_state(batch, device)
+
+    def act(self, state, obs):
+        if self.batches == 2:
+            raise KeyboardInterrupt
+        return self.policy.act(state, obs)
+
+
+def test_an_interrupted_evaluation_goes_on_from_the_last_finished_batch(setup, monkeypatch):
+    cfg, _ = setup
+    cfg = dataclasses.replace(cfg, batch_size=1, render=0, sigmas=(), out=cfg.out.parent / "interrupted")
+    straight = evaluate(dataclasses.replace(cfg, out=cfg.out.parent / "straight"))
+    build = Run.policy
+    monkeypatch.setattr(Run, "policy", lambda run, *a: _wrap(run, build(run, *a)))
+    with pytest.raises(RunInterrupted, match="interrupted in run stack-argmax: .*run the same command again"):
+        evaluate(cfg)
+    assert (cfg.out / "stack-argmax" / "episodes.jsonl").read_text().count("\n") == 2  # the header and one batch
+    monkeypatch.setattr(Run, "policy", build)
+    again = evaluate(cfg)
+    assert again["overall"] == straight["overall"]
+    for name in ("episodes.csv", "episodes.jsonl"):
+        assert (cfg.out / "stack-argmax" / name).read_bytes() == (
+            cfg.out.parent / "straight" / "stack-argmax" / name
+        ).read_bytes()
+
+
+def _wrap(run, policy):
+    return _InterruptedInSecondBatch(policy) if run.label == "stack-argmax" else policy
