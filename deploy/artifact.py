@@ -15,7 +15,6 @@ unknown graph name is an `ArtifactError` naming the file and the entry.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -24,19 +23,12 @@ from typing import Any
 
 from deploy.runtime import ArtifactError
 from deploy.spec import GraphSpec
+from sim.metrics.writers import sha256_file
 
 MANIFEST = "manifest.json"
 CHECKPOINT = "stack.safetensors"
 FORMAT = 1
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

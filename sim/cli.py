@@ -43,6 +43,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=main)
 
 
+# Policy options that change how fast a run goes, never its results: a run may be resumed with others.
+SPEED_ONLY = ("threads",)
+
+
 def policy_options(args: argparse.Namespace) -> dict:
     """The options given for the policy (only those given: a policy that takes none accepts no flags)."""
     given = {
@@ -75,7 +79,7 @@ def main(args: argparse.Namespace) -> int:
         device=args.device,
         render=args.render,
         video_format=args.video_format,
-        policy_settings={name: str(value) for name, value in policy_options(args).items()},
+        policy_settings={name: str(value) for name, value in policy_options(args).items() if name not in SPEED_ONLY},
     )
     policy = make_policy(args.policy, **policy_options(args))
     results = run_suite(cfg, policy, drive_logs(args.record, cfg.raster), resume=args.resume)

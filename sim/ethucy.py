@@ -130,7 +130,7 @@ def load_tracks(path: str | Path) -> Tracks:
             x = _number(cols[2], "x (column 3)", where, whole=False)
             y = _number(cols[3], "y (column 4)", where, whole=False)
             if (frame, agent) in seen:
-                raise TrackFormatError(f"{where}: agent {agent} appears twice in frame {frame}")
+                raise TrackFormatError(f"{where}: an agent id appears twice in one frame")
             seen.add((frame, agent))
             rows.setdefault(agent, []).append((frame / FRAME_STEP * SAMPLE_DT, x, y))
     if not rows:

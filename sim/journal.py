@@ -14,10 +14,12 @@ Python reads back to the same bits (NaN and infinities included).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,9 @@ from sim.metrics.writers import atomic_write_bytes
 from sim.runner import EpisodeResult
 
 JOURNAL = "episodes.jsonl"
+LOCK = ".episodes.lock"
+# Bump when the header or a batch line changes, or `EpisodeResult`'s fields do: a journal of another
+# format is refused by name instead of read wrong.
 FORMAT = 1
 
 
@@ -36,21 +41,32 @@ class RunInterrupted(KeyboardInterrupt):
 
 @dataclass
 class Journal:
-    """An opened journal: the run's settings, its size, and the batches finished so far."""
+    """An opened journal: the run's settings, its size, and the batches finished so far, by (scenario, seeds)."""
 
     path: Path
     settings: dict[str, Any]
     total: int
     size: int  # bytes of whole lines: the next batch is written here, over a torn last line if there is one
-    batches: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)
-    results: list[EpisodeResult] = field(default_factory=list)
+    batches: dict[tuple[str, tuple[int, ...]], list[EpisodeResult]] = field(default_factory=dict)
+
+    @property
+    def episodes(self) -> int:
+        return sum(len(rows) for rows in self.batches.values())
 
     @property
     def finished(self) -> bool:
-        return len(self.results) >= self.total
+        return self.episodes >= self.total
 
     def has(self, scenario: str, seeds: Sequence[int]) -> bool:
         return (scenario, tuple(seeds)) in self.batches
+
+    def results(self, plan: Sequence[tuple[str, Sequence[int]]]) -> list[EpisodeResult]:
+        """The episodes in the order of `plan`'s batches; a stored batch the plan lacks is an error."""
+        keys = [(scenario, tuple(seeds)) for scenario, seeds in plan]
+        stray = [key for key in self.batches if key not in set(keys)]
+        if stray:
+            raise ConfigError(f"{self.path}: holds batches this run does not plan, e.g. {stray[0]}")
+        return [row for key in keys if key in self.batches for row in self.batches[key]]
 
     def append(self, scenario: str, seeds: Sequence[int], rows: Sequence[EpisodeResult]) -> None:
         """One finished batch, durably, as one line."""
@@ -64,8 +80,7 @@ class Journal:
         finally:
             os.close(fd)
         self.size += len(line)
-        self.batches.append((scenario, tuple(seeds)))
-        self.results.extend(rows)
+        self.batches[(scenario, tuple(seeds))] = list(rows)
 
 
 def start(out: Path, settings: Mapping[str, Any], total: int) -> Journal:
@@ -91,10 +106,24 @@ def read(out: Path) -> Journal | None:
     journal = Journal(path, header["settings"], header["episodes"], len(lines[0]) + 1)
     for number, line in enumerate(lines[1:-1], start=2):  # lines[-1] follows the last newline: torn or empty
         batch = _parse(line, path, number)
-        journal.batches.append((batch["scenario"], tuple(batch["seeds"])))
-        journal.results.extend(_episode(e, path, number) for e in batch["episodes"])
+        journal.batches[(batch["scenario"], tuple(batch["seeds"]))] = [
+            _episode(e, path, number) for e in batch["episodes"]
+        ]
         journal.size += len(line) + 1
     return journal
+
+
+@contextlib.contextmanager
+def exclusive(out: Path) -> Iterator[None]:
+    """Hold `out`'s run lock: a second run into the same folder would write over this one's journal. The
+    lock is the OS's (`flock`), so a killed run never leaves a stale one behind."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / LOCK, "a") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"{out}: another run is writing there now; wait for it or choose another --out") from None
+        yield
 
 
 def discard_journal(out: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -27,7 +28,7 @@ from sim.policies import Observation, Policy, PolicyOutput, make_policy
 from sim.recording import EpisodeRecorder
 from sim.render import write_video
 from sim.runner import EpisodeResult, rollout
-from sim.scenarios import Scenario, ScenarioError, build_batch, episode_steps, resolve_suite
+from sim.scenarios import MissingData, Scenario, build_batch, episode_steps, resolve_suite
 from sim.state import WorldState
 
 log = logging.getLogger(__name__)
@@ -165,54 +166,85 @@ def run_suite(
     """
     scenarios = resolve_suite(cfg.suite)
     policy = policy or make_policy(cfg.policy)
-    cfg.out.mkdir(parents=True, exist_ok=True)
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
-    batches = [(s, seeds[i : i + cfg.batch_size]) for s in scenarios for i in range(0, len(seeds), cfg.batch_size)]
-    ledger = open_journal(cfg, len(scenarios) * len(seeds), resume)
-    finished_steps = sum(episode_steps(s, cfg.timing) * len(chunk) for s, chunk in batches if ledger.has(s.name, chunk))
-    total = sum(episode_steps(s, cfg.timing) * len(seeds) for s in scenarios)
-    with tqdm(total=total, initial=finished_steps, unit="step", desc=f"{cfg.policy}", disable=None) as bar:
+    plan = [(s, seeds[i : i + cfg.batch_size]) for s in scenarios for i in range(0, len(seeds), cfg.batch_size)]
+    with journal.exclusive(cfg.out):
+        ledger = open_journal(cfg, scenarios, resume)
+        results = _run_plan(plan, ledger, policy, cfg, drive_logs)
+    write_results(results, cfg)
+    return results
+
+
+def _run_plan(
+    plan: Sequence[tuple[Scenario, list[int]]],
+    ledger: journal.Journal,
+    policy: Policy,
+    cfg: SuiteConfig,
+    drive_logs: DriveLogFactory | None,
+) -> list[EpisodeResult]:
+    """Every batch of `plan` the journal lacks, appended to it as it finishes; the episodes in plan order."""
+    keys = [(scenario.name, chunk) for scenario, chunk in plan]
+    done = sum(episode_steps(s, cfg.timing) * len(chunk) for s, chunk in plan if ledger.has(s.name, chunk))
+    total = sum(episode_steps(s, cfg.timing) * len(chunk) for s, chunk in plan)
+    with tqdm(total=total, initial=done, unit="step", desc=f"{cfg.policy}", disable=None) as bar:
         try:
-            for scenario, chunk in batches:
+            for scenario, chunk in plan:
                 if not ledger.has(scenario.name, chunk):
                     ledger.append(scenario.name, chunk, _run_and_render(scenario, chunk, policy, cfg, bar, drive_logs))
         except KeyboardInterrupt as exc:
             raise RunInterrupted(
-                f"interrupted: {len(ledger.results)} of {ledger.total} episodes are kept in {ledger.path}; "
-                "run the same command with --resume to finish the rest"
+                f"interrupted: {ledger.episodes} of {ledger.total} episodes are kept in {ledger.path}; "
+                "run the same drivestack sim command with --resume to finish the rest"
             ) from exc
-    write_results(ledger.results, cfg)
-    return ledger.results
+    return ledger.results(keys)
 
 
-def open_journal(cfg: SuiteConfig, total: int, resume: bool) -> journal.Journal:
+def open_journal(cfg: SuiteConfig, scenarios: Sequence[Scenario], resume: bool) -> journal.Journal:
     """The run's journal: the stored one when resuming (its settings must match), else a new one."""
-    settings = run_settings(cfg)
-    stored = journal.read(cfg.out)
+    settings = run_settings(cfg, scenarios)
+    stored = _stored(cfg.out)
     if stored is not None and resume:
         changed = journal.differences(stored.settings, settings)
         if changed:
             raise ConfigError(f"{stored.path}: cannot resume a different run ({'; '.join(changed)})")
-        log.info("resuming %s: %d of %d episodes already run", stored.path, len(stored.results), stored.total)
+        log.info("resuming %s: %d of %d episodes already run", stored.path, stored.episodes, stored.total)
         return stored
     if stored is not None and not stored.finished:
         raise ConfigError(
-            f"{cfg.out} holds an interrupted run ({len(stored.results)} of {stored.total} episodes in "
+            f"{cfg.out} holds an interrupted run ({stored.episodes} of {stored.total} episodes in "
             f"{stored.path.name}); pass --resume to finish it, or choose another --out"
         )
-    return journal.start(cfg.out, settings, total)
+    return journal.start(cfg.out, settings, len(scenarios) * cfg.seeds)
 
 
-def run_settings(cfg: SuiteConfig) -> dict[str, Any]:
-    """What must match for a stored run to be resumed: the suite, seeds, batches and policy (as JSON
-    reads it back, so a stored run compares equal to the same settings given again)."""
-    return json.loads(json.dumps({**_describe(cfg), "policy_settings": dict(cfg.policy_settings)}, default=str))
+def _stored(out: Path) -> journal.Journal | None:
+    try:
+        return journal.read(out)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; delete it to start the run over, or choose another --out") from exc
+
+
+def run_settings(cfg: SuiteConfig, scenarios: Sequence[Scenario]) -> dict[str, Any]:
+    """What must match for a stored run to be resumed: the scenarios' content (a digest), seeds, batches,
+    raster, timing and policy (as JSON reads it back, so a stored run compares equal to the same settings)."""
+    documents = json.dumps([s.document for s in scenarios], sort_keys=True, default=str)
+    settings = {
+        **_describe(cfg),
+        "scenarios_sha256": hashlib.sha256(documents.encode()).hexdigest(),
+        "raster": dataclasses.asdict(cfg.raster),
+        "timing": dataclasses.asdict(cfg.timing),
+        "policy_settings": dict(cfg.policy_settings),
+    }
+    return json.loads(json.dumps(settings, default=str))
 
 
 def resumable(cfg: SuiteConfig) -> bool:
-    """Whether `cfg.out` holds a journal of this very run (finished or not)."""
-    stored = journal.read(cfg.out)
-    return stored is not None and not journal.differences(stored.settings, run_settings(cfg))
+    """Whether `cfg.out` holds a readable journal of this very run (finished or not)."""
+    try:
+        stored = journal.read(cfg.out)
+    except ConfigError:
+        return False
+    return stored is not None and not journal.differences(stored.settings, run_settings(cfg, resolve_suite(cfg.suite)))
 
 
 def _run_and_render(
@@ -229,8 +261,8 @@ def _run_and_render(
     recorder = EpisodeRecorder(render_ids, cfg.raster) if render_ids else None
     try:
         rows = _run_batch(scenario, chunk, policy, cfg, recorder, bar.update, drive_logs)
-    except ScenarioError:
-        raise  # the scenario cannot be built (its data file is missing): no episode of it can run
+    except MissingData:
+        raise  # the scenario's data file is not there: no episode of it can run
     except Exception:  # noqa: BLE001 - isolate the failing episodes
         log.exception("batch of %s failed; retrying its episodes one by one", scenario.name)
         return _run_isolated(scenario, chunk, policy, cfg, bar.update, drive_logs)

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         # On a line of its own: the terminal's ^C and a progress bar may hold the current one.
-        print(f"\ndrivestack {args.command}: {exc or 'interrupted'}", file=sys.stderr)
+        print(f"\ndrivestack {args.command}: {str(exc) or 'interrupted'}", file=sys.stderr)
         return INTERRUPTED
     except USER_ERRORS as exc:
         if debug:

@@ -31,7 +31,7 @@ from typing import Any
 
 from sim.config import ConfigError, RasterConfig
 from sim.journal import RunInterrupted, discard_journal
-from sim.metrics.writers import write_json
+from sim.metrics.writers import sha256_file, write_json
 from sim.policies import make_policy, takes_option
 from sim.suite import SuiteConfig, resumable, run_suite
 from stack.bootstrap import differences, sweep_differences
@@ -154,9 +154,10 @@ def sweep_label(sigma: float) -> str:
 
 
 def _settings(run: Run, cfg: ClosedLoopConfig) -> dict[str, Any]:
-    """What must match for a stored run to be reused."""
+    """What must match for a stored run to be reused: the weights by content, so retrained weights written
+    over the same path are run again."""
     keep = ("suite", "seeds", "first_seed", "weights", "plan_every")
-    return {**asdict(run), **{k: str(getattr(cfg, k)) for k in keep}}
+    return {**asdict(run), **{k: str(getattr(cfg, k)) for k in keep}, "weights_sha256": sha256_file(cfg.weights)}
 
 
 def run_one(run: Run, cfg: ClosedLoopConfig, raster: RasterConfig) -> dict[str, Any]:

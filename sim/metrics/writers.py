@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import math
@@ -65,6 +66,15 @@ def atomic_copy(source: str | Path, target: str | Path) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return target
+
+
+def sha256_file(path: str | Path) -> str:
+    """The file's SHA-256 (hex), read in 1 MiB blocks: what identifies a checkpoint or graph by content."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _finite_or_none(value: Any) -> Any:

@@ -20,6 +20,10 @@ class ScenarioError(ValueError):
     """A scenario or suite file does not match its schema."""
 
 
+class MissingData(ScenarioError):
+    """A scenario's data file (ETH/UCY tracks) is not on this machine: no episode of it can be built."""
+
+
 class _Required:
     def __repr__(self) -> str:
         return "REQUIRED"

@@ -4,7 +4,7 @@ and the IDM section reused by the traffic families. docs/scenarios.md documents 
 from __future__ import annotations
 
 from sim.scenarios.schema import Field, flag, integer, num, section, text
-from sim.sensors.noise import MAX_RASTER_NOISE
+from sim.sensors.noise import SCENARIO_RASTER_NOISE_LIMIT
 
 ROAD_TYPES = ("straight", "curved", "intersection", "merge")
 
@@ -87,7 +87,7 @@ SENSOR_FIELDS = {
     "position_jitter": num("std of object position noise, m", 0.0, 0.0, 5.0),
     "miss_prob": num("probability a visible object is missed in a frame", 0.0, 0.0, 1.0),
     "ghost_rate": num("expected false positives per frame", 0.0, 0.0, 100.0),
-    "raster_noise": num("probability an empty raster cell lights up", 0.0, 0.0, MAX_RASTER_NOISE),
+    "raster_noise": num("probability an empty raster cell lights up", 0.0, 0.0, SCENARIO_RASTER_NOISE_LIMIT),
 }
 
 IDM_FIELDS = {

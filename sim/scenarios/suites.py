@@ -82,4 +82,7 @@ def load_suite(path: Path) -> list[Scenario]:
             scenarios.append(load_scenario(scenario_path(entry)))
         else:
             at.fail(f"unknown scenario {entry!r}; packaged: {', '.join(packaged_scenarios())}")
+        earlier = [j for j, other in enumerate(scenarios[:-1]) if other.name == scenarios[-1].name]
+        if earlier:  # results, summaries and resumed runs are keyed by scenario name
+            at.fail(f"scenario name {scenarios[-1].name!r} is also scenarios[{earlier[0]}]'s; give each its own name")
     return scenarios

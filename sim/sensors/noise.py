@@ -37,9 +37,11 @@ SALT_HEIGHT_MAX = 2.0
 # Salt is drawn in fixed slots, one per this many raster cells (rounded up); this caps
 # `SensorSettings.raster_noise` at 1 - (1 - 1 / cells)^slots >= 1 - exp(-1 / SALT_CELLS_PER_SLOT) = 0.0308.
 SALT_CELLS_PER_SLOT = 32
-# The most raster noise a scenario may ask for: below that cap for every raster, so a scenario file is
-# checked against it when it is loaded, before the raster is known.
-MAX_RASTER_NOISE = 0.03
+# The most raster noise a scenario file may ask for, checked when it is loaded, before the raster is known:
+# below the cap above for every raster (the smallest cap, as cells grow, is 1 - exp(-1 / SALT_CELLS_PER_SLOT)).
+SCENARIO_RASTER_NOISE_LIMIT = 0.03
+if -math.expm1(-1.0 / SALT_CELLS_PER_SLOT) < SCENARIO_RASTER_NOISE_LIMIT:
+    raise AssertionError("SCENARIO_RASTER_NOISE_LIMIT must stay below what every raster's salt slots can draw")
 
 # Sub-keys: one per quantity drawn within a stream.
 _X, _Y, _VX, _VY, _SCORE, _COUNT, _YAW, _LENGTH, _WIDTH, _HEIGHT, _KIND, _CELL = range(12)

@@ -10,6 +10,7 @@ import errno
 import pytest
 import yaml
 
+from sim.scenarios import scenario_path
 from stack.cli import DEBUG_VARIABLE, main
 
 
@@ -80,12 +81,36 @@ def test_a_huge_scenario_file_is_not_read_whole(tmp_path, capsys):
     assert "larger than 1024 KiB" in _one_line_error(capsys, "sim")
 
 
-@pytest.mark.parametrize("entry", ["suite.yaml", "other_suite.yaml"])
-def test_a_suite_that_includes_a_suite_is_refused_naming_it(entry, tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("suite.yaml", "scenarios[1]: names the suite file itself; a suite lists scenario files"),
+        ("other_suite.yaml", "scenarios[1]: {tmp}/other_suite.yaml is a suite; suites do not nest"),
+    ],
+)
+def test_a_suite_that_includes_a_suite_is_refused_naming_it(entry, message, tmp_path, capsys):
     suite = {"name": "loop", "description": "includes itself", "scenarios": ["cruising", entry]}
     (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
     (tmp_path / "other_suite.yaml").write_text(yaml.safe_dump({**suite, "scenarios": ["cruising"]}))
     argv = ["sim", "--suite", str(tmp_path / "suite.yaml"), "--policy", "idm", "--seeds", "1", "--out", str(tmp_path)]
     assert main(argv) == 2
-    err = _one_line_error(capsys, "sim")
-    assert "scenarios[1]" in err and ("names the suite file itself" in err or "suites do not nest" in err)
+    assert message.format(tmp=tmp_path) in _one_line_error(capsys, "sim")
+
+
+def test_a_suite_naming_two_scenarios_alike_is_refused(tmp_path, capsys):
+    for copy in ("a", "b"):  # a copied scenario file that kept its name
+        (tmp_path / f"{copy}.yaml").write_text(scenario_path("lead_brake").read_text())
+    suite = {"name": "twins", "description": "two files, one name", "scenarios": ["a.yaml", "b.yaml"]}
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
+    argv = ["sim", "--suite", str(tmp_path / "suite.yaml"), "--policy", "idm", "--seeds", "1", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    assert "scenarios[1]: scenario name 'lead_brake' is also scenarios[0]'s" in _one_line_error(capsys, "sim")
+
+
+def test_ctrl_c_outside_a_suite_run_still_says_interrupted(monkeypatch, capsys):
+    def pressed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("deploy.export.export_stack", pressed)
+    assert main(["export", "--out", "/nonexistent/never-written"]) == 130
+    assert capsys.readouterr().err.strip() == "drivestack export: interrupted"

@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from sim.config import ConfigError
-from sim.journal import JOURNAL, RunInterrupted
+from sim.journal import JOURNAL, RunInterrupted, exclusive, start
 from sim.policies.idm import IDMPolicy
+from sim.runner import EpisodeResult
 from sim.scenarios import episode_steps, load_scenario, scenario_path
 from sim.suite import SuiteConfig, run_suite
 from stack.cli import main
@@ -109,3 +110,37 @@ def test_ctrl_c_in_the_command_is_one_line_saying_how_to_resume(suite_file, tmp_
     assert err.startswith("drivestack sim: interrupted: 0 of 6 episodes are kept") and "--resume" in err
     monkeypatch.setattr("sim.cli.make_policy", lambda name, **options: IDMPolicy())
     assert main([*command, "--out", str(out), "--resume"]) == 0
+
+
+def test_a_scenario_edited_before_resuming_is_refused(suite_file, tmp_path):
+    cfg = _config(suite_file, tmp_path / "edited")
+    with pytest.raises(RunInterrupted):
+        run_suite(cfg, InterruptedAtCall(at=_steps_per_batch(cfg) + 1))
+    edited = suite_file.parent / "lead_brake.yaml"
+    edited.write_text(edited.read_text().replace("duration: 1.0", "duration: 1.5"))
+    with pytest.raises(ConfigError, match=r"cannot resume a different run \(scenarios_sha256: "):
+        run_suite(cfg, IDMPolicy(), resume=True)
+
+
+def test_a_second_run_into_the_same_folder_is_refused_while_the_first_writes(suite_file, tmp_path):
+    cfg = _config(suite_file, tmp_path / "busy")
+    with exclusive(cfg.out), pytest.raises(ConfigError, match="another run is writing there now"):
+        run_suite(cfg, IDMPolicy())
+
+
+def test_an_unreadable_journal_says_how_to_start_over(suite_file, tmp_path):
+    cfg = _config(suite_file, tmp_path / "damaged")
+    cfg.out.mkdir()
+    (cfg.out / JOURNAL).write_text("not json\n")
+    with pytest.raises(
+        ConfigError, match=r"episodes\.jsonl: line 1 is not valid JSON .*delete it to start the run over"
+    ):
+        run_suite(cfg, IDMPolicy())
+
+
+def test_stored_batches_the_plan_lacks_are_refused(tmp_path):
+    ledger = start(tmp_path, {"suite": "x"}, 2)
+    ledger.append("gone", [0], [EpisodeResult("gone", "cruising", 0, {"score": 1.0})])
+    assert ledger.results([("gone", [0])])[0].scenario == "gone"
+    with pytest.raises(ConfigError, match=r"holds batches this run does not plan, e\.g\. \('gone', \(0,\)\)"):
+        ledger.results([("kept", [0])])

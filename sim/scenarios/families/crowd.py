@@ -16,7 +16,7 @@ from sim.geometry import path_pose, rotate, wrap_angle
 from sim.scenarios.agents import Block, replay
 from sim.scenarios.context import BuildContext
 from sim.scenarios.family import Family, counted
-from sim.scenarios.schema import ScenarioError, Where, integer, num, section, text
+from sim.scenarios.schema import MissingData, ScenarioError, Where, integer, num, section, text
 from sim.state import AgentKind
 
 DEFAULT_DATA = "${DRIVESTACK_DATA:-../shared/data}/ethucy/eth/test/biwi_eth.txt"
@@ -80,7 +80,7 @@ def load_grid(ctx: BuildContext) -> ethucy.GridTracks:
     where = f"{ctx.scenario.source}: crowd.data"
     path = expand_data_path(template, where)
     if not path.is_file():
-        raise ScenarioError(
+        raise MissingData(
             f"{where}: ETH/UCY file {path} not found (from {template!r}, working directory {Path.cwd()}); "
             f"set DRIVESTACK_DATA to the folder that holds ethucy/, e.g. export DRIVESTACK_DATA=/data"
         )
