@@ -39,13 +39,13 @@ import torch
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+from core.io import write_json
 from prediction import api
 from prediction.checkpoint import load_predictor
 from prediction.config import PredictorConfig
 from prediction.ethucy import SCENES, load_split
 from prediction.evaluate import evaluate_scene
 from prediction.train import PredictionTrainConfig, train
-from sim.training import write_json
 
 METRICS = ("min_ade", "min_fde", "ade", "fde", "nll_step", "kde_nll", "mode_entropy", "modes_used", "coverage_1sigma",
            "coverage_2sigma")

@@ -34,6 +34,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import torch
 
+from core.benchmark import machine_info
+from core.io import write_json
 from fleet.federated import (
     ASSIGNMENTS,
     ROUNDS_NAME,
@@ -47,8 +49,6 @@ from fleet.federated import (
     table_header,
 )
 from prediction.config import PredictorConfig
-from sim.timing import machine_info
-from sim.training import write_json
 
 
 def run_all(args: argparse.Namespace, work: Path) -> dict:

@@ -28,12 +28,13 @@ from pathlib import Path
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+from core.benchmark import machine_info
+from core.checkpoint import load_checkpoint
+from core.io import write_json
+from core.training import latest_checkpoint
 from fleet.recorder import record_drives
-from sim.checkpoint import load_checkpoint
 from sim.policies import make_policy
 from sim.scenarios import load_scenario, scenario_path
-from sim.timing import machine_info
-from sim.training import latest_checkpoint, write_json
 
 STAGES = ("pretrain", "perception", "prediction", "end2end")
 # What each stage trains: the networks `drivestack make` ships (the shipped stack for end2end).

@@ -23,11 +23,11 @@ import torch
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import deploy.spec as spec_module
+from core.benchmark import machine_info, time_call
+from core.io import write_json
 from deploy.artifact import Artifact
 from deploy.examples import recorded_inputs
 from deploy.runtime import open_runtime
-from sim.timing import machine_info, time_call
-from sim.training import write_json
 from stack.model import Stack
 
 GRAPHS = ("tracker", "planner", "stack_step")

@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+from core.benchmark import machine_info
+from core.io import write_json
 from sim import journal
-from sim.timing import machine_info
-from sim.training import write_json
 
 
 def time_appends(run: journal.Journal, repeats: int) -> list[float]:

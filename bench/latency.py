@@ -30,12 +30,12 @@ import torch
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+from core.benchmark import machine_info, time_call
+from core.io import write_json
 from deploy.artifact import Artifact
 from deploy.examples import recorded_inputs
 from deploy.export import export_stack
 from deploy.runtime import ArtifactError, BackendUnavailable, Runtime, open_runtime
-from sim.timing import machine_info, time_call
-from sim.training import write_json
 from stack.model import Stack
 from stack.policy import DEFAULT_WEIGHTS
 

@@ -49,15 +49,15 @@ import torch
 # the `perception` package; drop that entry (the repository root is on the path via the installed package).
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+from core.benchmark import machine_info
+from core.io import write_json
 from perception.config import DetectorConfig
 from perception.data import DatasetConfig, FrameDataset, generate_dataset
 from perception.detector import Detector
 from perception.evaluate import EvaluateConfig, evaluate
-from perception.jobs.common import write_json
 from perception.model import PerceptionConfig
 from perception.train import FinetuneConfig, PretrainConfig, finetune, pretrain
 from sim.config import RasterConfig
-from sim.timing import machine_info
 
 FRACTIONS = (0.01, 0.05, 0.10, 1.0)
 

@@ -24,13 +24,13 @@ import torch
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+from core.benchmark import machine_info, time_call
+from core.io import write_json
 from prediction.checkpoint import load_predictor
 from prediction.config import PredictorConfig
 from prediction.inputs import tracks_from_positions
 from prediction.model import MapInput, Predictor, SampleNoise
 from sim.sensors.lanes import LANE_POINTS, LANE_SLOTS, LANE_SPACING
-from sim.timing import machine_info, time_call
-from sim.training import write_json
 
 
 def scene(agents: int, history: int, dt: float, seed: int = 0):

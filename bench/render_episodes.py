@@ -25,10 +25,9 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 from PIL import Image
 
-from sim.metrics.writers import atomic_write_text
+from core.io import atomic_write_text, write_json
 from sim.scenarios import resolve_suite
 from sim.suite import SuiteConfig, run_suite
-from sim.training import write_json
 from stack.diagnostics import make_diagnostic
 from stack.policy import DEFAULT_WEIGHTS, StackPolicy
 

@@ -35,15 +35,15 @@ import torch
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+from core.benchmark import machine_info
+from core.config import config_from_dict
+from core.io import write_json
 from prediction import api
 from prediction.evaluate import evaluate_groups
 from prediction.simdata import SimWindowsConfig, describe, load_windows, save_windows, simulate_windows, window_episodes
 from prediction.windows import TrajectoryWindows
-from sim.config import config_from_dict
 from sim.scenarios import resolve_suite
 from sim.state import AgentKind
-from sim.timing import machine_info
-from sim.training import write_json
 
 INTERACTION_FAMILIES = ("unprotected_left", "merge", "cut_in")
 METRICS = ("ade", "fde", "min_ade", "min_fde", "modes_min_fde", "best_mode_weight", "nll_step", "mode_entropy",

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from sim.config import RasterConfig, Timing
+from core.config import Timing
+from sim.config import RasterConfig
 from sim.metrics import EpisodeAccumulator
 from sim.scenarios import build_batch, load_scenario, scenario_path
 from sim.sensors import render_frame

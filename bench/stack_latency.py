@@ -22,13 +22,13 @@ import torch
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+from core.benchmark import machine_info, time_call
+from core.io import write_json
 from sim.controller import TrackingController, centre_plan_to_rear_axle
 from sim.policies import make_policy
 from sim.runner import observe
 from sim.scenarios import build_batch, load_scenario, scenario_path
 from sim.step import step as sim_step
-from sim.timing import machine_info, time_call
-from sim.training import write_json
 from stack.model import Stack
 from stack.policy import DEFAULT_WEIGHTS
 

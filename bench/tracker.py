@@ -31,18 +31,19 @@ import torch
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+from core.benchmark import machine_info
+from core.config import Timing
+from core.io import write_json
 from perception.model import Perception
 from perception.objects import detections_from_objects
 from perception.track_metrics import match_tracks, summarize
 from perception.tracker import Tracker, TrackerConfig
 from perception.types import Detections
-from sim.config import RasterConfig, Timing
+from sim.config import RasterConfig
 from sim.policies import make_policy
 from sim.runner import rollout
 from sim.scenarios import build_batch, episode_steps, load_scenario, scenario_path
 from sim.sensors import detect_objects, ground_truth
-from sim.timing import machine_info
-from sim.training import write_json
 
 SCENARIOS = ("cruising", "cut_in", "crosswalk_crowd")
 

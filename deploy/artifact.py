@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.io import sha256_file
 from deploy.runtime import ArtifactError
 from deploy.spec import GraphSpec
-from sim.metrics.writers import sha256_file
 
 MANIFEST = "manifest.json"
 CHECKPOINT = "stack.safetensors"

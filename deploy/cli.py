@@ -60,7 +60,7 @@ def run_parity(args: argparse.Namespace) -> int:
     print(format_table(cases))
     print(f"\nall outputs within {summary['tolerance']:g}: {summary['passed']}")
     if args.json:
-        from sim.metrics.writers import atomic_write_text
+        from core.io import atomic_write_text
 
         report = {**summary, "backend": args.backend, "device": args.device, "batches": args.batches}
         atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")

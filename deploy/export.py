@@ -22,12 +22,12 @@ from pathlib import Path
 import onnx
 import torch
 
+from core.io import atomic_copy, atomic_write_bytes, atomic_write_text, sha256_file
 from deploy.artifact import CHECKPOINT, FORMAT, MANIFEST, Artifact
 from deploy.examples import recorded_inputs
 from deploy.graphs import GRAPH_NAMES, FlatGraph, Named, dynamic_axes, graph_defs
 from deploy.runtime import ArtifactError
 from deploy.spec import GraphSpec, TensorSpec
-from sim.metrics.writers import atomic_copy, atomic_write_bytes, atomic_write_text, sha256_file
 from stack.model import Stack
 
 log = logging.getLogger(__name__)

@@ -16,10 +16,10 @@ from typing import Any
 
 from torch import Tensor
 
+from core.config import Timing
 from deploy.artifact import Artifact
 from deploy.runtime import open_runtime
 from perception.model import Perception, PerceptionState
-from sim.config import Timing
 from sim.policies import Overlay
 from sim.proposals import PreviousPlan
 from sim.types import SensorFrame

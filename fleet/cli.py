@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from core.training import add_loop_arguments, loop_fields
 from fleet.cycle import CycleConfig, run_cycle
 from fleet.federated import add_parser as add_federated_parser
 from fleet.index import LogIndex, build_index
@@ -23,7 +24,6 @@ from prediction.train import PredictionTrainConfig
 from sim.config import RasterConfig
 from sim.policies import make_policy
 from sim.scenarios import resolve_suite
-from sim.training import add_loop_arguments, loop_fields
 from stack.policy import DEFAULT_WEIGHTS
 from stack.train import EndToEndConfig
 

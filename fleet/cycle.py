@@ -28,11 +28,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.config import require
+from core.io import atomic_write_text
 from fleet.recorder import drive_name, record_drives
 from fleet.registry import GateSettings, Registry, promote
 from fleet.train import MANIFEST, VALIDATION, train_end2end
-from sim.config import RasterConfig, require
-from sim.metrics.writers import atomic_write_text
+from sim.config import RasterConfig
 from sim.policies import Policy, make_policy
 from sim.scenarios import resolve_suite
 from stack.config import StackConfig

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
+from core.config import Timing
 from fleet.logs import LogError, read_drive
 from prediction.simdata import EpisodeSamples, sample_row
-from sim.config import Timing
 from sim.geometry import ego_center
 from sim.sensors.lanes import lanes_seen_from
 from sim.sensors.pose import SensorPose

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from mcap.reader import SeekingReader
 
+from core.io import atomic_write_text
 from fleet.logs import DAMAGE_ERRORS, LogError, LogRecord, corrupted_error, decode, drive_metadata, read_drive
-from sim.metrics.writers import atomic_write_text
 
 INDEX_FILE = "index.json"
 INDEX_FORMAT = 1

@@ -39,8 +39,8 @@ from mcap.reader import NonSeekingReader
 from mcap.writer import CompressionType, Writer
 from zstandard import ZstdError
 
+from core.contracts import ContractError, TensorContract
 from sim.state import AgentState, EgoState
-from sim.tensorclass import ContractError, TensorContract
 from sim.types import ObjectList, SensorFrame
 
 PROFILE = "drivestack"

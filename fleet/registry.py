@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.checkpoint import load_checkpoint
+from core.io import atomic_copy, atomic_write_text, sha256_file
 from deploy.export import export_stack
-from sim.checkpoint import load_checkpoint
-from sim.metrics.writers import atomic_copy, atomic_write_text, sha256_file
 from sim.suite import SuiteConfig, run_suite
 from stack.config import StackConfig
 from stack.policy import StackPolicy

@@ -7,7 +7,7 @@
 reads `--logs` as an abbreviation of its `--logs-specs`.) The logs are indexed
 (broken logs reported and skipped), split by drive, and the training drives
 feed the stage's job on the shared training loop, which is data-parallel under
-torchrun (gloo on CPU, NCCL on GPU; see `sim.training`). Each stage reads what
+torchrun (gloo on CPU, NCCL on GPU; see `core.training`). Each stage reads what
 it needs from the logs:
 
     pretrain     unlabeled frames: the detector's self-supervised pretraining (`perception.jobs.pretrain`)
@@ -36,6 +36,9 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
+from core.config import Timing
+from core.io import write_json
+from core.training import FINAL_NAME
 from fleet.datasets import LogFrameDataset
 from fleet.drives import (
     EGO_TOPIC,
@@ -56,8 +59,6 @@ from prediction.simdata import TIMING, cut_windows
 from prediction.train import PredictionTrainConfig
 from prediction.train import train as train_predictor
 from prediction.windows import HISTORY, HORIZON, TrajectoryWindows
-from sim.config import Timing
-from sim.training import FINAL_NAME, write_json
 from stack.episodes import RecordedBatch
 from stack.train import EndToEndConfig, held_out_loss
 from stack.train import train as train_stack

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from core.training import add_loop_arguments, loop_fields
 from perception.config import DetectorConfig
 from perception.data import DatasetConfig, FrameDataset, generate_dataset
 from perception.evaluate import EvaluateConfig
@@ -21,7 +22,6 @@ from perception.evaluate import main as evaluate_main
 from perception.model import PerceptionConfig
 from perception.train import FinetuneConfig, PretrainConfig, finetune, pretrain
 from sim.config import RasterConfig
-from sim.training import add_loop_arguments, loop_fields
 
 DETECTOR_PRESETS = ("default", "tiny")
 

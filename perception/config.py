@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sim.config import RasterConfig, require
+from core.config import require
+from sim.config import RasterConfig
 from sim.types import BEV_CHANNELS, MAP_CHANNELS
 
 WARP_MODES = ("bilinear", "nearest")

@@ -36,9 +36,10 @@ from safetensors.torch import save_file
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from core.config import ConfigError
 from perception.config import WARP_MODES
 from perception.frames import FrameStack, detector_input, initial_stack, push
-from sim.config import Capacity, ConfigError, RasterConfig
+from sim.config import Capacity, RasterConfig
 from sim.policies import Observation, PolicyOutput, make_policy
 from sim.runner import rollout
 from sim.scenarios import Scenario, build_batch, episode_steps, resolve_suite

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from core.contracts import TensorContract, check_simplex, check_spd, spec
 from perception.heads import DenseOutput
 from perception.types import Detections, check_positive
 from sim.config import RasterConfig
 from sim.sensors import ego_origin_cell
 from sim.state import NUM_CLASSES
-from sim.tensorclass import TensorContract, check_simplex, check_spd, spec
 
 # Covariance floors keep every matrix SPD whatever the head says: (0.05 m)^2
 # is about the ground-truth centre's own precision at 0.5 m cells; (0.05 m/s)^2

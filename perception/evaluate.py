@@ -23,10 +23,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from core.config import ConfigError
+from core.io import write_json
 from perception.calibration import expected_calibration_error, fit_covariance_scale, fit_temperature
 from perception.data import FrameDataset, ghosts_of, labels_of, split_by_episode
 from perception.decode import decode, scale_position_covariance
-from perception.jobs.common import load_batch, write_json
+from perception.jobs.common import load_batch
 from perception.metrics import (
     DetectionEvaluator,
     EvaluationConfig,
@@ -36,7 +38,6 @@ from perception.metrics import (
 )
 from perception.model import Perception
 from perception.types import CLASS_NAMES, Detections
-from sim.config import ConfigError
 from sim.types import ObjectList
 
 CALIBRATED_NAME = "calibrated.safetensors"

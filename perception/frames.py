@@ -23,10 +23,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from core.contracts import ContractError, TensorContract, spec
 from perception.config import WARP_MODES
 from sim.config import RasterConfig
 from sim.sensors import ego_origin_cell
-from sim.tensorclass import ContractError, TensorContract, spec
 from sim.types import SensorFrame
 
 

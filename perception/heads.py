@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from core.contracts import TensorContract, spec
 from sim.state import NUM_CLASSES
-from sim.tensorclass import TensorContract, spec
 
 # (field, channels) in packed order; a field of 1 channel is stored without its channel axis.
 HEAD_LAYOUT: tuple[tuple[str, int], ...] = (

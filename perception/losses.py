@@ -19,12 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from core.config import ConfigError
+from core.contracts import TensorContract, spec
 from perception.decode import Candidates, cell_centres, dense_candidates
 from perception.heads import DenseOutput
-from sim.config import ConfigError, RasterConfig
+from sim.config import RasterConfig
 from sim.sensors import ego_xy_to_cell
 from sim.state import NUM_CLASSES
-from sim.tensorclass import TensorContract, spec
 from sim.types import ObjectList
 
 LOG_2PI = math.log(2 * math.pi)

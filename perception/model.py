@@ -10,7 +10,7 @@
 from the config) -> Tracker.step
 with the frame's ego pose and dt = `Timing().sim_dt`. Checkpoints hold the
 detector weights and this config (calibration included) as JSON, via
-`sim.checkpoint`, so loading never unpickles.
+`core.checkpoint`, so loading never unpickles.
 """
 
 from __future__ import annotations
@@ -23,14 +23,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from core.config import ConfigError, Timing, config_from_dict
 from perception.config import DetectorConfig
 from perception.decode import decode, harden, scale_position_covariance
 from perception.detector import Detector
 from perception.frames import FrameStack, detector_input, initial_stack, push
 from perception.tracker import Tracker, TrackerConfig, TrackerState
 from perception.types import Detections, Tracks
-from sim.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from sim.config import ConfigError, RasterConfig, Timing, config_from_dict
+from sim.config import RasterConfig
 from sim.types import SensorFrame
 
 CHECKPOINT_KIND = "perception"

@@ -57,7 +57,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sim.config import RasterConfig, require
+from core.config import require
+from sim.config import RasterConfig
 from sim.sensors.raster import cell_centres, ego_origin_cell, ego_xy_to_cell
 
 # existence * q is kept below 1 by this much so log1p(-p) and its gradient stay finite.

@@ -23,8 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from core.config import ConfigError
 from perception.render import RenderConfig, TargetConfig, log_free_probability, observe
-from sim.config import ConfigError, RasterConfig
+from sim.config import RasterConfig
 from sim.sensors.raster import ego_origin_cell
 
 # log(-expm1(x)) is evaluated at x <= -this, so a cell nothing covers has a finite log-occupancy.

@@ -4,7 +4,8 @@ pretrain(PretrainConfig(data=..., out=...))          # self-supervised, no label
 finetune(FinetuneConfig(data=..., label_fraction=0.1, init=".../final.safetensors"))
 """
 
-from perception.jobs.common import FINAL_NAME, TrainConfig, latest_checkpoint
+from core.training import FINAL_NAME, latest_checkpoint
+from perception.jobs.common import TrainConfig
 from perception.jobs.finetune import FinetuneConfig, finetune
 from perception.jobs.pretrain import PretrainConfig, pretrain
 

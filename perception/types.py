@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from core.contracts import ContractError, TensorContract, check_simplex, check_spd, spec
 from sim.state import NUM_CLASSES
-from sim.tensorclass import ContractError, TensorContract, check_simplex, check_spd, spec
 
 CLASS_NAMES = ("vehicle", "pedestrian", "cyclist")
 STATE_DIM = 4

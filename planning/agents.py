@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from core.mat2 import Mat2
 from planning.collision import motion_heading
 from prediction.types import Forecast
-from sim.mat2 import Mat2
 from sim.proposals import Obstacles
 
 

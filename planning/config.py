@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sim.config import ConfigError, config_from_dict, require
+from core.config import ConfigError, config_from_dict, require
 from sim.proposals import ProposalConfig
 
 OWNER = "PlannerConfig"

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from core.contracts import constant
 from planning.collision import EGO_HALF_LENGTH, EGO_HALF_WIDTH
 from planning.config import PlannerConfig
 from planning.interaction import step_discount
@@ -21,7 +22,6 @@ from sim.config import RasterConfig
 from sim.proposals import Proposals
 from sim.proposals.route import to_route
 from sim.sensors.raster import read_map
-from sim.tensorclass import constant
 from sim.types import SensorFrame
 
 # nuPlan's comfort bounds (`sim.metrics`): longitudinal acceleration, jerk, lateral acceleration, yaw rate.

@@ -33,6 +33,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
+from core.config import Timing
 from planning.agents import AgentFutures, agent_futures, near_route, nearest_agents
 from planning.config import PlannerConfig
 from planning.costs import deterministic_costs
@@ -40,7 +41,7 @@ from planning.interaction import interaction_costs
 from planning.risk import check_sigma, entropic_risk, with_existence
 from planning.types import Plan
 from prediction.types import Forecast
-from sim.config import RasterConfig, Timing
+from sim.config import RasterConfig
 from sim.proposals import PreviousPlan, Proposals, Reference, generate
 from sim.types import SensorFrame
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from sim.tensorclass import ContractError, TensorContract, check_simplex, spec
+from core.contracts import ContractError, TensorContract, check_simplex, spec
 
 # Named slices into poses (x, y, yaw) and controls (accel, curvature).
 POSE_XY = slice(0, 2)

@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 
+from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from core.config import ConfigError
 from prediction.config import PredictorConfig
 from prediction.model import Predictor
-from sim.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from sim.config import ConfigError
 
 KIND_TRAIN = "prediction-train"
 MODEL_KIND = "predictor"

@@ -13,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+from core.io import write_json
+from core.training import add_loop_arguments, loop_fields
 from prediction import api
 from prediction.config import PredictorConfig
 from prediction.ethucy import SCENES, SPLITS, load_split
@@ -20,7 +22,6 @@ from prediction.evaluate import evaluate_scene
 from prediction.simdata import SimWindowsConfig, describe, load_windows, save_windows, simulate_windows
 from prediction.train import OBJECTIVES, PredictionTrainConfig, train
 from prediction.windows import TrajectoryWindows
-from sim.training import add_loop_arguments, loop_fields, write_json
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sim.config import ConfigError, config_from_dict, require
+from core.config import ConfigError, config_from_dict, require
 from sim.state import NUM_CLASSES
 
 OWNER = "PredictorConfig"

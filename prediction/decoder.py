@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from core.mat2 import Mat2
 from prediction.config import PredictorConfig
 from prediction.encoders import mlp
-from sim.mat2 import Mat2
 
 PEDESTRIAN_PARAMS = 8  # mean 2; per-step noise: log std 2, correlation 1; drift: log std 2, correlation 1
 VEHICLE_PARAMS = 5  # mean 2; per-step noise: log std 2, correlation 1
@@ -57,7 +57,7 @@ class ControlGaussian:
 
     @property
     def cov(self) -> Tensor:
-        factor = Mat2.of(self.chol)  # written out: a batched 2x2 MatMul is slow in onnxruntime (sim.mat2)
+        factor = Mat2.of(self.chol)  # written out: a batched 2x2 MatMul is slow in onnxruntime (core.mat2)
         return factor.mm(factor.T).tensor()
 
 

@@ -35,8 +35,8 @@ import math
 import torch
 from torch import Tensor
 
-from sim.mat2 import Mat2
-from sim.tensorclass import ContractError
+from core.contracts import ContractError
+from core.mat2 import Mat2
 
 # Unicycle state and control layouts, read through names rather than bare indices.
 X, Y, HEADING, SPEED = 0, 1, 2, 3

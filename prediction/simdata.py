@@ -47,15 +47,15 @@ from safetensors.torch import save_file
 from torch import Tensor
 from tqdm import tqdm
 
+from core.config import ConfigError, Timing, require
+from core.contracts import ContractError, TensorContract, spec
 from prediction.windows import HISTORY, HORIZON, SAMPLE_DT, TrajectoryWindows, no_lanes
-from sim.config import ConfigError, Timing, require
 from sim.policies import Observation, PolicyOutput, make_policy
 from sim.runner import rollout
 from sim.scenarios import Scenario, build_batch, episode_steps, resolve_suite
 from sim.sensors.lanes import lanes_near
 from sim.sensors.pose import GEOMETRY_DTYPE, SensorPose
 from sim.state import NUM_CLASSES, AgentState, EgoState, WorldState
-from sim.tensorclass import ContractError, TensorContract, spec
 
 log = logging.getLogger(__name__)
 

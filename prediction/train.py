@@ -3,7 +3,7 @@
 Data: an ETH/UCY fold (`ethucy_root` + `scene`: the fold's train split, i.e.
 every other scene) and/or simulator windows files (`prediction.simdata`),
 held in memory. Each step draws `batch_size` windows (the shared
-`sim.training` loop: AdamW, warm-up + cosine LR, resumable checkpoints),
+`core.training` loop: AdamW, warm-up + cosine LR, resumable checkpoints),
 rotates each window by a random angle (augmentation: the model is
 translation invariant by construction, rotation invariance is learned), builds
 `Tracks` from the observed steps only (`prediction.inputs`) and minimises, per
@@ -30,6 +30,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from core.config import ConfigError, require
+from core.io import jsonable
+from core.training import FINAL_NAME, LoopSettings, Trainer
 from prediction.checkpoint import KIND_TRAIN, load_predictor_weights, save_predictor
 from prediction.config import PredictorConfig
 from prediction.ethucy import SCENES, load_split
@@ -37,8 +40,6 @@ from prediction.inputs import tracks_from_positions
 from prediction.model import MapInput, Predictor
 from prediction.simdata import load_windows
 from prediction.windows import TrajectoryWindows
-from sim.config import ConfigError
-from sim.training import FINAL_NAME, LoopSettings, Trainer, jsonable, require
 
 OBJECTIVES = ("wta", "elbo")
 # A job stored before `objective` existed trained the ELBO: resuming it under today's default is refused.
@@ -47,7 +48,7 @@ IMPLIED_JOB = {"objective": "elbo"}
 
 @dataclass(frozen=True)
 class PredictionTrainConfig(LoopSettings):
-    """A prediction training job: the loop's fields (`sim.training.LoopSettings`, with the defaults below) and
+    """A prediction training job: the loop's fields (`core.training.LoopSettings`, with the defaults below) and
 
     Attributes:
         ethucy_root: ETH/UCY folder (`<root>/<scene>/{train,val,test}`); None = no ETH/UCY data.

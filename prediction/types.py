@@ -25,8 +25,8 @@ from torch.distributions import (
     MultivariateNormal,
 )
 
+from core.contracts import ContractError, TensorContract, check_simplex, spec
 from sim.state import NUM_CLASSES
-from sim.tensorclass import ContractError, TensorContract, check_simplex, spec
 
 LOG_WEIGHT_TOL = 1e-4
 

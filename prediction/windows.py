@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from core.contracts import ContractError, TensorContract, check_simplex, spec
 from perception.types import check_positive
 from sim.state import NUM_CLASSES
-from sim.tensorclass import ContractError, TensorContract, check_simplex, spec
 
 HISTORY = 8  # observed steps (3.2 s at 0.4 s)
 HORIZON = 12  # predicted steps (4.8 s)

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from sim.config import ConfigError, Timing
+from core.config import ConfigError, Timing
+from core.contracts import ContractError
 from sim.geometry import plan_heading
 from sim.state import EgoState
 from sim.step import ACCEL_MAX, ACCEL_MIN, STEER_MAX, EgoAction
-from sim.tensorclass import ContractError
 
 NEAR_TARGET = 1.0  # m; targets closer than this steer as if they were this far (stopping)
 STOP_SPEED = 0.2  # m/s; a plan slower than this means "stop": brake at least HOLD_DECEL

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sim.config import ConfigError
-from sim.metrics.writers import atomic_write_bytes
+from core.config import ConfigError
+from core.io import atomic_write_bytes
 from sim.runner import EpisodeResult
 
 JOURNAL = "episodes.jsonl"

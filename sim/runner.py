@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from sim.config import RasterConfig, Timing
+from core.config import Timing
+from sim.config import RasterConfig
 from sim.controller import TrackingController, centre_plan_to_rear_axle
 from sim.metrics import EpisodeAccumulator, composite_score
 from sim.policies import Observation, Policy, PolicyOutput

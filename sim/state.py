@@ -15,8 +15,8 @@ from enum import IntEnum
 import torch
 from torch import Tensor
 
+from core.contracts import ContractError, TensorContract, spec
 from sim.config import Capacity
-from sim.tensorclass import ContractError, TensorContract, spec
 
 
 class AgentKind(IntEnum):

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from core.contracts import ContractError, TensorContract, spec
 from sim.dynamics.ego import advance_ego, route_progress
 from sim.dynamics.idm import DEFAULT_IDM, IdmSettings, advance_idm
 from sim.dynamics.neighbours import obstacles_of
 from sim.dynamics.pedestrians import advance_walkers
 from sim.dynamics.replay import advance_replay
 from sim.state import Behaviour, WorldState
-from sim.tensorclass import ContractError, TensorContract, spec
 
 ACCEL_MIN = -8.0  # m/s^2, hardest braking the ego can command
 ACCEL_MAX = 4.0  # m/s^2

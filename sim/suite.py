@@ -14,8 +14,9 @@ from typing import Any, Protocol
 import torch
 from tqdm import tqdm
 
+from core.config import FOLDER_OR_ABSENT, ConfigError, Timing, is_folder_or_absent
 from sim import journal
-from sim.config import FOLDER_OR_ABSENT, ConfigError, RasterConfig, Timing, is_folder_or_absent
+from sim.config import RasterConfig
 from sim.journal import RunInterrupted
 from sim.metrics.table import (
     format_table,

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from core.contracts import TensorContract, spec
 from sim.state import NUM_CLASSES
-from sim.tensorclass import TensorContract, spec
 
 BEV_CHANNELS = ("occupancy", "height")
 MAP_CHANNELS = ("drivable", "lanes", "crosswalks")

@@ -7,8 +7,8 @@ import logging
 import os
 import sys
 
+from core.config import ConfigError
 from deploy.runtime import BackendUnavailable
-from sim.config import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,10 +6,10 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from core.training import add_loop_arguments, loop_fields
 from perception.model import Perception
 from planning.config import PlannerConfig
 from prediction.checkpoint import load_predictor
-from sim.training import add_loop_arguments, loop_fields
 from stack.evaluate import BASELINES, DIAGNOSTICS, SIGMA_SWEEP, ClosedLoopConfig, evaluate
 from stack.model import Stack
 from stack.policy import DEFAULT_WEIGHTS

@@ -6,10 +6,10 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from core.config import ConfigError, config_from_dict
 from perception.model import PerceptionConfig
 from planning.config import PlannerConfig
 from prediction.config import PredictorConfig
-from sim.config import ConfigError, config_from_dict
 from sim.proposals import ProposalConfig
 
 OWNER = "StackConfig"

@@ -23,12 +23,12 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from core.config import Timing
 from perception.model import PerceptionState
 from perception.objects import detections_from_objects
 from perception.tracking.state import TrackerState
 from planning.agents import agent_futures
 from planning.planner import remember
-from sim.config import Timing
 from sim.policies import Observation, PolicyOutput
 from sim.policies.pdm import PDMClosed, PDMConfig
 from sim.proposals import PreviousPlan

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sim.config import RasterConfig, Timing
+from core.config import Timing
+from sim.config import RasterConfig
 from sim.geometry import ego_center, world_to_local
 from sim.policies import make_policy
 from sim.runner import rollout

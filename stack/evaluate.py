@@ -29,9 +29,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sim.config import ConfigError, RasterConfig
+from core.config import ConfigError
+from core.io import sha256_file, write_json
+from sim.config import RasterConfig
 from sim.journal import RunInterrupted, discard_journal
-from sim.metrics.writers import sha256_file, write_json
 from sim.policies import make_policy, takes_option
 from sim.suite import SuiteConfig, resumable, run_suite
 from stack.bootstrap import differences, sweep_differences
@@ -194,7 +195,7 @@ def run_one(run: Run, cfg: ClosedLoopConfig, raster: RasterConfig) -> dict[str, 
         ) from exc
     summary = json.loads(stored.read_text())
     summary["closed_loop"] = settings  # marks the run complete for resuming
-    write_json(summary, stored)
+    write_json(stored, summary)
     return summary
 
 
@@ -220,7 +221,7 @@ def evaluate(cfg: ClosedLoopConfig) -> dict[str, Any]:
         "bootstrap": differences(cfg.out, [run.label for run in runs]),
         "targets": targets(summaries),
     }
-    write_json(comparison, cfg.out / COMPARISON_NAME)
+    write_json(cfg.out / COMPARISON_NAME, comparison)
     return comparison
 
 

@@ -22,7 +22,7 @@ forecast reduced to its most likely mode as a point with existence thresholded
 at 0.5 (`harden_forecast`).
 
 Checkpoints hold the detector weights under `perception.detector.*`, the
-predictor's under `predictor.*`, and the `StackConfig` as JSON (`sim.checkpoint`).
+predictor's under `predictor.*`, and the `StackConfig` as JSON (`core.checkpoint`).
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from core.config import ConfigError, Timing
 from perception.decode import POSITION_STD_FLOOR
 from perception.model import Perception, PerceptionState
 from perception.types import Detections, Tracks
@@ -44,8 +46,6 @@ from prediction.checkpoint import load_predictor_weights
 from prediction.model import MapInput, Predictor
 from prediction.road import follow_route
 from prediction.types import Forecast
-from sim.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from sim.config import ConfigError, Timing
 from sim.proposals import PreviousPlan
 from sim.types import SensorFrame
 from stack.config import StackConfig
@@ -189,7 +189,7 @@ class Stack(nn.Module):
         return tensors
 
     def save(self, path: str | Path, **meta: Any) -> Path:
-        """Weights and config, atomically (`sim.checkpoint`)."""
+        """Weights and config, atomically (`core.checkpoint`)."""
         return save_checkpoint(path, self.weights(), self.cfg.to_dict(), kind=CHECKPOINT_KIND, **meta)
 
     @classmethod

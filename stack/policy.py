@@ -24,10 +24,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from core.config import Timing
 from perception.types import Detections
 from planning.types import Plan
 from prediction.types import Forecast
-from sim.config import Timing
 from sim.geometry import local_to_world, world_to_local
 from sim.policies import Observation, Overlay, PolicyOutput, register_policy
 from sim.proposals.previous import interpolate_steps

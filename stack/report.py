@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from sim.metrics.writers import atomic_write_text  # noqa: E402
+from core.io import atomic_write_text  # noqa: E402
 from stack.bootstrap import episode_metrics  # noqa: E402
 
 REPORT_DIR = "report"

@@ -16,7 +16,7 @@ so a candidate that collides in hindsight should have been given a high risk
 and one close to the expert a low one. The weights come from the risk, the
 risk from the forecast (predictor) and the tracks (detector through the
 tracker), so the loss trains the predictor and the detector together. The
-loop (AdamW, warm-up + cosine, checkpoints, resume) is `sim.training`'s.
+loop (AdamW, warm-up + cosine, checkpoints, resume) is `core.training`'s.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from core.config import Timing, require
+from core.training import LoopSettings, Trainer
 from planning.collision import box_probability, first_hit_probability, minkowski_half_sizes
-from sim.config import Timing, require
-from sim.training import LoopSettings, Trainer
 from stack.episodes import Futures, RecordedBatch, futures, record
 from stack.model import Stack
 from stack.policy import DEFAULT_WEIGHTS
@@ -40,7 +40,7 @@ HINDSIGHT_POSITION_STD = 0.1  # m, blur of the true agent positions (keeps the c
 
 @dataclass(frozen=True)
 class EndToEndConfig(LoopSettings):
-    """The fine-tuning job: the loop's fields (`sim.training.LoopSettings`, with the defaults below) and
+    """The fine-tuning job: the loop's fields (`core.training.LoopSettings`, with the defaults below) and
 
     Attributes:
         weights: the stack to start from.

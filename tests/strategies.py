@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from torch import Tensor
 
-from sim.tensorclass import TensorContract
+from core.contracts import TensorContract
 
 # Contract checks are cheap but torch's first calls are not; deadlines would be flaky.
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

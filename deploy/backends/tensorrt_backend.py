@@ -41,6 +41,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from core.io import atomic_write_bytes
 from deploy.artifact import Artifact
 from deploy.backends.tensorrt_cache import (
     FP16_BUILDER_FLAG,
@@ -59,7 +60,6 @@ from deploy.backends.tensorrt_cache import (
 )
 from deploy.runtime import ArtifactError, BackendUnavailable, Runtime
 from deploy.spec import GraphSpec, InputError
-from sim.metrics.writers import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

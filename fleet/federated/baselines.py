@@ -16,14 +16,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from core.checkpoint import load_checkpoint
+from core.io import write_json
 from fleet.federated.config import CENTRAL_DIR, CENTRAL_NAME, CENTRAL_ROUNDS_DIR, FederatedConfig
 from fleet.federated.data import LogSplit, read_split
 from fleet.federated.loop import FederatedResult, federated_train
 from fleet.federated.rounds import validation_scores
 from prediction.checkpoint import load_predictor
 from prediction.train import train as train_predictor
-from sim.checkpoint import load_checkpoint
-from sim.training import write_json
 
 
 def centralised_train(

@@ -6,13 +6,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from core.io import write_json
 from fleet.federated.baselines import centralised_rounds_train, centralised_train
 from fleet.federated.config import ASSIGNMENTS, ROUNDS_NAME, SUMMARY_NAME, FederatedConfig
 from fleet.federated.data import read_split
 from fleet.federated.loop import federated_train
 from fleet.federated.report import comparison, format_row, table_header
 from prediction.config import PredictorConfig
-from sim.training import write_json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.config import require
 from prediction.config import PredictorConfig
 from prediction.train import OBJECTIVES, PredictionTrainConfig
-from sim.training import require
 
 ASSIGNMENTS = ("hash", "scenario")
 KIND = "fleet-federated"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.io import write_json
 from fleet.federated.config import GLOBAL_NAME, ROUNDS_NAME, SCRATCH_DIR, FederatedConfig
 from fleet.federated.data import LogSplit, read_split
 from fleet.federated.resume import drive_lists, resume_point, save_global
@@ -17,7 +18,6 @@ from fleet.federated.rounds import local_round, predictor_from, validation_score
 from fleet.federated.server import average_weights
 from fleet.federated.vehicles import Vehicle, make_fleet
 from fleet.train import MANIFEST, drive_manifest
-from sim.training import write_json
 
 
 def write_logs(cfg: FederatedConfig, split: LogSplit, fleet: list[Vehicle], rounds: list[dict[str, Any]]) -> None:

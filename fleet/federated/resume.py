@@ -11,6 +11,8 @@ from typing import Any
 
 from torch import Tensor
 
+from core.io import jsonable
+from core.training import check_same_job
 from fleet.federated.config import KIND, RESUMABLE_CHANGES, FederatedConfig
 from fleet.federated.data import LogSplit
 from fleet.federated.rounds import initial_weights, predictor_from
@@ -18,7 +20,6 @@ from fleet.federated.vehicles import Vehicle
 from prediction.checkpoint import load_predictor, save_predictor
 from prediction.config import PredictorConfig
 from prediction.train import IMPLIED_JOB
-from sim.training import check_same_job, jsonable
 
 
 def drive_lists(split: LogSplit, fleet: list[Vehicle]) -> dict[str, list]:

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from core.checkpoint import load_checkpoint
+from core.training import latest_checkpoint
 from fleet.federated.config import SEED_STRIDE, FederatedConfig
 from fleet.federated.vehicles import Vehicle
 from prediction.api import TrajectoryPredictor
@@ -24,8 +26,6 @@ from prediction.evaluate import evaluate_scene
 from prediction.model import Predictor
 from prediction.train import train as train_predictor
 from prediction.windows import TrajectoryWindows
-from sim.checkpoint import load_checkpoint
-from sim.training import latest_checkpoint
 
 
 def local_seed(seed: int, round_number: int, vehicle: int, vehicles: int) -> int:

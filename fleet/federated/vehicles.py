@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from core.config import ConfigError
 from fleet.federated.config import ASSIGNMENTS, VEHICLE_SALT, FederatedConfig
 from fleet.federated.data import LogSplit
 from fleet.index import DriveEntry, in_validation
 from fleet.logs import LogError
 from prediction.windows import TrajectoryWindows
-from sim.config import ConfigError
 
 
 def vehicle_by_hash(drive: str, vehicles: int) -> int:

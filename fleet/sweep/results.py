@@ -9,11 +9,10 @@ from typing import Any
 
 import optuna
 
+from core.io import write_csv, write_json
 from fleet.sweep.settings import OBJECTIVE
 from fleet.sweep.space import Dimension
 from fleet.sweep.study import shown_url
-from sim.metrics.writers import write_csv
-from sim.training import write_json
 
 BEST_FILE = "best.json"
 TRIALS_FILE = "trials.csv"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import optuna
 
+from core.io import write_json
 from fleet.sweep.results import SweepResult, added_states, best_record, trial_rows, write_results
 from fleet.sweep.settings import SweepSettings
 from fleet.sweep.space import SEARCH_SPACE, Dimension, check_space
@@ -15,7 +16,6 @@ from fleet.sweep.study import CLAIM_FILE, check_out_folder, create_or_join, fold
 from fleet.sweep.trial import check_split
 from fleet.sweep.workers import WorkerJob, run_workers, trial_shares
 from fleet.train import training_drives
-from sim.training import write_json
 
 
 def sweep(

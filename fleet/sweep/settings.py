@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from sim.config import ConfigError
+from core.config import ConfigError
 
 SWEPT_STAGES = ("prediction",)  # pretrain, perception and end2end are not swept yet
 # The whole-future mixture NLL, nats per step per agent: the likelihood the model's ELBO trains, and it

@@ -7,9 +7,9 @@ from typing import Any
 
 import optuna
 
+from core.config import ConfigError
 from prediction.config import PredictorConfig
 from prediction.train import PredictionTrainConfig
-from sim.config import ConfigError
 
 # Loop fields a searched parameter may not set: the sweep itself drives them.
 NOT_SEARCHABLE = frozenset(

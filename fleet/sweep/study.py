@@ -14,9 +14,9 @@ from typing import Any
 import optuna
 from sqlalchemy.engine import make_url
 
+from core.config import ConfigError
 from fleet.sweep.settings import OBJECTIVE, REDUCTION_FACTOR, SweepSettings
 from fleet.sweep.space import Dimension
-from sim.config import ConfigError
 
 SQLITE_TIMEOUT_S = 60  # how long a worker waits for another's write lock on the SQLite file
 JOIN_WAIT_S = 10  # how long a joiner waits for the settings the study's creator records just after creating it

@@ -1,5 +1,5 @@
 """What both perception training jobs share: their config, dataset opening and batching, and the
-`Trainer` (`sim.training`) set up to write `Perception` model files.
+`Trainer` (`core.training`) set up to write `Perception` model files.
 
 One checkpoint file per `checkpoint_every` steps (`step-000100.safetensors`)
 holds the weights (the detector under `detector.*`, so `Perception.load`
@@ -17,24 +17,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from core.config import require
+from core.io import jsonable
+from core.training import FINAL_NAME, LoopSettings, LossFn, Trainer
 from perception.data import FrameDataset
 from perception.model import Perception, PerceptionConfig
-from sim.training import (  # noqa: F401  (re-exported for the perception jobs)
-    FINAL_NAME,
-    LoopSettings,
-    LossFn,
-    Trainer,
-    batch_index,
-    jsonable,
-    latest_checkpoint,
-    require,
-    write_json,
-)
 
 
 @dataclass(frozen=True)
 class TrainConfig(LoopSettings):
-    """What every perception training job shares: the loop's fields (`sim.training.LoopSettings`; the seed
+    """What every perception training job shares: the loop's fields (`core.training.LoopSettings`; the seed
     also draws the labeled subset) and
 
     Attributes:

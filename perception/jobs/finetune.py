@@ -14,12 +14,13 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from core.checkpoint import CheckpointError, load_checkpoint
+from core.config import require
 from perception.data import FrameDataset, labeled_mask, labels_of
 from perception.detector import Detector
-from perception.jobs.common import TrainConfig, load_batch, open_dataset, perception_trainer, require
+from perception.jobs.common import TrainConfig, load_batch, open_dataset, perception_trainer
 from perception.losses import LossConfig, make_targets, supervised_loss
 from perception.model import Perception, PerceptionConfig
-from sim.checkpoint import CheckpointError, load_checkpoint
 
 KIND = "finetune"
 

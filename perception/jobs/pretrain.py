@@ -23,11 +23,12 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from core.config import require
 from perception.data import FrameDataset
 from perception.decode import dense_candidates
 from perception.detector import Detector
 from perception.frames import pose_in_frame, warp_bev
-from perception.jobs.common import TrainConfig, load_batch, open_dataset, perception_trainer, require
+from perception.jobs.common import TrainConfig, load_batch, open_dataset, perception_trainer
 from perception.selfsup import (
     AnalysisBySynthesisLoss,
     AugmentConfig,

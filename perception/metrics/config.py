@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sim.config import require
+from core.config import require
 
 # nuScenes resamples every precision-recall curve at 101 recall points (0 %, 1 %, ... 100 %).
 RECALL_POINTS = 101

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sim.config import Timing, require
+from core.config import Timing, require
 from sim.state import NUM_CLASSES
 
 _TIMING = Timing()

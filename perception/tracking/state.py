@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from core.contracts import TensorContract, check_simplex, check_spd, spec
 from perception.types import STATE_DIM, check_positive
 from sim.state import NUM_CLASSES
-from sim.tensorclass import TensorContract, check_simplex, check_spd, spec
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sim.config import ConfigError
+from core.config import ConfigError
 from sim.dynamics.neighbours import Obstacles, pick
 from sim.state import WorldState
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sim.config import ConfigError
+from core.config import ConfigError
 
 
 def _positive(owner: str, obj: object, *names: str) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sim.config import Timing
+from core.config import Timing
 from sim.metrics.config import MetricsConfig
 from sim.metrics.step_metrics import COLLISION_CLASSES, StepMetrics
 from sim.state import WorldState

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sim.metrics.writers import write_csv, write_json
+from core.io import write_csv, write_json
 
 SCORE_KEY = "score"
 RECORD_KEYS = ("scenario", "family", "seed", "error")
@@ -120,7 +120,7 @@ def write_episodes_csv(records: Sequence[Mapping[str, Any]], path: str | Path) -
 
 def write_summary_json(summary: Mapping[str, Any], path: str | Path) -> None:
     """The summary (and anything the caller adds to it) as JSON; undefined values are null."""
-    write_json(summary, path)
+    write_json(path, summary)
 
 
 def write_summary_csv(summary: Mapping[str, Any], path: str | Path) -> None:

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from sim.config import ConfigError, Timing
+from core.config import ConfigError, Timing
 from sim.dynamics.driver import DEFAULT_IDM, Driver, idm_accel
 from sim.policies.base import Observation, Overlay, PolicyOutput
 from sim.policies.route import RouteObjects, objects_on_route

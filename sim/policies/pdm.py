@@ -26,7 +26,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from sim.config import ConfigError, RasterConfig, Timing
+from core.config import ConfigError, Timing
+from sim.config import RasterConfig
 from sim.geometry import obb_overlap
 from sim.policies.base import Observation, Overlay, PolicyOutput
 from sim.policies.idm import select_objects

@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sim.config import config_from_dict, require
+from core.config import config_from_dict, require
 
 # The ego's box as the planners assume it (nuPlan's ego is 5.18 m x 2.30 m; the scenarios' default is
 # 4.6 m x 1.9 m): half-length and half-width, m.

@@ -28,7 +28,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sim.config import RasterConfig, Timing
+from core.config import Timing
+from core.contracts import constant
+from sim.config import RasterConfig
 from sim.proposals.config import ProposalConfig
 from sim.proposals.idm import follow
 from sim.proposals.leader import leader_table, on_route
@@ -37,7 +39,6 @@ from sim.proposals.previous import PreviousPlan
 from sim.proposals.route import offset_poses, ramped_offset, to_route
 from sim.proposals.simulate import Driven, Reference, drive
 from sim.sensors.raster import read_map
-from sim.tensorclass import constant
 from sim.types import SensorFrame
 
 # Arc lengths (m) where a lane change's target lane is looked for on the map, and the offsets (m) across

@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from sim.config import Timing
+from core.config import Timing
+from core.contracts import constant
 from sim.dynamics.driver import Driver, IdmSettings, idm_accel
 from sim.proposals.config import EGO_HALF_LENGTH, NO_LEADER_GAP, ProposalConfig
 from sim.proposals.leader import Leader
-from sim.tensorclass import constant
 
 
 def follow(speed: Tensor, target: Tensor, leader: Leader, cfg: ProposalConfig, timing: Timing) -> tuple[Tensor, Tensor]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sim.config import Timing
+from core.config import Timing
 from sim.types import ObjectList
 
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sim.config import Timing
+from core.config import Timing
+from core.contracts import TensorContract, spec
 from sim.geometry import local_to_world, world_to_local
 from sim.proposals.simulate import Reference
-from sim.tensorclass import TensorContract, spec
 from sim.types import SensorFrame
 
 

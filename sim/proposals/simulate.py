@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sim.config import Timing
+from core.config import Timing
 from sim.controller import TrackingController
 from sim.dynamics.ego import bicycle_step
 

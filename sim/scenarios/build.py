@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from sim.config import Timing
+from core.config import Timing
 from sim.geometry import ego_center, path_pose, project_to_path
 from sim.nonreactive import make_non_reactive
 from sim.roads import RoadGeometry, build_road, crosswalk_count, path_count, stack_roads

@@ -16,6 +16,8 @@ import pytest
 import torch
 from torch import nn
 
+from core import io as core_io
+from core.io import atomic_write_bytes
 from deploy.artifact import Artifact
 from deploy.backends import tensorrt_backend as trt_backend
 from deploy.backends.tensorrt_backend import TensorRTRuntime, parse_failure, torch_dtypes
@@ -38,8 +40,6 @@ from deploy.backends.tensorrt_cache import (
 )
 from deploy.runtime import ArtifactError, BackendUnavailable, open_runtime
 from deploy.spec import GraphSpec, InputError, TensorSpec
-from sim.metrics import writers
-from sim.metrics.writers import atomic_write_bytes
 
 try:
     import tensorrt  # noqa: F401
@@ -231,7 +231,7 @@ def test_cache_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     def crash(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(writers.os, "replace", crash)
+    monkeypatch.setattr(core_io.os, "replace", crash)
     with pytest.raises(OSError, match="disk full"):
         atomic_write_bytes(path, b"third")
     assert path.read_bytes() == b"second" and sorted(p.name for p in path.parent.iterdir()) == ["g.engine"]

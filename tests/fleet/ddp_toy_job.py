@@ -20,8 +20,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, when run as a script
 
-from sim.checkpoint import save_checkpoint  # noqa: E402
-from sim.training import FINAL_NAME, LoopSettings, Trainer  # noqa: E402
+from core.checkpoint import save_checkpoint  # noqa: E402
+from core.training import FINAL_NAME, LoopSettings, Trainer  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,11 @@ import json
 import pytest
 import torch
 
+from core.config import ConfigError
 from fleet.cycle import CYCLE_FILE, RECORD_SEEDS, CycleConfig, next_cycle, run_cycle
 from fleet.registry import GateSettings, Registry
 from perception.model import PerceptionConfig
-from sim.config import ConfigError, RasterConfig
+from sim.config import RasterConfig
 from sim.scenarios import scenario_path
 from stack.config import StackConfig
 from stack.model import Stack

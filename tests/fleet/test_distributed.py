@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from sim.checkpoint import load_checkpoint
-from sim.training import FINAL_NAME
+from core.checkpoint import load_checkpoint
+from core.training import FINAL_NAME
 
 JOB = Path(__file__).with_name("ddp_toy_job.py")
 

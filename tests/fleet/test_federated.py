@@ -13,6 +13,8 @@ import torch
 
 import fleet.federated as federated
 import fleet.federated.rounds as federated_rounds
+from core.config import ConfigError
+from core.training import FINAL_NAME
 from fleet.federated import (
     FederatedConfig,
     add_parser,
@@ -32,10 +34,8 @@ from fleet.train import log_windows
 from prediction.checkpoint import load_predictor
 from prediction.config import PredictorConfig
 from prediction.train import train
-from sim.config import ConfigError
 from sim.policies import make_policy
 from sim.scenarios import load_scenario, scenario_path
-from sim.training import FINAL_NAME
 
 # Drive names hash so that val_fraction 0.4 holds out cut_in-000001 only, and two vehicles by hash get
 # {cut_in-000000, cut_in-000002, lead_brake-000001} and {cut_in-000003}.

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from core.config import Timing
 from fleet.datasets import LogFrameDataset
 from fleet.drives import recorded_drive
 from fleet.index import build_index
@@ -17,7 +18,7 @@ from fleet.train import log_windows
 from perception.data import labels_of
 from perception.model import PerceptionConfig
 from prediction.simdata import TIMING, cut_windows, sample_episodes
-from sim.config import RasterConfig, Timing
+from sim.config import RasterConfig
 from sim.policies import make_policy
 from sim.scenarios import load_scenario, scenario_path
 from stack.cli import main

@@ -15,6 +15,9 @@ import optuna
 import pytest
 import torch
 
+from core.checkpoint import load_checkpoint
+from core.config import ConfigError
+from core.training import latest_checkpoint
 from fleet import sweep as fs
 from fleet.index import build_index, split_drives
 from fleet.recorder import record_drives
@@ -26,11 +29,8 @@ from fleet.train import log_windows
 from prediction import api
 from prediction.evaluate import evaluate_scene
 from prediction.train import kl_beta
-from sim.checkpoint import load_checkpoint
-from sim.config import ConfigError
 from sim.policies import make_policy
 from sim.scenarios import load_scenario, scenario_path
-from sim.training import latest_checkpoint
 
 VAL_FRACTION = 0.5  # holds out cut_in-000001 of the three drives, trains on the other two
 

@@ -58,8 +58,8 @@ def test_the_pretrain_stage_trains_from_logs_and_records_what_it_saw(logs, tmp_p
 
 
 def test_mixed_precision_on_a_cpu_is_a_clear_config_error():
+    from core.config import ConfigError
     from perception.jobs.pretrain import PretrainConfig
-    from sim.config import ConfigError
 
     with pytest.raises(ConfigError, match="amp"):
         PretrainConfig(amp=True)

@@ -9,9 +9,9 @@ import shutil
 
 import pytest
 
+from core.io import sha256_file
 from deploy.artifact import MANIFEST, Artifact
 from deploy.runtime import ArtifactError
-from sim.metrics.writers import sha256_file
 from stack.cli import main
 
 

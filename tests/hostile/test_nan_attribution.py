@@ -9,10 +9,10 @@ import dataclasses
 import pytest
 import torch
 
-from sim.checkpoint import CheckpointError
+from core.checkpoint import CheckpointError
+from core.contracts import ContractError
 from sim.scenarios import build_batch, load_scenario, scenario_path
 from sim.sensors import render_frame
-from sim.tensorclass import ContractError
 from stack.model import Stack
 from tests.tiny_stack import RASTER, tiny_stack
 

@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 import yaml
 
-from sim.config import ConfigError
+from core.config import ConfigError
 from sim.journal import JOURNAL, RunInterrupted, exclusive, start
 from sim.policies.idm import IDMPolicy
 from sim.runner import EpisodeResult

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
+from core.config import ConfigError
 from perception.data import (
     GHOST_SLOTS,
     GHOSTS,
@@ -27,7 +28,6 @@ from perception.data import (
 )
 from perception.frames import detector_input, initial_stack
 from perception.losses import make_targets
-from sim.config import ConfigError
 from sim.scenarios import build_batch, load_scenario, scenario_path
 from sim.sensors import detect_objects, ground_truth, render_frame
 

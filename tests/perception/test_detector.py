@@ -11,13 +11,14 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from core.config import ConfigError
 from perception.config import DetectorConfig
 from perception.decode import decode, dense_candidates
 from perception.detector import Detector, parameter_count
 from perception.frames import FrameStack, detector_input, initial_stack, push
 from perception.heads import HEAD_LAYOUT, DenseOutput
 from perception.types import Detections
-from sim.config import ConfigError, RasterConfig
+from sim.config import RasterConfig
 from sim.sensors import cell_centres
 from sim.types import SensorFrame
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch import Tensor
 
+from core.config import ConfigError
 from perception.config import DetectorConfig
 from perception.decode import cell_centres, decode
 from perception.detector import Detector
 from perception.losses import LossConfig, gaussian_nll, make_targets, supervised_loss, von_mises_nll
-from sim.config import ConfigError
 from sim.types import ObjectList
 
 CFG = DetectorConfig.tiny()  # 32 x 32 cells of 1 m, stride 4: an 8 x 8 grid of 4 m cells

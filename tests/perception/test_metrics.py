@@ -10,6 +10,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from core.config import ConfigError
 from perception.metrics import (
     DetectionEvaluator,
     EvaluationConfig,
@@ -19,7 +20,6 @@ from perception.metrics import (
     interpolated_precision,
 )
 from perception.types import CLASS_NAMES
-from sim.config import ConfigError
 from sim.state import NUM_CLASSES
 from tests.perception.metric_frames import (
     grid_positions,

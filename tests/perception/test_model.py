@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from core.checkpoint import CheckpointError
+from core.config import ConfigError
 from perception.model import Perception, PerceptionConfig
-from sim.checkpoint import CheckpointError
-from sim.config import ConfigError, RasterConfig
+from sim.config import RasterConfig
 from sim.scenarios import build_batch, load_scenario, scenario_path
 from sim.sensors import render_frame
 from sim.step import EgoAction

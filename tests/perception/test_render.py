@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from core.config import ConfigError
 from perception.render import (
     RenderConfig,
     TargetConfig,
@@ -16,7 +17,7 @@ from perception.render import (
     observe,
     observed_target,
 )
-from sim.config import ConfigError, RasterConfig
+from sim.config import RasterConfig
 from sim.sensors.raster import cell_centres, ego_xy_to_cell
 
 SMALL = RasterConfig(size=24, resolution=0.5)

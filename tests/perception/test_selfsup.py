@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from core.config import ConfigError
 from perception.selfsup import (
     AnalysisBySynthesisLoss,
     AugmentConfig,
@@ -19,7 +20,7 @@ from perception.selfsup import (
     rotate_about_ego,
     temporal_contrastive_loss,
 )
-from sim.config import ConfigError, RasterConfig
+from sim.config import RasterConfig
 from sim.sensors.raster import ego_xy_to_cell, render_bev
 from sim.sensors.scan import scan
 from sim.sensors.scene import EgoObjects

@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
+from core.config import ConfigError
 from perception.tracker import Tracker, TrackerConfig, TrackerGraph, TrackerState
 from perception.tracking.motion import white_acceleration_noise
 from perception.types import STATE_POS, STATE_VEL, Detections, Tracks
-from sim.config import ConfigError
 
 DT = 0.1
 VEHICLE = torch.tensor([1.0, 0.0, 0.0])

@@ -10,8 +10,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from core.contracts import ContractError
 from perception.types import STATE_DIM, STATE_POS, STATE_VEL, Detections, Tracks
-from sim.tensorclass import ContractError
 from tests.strategies import (
     SETTINGS,
     any_index,

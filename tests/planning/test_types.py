@@ -10,8 +10,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from core.contracts import ContractError
 from planning.types import CONTROL_ACCEL, CONTROL_CURVATURE, POSE_XY, POSE_YAW, Plan
-from sim.tensorclass import ContractError
 from tests.strategies import (
     SETTINGS,
     any_index,

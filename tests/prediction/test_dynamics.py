@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from core.contracts import ContractError
 from prediction.dynamics import (
     HEADING_VAR_CAP,
     SERIES_LIMIT,
@@ -24,7 +25,6 @@ from prediction.dynamics import (
     unicycle_transition,
 )
 from prediction.windows import HORIZON, SAMPLE_DT
-from sim.tensorclass import ContractError
 
 DT = SAMPLE_DT
 F64 = torch.float64

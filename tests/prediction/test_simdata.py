@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from core.config import ConfigError
 from prediction.simdata import (
     FORMAT,
     EpisodeSamples,
@@ -28,7 +29,6 @@ from prediction.simdata import (
     window_episodes,
 )
 from prediction.windows import HISTORY, HORIZON, SAMPLE_DT, TrajectoryWindows
-from sim.config import ConfigError
 from sim.policies import make_policy
 from sim.runner import rollout
 from sim.scenarios import build_batch, episode_steps, resolve_suite

@@ -8,6 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from core.checkpoint import CheckpointError
+from core.config import ConfigError
+from core.io import jsonable
+from core.training import check_same_job
 from prediction import api
 from prediction.checkpoint import load_predictor
 from prediction.config import PredictorConfig
@@ -15,9 +19,6 @@ from prediction.evaluate import evaluate_groups, evaluate_scene
 from prediction.simdata import save_windows
 from prediction.train import IMPLIED_JOB, PredictionTrainConfig, kl_beta, rotate_windows, train
 from prediction.windows import HISTORY, HORIZON, SAMPLE_DT, TrajectoryWindows, no_lanes
-from sim.checkpoint import CheckpointError
-from sim.config import ConfigError
-from sim.training import check_same_job, jsonable
 from stack.cli import main
 from tests.prediction.conftest import walking_windows
 

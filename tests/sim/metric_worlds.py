@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 
 from sim.metrics import EpisodeAccumulator, MetricsConfig
-from sim.metrics.bench import straight_route_world
+from sim.metrics.worlds import straight_route_world
 from sim.state import AgentKind, Behaviour, WorldState
 
 EGO_LENGTH, EGO_WIDTH, EGO_WHEELBASE = 4.6, 1.9, 2.8

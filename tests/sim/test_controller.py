@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from sim.config import ConfigError, Timing
+from core.config import ConfigError, Timing
+from core.contracts import ContractError
 from sim.controller import TrackingController
 from sim.geometry import world_to_local
 from sim.step import EgoAction, step
-from sim.tensorclass import ContractError
 from tests.sim.worlds import park_ego, road_world, set_ego, straight
 
 TIMING = Timing()

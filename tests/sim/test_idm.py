@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.config import ConfigError
+from core.config import ConfigError
 from sim.dynamics import driver, lanes, neighbours
 from sim.dynamics.idm import IdmSettings, idm_accel, leaders
 from sim.step import EgoAction, step

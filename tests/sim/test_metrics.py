@@ -10,9 +10,9 @@ import torch
 
 from sim import geometry
 from sim.metrics import EpisodeAccumulator, StepMetric, StepMetrics, get_metric, metric_names, register_metric
-from sim.metrics.bench import random_world
 from sim.metrics.config import MetricsConfig
 from sim.metrics.context import StepContext
+from sim.metrics.worlds import random_world
 from sim.state import AgentKind, Behaviour
 from tests.sim.metric_worlds import EGO_LENGTH, REAR_OVERHANG, accumulate, set_agent, set_ego, world
 
@@ -233,10 +233,3 @@ def test_accumulator_checks_shapes_and_dt_and_honours_active():
         acc.update(w, dataclasses.replace(w, dt=0.2))
     with pytest.raises(ValueError, match="episodes x agents"):
         acc.update(world(batch=3), world(batch=3))
-
-
-def test_bench_runs_on_a_small_batch(capsys):
-    from sim.metrics.bench import main
-
-    main(["--batch", "4", "--agents", "3", "--device", "cpu", "--repeats", "2"])
-    assert "ms/step" in capsys.readouterr().out

@@ -195,7 +195,7 @@ def test_a_failure_while_replacing_removes_the_temp_file(tmp_path, monkeypatch):
     def refuse(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr("sim.metrics.writers.os.replace", refuse)
+    monkeypatch.setattr("core.io.os.replace", refuse)
     with pytest.raises(OSError, match="disk full"):
         write_summary_json({"v": 2}, path)
     assert json.loads(path.read_text()) == {"v": 1}

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from sim.config import ConfigError, Timing
+from core.config import ConfigError, Timing
 from sim.controller import TrackingController, centre_plan_to_rear_axle
 from sim.geometry import ego_center, world_to_local
 from sim.proposals import Obstacles, PreviousPlan, ProposalConfig, Reference, generate

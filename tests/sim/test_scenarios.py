@@ -14,7 +14,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.config import Timing
+from core.config import Timing
 from sim.geometry import box_corners, boxes_overlap, ego_corners, path_pose
 from sim.scenarios import (
     FAMILIES,

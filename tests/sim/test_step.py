@@ -9,9 +9,9 @@ import math
 import pytest
 import torch
 
+from core.contracts import ContractError
 from sim.state import Behaviour, WorldState
 from sim.step import EgoAction, step
-from sim.tensorclass import ContractError
 from tests.sim.worlds import (
     episodes,
     mixed_world,

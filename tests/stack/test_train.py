@@ -86,7 +86,7 @@ def test_a_short_fine_tuning_changes_detector_and_predictor(recorded, tmp_path: 
     ],  # fmt: skip
 )
 def test_bad_job_settings_name_the_field(field, value):
-    from sim.config import ConfigError
+    from core.config import ConfigError
 
     with pytest.raises(ConfigError, match=f"EndToEndConfig.{field}"):
         EndToEndConfig(**{field: value})

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import Tensor
 
-from sim.tensorclass import ContractError, Dims, TensorContract, check_simplex, check_spd, spec
+from core.contracts import ContractError, Dims, TensorContract, check_simplex, check_spd, spec
 from tests.strategies import SETTINGS, spd
 
 

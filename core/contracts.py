@@ -1,8 +1,7 @@
 """Frozen dataclasses of tensors: the base of every contract between modules.
 
-`sim` sits at the bottom of the dependency graph (perception imports its
-`SensorFrame`, prediction imports perception, and so on), so the shared base
-for all contracts lives here rather than in a package of its own.
+Every package's types build on it (`sim.types.SensorFrame`, `perception.types.Tracks`, ...), so it lives
+in `core`, below them all.
 
 A contract declares each tensor field with `spec(shape, kind, ...)`. Shapes use
 symbolic dimension names ("B", "N", ...) that must agree across fields, or

@@ -14,19 +14,16 @@ steps, batch_size, lr, weight_decay, warmup_steps, grad_clip, checkpoint_every,
 seed, resume, stop_at, progress, device, amp, wandb); the jobs' configs
 subclass `LoopSettings`. Rank 0 also logs every loss term and the learning rate
 per step to TensorBoard (`out/tensorboard`) and, when asked for, to Weights &
-Biases (`sim.train_logging`).
+Biases (`core.train_logging`).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import asdict, dataclass, fields, is_dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
 
-from sim.checkpoint import (
+from core.checkpoint import (
     CheckpointError,
     load_checkpoint,
     optimizer_from_tensors,
@@ -46,8 +43,9 @@ from sim.checkpoint import (
     rng_to_tensors,
     save_checkpoint,
 )
-from sim.config import FOLDER_OR_ABSENT, ConfigError, is_folder_or_absent
-from sim.train_logging import MetricSinks
+from core.config import FOLDER_OR_ABSENT, is_folder_or_absent, require
+from core.io import jsonable
+from core.train_logging import MetricSinks
 
 FINAL_NAME = "final.safetensors"
 _STEP_FILE = re.compile(r"^step-(\d+)\.safetensors$")
@@ -55,11 +53,6 @@ _STEP_FILE = re.compile(r"^step-(\d+)\.safetensors$")
 RESUMABLE_CHANGES = frozenset({"resume", "stop_at", "progress", "device", "out", "data", "init", "wandb"})
 
 LossFn = Callable[[Tensor, torch.Generator, int], tuple[Tensor, dict[str, Tensor]]]
-
-
-def require(cond: bool, owner: str, name: str, expected: str, value: object) -> None:
-    if not cond:
-        raise ConfigError(f"{owner}.{name}: expected {expected}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -143,34 +136,6 @@ def check_same_job(
         value = normalise(name, value)
         if name not in resumable and now.get(name) != value:
             raise ValueError(f"--resume: {name} is {now.get(name)!r} but {source} was trained with {value!r}")
-
-
-def jsonable(value: Any) -> Any:
-    """Dataclasses, paths and tuples as plain JSON values; NaN and inf as None."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON to `path` atomically (temporary file in the same directory, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(jsonable(data), f, indent=1)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def batch_index(pool: Tensor, step: int, batch_size: int, seed: int) -> Tensor:

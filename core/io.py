@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -77,21 +78,25 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _finite_or_none(value: Any) -> Any:
-    """JSON has no NaN or inf: undefined numbers become null."""
+def jsonable(value: Any) -> Any:
+    """Dataclasses, paths and tuples as plain JSON values; NaN and inf as None (JSON has neither)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    if isinstance(value, Mapping):
-        return {k: _finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite_or_none(v) for v in value]
     return value
 
 
-def write_json(obj: Any, path: str | Path) -> None:
-    """Write `obj` as indented JSON; raises TypeError for values JSON cannot hold."""
-    text = json.dumps(_finite_or_none(obj), indent=2, allow_nan=False)
-    atomic_write_text(path, text + "\n")
+def write_json(path: str | Path, data: Any) -> None:
+    """Write `data` as indented JSON atomically (`jsonable` first); raises TypeError, before touching the
+    file, for a value JSON cannot hold."""
+    atomic_write_text(path, json.dumps(jsonable(data), indent=2, allow_nan=False) + "\n")
 
 
 def write_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], path: str | Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sim.timing import time_call
+from core.benchmark import time_call
 
 
 def test_time_call_counts_warmup_and_timed_calls_and_orders_its_statistics():

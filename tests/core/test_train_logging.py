@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from sim.config import ConfigError
-from sim.train_logging import WANDB_ID_FILE, MetricSinks
-from sim.training import FINAL_NAME, LoopSettings, Trainer
+from core.config import ConfigError
+from core.train_logging import WANDB_ID_FILE, MetricSinks
+from core.training import FINAL_NAME, LoopSettings, Trainer
 
 
 class FakeWandb(types.ModuleType):

@@ -4,8 +4,7 @@ Loading never unpickles anything: tensors come from safetensors, everything
 else (the model config, optimiser hyperparameters, counters) from JSON stored
 in the safetensors header's metadata. A training job's optimiser state and
 random-number state are flattened into named tensors the same way, so a killed
-job resumes from one file. `sim` is the bottom of the dependency graph, so this
-shared infrastructure lives here beside the contract base.
+job resumes from one file.
 """
 
 from __future__ import annotations

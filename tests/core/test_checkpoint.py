@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from sim.checkpoint import (
+from core.checkpoint import (
     CheckpointError,
     load_checkpoint,
     optimizer_from_tensors,

@@ -1,4 +1,4 @@
-"""Time one `EpisodeAccumulator.update` on a random world: `python -m sim.metrics.bench`.
+"""Synthetic worlds for the metrics: what `bench/metrics_update.py` times and the metric tests build on.
 
 The world: a straight 300 m route with a drivable strip, the ego on it at
 speed, and N agents of every class scattered within 40 m of the ego, all valid.
@@ -7,15 +7,12 @@ Randomness comes from `sim.rng`, so the world is the same on every device.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import time
 
 import torch
 
 from sim import rng
 from sim.config import Capacity
-from sim.metrics.episode import EpisodeAccumulator
 from sim.state import WorldState, empty_world
 
 _STREAM = 0xBE7C
@@ -108,40 +105,3 @@ def advance(world: WorldState) -> WorldState:
         ),
         agents=dataclasses.replace(a, xy=a.xy + a_dir * (a.speed * dt)[..., None]),
     )
-
-
-def time_update(batch: int, agents: int, device: str, repeats: int = 50) -> float:
-    """Median seconds of one accumulator update at [batch, agents]."""
-    prev = random_world(batch, agents, device=device)
-    state = advance(prev)
-    acc = EpisodeAccumulator.init(prev)
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    for _ in range(5):
-        acc = acc.update(prev, state)
-    times = []
-    for _ in range(repeats):
-        sync()
-        t0 = time.perf_counter()
-        acc = acc.update(prev, state)
-        sync()
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=1024)
-    parser.add_argument("--agents", type=int, default=32)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeats", type=int, default=50)
-    args = parser.parse_args(argv)
-    seconds = time_update(args.batch, args.agents, args.device, args.repeats)
-    rate = args.batch * args.agents / seconds
-    print(
-        f"metrics update B={args.batch} N={args.agents} on {args.device}: "
-        f"{seconds * 1e3:.2f} ms/step ({rate:.3g} agent-steps/s for metrics alone)"
-    )
-
-
-if __name__ == "__main__":
-    main()

@@ -15,7 +15,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from sim.config import ConfigError
+from core.config import ConfigError
 
 TENSORBOARD_DIR = "tensorboard"
 WANDB_ID_FILE = "wandb-run-id"
