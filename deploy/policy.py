@@ -25,7 +25,7 @@ from sim.proposals import PreviousPlan
 from sim.types import SensorFrame
 from stack.config import StackConfig
 from stack.model import StackState
-from stack.policy import StackPolicy, register_backend
+from stack.policy import StackPolicy
 
 
 class RuntimeStackPolicy(StackPolicy):
@@ -82,5 +82,6 @@ def _factory(backend: str):
     return make
 
 
-register_backend("onnxruntime", _factory("onnxruntime"))
-register_backend("tensorrt", _factory("tensorrt"))
+# Plug-ins `drivestack.stack_backends` (pyproject.toml): `--policy stack --backend onnxruntime|tensorrt`.
+onnxruntime_stack_policy = _factory("onnxruntime")
+tensorrt_stack_policy = _factory("tensorrt")

@@ -22,13 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     from deploy import cli as deploy_cli
-    from deploy import policy as deploy_policy  # noqa: F401  registers the exported backends of `stack`
     from fleet import cli as fleet_cli
     from perception import cli as perception_cli
     from prediction import cli as prediction_cli
     from sim import cli as sim_cli
     from stack import commands as stack_commands
-    from stack import policy  # noqa: F401  registers the `stack` policies before `sim` looks them up
 
     sim_cli.add_parser(sub)
     perception_cli.add_parser(sub)

@@ -156,3 +156,18 @@ def make_diagnostic(name: str, **options: Any):
 
 
 DIAGNOSTICS = ("stack-gt", "stack-objects", "pdm-stack")
+
+
+def stack_gt_policy(**options: Any):
+    """Plug-in `drivestack.policies: stack-gt`."""
+    return make_diagnostic("stack-gt", **options)
+
+
+def stack_objects_policy(**options: Any):
+    """Plug-in `drivestack.policies: stack-objects`."""
+    return make_diagnostic("stack-objects", **options)
+
+
+def pdm_stack_policy(**options: Any):
+    """Plug-in `drivestack.policies: pdm-stack`."""
+    return make_diagnostic("pdm-stack", **options)

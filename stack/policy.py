@@ -16,7 +16,6 @@ step runs every frame.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,11 +24,12 @@ import torch
 from torch import Tensor
 
 from core.config import Timing
+from core.plugins import load_plugin, plugin_names
 from perception.types import Detections
 from planning.types import Plan
 from prediction.types import Forecast
 from sim.geometry import local_to_world, world_to_local
-from sim.policies import Observation, Overlay, PolicyOutput, register_policy
+from sim.policies import Observation, Overlay, PolicyOutput
 from sim.proposals.previous import interpolate_steps
 from sim.types import SensorFrame
 from stack.model import Stack, StackOutput, StackState
@@ -154,15 +154,9 @@ def overlay_of(d: Detections, f: Forecast, plan: Plan) -> Overlay:
     )
 
 
-# Runtimes other than torch eager, by backend name: `deploy.policy` adds onnxruntime and tensorrt
-# (deploy builds on stack, so it plugs itself in here rather than stack importing it).
-RuntimeFactory = Callable[..., StackPolicy]
-_RUNTIME_BACKENDS: dict[str, RuntimeFactory] = {}
-
-
-def register_backend(name: str, factory: RuntimeFactory) -> None:
-    """Make `drivestack sim --policy stack --backend NAME` build its policy with `factory`."""
-    _RUNTIME_BACKENDS[name] = factory
+# Runtimes other than torch eager, by backend name: plug-ins of the package metadata (`core.plugins`;
+# deploy's onnxruntime and tensorrt), so stack never imports deploy, which builds on it.
+BACKENDS = "drivestack.stack_backends"
 
 
 def make_stack_policy(argmax: bool = False, backend: str = "torch", **options: Any) -> StackPolicy:
@@ -172,23 +166,17 @@ def make_stack_policy(argmax: bool = False, backend: str = "torch", **options: A
         if "artifact" in options:
             raise ValueError("stack policy: --artifact is for exported backends; torch runs the checkpoint")
         return StackPolicy.from_checkpoint(argmax=argmax, **options)
-    if backend not in _RUNTIME_BACKENDS:
-        known = ", ".join(["torch", *sorted(_RUNTIME_BACKENDS)])
+    if backend not in plugin_names(BACKENDS):
+        known = ", ".join(["torch", *plugin_names(BACKENDS)])
         raise ValueError(f"stack policy backend {backend!r}: expected one of {known}")
-    return _RUNTIME_BACKENDS[backend](argmax=argmax, **options)
+    return load_plugin(BACKENDS, backend)(argmax=argmax, **options)
 
 
-def _register() -> None:
-    register_policy("stack", lambda **options: make_stack_policy(argmax=False, **options))
-    register_policy("stack-argmax", lambda **options: make_stack_policy(argmax=True, **options))
-    for name in ("stack-gt", "stack-objects", "pdm-stack"):  # `stack.diagnostics.DIAGNOSTICS`, imported when used
-        register_policy(name, lambda name=name, **options: _diagnostic(name, **options))
+def stack_policy(**options: Any) -> StackPolicy:
+    """The `stack` policy (plug-in `drivestack.policies: stack`)."""
+    return make_stack_policy(argmax=False, **options)
 
 
-def _diagnostic(name: str, **options: Any):
-    from stack.diagnostics import make_diagnostic  # it builds on this module
-
-    return make_diagnostic(name, **options)
-
-
-_register()
+def stack_argmax_policy(**options: Any) -> StackPolicy:
+    """The `stack-argmax` ablation (plug-in `drivestack.policies: stack-argmax`)."""
+    return make_stack_policy(argmax=True, **options)

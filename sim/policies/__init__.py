@@ -1,5 +1,6 @@
-"""Closed-loop policies by name. Packages above `sim` (the driving stack) register
-their own with `register_policy`, so the simulator never imports them."""
+"""Closed-loop policies by name: the simulator's baselines, the plug-ins the package metadata lists in
+`drivestack.policies` (the driving stack's, found without `sim` importing `stack`: `core.plugins`), and any
+a caller adds with `register_policy`."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from core.plugins import load_plugin, plugin_names
 from sim.policies.base import Observation, Overlay, Policy, PolicyOutput
 
 PolicyFactory = Callable[..., Policy]
+PLUGINS = "drivestack.policies"
 
 _REGISTRY: dict[str, PolicyFactory] = {}
 
@@ -21,23 +24,27 @@ def register_policy(name: str, factory: PolicyFactory) -> None:
 
 
 def policy_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(set(_REGISTRY) | set(plugin_names(PLUGINS)))
+
+
+def _factory(name: str) -> PolicyFactory:
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if name in plugin_names(PLUGINS):
+        return load_plugin(PLUGINS, name)
+    raise ValueError(f"unknown policy {name!r}; available: {', '.join(policy_names())}")
 
 
 def takes_option(name: str, option: str) -> bool:
     """Whether policy `name`'s factory takes `option` (e.g. the `raster` a baseline reads the map with)."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown policy {name!r}; available: {', '.join(policy_names())}")
-    params = inspect.signature(_REGISTRY[name]).parameters
+    params = inspect.signature(_factory(name)).parameters
     return option in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def make_policy(name: str, **options: Any) -> Policy:
     """Policy `name`, built with `options` (e.g. the stack's `backend`); options a policy does not take
     are an error naming them, not ignored."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown policy {name!r}; available: {', '.join(policy_names())}")
-    factory = _REGISTRY[name]
+    factory = _factory(name)
     params = inspect.signature(factory).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     unknown = sorted(k for k in options if not takes_any and k not in params)
