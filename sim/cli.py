@@ -6,6 +6,8 @@ import argparse
 import functools
 from pathlib import Path
 
+from core.config import ConfigError
+from core.plugins import load_plugin, plugin_names
 from sim.config import RasterConfig
 from sim.policies import make_policy, policy_names
 from sim.suite import DriveLogFactory, SuiteConfig, run_suite
@@ -59,13 +61,17 @@ def policy_options(args: argparse.Namespace) -> dict:
     return {name: value for name, value in given.items() if value is not None}
 
 
+# The drive-log writer is a plug-in (`core.plugins`): the log format lives with the fleet tools, above sim.
+DRIVE_LOGS = "drivestack.drive_logs"
+
+
 def drive_logs(folder: Path | None, raster: RasterConfig) -> DriveLogFactory | None:
     """The suite's drive-log factory writing to `folder` (None: no logs)."""
     if folder is None:
         return None
-    from fleet.recorder import drive_recorder  # the log format lives with the fleet tools
-
-    return functools.partial(drive_recorder, folder, raster=raster)
+    if "mcap" not in plugin_names(DRIVE_LOGS):
+        raise ConfigError(f"--record: no drive-log writer is installed ({DRIVE_LOGS}); install drivestack: make venv")
+    return functools.partial(load_plugin(DRIVE_LOGS, "mcap"), folder, raster=raster)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -11,8 +11,6 @@ ROOT = Path(__file__).resolve().parents[2]
 LAYERS = ("core", "sim", "perception", "prediction", "planning", "stack", "deploy", "fleet")
 # The `drivestack` command composes every package, so it may import them all.
 COMPOSITION_ROOT = {"stack/cli.py"}
-# Known upward imports, each to be removed (issue 17): `drivestack sim --record` wires the fleet's drive logs.
-KNOWN = {("sim/cli.py", "fleet.recorder")}
 
 
 def upward_imports() -> list[tuple[str, int, str]]:
@@ -36,8 +34,7 @@ def upward_imports() -> list[tuple[str, int, str]]:
 
 
 def test_no_package_imports_one_above_it():
-    upward = [(name, line, module) for name, line, module in upward_imports()
-              if name not in COMPOSITION_ROOT and (name, module) not in KNOWN]  # fmt: skip
+    upward = [(name, line, module) for name, line, module in upward_imports() if name not in COMPOSITION_ROOT]
     assert upward == [], "\n".join(f"{name}:{line} imports {module}" for name, line, module in upward)
 
 
@@ -47,9 +44,3 @@ def test_core_imports_no_other_drivestack_package():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module:
                 assert node.module.split(".")[0] not in others, f"{path.name}:{node.lineno} imports {node.module}"
-
-
-def test_the_known_exceptions_still_exist():
-    """An exception that was fixed leaves the list, so the list never hides a new import of the same kind."""
-    still = {(name, module) for name, _, module in upward_imports()}
-    assert still >= KNOWN, f"fixed, remove from KNOWN: {sorted(KNOWN - still)}"
