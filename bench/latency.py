@@ -33,9 +33,10 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 from core.benchmark import machine_info, time_call
 from core.io import write_json
 from deploy.artifact import Artifact
+from deploy.base import ArtifactError, BackendUnavailable, Runtime
 from deploy.examples import recorded_inputs
 from deploy.export import export_stack
-from deploy.runtime import ArtifactError, BackendUnavailable, Runtime, open_runtime
+from deploy.runtime import open_runtime
 from stack.model import Stack
 from stack.policy import DEFAULT_WEIGHTS
 

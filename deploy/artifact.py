@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from core.io import sha256_file
-from deploy.runtime import ArtifactError
+from deploy.base import ArtifactError
 from deploy.spec import GraphSpec
 
 MANIFEST = "manifest.json"

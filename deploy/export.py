@@ -24,9 +24,9 @@ import torch
 
 from core.io import atomic_copy, atomic_write_bytes, atomic_write_text, sha256_file
 from deploy.artifact import CHECKPOINT, FORMAT, MANIFEST, Artifact
+from deploy.base import ArtifactError
 from deploy.examples import recorded_inputs
 from deploy.graphs import GRAPH_NAMES, FlatGraph, Named, dynamic_axes, graph_defs
-from deploy.runtime import ArtifactError
 from deploy.spec import GraphSpec, TensorSpec
 from stack.model import Stack
 

@@ -34,8 +34,9 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from deploy.artifact import Artifact
+from deploy.base import Runtime
 from deploy.examples import random_inputs, recorded_inputs
-from deploy.runtime import Runtime, open_runtime
+from deploy.runtime import open_runtime
 from perception.tracking.state import TrackerState
 from perception.types import Detections, Tracks
 from planning.types import Plan

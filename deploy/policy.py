@@ -5,8 +5,9 @@ between plans when `plan_every` > 1) through a `deploy.Runtime`, so the
 closed-loop metrics are those of the artifact, not of the Python model it came
 from. Only the episode's initial state is made in Python: it is the first frame
 repeated and an empty tracker (`Perception.initial_state`), which needs the
-config, not the weights. Importing this module registers the onnxruntime and
-tensorrt backends with `stack.policy`.
+config, not the weights. The onnxruntime and tensorrt factories at the bottom
+are plug-ins `drivestack.stack_backends` of the package metadata, which
+`stack.policy.make_stack_policy` loads by name.
 """
 
 from __future__ import annotations

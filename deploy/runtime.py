@@ -1,4 +1,5 @@
-"""One interface over the backends that run an exported graph: torch, onnxruntime and TensorRT.
+"""Open a runtime for an exported graph on one of its backends: torch, onnxruntime or TensorRT (the interface
+they share, `Runtime`, and the deploy errors live in the leaf module `deploy.base`).
 
     runtime = open_runtime("runs/export", "stack_step", backend="onnxruntime", device="cpu")
     outputs = runtime.run({"frame.bev": ..., "sigma": ..., ...})   # named torch tensors in and out
@@ -13,59 +14,10 @@ errors, never a silent fallback to the CPU.
 
 from __future__ import annotations
 
-import abc
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-import numpy as np
-import torch
-from torch import Tensor
-
-from deploy.spec import GraphSpec
-
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
-PRECISIONS = ("fp32", "fp16")
-
-
-class BackendUnavailable(RuntimeError):
-    """The requested backend, execution provider or device is not available here."""
-
-
-class ArtifactError(ValueError):
-    """An exported artifact (manifest, ONNX graph, engine) is missing, corrupted or inconsistent."""
-
-
-class Runtime(abc.ABC):
-    """Runs one graph. Subclasses implement `_run` on a feed that `run` has already checked."""
-
-    backend: ClassVar[str]
-
-    def __init__(self, spec: GraphSpec, device: torch.device):
-        self.spec, self.device = spec, device
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    def run(self, inputs: Mapping[str, Tensor | np.ndarray]) -> dict[str, Tensor]:
-        """Named inputs (every input of the spec, nothing else) to named outputs on `self.device`."""
-        self.spec.check_inputs(inputs)
-        feed = {name: _as_tensor(value, self.device) for name, value in inputs.items()}
-        return self._run(feed)
-
-    @abc.abstractmethod
-    def _run(self, feed: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Run on a checked feed of tensors on `self.device`; return every output of the spec."""
-
-    def describe(self) -> dict[str, Any]:
-        """What runs, for logs and benchmark tables."""
-        return {"graph": self.name, "backend": self.backend, "device": str(self.device)}
-
-
-def _as_tensor(value: Tensor | np.ndarray, device: torch.device) -> Tensor:
-    tensor = torch.from_numpy(np.ascontiguousarray(value)) if isinstance(value, np.ndarray) else value
-    return tensor.to(device).contiguous()
+from deploy.base import BACKENDS, PRECISIONS, Runtime
 
 
 def open_runtime(

@@ -8,7 +8,7 @@ import os
 import sys
 
 from core.config import ConfigError
-from deploy.runtime import BackendUnavailable
+from deploy.base import BackendUnavailable
 
 
 def build_parser() -> argparse.ArgumentParser:

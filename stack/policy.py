@@ -2,9 +2,10 @@
 
 The policy reads only the sensor frame (no ground truth, no object list): the
 stack's own detector and tracker do the rest. Its recurrent state is the
-stack's, created from the first frame it sees. Importing this module registers
-`stack` and `stack-argmax` (the ablation, same weights) with `sim.policies`,
-both loading the shipped default weights.
+stack's, created from the first frame it sees. `stack` and `stack-argmax` (the
+ablation, same weights), both loading the shipped default weights, are plug-ins
+`drivestack.policies` of the package metadata (`core.plugins`), found by
+`sim.policies.make_policy` without `sim` importing this module.
 
 `plan_every` > 1 runs the full step (perception, prediction, planning) every
 that many frames and perception alone in between, so the tracker still sees

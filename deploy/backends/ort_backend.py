@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from deploy.artifact import Artifact
-from deploy.runtime import ArtifactError, BackendUnavailable, Runtime
+from deploy.base import ArtifactError, BackendUnavailable, Runtime
 from deploy.spec import GraphSpec
 
 log = logging.getLogger(__name__)

@@ -58,7 +58,7 @@ from deploy.backends.tensorrt_cache import (
     fp16_recipe,
     profile_shapes,
 )
-from deploy.runtime import ArtifactError, BackendUnavailable, Runtime
+from deploy.base import ArtifactError, BackendUnavailable, Runtime
 from deploy.spec import GraphSpec, InputError
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from deploy.runtime import PRECISIONS, ArtifactError, BackendUnavailable
+from deploy.base import PRECISIONS, ArtifactError, BackendUnavailable
 from deploy.spec import BATCH, SAMPLES, GraphSpec, InputError
 
 DEFAULT_CACHE_DIR = Path("~/.cache/drivestack/tensorrt")

@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 
 from deploy.artifact import Artifact
+from deploy.base import BackendUnavailable, Runtime
 from deploy.graphs import FlatGraph, flat_graph
-from deploy.runtime import BackendUnavailable, Runtime
 from deploy.spec import GraphSpec
 from planning.planner import unchecked
 from stack.model import Stack

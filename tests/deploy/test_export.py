@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from deploy.artifact import CHECKPOINT, MANIFEST, Artifact
+from deploy.base import ArtifactError
 from deploy.examples import random_inputs, recorded_inputs
 from deploy.export import export_stack
 from deploy.graphs import GRAPH_NAMES
 from deploy.parity import TOLERANCE, compare
-from deploy.runtime import ArtifactError, open_runtime
+from deploy.runtime import open_runtime
 from deploy.spec import BATCH, SAMPLES
 from stack.model import Stack
 

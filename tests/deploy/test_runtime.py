@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from deploy.base import BackendUnavailable
 from deploy.examples import recorded_inputs
 from deploy.parity import match_slots, output_error, parity, summarise
-from deploy.runtime import BackendUnavailable, open_runtime
+from deploy.runtime import open_runtime
 from deploy.spec import GraphSpec, InputError
 
 
@@ -116,3 +117,18 @@ def test_tracker_slots_are_matched_before_comparing():
     matched = match_slots(candidate, reference)
     for name, value in reference.items():
         assert torch.equal(matched[name], value), name
+
+
+def test_the_backends_build_on_the_leaf_module_not_on_the_factory_that_imports_them():
+    """No import circle: `deploy.runtime.open_runtime` imports the backends, the backends import `deploy.base`."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "deploy"
+    for path in [root / "base.py", *sorted((root / "backends").glob("*.py"))]:
+        imported = {node.module for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.ImportFrom)}
+        assert "deploy.runtime" not in imported, f"{path.name} imports deploy.runtime"
+    base = {
+        node.module for node in ast.walk(ast.parse((root / "base.py").read_text())) if isinstance(node, ast.ImportFrom)
+    }
+    assert not any(m and m.startswith("deploy.backends") for m in base)

@@ -38,7 +38,8 @@ from deploy.backends.tensorrt_cache import (
     fp16_recipe,
     profile_shapes,
 )
-from deploy.runtime import ArtifactError, BackendUnavailable, open_runtime
+from deploy.base import ArtifactError, BackendUnavailable
+from deploy.runtime import open_runtime
 from deploy.spec import GraphSpec, InputError, TensorSpec
 
 try:

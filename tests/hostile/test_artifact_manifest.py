@@ -11,7 +11,7 @@ import pytest
 
 from core.io import sha256_file
 from deploy.artifact import MANIFEST, Artifact
-from deploy.runtime import ArtifactError
+from deploy.base import ArtifactError
 from stack.cli import main
 
 
