@@ -3,7 +3,7 @@
 1. Simulate a training dataset, a held-out one (disjoint scenario seeds) and a
    small held-out one of the ghost-heavy scenario (`ghost_road`, an empty road
    seen by a sensor with many false positives).
-2. Pretrain the detector once without labels (`perception.train.pretrain`).
+2. Pretrain the detector once without labels (`perception.jobs.pretrain.pretrain`).
 3. For each labeled fraction (1 %, 5 %, 10 %, 100 % of the training frames;
    at least one frame), fine-tune from scratch and from the pretrained weights
    with the same steps and seed (`finetune`), then fit the existence
@@ -55,8 +55,9 @@ from perception.config import DetectorConfig
 from perception.data import DatasetConfig, FrameDataset, generate_dataset
 from perception.detector import Detector
 from perception.evaluate import EvaluateConfig, evaluate
+from perception.jobs.finetune import FinetuneConfig, finetune
+from perception.jobs.pretrain import PretrainConfig, pretrain
 from perception.model import PerceptionConfig
-from perception.train import FinetuneConfig, PretrainConfig, finetune, pretrain
 from sim.config import RasterConfig
 
 FRACTIONS = (0.01, 0.05, 0.10, 1.0)

@@ -37,7 +37,7 @@ from core.io import write_json
 from perception.model import Perception
 from perception.objects import detections_from_objects
 from perception.track_metrics import match_tracks, summarize
-from perception.tracker import Tracker, TrackerConfig
+from perception.tracking import Tracker, TrackerConfig
 from perception.types import Detections
 from sim.config import RasterConfig
 from sim.policies import make_policy

@@ -19,8 +19,9 @@ from perception.config import DetectorConfig
 from perception.data import DatasetConfig, FrameDataset, generate_dataset
 from perception.evaluate import EvaluateConfig
 from perception.evaluate import main as evaluate_main
+from perception.jobs.finetune import FinetuneConfig, finetune
+from perception.jobs.pretrain import PretrainConfig, pretrain
 from perception.model import PerceptionConfig
-from perception.train import FinetuneConfig, PretrainConfig, finetune, pretrain
 from sim.config import RasterConfig
 
 DETECTOR_PRESETS = ("default", "tiny")

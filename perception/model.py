@@ -29,7 +29,7 @@ from perception.config import DetectorConfig
 from perception.decode import decode, harden, scale_position_covariance
 from perception.detector import Detector
 from perception.frames import FrameStack, detector_input, initial_stack, push
-from perception.tracker import Tracker, TrackerConfig, TrackerState
+from perception.tracking import Tracker, TrackerConfig, TrackerState
 from perception.types import Detections, Tracks
 from sim.config import RasterConfig
 from sim.types import SensorFrame

@@ -1,1 +1,2 @@
-"""Perception training jobs: self-supervised pretraining and supervised fine-tuning (see `perception.train`)."""
+"""Perception training jobs: self-supervised pretraining (`perception.jobs.pretrain`) and supervised
+fine-tuning (`perception.jobs.finetune`), both on the `core.training` loop."""

@@ -13,12 +13,12 @@ from safetensors.torch import load_file, save_file
 
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.config import ConfigError
-from core.training import batch_index, latest_checkpoint
+from core.training import FINAL_NAME, batch_index, latest_checkpoint
 from perception.data import GHOSTS, DatasetConfig, generate_dataset
 from perception.evaluate import CALIBRATED_NAME, REPORT_NAME, EvaluateConfig, evaluate, format_report
-from perception.jobs.pretrain import temporal_partner
+from perception.jobs.finetune import FinetuneConfig, finetune
+from perception.jobs.pretrain import PretrainConfig, pretrain, temporal_partner
 from perception.model import Perception, PerceptionConfig
-from perception.train import FINAL_NAME, FinetuneConfig, PretrainConfig, finetune, pretrain
 from sim.config import RasterConfig
 from stack.cli import main as drivestack
 

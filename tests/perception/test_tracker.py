@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from core.config import ConfigError
-from perception.tracker import Tracker, TrackerConfig, TrackerGraph, TrackerState
+from perception.tracking import Tracker, TrackerConfig, TrackerGraph, TrackerState
 from perception.tracking.motion import white_acceleration_noise
 from perception.types import STATE_POS, STATE_VEL, Detections, Tracks
 
