@@ -40,6 +40,7 @@ class RuntimeStackPolicy(StackPolicy):
         sigma: float | None = None,
         plan_every: int = 1,
         argmax: bool = False,
+        timing: Timing = Timing(),
         **options: Any,
     ):
         if not (isinstance(plan_every, int) and plan_every >= 1):
@@ -52,10 +53,10 @@ class RuntimeStackPolicy(StackPolicy):
             )
         self.step_graph = open_runtime(artifact, "stack_step", backend, device, **options)
         self.perception_graph = open_runtime(artifact, "perception_step", backend, device, **options)
-        self.initial = Perception(cfg.perception)
+        self.initial = Perception(cfg.perception, timing)
         self.sigma = cfg.sigma if sigma is None else float(sigma)
         self.plan_every = plan_every
-        self.timing = Timing()
+        self.timing = timing
 
     def start(self, frame: SensorFrame) -> StackState:
         return StackState(self.initial.initial_state(frame), PreviousPlan.none(frame, self.timing))

@@ -8,7 +8,7 @@
 `step` is a pure function of (state, frame): FrameStack push -> detector input
 -> Detector -> decode (existence temperature and position-covariance scale
 from the config) -> Tracker.step
-with the frame's ego pose and dt = `Timing().sim_dt`. Checkpoints hold the
+with the frame's ego pose and dt = the given `Timing`'s `sim_dt`. Checkpoints hold the
 detector weights and this config (calibration included) as JSON, via
 `core.checkpoint`, so loading never unpickles.
 """
@@ -121,12 +121,12 @@ class PerceptionState:
 class Perception(nn.Module):
     """SensorFrame -> (Detections, Tracks) with explicit recurrent state; see the module docstring."""
 
-    def __init__(self, cfg: PerceptionConfig = PerceptionConfig()):
+    def __init__(self, cfg: PerceptionConfig = PerceptionConfig(), timing: Timing = Timing()):
         super().__init__()
         self.cfg = cfg
         self.detector = Detector(cfg.detector)
         self.tracker = Tracker(cfg.tracker)
-        self.dt = Timing().sim_dt
+        self.dt = timing.sim_dt  # the tracker predicts over one sim step: the caller's Timing, not a default
 
     def initial_state(self, frame: SensorFrame) -> PerceptionState:
         """The state at episode start: the first frame repeated K times, no tracks."""

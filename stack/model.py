@@ -123,7 +123,7 @@ class Stack(nn.Module):
         super().__init__()
         _check_timing(cfg, timing)
         self.cfg, self.timing = cfg, timing
-        self.perception = Perception(dataclasses.replace(cfg.perception, argmax=cfg.argmax))
+        self.perception = Perception(dataclasses.replace(cfg.perception, argmax=cfg.argmax), timing)
         self.predictor = Predictor(cfg.predictor)
         self.planner = Planner(cfg.planner, timing, cfg.perception.detector.raster)
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from core.checkpoint import CheckpointError
-from core.config import ConfigError
+from core.config import ConfigError, Timing
 from perception.model import PerceptionConfig
 from sim.config import RasterConfig
 from sim.policies import Observation
@@ -187,3 +187,10 @@ def test_a_held_plan_is_re_expressed_in_the_current_frame_and_advanced_in_time(f
     assert held.trajectory.shape == out.trajectory.shape
     with pytest.raises(ValueError, match="plan_every"):
         StackPolicy(tiny_stack(), plan_every=0)
+
+
+def test_the_stacks_timing_reaches_its_tracker():
+    """One `Timing` threads through (issue 17): perception used to build its own default."""
+    coarse = Timing(sim_dt=0.2)
+    stack = Stack(StackConfig.tiny(perception=PerceptionConfig.tiny(RASTER)), coarse)
+    assert stack.perception.dt == coarse.sim_dt == 0.2
