@@ -63,7 +63,8 @@ class Journal:
     def results(self, plan: Sequence[tuple[str, Sequence[int]]]) -> list[EpisodeResult]:
         """The episodes in the order of `plan`'s batches; a stored batch the plan lacks is an error."""
         keys = [(scenario, tuple(seeds)) for scenario, seeds in plan]
-        stray = [key for key in self.batches if key not in set(keys)]
+        planned = set(keys)
+        stray = [key for key in self.batches if key not in planned]
         if stray:
             raise ConfigError(f"{self.path}: holds batches this run does not plan, e.g. {stray[0]}")
         return [row for key in keys if key in self.batches for row in self.batches[key]]
