@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -39,7 +38,7 @@ import torch
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from core.io import write_json
+from core.io import atomic_copy, write_json
 from prediction import api
 from prediction.checkpoint import load_predictor
 from prediction.config import PredictorConfig
@@ -58,11 +57,7 @@ def train_fold(data: Path, scene: str, work: Path, weights: Path, steps: int | N
                                 predictor=PredictorConfig(vehicle_dynamics=False), **fields)  # fmt: skip
     final = train(cfg)
     target = weights / f"{scene}.safetensors"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    shutil.copyfile(final, tmp)
-    os.replace(tmp, target)
-    return target
+    return atomic_copy(final, target)
 
 
 def measure(model, windows, args: argparse.Namespace) -> dict:

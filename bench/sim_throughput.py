@@ -12,17 +12,16 @@ same unit: (its vehicles, the ego included) x (simulation steps per policy step)
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 from core.config import Timing
+from core.io import write_json
 from sim.config import RasterConfig
 from sim.metrics import EpisodeAccumulator
 from sim.scenarios import build_batch, load_scenario, scenario_path
@@ -155,11 +154,7 @@ def main() -> int:
         )
     else:
         print("highway-env not installed (pip install -e '.[bench]'): no side-by-side number")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=args.out.parent, suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(tmp, args.out)
+    write_json(args.out, result)
     print(f"wrote {args.out}")
     return 0
 

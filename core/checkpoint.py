@@ -5,22 +5,29 @@ else (the model config, optimiser hyperparameters, counters) from JSON stored
 in the safetensors header's metadata. A training job's optimiser state and
 random-number state are flattened into named tensors the same way, so a killed
 job resumes from one file.
+
+Every file says what it is in the same two metadata keys: `model`, the model
+its weights build ("perception", "predictor", "stack"; absent in a job's own
+state), and `trained_by`, the training job that wrote it. `Checkpoint.model`
+and `Checkpoint.trained_by` also read files written before these keys (whose
+`kind` or `model_kind` said the same), so old checkpoints load unchanged.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
-from torch import Tensor
+from torch import Tensor, nn
+
+from core.config import ConfigError
+from core.io import atomic_path
 
 FORMAT_VERSION = 1
 _OPTIM_PREFIX = "optimizer."
@@ -49,9 +56,36 @@ class Checkpoint:
         """Tensors under `prefix` with the prefix removed (e.g. a sub-module's weights)."""
         return {k[len(prefix) :]: v for k, v in self.tensors.items() if k.startswith(prefix)}
 
+    @property
+    def model(self) -> str | None:
+        """The model the weights build, None for a file that does not say (a training job's state)."""
+        legacy = None if _is_training_state(self.meta) else self.meta.get("kind")
+        return self.meta.get("model", self.meta.get("model_kind", legacy))
 
-def save_checkpoint(path: str | Path, tensors: Mapping[str, Tensor], config: Mapping[str, Any], **meta: Any) -> Path:
-    """Write `tensors` with `config` and `meta` to `path` atomically.
+    @property
+    def trained_by(self) -> str | None:
+        """The training job that wrote the file, None for one no job wrote (an assembled stack)."""
+        legacy = self.meta.get("kind") if _is_training_state(self.meta) else None
+        return self.meta.get("trained_by", legacy)
+
+
+def _is_training_state(meta: Mapping[str, Any]) -> bool:
+    # Before the `model`/`trained_by` keys, a training loop's checkpoint (the one holding optimiser state)
+    # named its job `kind`, and a model file named its model `kind`.
+    return "optimizer" in meta
+
+
+def save_checkpoint(
+    path: str | Path,
+    tensors: Mapping[str, Tensor],
+    config: Mapping[str, Any],
+    *,
+    model: str | None = None,
+    trained_by: str | None = None,
+    **meta: Any,
+) -> Path:
+    """Write `tensors` with `config` and `meta` to `path` atomically; `model` and `trained_by` (see the
+    module's docstring) are stored when given.
 
     The file appears complete or not at all: it is written to a temporary file in
     the same directory, flushed to disk, then renamed over `path`, so a crash
@@ -59,6 +93,8 @@ def save_checkpoint(path: str | Path, tensors: Mapping[str, Tensor], config: Map
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    identity = {"model": model, "trained_by": trained_by}
+    meta = {**meta, **{key: value for key, value in identity.items() if value is not None}}
     header = {
         "format_version": str(FORMAT_VERSION),
         "config": json.dumps(dict(config), sort_keys=True),
@@ -66,16 +102,8 @@ def save_checkpoint(path: str | Path, tensors: Mapping[str, Tensor], config: Map
     }
     # safetensors refuses shared or non-contiguous storage; clone into plain tensors.
     plain = {name: t.detach().to("cpu").contiguous().clone() for name, t in tensors.items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(plain, tmp, metadata=header)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        save_file(plain, str(tmp), metadata=header)
     return path
 
 
@@ -100,6 +128,47 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Che
         raise CheckpointError(f"checkpoint {path}: header has no readable 'config' ({exc})") from exc
     _check_finite(path, tensors)
     return Checkpoint(tensors=tensors, config=config, meta=meta)
+
+
+class ModelConfig(Protocol):
+    """A model config that builds from a checkpoint's JSON (raising ConfigError or TypeError)."""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Any: ...
+
+
+ConfigT = TypeVar("ConfigT", bound=ModelConfig)
+
+
+def load_model_checkpoint(
+    path: str | Path, model: str, config_type: type[ConfigT], device: torch.device | str = "cpu"
+) -> tuple[Checkpoint, ConfigT]:
+    """The checkpoint at `path` with its config read as `config_type`, for building `model`. A file that
+    says it holds another model, or whose config is not a `config_type`, raises `CheckpointError` naming the
+    file; one that does not say (a training job's state) is read by its config alone."""
+    ckpt = load_checkpoint(path, device)
+    if ckpt.model not in (None, model):
+        raise CheckpointError(f"checkpoint {path}: holds a {ckpt.model} model, expected {model}")
+    try:
+        return ckpt, config_type.from_dict(ckpt.config)
+    except (ConfigError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {path}: config is not a {config_type.__name__} ({exc})") from exc
+
+
+def load_weights(module: nn.Module, weights: Mapping[str, Tensor], source: str | Path, what: str) -> None:
+    """Copy `weights` (state_dict names) into `module`; missing, unexpected or misshapen tensors raise
+    `CheckpointError` naming `source` and `what` the weights are (e.g. "detector")."""
+    expected = set(module.state_dict())
+    missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint {source}: {what} weights do not match its config "
+            f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
+    try:
+        module.load_state_dict(dict(weights))
+    except RuntimeError as exc:  # a tensor of the wrong shape
+        raise CheckpointError(f"checkpoint {source}: {what} weights do not fit its config ({exc})") from exc
 
 
 def _check_finite(path: Path, tensors: Mapping[str, Tensor]) -> None:

@@ -14,11 +14,11 @@ Construction never validates, so contracts stay cheap inside traced graphs; call
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 T = TypeVar("T", bound="TensorContract")
 
@@ -207,6 +207,29 @@ class TensorContract:
             batch_index = [batch_index]
         changes = {f.name: getattr(self, f.name)[batch_index] for f in self.tensor_fields()}
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+Named = dict[str, Tensor]
+
+
+class FlatModule(nn.Module):
+    """A function of named tensors (contracts flattened with `to_flat`) as a module on positional ones, the
+    form torch.export and ONNX trace: `forward(*tensors)` takes the `inputs` in order and returns the
+    `outputs` of `run(module, named)` in order. `module` is registered, so its weights are the graph's."""
+
+    def __init__(
+        self, module: nn.Module, inputs: Sequence[str], outputs: Sequence[str], run: Callable[[Any, Named], Named]
+    ):
+        super().__init__()
+        self.module, self.inputs, self.outputs, self.run = module, tuple(inputs), tuple(outputs), run
+
+    def forward(self, *tensors: Tensor) -> tuple[Tensor, ...]:
+        out = self.run(self.module, dict(zip(self.inputs, tensors, strict=True)))
+        return tuple(out[name] for name in self.outputs)
+
+    def run_named(self, named: Mapping[str, Tensor]) -> Named:
+        """Named inputs to named outputs (extra names in `named` are ignored)."""
+        return dict(zip(self.outputs, self(*(named[name] for name in self.inputs)), strict=True))
 
 
 def check_spd(where: str, cov: Tensor, mask: Tensor | None = None, eps: float = 0.0) -> None:

@@ -3,6 +3,8 @@
 The content is rendered in memory first (so a value that cannot be serialised
 fails before anything is touched), written to a temporary file in the target's
 directory, flushed and fsynced, then moved over the target with `os.replace`.
+Writers that take a file name (safetensors, OpenCV) write into `atomic_path`'s
+temporary file; every atomic write in the project goes through `atomic_path`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,21 +31,24 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Replace `path` by `data` atomically; on failure the old file is untouched."""
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary file next to `path` for the block to write (its name ends in `path`'s suffix, which
+    some writers read the format from); when the block ends without error the file is fsynced and moved
+    over `path`, otherwise removed, leaving `path` as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        yield tmp
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide results from the other users of a shared machine
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
     with contextlib.suppress(OSError):  # make the rename itself durable where the OS allows
         dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -53,19 +58,19 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             os.close(dir_fd)
 
 
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Replace `path` by `data` atomically; on failure the old file is untouched."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def atomic_copy(source: str | Path, target: str | Path) -> Path:
-    """Copy `source` to `target` through a temporary file renamed into place (a no-op onto itself)."""
+    """Copy `source` to `target` atomically (a no-op onto itself)."""
     source, target = Path(source), Path(target)
     if source.resolve() == target.resolve():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
+    with atomic_path(target) as tmp:
         shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return target
 
 

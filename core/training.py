@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LambdaLR
@@ -44,6 +43,7 @@ from core.checkpoint import (
     save_checkpoint,
 )
 from core.config import FOLDER_OR_ABSENT, is_folder_or_absent, require
+from core.distributed import barrier, process_group
 from core.io import jsonable
 from core.train_logging import MetricSinks
 
@@ -204,7 +204,7 @@ class Trainer:
         self.model_config, self.finalize = model_config, finalize
         self.normalise_job = normalise_job or (lambda name, value: value)
         self.implied_job = implied_job
-        self.rank, self.world = _process_group()
+        self.rank, self.world = process_group()
         # Several processes (torchrun): each computes its share of the global batch of batch_size x world
         # items, and DistributedDataParallel averages the gradients, so N processes take the steps one
         # process would take with the combined batch. The loss function runs as the wrapped module's
@@ -240,10 +240,10 @@ class Trainer:
         sinks.close()
         if self.step < self.cfg.steps:
             stopped = last if last is not None else self._save(out / f"step-{self.step:06d}.safetensors", {})
-            _barrier(self.world)  # every rank leaves together: a rank tearing down early aborts its peers
+            barrier(self.world)  # every rank leaves together: a rank tearing down early aborts its peers
             return stopped
         final = self.finalize(self.step, self.seconds) if self.rank == 0 else out / FINAL_NAME
-        _barrier(self.world)
+        barrier(self.world)
         return final
 
     def _one_step(self) -> dict[str, Tensor]:
@@ -280,7 +280,7 @@ class Trainer:
         """Rank 0 writes (every rank holds the same weights); the others wait until the file exists."""
         if self.rank == 0:
             self._write(path, report)
-        _barrier(self.world)
+        barrier(self.world)
         return path
 
     def _write(self, path: Path, report: dict[str, Tensor]) -> Path:
@@ -288,7 +288,6 @@ class Trainer:
         tensors = {**self.modules.state_dict(), **opt_tensors, **rng_to_tensors({"augment": self.augment})}
         position = self.step * self.cfg.batch_size * self.world
         meta = {
-            "kind": self.kind,
             "step": self.step,
             "epoch": position // len(self.pool),
             "epoch_position": position % len(self.pool),
@@ -298,12 +297,12 @@ class Trainer:
             "losses": {name: float(value) for name, value in report.items()},
             "train_seconds": self.seconds,
         }
-        return save_checkpoint(path, tensors, self.model_config, **meta)
+        return save_checkpoint(path, tensors, self.model_config, trained_by=self.kind, **meta)
 
     def _restore(self, path: Path) -> None:
         ckpt = load_checkpoint(path, self.cfg.device)
-        if ckpt.meta.get("kind") != self.kind:
-            raise CheckpointError(f"checkpoint {path}: written by {ckpt.meta.get('kind')!r}, expected {self.kind!r}")
+        if ckpt.trained_by != self.kind:
+            raise CheckpointError(f"checkpoint {path}: written by {ckpt.trained_by!r}, expected {self.kind!r}")
         check_same_job(jsonable(asdict(self.cfg)), ckpt.meta.get("job", {}), RESUMABLE_CHANGES, path.name,
                        self.normalise_job, self.implied_job)  # fmt: skip
         try:
@@ -327,18 +326,6 @@ class _LossModule(nn.Module):
 
     def forward(self, index: Tensor, generator: torch.Generator, step: int) -> tuple[Tensor, dict[str, Tensor]]:
         return self.loss_fn(index, generator, step)
-
-
-def _process_group() -> tuple[int, int]:
-    """(rank, world size) of the initialised process group, (0, 1) without one."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        dist.barrier()
 
 
 def add_loop_arguments(

@@ -22,8 +22,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from torch import Tensor, nn
+from torch import Tensor
 
+from core.contracts import FlatModule, Named
 from deploy.spec import BATCH, SAMPLES
 from perception.frames import FrameStack
 from perception.model import PerceptionState
@@ -34,8 +35,6 @@ from prediction.types import Forecast
 from sim.proposals import PreviousPlan
 from sim.types import SensorFrame
 from stack.model import Stack, StackState
-
-Named = dict[str, Tensor]
 
 FRAME = SensorFrame.flat_names("frame")
 PERCEPTION_STATE = PerceptionState.flat_names("state")
@@ -133,23 +132,12 @@ def dynamic_axes(name: str) -> dict[int, str]:
     return {0: BATCH, 2: SAMPLES} if name in NOISE else {0: BATCH}
 
 
-class FlatGraph(nn.Module):
-    """One graph of a stack as a module: `forward(*inputs)` in `definition.inputs` order returns the
-    outputs in `definition.outputs` order (what `torch.onnx.export` traces)."""
+class FlatGraph(FlatModule):
+    """One graph of a stack as a module (`core.contracts.FlatModule`: what `torch.onnx.export` traces)."""
 
     def __init__(self, stack: Stack, definition: GraphDef):
-        super().__init__()
-        self.stack, self.definition = stack, definition
-
-    def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
-        named = dict(zip(self.definition.inputs, inputs, strict=True))
-        out = self.definition.run(self.stack, named)
-        return tuple(out[name] for name in self.definition.outputs)
-
-    def run_named(self, named: Named) -> Named:
-        """Named inputs to named outputs (extra names in `named` are ignored)."""
-        outputs = self(*(named[name] for name in self.definition.inputs))
-        return dict(zip(self.definition.outputs, outputs, strict=True))
+        super().__init__(stack, definition.inputs, definition.outputs, definition.run)
+        self.definition = definition
 
 
 def flat_graph(stack: Stack, name: str) -> FlatGraph:

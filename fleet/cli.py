@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from core.distributed import leave_process_group
 from core.training import add_loop_arguments, loop_fields
 from fleet.cycle import CycleConfig, run_cycle
 from fleet.federated import add_parser as add_federated_parser
@@ -143,7 +144,7 @@ def run_index(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     run = {"pretrain": _pretrain, "perception": _perception, "prediction": _prediction, "end2end": _end2end}
     print(f"wrote {run[args.stage](args)}")
-    return 0
+    return leave_process_group(0)  # under torchrun, ends the process here
 
 
 def _perception_config(args: argparse.Namespace) -> PerceptionConfig:

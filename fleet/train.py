@@ -28,15 +28,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import torch
-import torch.distributed as dist
-
 from core.config import Timing
+from core.distributed import join_process_group
 from core.io import write_json
 from core.training import FINAL_NAME
 from fleet.datasets import LogFrameDataset
@@ -71,19 +68,9 @@ T = TypeVar("T")
 MANIFEST = "drives.json"
 
 
-def init_distributed() -> tuple[int, int]:
-    """(rank, world) under torchrun (read from its environment), after joining its process group:
-    NCCL when CUDA is available, else gloo. (0, 1) for a plain process."""
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        return 0, 1
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size()
-
-
 def training_drives(logs: Path, out: Path, val_fraction: float) -> tuple[LogIndex, list[DriveEntry]]:
     """Index `logs` (rank 0 saves the index), split by drive, and (rank 0) write the manifest to `out`."""
-    rank, _ = init_distributed()
+    rank, _ = join_process_group()
     index = build_index(logs, save=rank == 0)
     for name, error in index.broken.items():
         log.warning("skipped broken log %s: %s", name, error)
@@ -171,7 +158,7 @@ def read_each(index: LogIndex, drives: list[DriveEntry], read: Callable[[DriveEn
 
 def report_damaged(out: Path, damaged: dict[str, str]) -> None:
     """Move drives found damaged while reading from the manifest's training drives to its broken logs."""
-    if not damaged or init_distributed()[0] != 0:
+    if not damaged or join_process_group()[0] != 0:
         return
     manifest = json.loads((Path(out) / MANIFEST).read_text())
     manifest["train"] = [d for d in manifest["train"] if d["file"] not in damaged]
@@ -201,7 +188,7 @@ def train_end2end(logs: Path, cfg: EndToEndConfig, val_fraction: float) -> Path:
         raise LogError(f"log folder {logs}: every training drive is damaged ({sorted(damaged)})")
     final = train_stack(cfg, recorded)
     _, held_out = split_drives(index.drives, val_fraction)
-    if final.name == FINAL_NAME and held_out and init_distributed()[0] == 0:
+    if final.name == FINAL_NAME and held_out and join_process_group()[0] == 0:
         validate_end2end(cfg, final, read_each(index, held_out, read)[0], [d.drive for d in held_out])
     return final
 

@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import bisect
 import json
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from core.config import ConfigError
+from core.io import atomic_path, atomic_write_text
 from perception.config import WARP_MODES
 from perception.frames import FrameStack, detector_input, initial_stack, push
 from sim.config import Capacity, RasterConfig
@@ -197,13 +197,6 @@ def _scenarios(cfg: DatasetConfig, scenarios: Sequence[Scenario] | None) -> list
     return chosen
 
 
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """`write(tmp)` fills a temporary file next to `path`, which then replaces `path` atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def _record_shard(scenario: Scenario, seeds: list[int], episodes: Tensor, cfg: DatasetConfig) -> tuple[dict, dict]:
     recorder = _Recorder(cfg, episodes)
     state = build_batch(scenario, seeds)
@@ -239,14 +232,15 @@ def generate_dataset(cfg: DatasetConfig, root: str | Path, scenarios: Sequence[S
             next_episode += len(seeds)
             tensors, meta = _record_shard(scenario, seeds, ids, cfg)
             meta["file"] = f"shard-{len(shards):05d}.safetensors"
-            _atomic_write(root / meta["file"], lambda tmp, t=tensors: save_file(t, str(tmp)))
+            with atomic_path(root / meta["file"]) as tmp:
+                save_file(tensors, str(tmp))
             shards.append(meta)
             episodes += [{"id": int(i), "scenario": scenario.name, "seed": s} for i, s in zip(ids, seeds, strict=True)]
     config = {**asdict(cfg), "seeds": list(cfg.seeds)}
     index = {"format": FORMAT, "config": config, "frames": sum(s["frames"] for s in shards)}
     index.update(shards=shards, episodes=episodes)
     path = root / INDEX_NAME
-    _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(index, indent=1)))
+    atomic_write_text(path, json.dumps(index, indent=1))
     return path
 
 

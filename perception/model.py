@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from core.checkpoint import load_model_checkpoint, load_weights, save_checkpoint
 from core.config import ConfigError, Timing, config_from_dict
 from perception.config import DetectorConfig
 from perception.decode import decode, harden, scale_position_covariance
@@ -169,31 +169,17 @@ class Perception(nn.Module):
 
     def save(self, path: str | Path, **meta: Any) -> Path:
         """Write weights and config (temperature included) atomically."""
-        return save_checkpoint(path, self.weights(), self.cfg.to_dict(), kind=CHECKPOINT_KIND, **meta)
+        return save_checkpoint(path, self.weights(), self.cfg.to_dict(), model=CHECKPOINT_KIND, **meta)
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu") -> Perception:
         """A model from any checkpoint holding a `PerceptionConfig` and `detector.*` weights."""
-        ckpt = load_checkpoint(path, device)
-        try:
-            cfg = PerceptionConfig.from_dict(ckpt.config)
-        except (ConfigError, TypeError) as exc:
-            raise CheckpointError(f"checkpoint {path}: config is not a PerceptionConfig ({exc})") from exc
+        ckpt, cfg = load_model_checkpoint(path, CHECKPOINT_KIND, PerceptionConfig, device)
         model = cls(cfg).to(device)
         model.load_weights(ckpt.tensors, str(path))
         return model
 
     def load_weights(self, tensors: dict[str, Tensor], source: str) -> None:
-        """Copy `detector.*` tensors in; missing or unexpected names raise `CheckpointError`."""
+        """Copy the `detector.*` tensors in; missing or unexpected names raise `CheckpointError`."""
         weights = {k[len(DETECTOR_PREFIX) :]: v for k, v in tensors.items() if k.startswith(DETECTOR_PREFIX)}
-        expected = set(self.detector.state_dict())
-        missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
-        if missing or unexpected:
-            raise CheckpointError(
-                f"checkpoint {source}: detector weights do not match its config "
-                f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
-            )
-        try:
-            self.detector.load_state_dict(weights)
-        except RuntimeError as exc:  # shape mismatch
-            raise CheckpointError(f"checkpoint {source}: detector weights do not fit its config ({exc})") from exc
+        load_weights(self.detector, weights, source, "detector")

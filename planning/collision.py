@@ -36,7 +36,7 @@ import math
 import torch
 from torch import Tensor
 
-from sim.proposals.config import EGO_HALF_LENGTH, EGO_HALF_WIDTH
+from sim.ego import EGO_HALF_LENGTH, EGO_HALF_WIDTH
 
 # An agent's motion gives its heading from HEADING_MIN_SPEED (not at all) to HEADING_FULL_SPEED (fully), m/s:
 # below, the motion of a still object is tracker noise (a parked car "moving" at 0.3-1 m/s in any direction).

@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core.contracts import constant
-from planning.collision import EGO_HALF_LENGTH, EGO_HALF_WIDTH
 from planning.config import PlannerConfig
 from planning.interaction import step_discount
 from sim.config import RasterConfig
+from sim.ego import EGO_HALF_LENGTH, EGO_HALF_WIDTH
 from sim.proposals import Proposals
 from sim.proposals.route import to_route
 from sim.sensors.raster import read_map

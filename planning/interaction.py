@@ -32,10 +32,10 @@ import torch
 from torch import Tensor
 
 from planning.agents import AgentFutures
-from planning.collision import EGO_HALF_LENGTH, box_probability, first_hit_probability, minkowski_half_sizes
+from planning.collision import box_probability, first_hit_probability, minkowski_half_sizes
 from planning.config import PlannerConfig
+from sim.ego import EGO_HALF_LENGTH, EGO_REAR_AXLE
 from sim.proposals import Driven
-from sim.proposals.config import EGO_REAR_AXLE
 from sim.proposals.simulate import with_halfway
 
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -49,6 +48,7 @@ from tqdm import tqdm
 
 from core.config import ConfigError, Timing, require
 from core.contracts import ContractError, TensorContract, spec
+from core.io import atomic_path
 from prediction.windows import HISTORY, HORIZON, SAMPLE_DT, TrajectoryWindows, no_lanes
 from sim.policies import Observation, PolicyOutput, make_policy
 from sim.runner import rollout
@@ -381,12 +381,8 @@ def save_windows(windows: TrajectoryWindows, path: str | Path, meta: dict) -> Pa
         raise ValueError(f"save_windows.meta: expected JSON-serialisable values ({exc})") from exc
     header = {"format": FORMAT, "history": str(windows.history), "dt": repr(float(windows.dt)), "meta": meta_text}
     tensors = {name: getattr(windows, name).detach().cpu().contiguous() for name in TrajectoryWindows.field_names()}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=header)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

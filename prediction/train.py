@@ -30,10 +30,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from core.checkpoint import load_weights
 from core.config import ConfigError, require
 from core.io import jsonable
 from core.training import FINAL_NAME, LoopSettings, Trainer
-from prediction.checkpoint import KIND_TRAIN, load_predictor_weights, save_predictor
+from prediction.checkpoint import KIND_TRAIN, save_predictor
 from prediction.config import PredictorConfig
 from prediction.ethucy import SCENES, load_split
 from prediction.inputs import tracks_from_positions
@@ -195,7 +196,7 @@ def train(
         torch.manual_seed(cfg.seed)
         model = Predictor(cfg.predictor).to(cfg.device)
     if initial is not None:
-        load_predictor_weights(model, dict(initial), "initial weights")
+        load_weights(model, dict(initial), "initial weights", "predictor")
     modules = nn.ModuleDict({"predictor": model})
     pool = torch.arange(windows.batch_size)
 

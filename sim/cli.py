@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core.config import ConfigError
 from core.plugins import load_plugin, plugin_names
@@ -13,7 +16,35 @@ from sim.policies import make_policy, policy_names
 from sim.suite import DriveLogFactory, SuiteConfig, run_suite
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+@dataclass(frozen=True)
+class PolicyFlag:
+    """A command-line flag that sets one option of the policies that take it. The package that owns those
+    policies declares its flags (the stack's: `stack.policy_flags`) and the composition root hands them to
+    `add_parser`, so this command knows no policy's options.
+
+    Attributes:
+        flag: the flag, e.g. "--backend".
+        option: the policy factory's keyword it sets, e.g. "backend".
+        help: the flag's help line.
+        type: converts the flag's text.
+        changes_results: False for options that change only how fast a run goes (CPU threads): a run may be
+            resumed with others, and they are left out of the run's settings.
+    """
+
+    flag: str
+    option: str
+    help: str
+    type: Callable[[str], Any] = str
+    changes_results: bool = True
+
+    @property
+    def dest(self) -> str:
+        return "policy_option_" + self.option
+
+
+def add_parser(subparsers: argparse._SubParsersAction, policy_flags: Sequence[PolicyFlag] = ()) -> None:
+    """`drivestack sim`, with `policy_flags` (declared by the packages that own the policies) as its
+    policy options."""
     p = subparsers.add_parser(
         "sim",
         help="run a scenario suite in closed loop",
@@ -29,36 +60,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     p.add_argument("--render", type=int, default=0, help="render the first K seeds of each scenario")
     p.add_argument("--video-format", choices=("mp4", "gif"), default="mp4")
-    p.add_argument(
-        "--backend",
-        default=None,
-        help="for the stack policies: torch (the checkpoint, default), onnxruntime or tensorrt (an exported artifact)",
-    )
-    p.add_argument("--artifact", type=Path, help="exported artifact folder (`drivestack export`) for --backend")
-    p.add_argument("--runtime-device", help="the backend's device: cpu, cuda[:N], or tensorrt[:N] for onnxruntime")
-    p.add_argument("--runtime-threads", type=int, help="the backend's CPU threads (onnxruntime)")
     p.add_argument("--record", type=Path, metavar="DIR",
                    help="write each episode's drive log (MCAP, see `drivestack fleet`) to DIR")  # fmt: skip
-    p.add_argument("--plan-every", type=int, help="stack policies: plan every N frames, perceive every frame")
     p.add_argument("--resume", action="store_true",
                    help="finish the interrupted run in --out, keeping its finished batches")  # fmt: skip
-    p.set_defaults(run=main)
+    options = p.add_argument_group("policy options (only the policies that take them accept them)")
+    for flag in policy_flags:
+        options.add_argument(flag.flag, dest=flag.dest, type=flag.type, metavar=flag.option.upper(), help=flag.help)
+    p.set_defaults(run=main, policy_flags=tuple(policy_flags))
 
 
-# Policy options that change how fast a run goes, never its results: a run may be resumed with others.
-SPEED_ONLY = ("threads",)
-
-
-def policy_options(args: argparse.Namespace) -> dict:
-    """The options given for the policy (only those given: a policy that takes none accepts no flags)."""
-    given = {
-        "backend": args.backend,
-        "artifact": args.artifact,
-        "device": args.runtime_device,
-        "plan_every": args.plan_every,
-        "threads": args.runtime_threads,
+def policy_options(args: argparse.Namespace, results_only: bool = False) -> dict[str, Any]:
+    """The options given for the policy (only those given: a policy that takes none accepts no flags);
+    `results_only`: without those that change only the speed."""
+    return {
+        flag.option: getattr(args, flag.dest)
+        for flag in args.policy_flags
+        if getattr(args, flag.dest) is not None and (flag.changes_results or not results_only)
     }
-    return {name: value for name, value in given.items() if value is not None}
 
 
 # The drive-log writer is a plug-in (`core.plugins`): the log format lives with the fleet tools, above sim.
@@ -85,7 +104,7 @@ def main(args: argparse.Namespace) -> int:
         device=args.device,
         render=args.render,
         video_format=args.video_format,
-        policy_settings={name: str(value) for name, value in policy_options(args).items() if name not in SPEED_ONLY},
+        policy_settings={name: str(value) for name, value in policy_options(args, results_only=True).items()},
     )
     policy = make_policy(args.policy, **policy_options(args))
     results = run_suite(cfg, policy, drive_logs(args.record, cfg.raster), resume=args.resume)

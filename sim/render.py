@@ -8,15 +8,15 @@ up (sensor raster over the map raster, the objects it believed in with 1- and
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from core.io import atomic_path
 from sim.config import RasterConfig
 from sim.recording import WORLD_VIEW_M, WORLD_VIEW_PX, StepSnapshot
+from sim.sensors.raster import ego_origin_cell
 
 # BGR colours by AgentKind: vehicle, pedestrian, cyclist.
 KIND_COLOURS = ((235, 160, 60), (60, 60, 235), (60, 200, 60))
@@ -37,8 +37,9 @@ def _world_px(points: np.ndarray, origin: np.ndarray) -> np.ndarray:
 
 def _ego_px(points: np.ndarray, raster: RasterConfig) -> np.ndarray:
     """Ego-frame points (x forward, y left) to sensor-panel pixels (col, row)."""
-    row = raster.ego_row_fraction * raster.size - points[..., 0] / raster.resolution
-    col = raster.size / 2 - points[..., 1] / raster.resolution
+    row0, col0 = ego_origin_cell(raster)
+    row = row0 - points[..., 0] / raster.resolution
+    col = col0 - points[..., 1] / raster.resolution
     return np.stack((col, row), axis=-1) * SENSOR_SCALE
 
 
@@ -148,30 +149,23 @@ def write_video(
     if not snapshots:
         raise ValueError(f"write_video: no frames recorded for {path}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     frames = [compose(s, raster) for s in snapshots]
     suffix = path.suffix.lower()
-    fd, tmp = tempfile.mkstemp(suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    if suffix not in (".gif", ".mp4"):
+        raise ValueError(f"write_video: expected a .mp4 or .gif path, got {path}")
+    with atomic_path(path) as tmp:
         if suffix == ".gif":
             anim = cv2.Animation()
             anim.frames = frames
             anim.durations = [int(1000 / fps)] * len(frames)
-            ok = cv2.imwriteanimation(tmp, anim)
-        elif suffix == ".mp4":
+            ok = cv2.imwriteanimation(str(tmp), anim)
+        else:
             h, w = frames[0].shape[:2]
-            writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
             ok = writer.isOpened()
             for f in frames:
                 writer.write(f)
             writer.release()
-        else:
-            raise ValueError(f"write_video: expected a .mp4 or .gif path, got {path}")
         if not ok:
             raise RuntimeError(f"OpenCV could not write {path}")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

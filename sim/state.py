@@ -17,6 +17,7 @@ from torch import Tensor
 
 from core.contracts import ContractError, TensorContract, spec
 from sim.config import Capacity
+from sim.ego import DEFAULT_EGO
 
 
 class AgentKind(IntEnum):
@@ -354,9 +355,9 @@ def empty_world(
         accel=z(B, device=dev),
         steer=z(B, device=dev),
         yaw_rate=z(B, device=dev),
-        length=ones(B) * 4.6,
-        width=ones(B) * 1.9,
-        wheelbase=ones(B) * 2.8,
+        length=ones(B) * DEFAULT_EGO.length,
+        width=ones(B) * DEFAULT_EGO.width,
+        wheelbase=ones(B) * DEFAULT_EGO.wheelbase,
         route=longs(0, B),
         progress=z(B, device=dev),
     )

@@ -27,8 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     from prediction import cli as prediction_cli
     from sim import cli as sim_cli
     from stack import commands as stack_commands
+    from stack.policy_flags import STACK_POLICY_FLAGS
 
-    sim_cli.add_parser(sub)
+    sim_cli.add_parser(sub, policy_flags=STACK_POLICY_FLAGS)
     perception_cli.add_parser(sub)
     prediction_cli.add_parser(sub)
     stack_commands.add_parser(sub)

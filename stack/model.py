@@ -35,14 +35,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from core.checkpoint import CheckpointError, load_model_checkpoint, load_weights, save_checkpoint
 from core.config import ConfigError, Timing
 from perception.decode import POSITION_STD_FLOOR
 from perception.model import Perception, PerceptionState
 from perception.types import Detections, Tracks
 from planning.planner import Planner, checking, remember
 from planning.types import Plan
-from prediction.checkpoint import load_predictor_weights
 from prediction.model import MapInput, Predictor
 from prediction.road import follow_route
 from prediction.types import Forecast
@@ -190,19 +189,19 @@ class Stack(nn.Module):
 
     def save(self, path: str | Path, **meta: Any) -> Path:
         """Weights and config, atomically (`core.checkpoint`)."""
-        return save_checkpoint(path, self.weights(), self.cfg.to_dict(), kind=CHECKPOINT_KIND, **meta)
+        return save_checkpoint(path, self.weights(), self.cfg.to_dict(), model=CHECKPOINT_KIND, **meta)
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu", **changes: Any) -> Stack:
         """A stack from a checkpoint; `changes` replace config fields (e.g. `argmax=True`, `sigma=2.0`)."""
-        ckpt = load_checkpoint(path, device)
+        ckpt, cfg = load_model_checkpoint(path, CHECKPOINT_KIND, StackConfig, device)
         try:
-            cfg = dataclasses.replace(StackConfig.from_dict(ckpt.config), **changes)
+            cfg = dataclasses.replace(cfg, **changes)
         except (ConfigError, TypeError) as exc:
-            raise CheckpointError(f"checkpoint {path}: config is not a StackConfig ({exc})") from exc
+            raise CheckpointError(f"checkpoint {path}: cannot apply {sorted(changes)} to its config ({exc})") from exc
         stack = cls(cfg).to(device)
         stack.perception.load_weights(ckpt.subset(PERCEPTION_PREFIX), str(path))
-        load_predictor_weights(stack.predictor, ckpt.subset(PREDICTOR_PREFIX), str(path))
+        load_weights(stack.predictor, ckpt.subset(PREDICTOR_PREFIX), path, "predictor")
         return stack.eval()
 
     @classmethod

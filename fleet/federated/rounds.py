@@ -16,12 +16,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from core.checkpoint import load_checkpoint
+from core.checkpoint import load_checkpoint, load_weights
 from core.training import latest_checkpoint
 from fleet.federated.config import SEED_STRIDE, FederatedConfig
 from fleet.federated.vehicles import Vehicle
 from prediction.api import TrajectoryPredictor
-from prediction.checkpoint import PREFIX, load_predictor_weights
+from prediction.checkpoint import PREFIX
 from prediction.evaluate import evaluate_scene
 from prediction.model import Predictor
 from prediction.train import train as train_predictor
@@ -62,7 +62,7 @@ def local_round(
 
 def predictor_from(weights: Mapping[str, Tensor], cfg: FederatedConfig) -> Predictor:
     model = Predictor(cfg.predictor)
-    load_predictor_weights(model, dict(weights), "global model")
+    load_weights(model, dict(weights), "global model", "predictor")
     return model.to(cfg.device).eval()
 
 

@@ -14,13 +14,13 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from core.checkpoint import CheckpointError, load_checkpoint
+from core.checkpoint import load_model_checkpoint
 from core.config import require
 from perception.data import FrameDataset, labeled_mask, labels_of
 from perception.detector import Detector
 from perception.jobs.common import TrainConfig, load_batch, open_dataset, perception_trainer
 from perception.losses import LossConfig, make_targets, supervised_loss
-from perception.model import Perception, PerceptionConfig
+from perception.model import CHECKPOINT_KIND, Perception, PerceptionConfig
 
 KIND = "finetune"
 
@@ -48,11 +48,7 @@ class FinetuneConfig(TrainConfig):
 def _initial_weights(cfg: FinetuneConfig) -> tuple[PerceptionConfig, dict[str, Tensor] | None]:
     if cfg.init is None:
         return cfg.perception, None
-    ckpt = load_checkpoint(cfg.init)
-    try:
-        perception = PerceptionConfig.from_dict(ckpt.config)
-    except (ValueError, TypeError) as exc:
-        raise CheckpointError(f"checkpoint {cfg.init}: config is not a PerceptionConfig ({exc})") from exc
+    ckpt, perception = load_model_checkpoint(cfg.init, CHECKPOINT_KIND, PerceptionConfig)
     return perception, ckpt.tensors
 
 

@@ -3,13 +3,12 @@
 Modules, in the order a step uses them: `motion` (ego-motion compensation and
 constant-velocity prediction), `association` (marginal association
 probabilities), `update` (PDA update, existence, attributes), `birth`,
-`history`; `tracker` composes them and `export` flattens a step for ONNX.
+`history`; `tracker` composes them (deploy.graphs exports a step for ONNX).
 """
 
 from perception.tracking.config import TrackerConfig
-from perception.tracking.export import TrackerGraph
 from perception.tracking.motion import relative_motion
 from perception.tracking.state import TrackerState
 from perception.tracking.tracker import Tracker
 
-__all__ = ["Tracker", "TrackerConfig", "TrackerGraph", "TrackerState", "relative_motion"]
+__all__ = ["Tracker", "TrackerConfig", "TrackerState", "relative_motion"]

@@ -10,9 +10,10 @@ from torch import Tensor
 
 from core.config import ConfigError, Timing
 from sim.dynamics.driver import DEFAULT_IDM, Driver, idm_accel
+from sim.ego import EGO_HALF_LENGTH, EGO_HALF_WIDTH
 from sim.policies.base import Observation, Overlay, PolicyOutput
 from sim.policies.route import RouteObjects, objects_on_route
-from sim.proposals.config import EGO_HALF_LENGTH, EGO_HALF_WIDTH, NO_LEADER_GAP
+from sim.proposals.config import NO_LEADER_GAP
 from sim.proposals.route import route_points
 from sim.types import ObjectList
 

@@ -28,11 +28,11 @@ from torch import Tensor
 
 from core.config import ConfigError, Timing
 from sim.config import RasterConfig
+from sim.ego import EGO_HALF_LENGTH, EGO_HALF_WIDTH
 from sim.geometry import obb_overlap
 from sim.policies.base import Observation, Overlay, PolicyOutput
 from sim.policies.idm import select_objects
 from sim.proposals import Obstacles, PreviousPlan, ProposalConfig, Proposals, constant_velocity, generate
-from sim.proposals.config import EGO_HALF_LENGTH, EGO_HALF_WIDTH
 from sim.proposals.route import to_route
 from sim.proposals.simulate import with_halfway
 from sim.sensors.raster import read_map

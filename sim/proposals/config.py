@@ -8,13 +8,6 @@ from typing import Any
 
 from core.config import config_from_dict, require
 
-# The ego's box as the planners assume it (nuPlan's ego is 5.18 m x 2.30 m; the scenarios' default is
-# 4.6 m x 1.9 m): half-length and half-width, m.
-EGO_HALF_LENGTH = 2.4
-EGO_HALF_WIDTH = 1.0
-# m: the ego's rear axle behind its box centre (half the scenarios' 2.8 m wheelbase); a contact behind it
-# while the other closes in is not the ego's fault (`sim.metrics.step_metrics.CollisionMetric`).
-EGO_REAR_AXLE = 1.4
 NO_LEADER_GAP = 1e3  # m; the gap (or leader position) reported when nothing is ahead in the corridor
 
 OWNER = "ProposalConfig"

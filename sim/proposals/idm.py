@@ -8,7 +8,8 @@ from torch import Tensor
 from core.config import Timing
 from core.contracts import constant
 from sim.dynamics.driver import Driver, IdmSettings, idm_accel
-from sim.proposals.config import EGO_HALF_LENGTH, NO_LEADER_GAP, ProposalConfig
+from sim.ego import EGO_HALF_LENGTH
+from sim.proposals.config import NO_LEADER_GAP, ProposalConfig
 from sim.proposals.leader import Leader
 
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sim.proposals.config import EGO_HALF_LENGTH, EGO_HALF_WIDTH, NO_LEADER_GAP
+from sim.ego import EGO_HALF_LENGTH, EGO_HALF_WIDTH
+from sim.proposals.config import NO_LEADER_GAP
 from sim.proposals.obstacles import Obstacles
 from sim.proposals.route import ramped_offset, to_route
 from sim.types import SensorFrame

@@ -3,6 +3,7 @@ and the IDM section reused by the traffic families. docs/scenarios.md documents 
 
 from __future__ import annotations
 
+from sim.ego import DEFAULT_EGO
 from sim.scenarios.schema import Field, flag, integer, num, section, text
 from sim.sensors.noise import SCENARIO_RASTER_NOISE_LIMIT
 
@@ -62,9 +63,11 @@ _EGO_COMMON = {
     "speed": num("initial speed, m/s", 10.0, 0.0, 40.0),
     "s": num("initial arc length of the rear axle along the route, m", 30.0, 0.0, 2000.0),
     "lane": integer("lane of the route (0 = kerb lane)", 0, 0, 5),
-    "length": num("box length, m", 4.6, 2.0, 20.0),
-    "width": num("box width, m", 1.9, 1.0, 3.0),
-    "wheelbase": num("wheelbase, m (the box centre lies wheelbase / 2 ahead of the rear axle)", 2.8, 1.0, 10.0),
+    "length": num("box length, m", DEFAULT_EGO.length, 2.0, 20.0),
+    "width": num("box width, m", DEFAULT_EGO.width, 1.0, 3.0),
+    "wheelbase": num(
+        "wheelbase, m (the box centre lies wheelbase / 2 ahead of the rear axle)", DEFAULT_EGO.wheelbase, 1.0, 10.0
+    ),
 }
 
 EGO_FIELDS: dict[str, dict[str, Field]] = {

@@ -11,6 +11,8 @@ from torch import nn
 from core.checkpoint import (
     CheckpointError,
     load_checkpoint,
+    load_model_checkpoint,
+    load_weights,
     optimizer_from_tensors,
     optimizer_to_tensors,
     restore_rng,
@@ -21,12 +23,55 @@ from core.checkpoint import (
 
 def test_round_trip_keeps_weights_config_and_meta(tmp_path):
     model = nn.Linear(3, 2)
-    path = save_checkpoint(tmp_path / "m.safetensors", model.state_dict(), {"width": 3}, step=7, kind="toy")
+    path = save_checkpoint(tmp_path / "m.safetensors", model.state_dict(), {"width": 3}, step=7, trained_by="toy")
     ckpt = load_checkpoint(path)
-    assert ckpt.config == {"width": 3} and ckpt.meta == {"step": 7, "kind": "toy"}
+    assert ckpt.config == {"width": 3} and ckpt.meta == {"step": 7, "trained_by": "toy"}
+    assert ckpt.trained_by == "toy" and ckpt.model is None
     fresh = nn.Linear(3, 2)
     fresh.load_state_dict(ckpt.tensors)
     assert torch.equal(fresh.weight, model.weight)
+
+
+def test_files_written_before_the_model_and_trained_by_keys_say_the_same(tmp_path):
+    # Model files named their model `kind` (perception, stack) or `model_kind` (predictor); a training
+    # loop's state (it holds optimiser state) named its job `kind`.
+    old_model = load_checkpoint(save_checkpoint(tmp_path / "a.safetensors", {}, {}, kind="stack"))
+    old_predictor = load_checkpoint(
+        save_checkpoint(tmp_path / "b.safetensors", {}, {}, model_kind="predictor", trained_by="prediction-train")
+    )
+    old_state = load_checkpoint(save_checkpoint(tmp_path / "c.safetensors", {}, {}, kind="pretrain", optimizer={}))
+    assert (old_model.model, old_model.trained_by) == ("stack", None)
+    assert (old_predictor.model, old_predictor.trained_by) == ("predictor", "prediction-train")
+    assert (old_state.model, old_state.trained_by) == (None, "pretrain")
+
+
+class _Width:
+    def __init__(self, width: int):
+        self.width = width
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(**data)
+
+
+def test_a_model_file_of_another_model_or_config_is_refused_naming_the_file(tmp_path):
+    path = save_checkpoint(tmp_path / "p.safetensors", {}, {"width": 3}, model="predictor")
+    assert load_model_checkpoint(path, "predictor", _Width)[1].width == 3
+    with pytest.raises(CheckpointError, match=r"p\.safetensors: holds a predictor model, expected stack"):
+        load_model_checkpoint(path, "stack", _Width)
+    state = save_checkpoint(tmp_path / "s.safetensors", {}, {"depth": 3}, trained_by="toy")
+    with pytest.raises(CheckpointError, match=r"s\.safetensors: config is not a _Width"):
+        load_model_checkpoint(state, "stack", _Width)
+
+
+def test_weights_that_do_not_fit_the_module_name_the_file_and_what_they_are():
+    module = nn.Linear(3, 2)
+    with pytest.raises(CheckpointError, match=r"f\.st: detector weights do not match .*missing \['bias'\]"):
+        load_weights(module, {"weight": torch.ones(2, 3)}, "f.st", "detector")
+    with pytest.raises(CheckpointError, match=r"f\.st: detector weights do not fit"):
+        load_weights(module, {"weight": torch.ones(3, 3), "bias": torch.ones(2)}, "f.st", "detector")
+    load_weights(module, {"weight": torch.ones(2, 3), "bias": torch.zeros(2)}, "f.st", "detector")
+    assert torch.equal(module.weight, torch.ones(2, 3))
 
 
 def test_corrupted_and_missing_files_give_clear_errors(tmp_path):

@@ -9,18 +9,17 @@ Writes DIR/final.safetensors; the test compares the weights of the two ways.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, when run as a script
 
 from core.checkpoint import save_checkpoint  # noqa: E402
+from core.distributed import join_process_group, leave_process_group  # noqa: E402
 from core.training import FINAL_NAME, LoopSettings, Trainer  # noqa: E402
 
 
@@ -43,8 +42,7 @@ def main() -> None:
     parser.add_argument("--stop-at", type=int)
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args()
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        dist.init_process_group("gloo")
+    join_process_group("gloo")  # several processes share one GPU, if any: NCCL would refuse
     torch.manual_seed(0)
     data = torch.Generator().manual_seed(1)
     inputs = torch.randn(64, 3, generator=data)
@@ -58,11 +56,10 @@ def main() -> None:
     cfg = ToyJob(out=args.out, batch_size=args.batch_size, stop_at=args.stop_at, resume=args.resume)
 
     def finalize(steps: int, seconds: float) -> Path:
-        return save_checkpoint(Path(args.out) / FINAL_NAME, modules.state_dict(), {}, kind="toy")
+        return save_checkpoint(Path(args.out) / FINAL_NAME, modules.state_dict(), {}, trained_by="toy")
 
     Trainer(cfg, "toy", modules, torch.arange(64), loss_fn, {}, finalize).run()
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    leave_process_group(0)
 
 
 if __name__ == "__main__":

@@ -68,8 +68,9 @@ def test_pretrain_runs_and_checkpoints(data):
     out = data["pretrained"].parent
     assert data["pretrained"].name == FINAL_NAME
     assert sorted(p.name for p in out.glob("step-*")) == ["step-000002.safetensors", "step-000004.safetensors"]
-    meta = load_checkpoint(out / "step-000004.safetensors").meta
-    assert meta["kind"] == "pretrain" and meta["step"] == 4
+    ckpt = load_checkpoint(out / "step-000004.safetensors")
+    meta = ckpt.meta
+    assert ckpt.trained_by == "pretrain" and meta["step"] == 4
     assert meta["epoch"] == 1 and meta["epoch_position"] == 4  # 12 frames seen of 8
     assert set(meta["losses"]) == {"synthesis", "contrastive", "next_frame", "total"}
     assert all(torch.isfinite(torch.tensor(v)) for v in meta["losses"].values())
@@ -93,7 +94,7 @@ def test_finetune_from_scratch_and_from_pretrain(data):
     assert a.keys() == b.keys()
     assert any(not torch.equal(a[k], b[k]) for k in a)  # the pretrained start made a difference
     assert Perception.load(init).cfg == MODEL
-    assert load_checkpoint(base / "ft-init" / "step-000002.safetensors").meta["kind"] == "finetune"
+    assert load_checkpoint(base / "ft-init" / "step-000002.safetensors").trained_by == "finetune"
     with pytest.raises(ConfigError, match="label_fraction"):
         _finetune_cfg(data["train"], base / "x", label_fraction=0.0)
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from core.config import ConfigError
-from perception.tracking import Tracker, TrackerConfig, TrackerGraph, TrackerState
+from core.contracts import FlatModule
+from perception.tracking import Tracker, TrackerConfig, TrackerState
 from perception.tracking.motion import white_acceleration_noise
 from perception.types import STATE_POS, STATE_VEL, Detections, Tracks
 
@@ -265,32 +266,47 @@ def test_step_is_pure_and_rejects_bad_pose():
         tracker.step(state, det, torch.zeros(2, 2), DT)
 
 
+def _tracker_step(tracker: Tracker, named: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    state, det = TrackerState.from_flat(named, "state"), Detections.from_flat(named, "detections")
+    tracks, new_state = tracker.step(state, det, named["ego_pose"], named["dt"])
+    return {**tracks.to_flat("tracks"), **new_state.to_flat("new_state")}
+
+
+def tracker_graph() -> FlatModule:
+    """`Tracker.step` on flat tensors, with the period an input (deploy's graph fixes it)."""
+    inputs = [*TrackerState.flat_names("state"), *Detections.flat_names("detections"), "ego_pose", "dt"]
+    outputs = Tracks.flat_names("tracks") + TrackerState.flat_names("new_state")
+    return FlatModule(Tracker(TrackerConfig(slots=4)), inputs, outputs, _tracker_step).eval()
+
+
 def export_inputs(batch: int, dt: float = DT) -> tuple[torch.Tensor, ...]:
     tracker = Tracker(TrackerConfig(slots=4))
     _, state = tracker.step(
         tracker.initial_state(batch), detections(torch.ones(batch, 2, 2)), torch.zeros(batch, 3), DT
     )
     det = detections(torch.ones(batch, 2, 2) * 1.1)
-    return TrackerGraph.flatten_inputs(state, det, torch.full((batch, 3), 10 * dt), torch.full((batch,), dt))
+    named = {**state.to_flat("state"), **det.to_flat("detections")}
+    named.update(ego_pose=torch.full((batch, 3), 10 * dt), dt=torch.full((batch,), dt))
+    return tuple(named[name] for name in tracker_graph().inputs)
 
 
 def test_step_exports_with_torch_export_and_dynamic_batch():
-    graph = TrackerGraph(Tracker(TrackerConfig(slots=4))).eval()
+    graph = tracker_graph()
     traced = export_inputs(2)
     batch = torch.export.Dim("batch", min=1, max=1024)
     program = torch.export.export(graph, traced, dynamic_shapes=(tuple({0: batch} for _ in traced),))
     inputs = export_inputs(5, dt=0.25)  # another batch, period and pose than the traced ones
     for got, want in zip(program.module()(*inputs), graph(*inputs), strict=True):
         assert torch.equal(got, want)
-    tracks = Tracks.from_flat(dict(zip(graph.output_names(), graph(*inputs), strict=False)), "tracks")
+    tracks = Tracks.from_flat(dict(zip(graph.outputs, graph(*inputs), strict=False)), "tracks")
     tracks.validate()
 
 
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore::DeprecationWarning")
 def test_step_exports_to_onnx_with_dynamic_batch(tmp_path):
     ort = pytest.importorskip("onnxruntime")
-    graph = TrackerGraph(Tracker(TrackerConfig(slots=4))).eval()
-    names, outputs = graph.input_names(), graph.output_names()
+    graph = tracker_graph()
+    names, outputs = list(graph.inputs), list(graph.outputs)
     path = tmp_path / "tracker.onnx"
     torch.onnx.export(
         graph,

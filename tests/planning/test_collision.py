@@ -9,13 +9,12 @@ import pytest
 import torch
 
 from planning.collision import (
-    EGO_HALF_LENGTH,
-    EGO_HALF_WIDTH,
     box_probability,
     first_hit_probability,
     minkowski_half_sizes,
     motion_heading,
 )
+from sim.ego import EGO_HALF_LENGTH, EGO_HALF_WIDTH
 
 SAMPLES = 200_000
 T64 = torch.float64

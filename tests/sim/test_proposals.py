@@ -9,9 +9,9 @@ import torch
 
 from core.config import ConfigError, Timing
 from sim.controller import TrackingController, centre_plan_to_rear_axle
+from sim.ego import EGO_HALF_LENGTH
 from sim.geometry import ego_center, world_to_local
 from sim.proposals import Obstacles, PreviousPlan, ProposalConfig, Reference, generate
-from sim.proposals.config import EGO_HALF_LENGTH
 from sim.proposals.leader import on_route
 from sim.scenarios import build_batch, load_scenario, scenario_path
 from sim.sensors import render_frame

@@ -129,7 +129,7 @@ def test_corrupted_or_foreign_checkpoints_get_clear_errors(tmp_path: Path):
         Stack.load(path)
     other = tiny_stack()
     other.perception.save(tmp_path / "perception.safetensors")
-    with pytest.raises(CheckpointError, match="StackConfig"):
+    with pytest.raises(CheckpointError, match="holds a perception model, expected stack"):
         Stack.load(tmp_path / "perception.safetensors")
 
 
