@@ -38,7 +38,7 @@ from deploy.examples import recorded_inputs
 from deploy.export import export_stack
 from deploy.runtime import open_runtime
 from stack.model import Stack
-from stack.policy import DEFAULT_WEIGHTS
+from stack.policy import stack_weights
 
 GRAPHS = ("detector", "tracker", "predictor", "planner", "stack_step")
 DEFAULT_BACKENDS = {
@@ -149,7 +149,7 @@ def machine(device: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="stack checkpoint (exported if needed)")
+    parser.add_argument("--weights", type=Path, help="stack checkpoint, exported if needed (default: shipped)")
     parser.add_argument("--artifact", type=Path, default=Path("runs/export"), help="exported artifact folder")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--backends", nargs="+", help="default: all for the device (module docstring)")
@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup-frames", type=int, default=10, help="frames the stack sees before the timed one")
     parser.add_argument("--out", type=Path, help="JSON results (default docs/bench/latency_<device>.json)")
     args = parser.parse_args(argv)
+    args.weights = stack_weights(args.weights)
     kind = args.device.split(":")[0]
     args.backends = args.backends or list(DEFAULT_BACKENDS[kind])
     args.out = args.out or Path(f"docs/bench/latency_{kind}.json")

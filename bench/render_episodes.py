@@ -29,7 +29,7 @@ from core.io import atomic_write_text, write_json
 from sim.scenarios import resolve_suite
 from sim.suite import SuiteConfig, run_suite
 from stack.diagnostics import make_diagnostic
-from stack.policy import DEFAULT_WEIGHTS, StackPolicy
+from stack.policy import StackPolicy, stack_weights
 
 
 def pick(rows: list[dict]) -> dict[str, dict[str, dict]]:
@@ -66,13 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=20, help="seeds per scenario of that run (default 20)")
     parser.add_argument("--first-seed", type=int, default=5000, help="its first seed (default 5000)")
     parser.add_argument("--batch-size", type=int, default=20, help="its batch size (default 20)")
-    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="the stack it drove")
+    parser.add_argument("--weights", type=Path, help="the stack it drove (default: the shipped stack)")
     parser.add_argument("--plan-every", type=int, default=1, help="its plan period in frames (default 1)")
     parser.add_argument("--sigma", type=float, default=None, help="its sigma (default: the checkpoint's)")
     parser.add_argument("--row", default="stack", help="the row it was: stack, or a diagnostic (stack-gt, ...)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the stills and the index")
     parser.add_argument("--work", type=Path, default=Path("runs/render"), help="folder for the re-run and its GIFs")
     args = parser.parse_args(argv)
+    args.weights = stack_weights(args.weights)
     driven = {scenario.name for scenario in resolve_suite(args.suite)}  # a run's subset: one scenario, say
     rows = [r for r in csv.DictReader((args.run / "episodes.csv").open(newline="")) if r["scenario"] in driven]
     chosen = pick(rows)

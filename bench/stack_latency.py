@@ -30,7 +30,7 @@ from sim.runner import observe
 from sim.scenarios import build_batch, load_scenario, scenario_path
 from sim.step import step as sim_step
 from stack.model import Stack
-from stack.policy import DEFAULT_WEIGHTS
+from stack.policy import stack_weights
 
 
 @torch.inference_mode()
@@ -74,12 +74,13 @@ def measure(stack: Stack, state, frame, threads: int, repeats: int) -> list[dict
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="stack checkpoint")
+    parser.add_argument("--weights", type=Path, help="stack checkpoint (default: the shipped stack)")
     parser.add_argument("--scenario", default="crosswalk_crowd", help="the episode the stack watches")
     parser.add_argument("--warmup-frames", type=int, default=80, help="frames watched before timing (default 80)")
     parser.add_argument("--repeats", type=int, default=30, help="timed calls per setting (default 30)")
     parser.add_argument("--out", type=Path, default=Path("docs/bench/stack_latency.json"), help="JSON results")
     args = parser.parse_args(argv)
+    args.weights = stack_weights(args.weights)
     stack = Stack.load(args.weights).eval()
     state, frame = warmed_up(stack, args.scenario, args.warmup_frames)
     threads = sorted({1, os.cpu_count() or 1})

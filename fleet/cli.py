@@ -25,7 +25,6 @@ from prediction.train import PredictionTrainConfig
 from sim.config import RasterConfig
 from sim.policies import make_policy
 from sim.scenarios import resolve_suite
-from stack.policy import DEFAULT_WEIGHTS
 from stack.train import EndToEndConfig
 
 
@@ -66,7 +65,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--val-fraction", type=float, default=0.2, help="drives held out (by a hash of their name)")
     tr.add_argument("--init", type=Path,
                     help="starting weights: a perception checkpoint (perception) or a stack checkpoint (end2end, "
-                         f"default {DEFAULT_WEIGHTS})")  # fmt: skip
+                         "default: the shipped stack)")  # fmt: skip
     tr.add_argument("--detector", choices=DETECTOR_PRESETS, default="default", help="network size (pretrain, "
                     "perception from scratch)")  # fmt: skip
     tr.add_argument("--predictor", choices=("default", "tiny"), default="default", help="network size (prediction)")
@@ -110,7 +109,7 @@ def _add_cycle(sub: argparse._SubParsersAction) -> None:
     cyc.add_argument("--suite", default="demo", help="scenarios the fleet drives (default demo)")
     cyc.add_argument("--drives", type=int, default=2, help="drives per scenario and cycle (default 2)")
     cyc.add_argument("--policy", default="pdm-gt", help="the driver logged (default pdm-gt, the expert)")
-    cyc.add_argument("--init", type=Path, default=DEFAULT_WEIGHTS, help="first model of an empty registry")
+    cyc.add_argument("--init", type=Path, help="first model of an empty registry (default: the shipped stack)")
     cyc.add_argument("--steps", type=int, default=50, help="fine-tuning steps per cycle (default 50)")
     cyc.add_argument("--batch-size", type=int, default=4)
     cyc.add_argument("--lr", type=float, default=1e-4)
@@ -173,7 +172,7 @@ def _prediction(args: argparse.Namespace) -> Path:
 
 
 def _end2end(args: argparse.Namespace) -> Path:
-    cfg = EndToEndConfig(weights=args.init or DEFAULT_WEIGHTS, out=args.out, sigma=args.sigma,
+    cfg = EndToEndConfig(weights=args.init, out=args.out, sigma=args.sigma,
                          warmup_frames=args.warmup_frames, **loop_fields(args))  # fmt: skip
     return train_end2end(args.logs, cfg, args.val_fraction)
 

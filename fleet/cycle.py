@@ -37,7 +37,7 @@ from sim.config import RasterConfig
 from sim.policies import Policy, make_policy
 from sim.scenarios import resolve_suite
 from stack.config import StackConfig
-from stack.policy import DEFAULT_WEIGHTS
+from stack.policy import stack_weights
 from stack.train import EndToEndConfig
 
 CYCLE_FILE = "cycle.json"
@@ -65,7 +65,7 @@ class CycleConfig:
     suite: str = "demo"
     drives: int = 2
     policy: str = "pdm-gt"
-    initial: Path = DEFAULT_WEIGHTS
+    initial: Path | None = None
     steps: int = 50
     batch_size: int = 4
     lr: float = 1e-4
@@ -107,8 +107,9 @@ def record_fleet(cfg: CycleConfig, cycle: int, raster: RasterConfig, logs: Path)
 def bootstrap(registry: Registry, cfg: CycleConfig) -> None:
     """An empty registry starts from `cfg.initial`, current without a comparison."""
     if registry.current is None:
-        version = promote(registry, cfg.initial, cfg.gate)
-        print(f"registry {registry.root}: started from {cfg.initial} as v{version.version:04d}")
+        initial = stack_weights(cfg.initial)
+        version = promote(registry, initial, cfg.gate)
+        print(f"registry {registry.root}: started from {initial} as v{version.version:04d}")
 
 
 def _held_out(path: Path) -> dict[str, float] | None:

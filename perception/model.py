@@ -125,6 +125,7 @@ class Perception(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.detector = Detector(cfg.detector)
+        cfg.tracker.check_timing(timing)
         self.tracker = Tracker(cfg.tracker)
         self.dt = timing.sim_dt  # the tracker predicts over one sim step: the caller's Timing, not a default
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from prediction.windows import HISTORY, HORIZON, SAMPLE_DT, TrajectoryWindows, no_lanes
-from sim.ethucy import FRAME_STEP, TrackFormatError, Tracks, load_tracks
+from sim.ethucy import FRAME_STEP, RawTracks, TrackFormatError, load_tracks
 from sim.state import NUM_CLASSES, AgentKind
 
 SCENES = ("eth", "hotel", "univ", "zara1", "zara2")
@@ -123,7 +123,7 @@ def fold_files(root: str | Path, scene: str, split: str) -> list[Path]:
     return files
 
 
-def _frame_ids(tracks: Tracks, track: int) -> np.ndarray:
+def _frame_ids(tracks: RawTracks, track: int) -> np.ndarray:
     """(K,) int64 frame ids of one track (load_tracks stores times in s; invert exactly)."""
     return np.rint(tracks.times[track] / tracks.sample_dt * FRAME_STEP).astype(np.int64)
 

@@ -33,7 +33,7 @@ class TrackFormatError(ValueError):
 
 
 @dataclass(frozen=True)
-class Tracks:
+class RawTracks:
     """Raw tracks, one entry per agent, each sorted by time.
 
     Attributes:
@@ -111,7 +111,7 @@ def _lines(f, path: Path):
         raise TrackFormatError(f"{path}: not a UTF-8 text file") from None
 
 
-def load_tracks(path: str | Path) -> Tracks:
+def load_tracks(path: str | Path) -> RawTracks:
     """Parse an ETH/UCY text file. Blank lines and lines starting with '#' are skipped."""
     path = Path(path)
     rows: dict[int, list[tuple[float, float, float]]] = {}
@@ -137,7 +137,7 @@ def load_tracks(path: str | Path) -> Tracks:
         raise TrackFormatError(f"{path}: no tracks found")
     ids = sorted(rows)
     arrays = [np.array(sorted(rows[a]), dtype=np.float64) for a in ids]
-    return Tracks(str(path), tuple(ids), tuple(a[:, 0] for a in arrays), tuple(a[:, 1:] for a in arrays))
+    return RawTracks(str(path), tuple(ids), tuple(a[:, 0] for a in arrays), tuple(a[:, 1:] for a in arrays))
 
 
 def _in_steps(t: np.ndarray, dt: float) -> np.ndarray:
@@ -148,7 +148,7 @@ def _in_steps(t: np.ndarray, dt: float) -> np.ndarray:
     return np.where(np.abs(steps - near) < 1e-6, near, steps)
 
 
-def resample(tracks: Tracks, dt: float) -> GridTracks:
+def resample(tracks: RawTracks, dt: float) -> GridTracks:
     """Linear interpolation of every track onto the grid of multiples of `dt`.
 
     A grid point is valid only between a track's first and last sample and not

@@ -7,14 +7,17 @@ import dataclasses
 from pathlib import Path
 
 from core.training import add_loop_arguments, loop_fields
+from core.weights import CHECKOUT_WEIGHTS
 from perception.model import Perception
 from planning.config import PlannerConfig
 from prediction.checkpoint import load_predictor
 from stack.evaluate import BASELINES, DIAGNOSTICS, SIGMA_SWEEP, ClosedLoopConfig, evaluate
 from stack.model import Stack
-from stack.policy import DEFAULT_WEIGHTS
+from stack.policy import STACK_WEIGHTS
 from stack.report import text_table, write_report
 from stack.train import EndToEndConfig, train
+
+SEARCHED = ", found in $DRIVESTACK_WEIGHTS, the checkout's weights/ or the cache: docs/design.md"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,13 +27,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     a = jobs.add_parser("assemble", help="one stack checkpoint from perception and predictor checkpoints")
     a.add_argument("--perception", type=Path, required=True, help="calibrated perception checkpoint")
     a.add_argument("--predictor", type=Path, required=True, help="predictor checkpoint (trained on simulator windows)")
-    a.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS, help=f"stack checkpoint (default {DEFAULT_WEIGHTS})")
+    a.add_argument("--out", type=Path, default=CHECKOUT_WEIGHTS / STACK_WEIGHTS,
+                   help=f"stack checkpoint (default {CHECKOUT_WEIGHTS / STACK_WEIGHTS})")  # fmt: skip
     a.add_argument("--sigma", type=float, default=1.0, help="default risk sensitivity (default 1)")
     a.add_argument("--max-agents", type=int, default=PlannerConfig.max_agents, help="agents the planner weighs")
     a.set_defaults(run=assemble_main)
 
     t = jobs.add_parser("train", help="end-to-end fine-tuning with a planning loss (imitation + hindsight collisions)")
-    t.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="the stack to start from")
+    t.add_argument("--weights", type=Path, help=f"the stack to start from (default: the shipped one{SEARCHED})")
     t.add_argument("--out", type=Path, default=Path("runs/stack-e2e"), help="checkpoint folder")
     t.add_argument("--suite", default="hard", help="scenarios of the expert episodes (default hard)")
     t.add_argument("--seeds", type=int, default=4, help="expert episodes per scenario (default 4)")
@@ -46,7 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--suite", help="suite name or file (full: hard, demo: demo)")
     e.add_argument("--seeds", type=int, help="episodes per scenario (full: 20, demo: 2)")
     e.add_argument("--first-seed", type=int, help="first seed (default 5000, clear of training seeds)")
-    e.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="stack checkpoint")
+    e.add_argument("--weights", type=Path, help=f"stack checkpoint (default: the shipped one{SEARCHED})")
     e.add_argument("--sigma", type=float, help="the stack's sigma (default: the checkpoint's)")
     e.add_argument("--sigmas", type=float, nargs="*", help=f"the sweep (full: {' '.join(map(str, SIGMA_SWEEP))})")
     e.add_argument("--baselines", nargs="*", help=f"rule-based policies (default {' '.join(BASELINES)})")

@@ -34,7 +34,7 @@ from sim.policies.pdm import PDMClosed, PDMConfig
 from sim.proposals import PreviousPlan
 from sim.types import ObjectList
 from stack.model import Stack
-from stack.policy import DEFAULT_WEIGHTS, overlay_of
+from stack.policy import overlay_of, stack_weights
 
 # Position std (m) the object lists are declared to have: ground truth's is nil (a small floor keeps the
 # tracker's filter well conditioned), the object sensor's that of the hard suite's jitter (hard-v2's is 0.2).
@@ -147,7 +147,7 @@ def overlay_objects(output: PolicyOutput, xy: Tensor, cov: Tensor, prob: Tensor)
 
 def make_diagnostic(name: str, **options: Any):
     """The diagnostic policy `name` on the shipped stack weights (or `weights=PATH`)."""
-    stack = Stack.load(options.pop("weights", DEFAULT_WEIGHTS))
+    stack = Stack.load(stack_weights(options.pop("weights", None)))
     if name == "stack-gt":
         return GroundTruthStack(stack, **options)
     if name == "stack-objects":

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from sim.suite import SuiteConfig, resumable, run_suite
 from stack.bootstrap import differences, sweep_differences
 from stack.diagnostics import DIAGNOSTICS, make_diagnostic
 from stack.model import Stack
-from stack.policy import DEFAULT_WEIGHTS, StackPolicy
+from stack.policy import StackPolicy, stack_weights
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class ClosedLoopConfig:
     suite: str = "hard"
     seeds: int = 20
     first_seed: int = 5000
-    weights: Path = DEFAULT_WEIGHTS
+    weights: Path | None = None
     sigma: float | None = None
     sigmas: tuple[float, ...] = SIGMA_SWEEP
     baselines: tuple[str, ...] = BASELINES
@@ -201,8 +201,7 @@ def run_one(run: Run, cfg: ClosedLoopConfig, raster: RasterConfig) -> dict[str, 
 
 def evaluate(cfg: ClosedLoopConfig) -> dict[str, Any]:
     """Run (or reuse) every planned run and write `comparison.json`; returns it."""
-    if not Path(cfg.weights).is_file():
-        raise FileNotFoundError(f"stack weights {cfg.weights}: not found (reproduce them with `make stack-weights`)")
+    cfg = replace(cfg, weights=stack_weights(cfg.weights))
     stack_cfg = Stack.load(cfg.weights).cfg
     default_sigma, raster = stack_cfg.sigma, stack_cfg.perception.detector.raster
     runs = planned_runs(cfg, default_sigma)

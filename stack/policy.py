@@ -26,6 +26,7 @@ from torch import Tensor
 
 from core.config import Timing
 from core.plugins import load_plugin, plugin_names
+from core.weights import find_weights
 from perception.types import Detections
 from planning.types import Plan
 from prediction.types import Forecast
@@ -35,8 +36,13 @@ from sim.proposals.previous import interpolate_steps
 from sim.types import SensorFrame
 from stack.model import Stack, StackOutput, StackState
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "stack.safetensors"
+STACK_WEIGHTS = "stack.safetensors"  # the shipped stack's file name, found by `core.weights`' search order
 REPRODUCE = "make stack-weights"
+
+
+def stack_weights(path: str | Path | None = None) -> Path:
+    """The stack checkpoint: `path` when given, else the shipped one (`core.weights.find_weights`)."""
+    return find_weights(STACK_WEIGHTS, path, REPRODUCE)
 
 
 @dataclass(frozen=True)
@@ -75,12 +81,10 @@ class StackPolicy:
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path = DEFAULT_WEIGHTS, sigma: float | None = None, plan_every: int = 1, **changes: Any
+        cls, path: str | Path | None = None, sigma: float | None = None, plan_every: int = 1, **changes: Any
     ) -> StackPolicy:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"stack weights {path}: not found (reproduce them with `{REPRODUCE}`)")
-        return cls(Stack.load(path, **changes), sigma, plan_every)
+        """The policy on the checkpoint at `path` (None: the shipped stack, `stack_weights`)."""
+        return cls(Stack.load(stack_weights(path), **changes), sigma, plan_every)
 
     def initial_state(self, batch: int, device: Any) -> None:
         return None  # the stack's state needs the first frame

@@ -32,7 +32,7 @@ from core.training import LoopSettings, Trainer
 from planning.collision import box_probability, first_hit_probability, minkowski_half_sizes
 from stack.episodes import Futures, RecordedBatch, futures, record
 from stack.model import Stack
-from stack.policy import DEFAULT_WEIGHTS
+from stack.policy import stack_weights
 
 KIND = "stack-e2e"
 HINDSIGHT_POSITION_STD = 0.1  # m, blur of the true agent positions (keeps the cost smooth)
@@ -55,7 +55,7 @@ class EndToEndConfig(LoopSettings):
     """
 
     out: Path = Path("runs/stack-e2e")
-    weights: Path = DEFAULT_WEIGHTS
+    weights: Path | None = None
     suite: str = "hard"
     seeds: tuple[int, ...] = tuple(range(400, 404))
     expert: str = "pdm-gt"
@@ -167,7 +167,8 @@ def _cat_futures(parts: list[Futures]) -> Futures:
 
 def train(cfg: EndToEndConfig, recorded: list[RecordedBatch] | None = None) -> Path:
     """Fine-tune and write `<out>/final.safetensors` (a stack checkpoint); returns its path."""
-    stack = Stack.load(cfg.weights, cfg.device).train()
+    start = stack_weights(cfg.weights)
+    stack = Stack.load(start, cfg.device).train()
     timing = stack.timing
     raster = stack.cfg.perception.detector.raster
     recorded = recorded if recorded is not None else record(cfg.suite, list(cfg.seeds), cfg.expert, raster, timing)
@@ -179,7 +180,7 @@ def train(cfg: EndToEndConfig, recorded: list[RecordedBatch] | None = None) -> P
         return planning_loss(stack, frames, truth, cfg)
 
     def finalize(steps: int, seconds: float) -> Path:
-        return stack.save(Path(cfg.out) / "final.safetensors", fine_tuned_from=str(cfg.weights), steps=steps,
+        return stack.save(Path(cfg.out) / "final.safetensors", fine_tuned_from=str(start), steps=steps,
                           train_seconds=seconds, job=KIND)  # fmt: skip
 
     trainer = Trainer(cfg, KIND, modules, torch.arange(len(table.items)), loss_fn, stack.cfg.to_dict(), finalize)
@@ -190,7 +191,7 @@ def train(cfg: EndToEndConfig, recorded: list[RecordedBatch] | None = None) -> P
 def held_out_loss(weights: Path, recorded: list[RecordedBatch], cfg: EndToEndConfig, max_items: int = 32) -> dict:
     """The planning loss and its terms of the stack `weights` on up to `max_items` items of `recorded` (spread
     evenly over them), in batches of `cfg.batch_size`: the job's own objective measured on drives it did not see."""
-    stack = Stack.load(weights, cfg.device).eval()
+    stack = Stack.load(stack_weights(weights), cfg.device).eval()
     table = ItemTable(recorded, cfg, stack.timing)
     chosen = torch.linspace(0, len(table.items) - 1, min(max_items, len(table.items))).round().long().unique()
     sums: dict[str, float] = {}

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from core.config import Timing, require
+from core.config import ConfigError, Timing, require
 from sim.state import NUM_CLASSES
 
+# The history sampling of the default `Timing`; a model for another one is built with `for_timing`.
 _TIMING = Timing()
+
+
+def _steps_per_sample(timing: Timing) -> int:
+    """Tracker steps (one per policy period) between history samples."""
+    return timing.sim_steps_per_sample // timing.policy_period_steps
 
 
 def _require(cond: bool, name: str, expected: str, value: object) -> None:
@@ -50,7 +57,7 @@ class TrackerConfig:
 
     slots: int = 32
     history_steps: int = _TIMING.history_steps
-    steps_per_sample: int = _TIMING.sim_steps_per_sample // _TIMING.policy_period_steps
+    steps_per_sample: int = _steps_per_sample(_TIMING)
     accel_std: tuple[float, ...] = (2.0, 1.0, 1.5)
     detection_prob: float = 0.8
     clutter_density: float = 1e-3
@@ -58,6 +65,22 @@ class TrackerConfig:
     association_iterations: int = 10
     attribute_memory: float = 10.0
     merge_scale: float = 1.0
+
+    @classmethod
+    def for_timing(cls, timing: Timing, **changes: Any) -> TrackerConfig:
+        """The config whose history samples are `timing`'s (`changes` replace other fields)."""
+        return cls(**{"history_steps": timing.history_steps, "steps_per_sample": _steps_per_sample(timing), **changes})
+
+    def check_timing(self, timing: Timing) -> None:
+        """Raise unless the history is sampled as `timing` says (else the predictor reads tracks whose spacing
+        is not the one it was trained on, and nothing downstream could notice)."""
+        want = (timing.history_steps, _steps_per_sample(timing))
+        if (self.history_steps, self.steps_per_sample) != want:
+            raise ConfigError(
+                f"TrackerConfig: history_steps {self.history_steps}, steps_per_sample {self.steps_per_sample}, "
+                f"but the Timing samples {want[0]} steps every {want[1]} tracker periods "
+                "(build it with TrackerConfig.for_timing)"
+            )
 
     def __post_init__(self) -> None:
         _require(isinstance(self.slots, int) and self.slots >= 1, "slots", "an int >= 1", self.slots)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from sim.scenarios.build import build_batch, episode_steps
 from sim.scenarios.families import FAMILIES, Family
-from sim.scenarios.loader import Scenario, load_scenario, packaged_scenarios, scenario_path
+from sim.scenarios.loader import load_scenario, packaged_scenarios, scenario_path
+from sim.scenarios.scenario import Scenario
 from sim.scenarios.schema import MissingData, ScenarioError
 from sim.scenarios.suites import packaged_suites, resolve_suite
 

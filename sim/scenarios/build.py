@@ -22,8 +22,8 @@ from sim.scenarios.agents import assemble
 from sim.scenarios.context import BuildContext
 from sim.scenarios.families import FAMILIES
 from sim.scenarios.family import MAX_AGENT_SLOTS
-from sim.scenarios.loader import Scenario
 from sim.scenarios.params import Draws, upper
+from sim.scenarios.scenario import Scenario
 from sim.scenarios.schema import ScenarioError
 from sim.state import EgoState, RoadMap, SensorSettings, WorldState
 

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from sim.roads import RoadGeometry
 from sim.scenarios.params import Draws, Param, upper
+from sim.scenarios.scenario import Scenario
 from sim.state import EgoState, RoadMap
-
-if TYPE_CHECKING:
-    from sim.scenarios.loader import Scenario
 
 
 @dataclass(frozen=True)

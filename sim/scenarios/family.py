@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sim.scenarios.params import upper
+from sim.scenarios.scenario import Scenario
 from sim.scenarios.schema import Field, Where
 
 # Pairwise agent interactions cost O(N^2) per step and in the start-overlap check; past this a scenario is a
@@ -16,7 +17,6 @@ MAX_AGENT_SLOTS = 256
 if TYPE_CHECKING:
     from sim.scenarios.agents import Block
     from sim.scenarios.context import BuildContext
-    from sim.scenarios.loader import Scenario
 
 
 @dataclass(frozen=True)

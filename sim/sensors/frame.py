@@ -6,7 +6,7 @@ from sim.config import RasterConfig
 from sim.sensors.lanes import lanes_near
 from sim.sensors.noise import draw_salt
 from sim.sensors.objects import detections_from
-from sim.sensors.observe import DEFAULT_GHOST_SLOTS, NoisyObservation, observe_noisy
+from sim.sensors.observe import DEFAULT_GHOST_SLOTS, NoisyReading, observe_noisy
 from sim.sensors.raster import render_bev, render_map
 from sim.sensors.route import route_ahead
 from sim.state import WorldState
@@ -29,7 +29,7 @@ def render_frame(
 
 
 def frame_from(
-    state: WorldState, seen: NoisyObservation, raster: RasterConfig, route_points: int = 50, route_spacing: float = 2.0
+    state: WorldState, seen: NoisyReading, raster: RasterConfig, route_points: int = 50, route_spacing: float = 2.0
 ) -> SensorFrame:
     """The SensorFrame of an already computed noisy scan (shared with `detect_objects`)."""
     if route_points < 1:

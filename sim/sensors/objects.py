@@ -11,7 +11,7 @@ from torch import Tensor
 
 from sim.config import RasterConfig
 from sim.sensors.noise import ObjectNoise
-from sim.sensors.observe import DEFAULT_GHOST_SLOTS, NoisyObservation, observe_noisy, observe_truth
+from sim.sensors.observe import DEFAULT_GHOST_SLOTS, NoisyReading, observe_noisy, observe_truth
 from sim.sensors.scan import Scan
 from sim.state import NUM_CLASSES, WorldState
 from sim.types import ObjectList
@@ -76,7 +76,7 @@ def detect_objects(
     return detections_from(state, observe_noisy(state, raster, ghost_slots))
 
 
-def detections_from(state: WorldState, seen: NoisyObservation) -> ObjectList:
+def detections_from(state: WorldState, seen: NoisyReading) -> ObjectList:
     """The object sensor's output for an already computed noisy scan (shared with `render_frame`)."""
     ghost_slots = seen.ghosts.score.shape[1]
     N, B = state.num_agents, state.batch_size

@@ -19,8 +19,10 @@ DEFAULT_GHOST_SLOTS = Capacity().ghosts
 
 
 @dataclass(frozen=True)
-class Observation:
-    """Attributes:
+class TrueReading:
+    """What an exact sensor reads (named apart from `sim.policies.Observation`, a policy's input).
+
+    Attributes:
     pose: the sensor's world pose.
     scan: the N agent slots.
     """
@@ -30,7 +32,7 @@ class Observation:
 
 
 @dataclass(frozen=True)
-class NoisyObservation:
+class NoisyReading:
     """Attributes:
     pose: the sensor's world pose.
     scan: the N agent slots, then the G ghost slots.
@@ -44,14 +46,14 @@ class NoisyObservation:
     ghosts: Ghosts
 
 
-def observe_truth(state: WorldState, raster: RasterConfig) -> Observation:
+def observe_truth(state: WorldState, raster: RasterConfig) -> TrueReading:
     """Exact boxes, exact occlusion: no jitter, misses or ghosts."""
     pose = SensorPose.of(state.ego)
     objects = agents_in_ego_frame(state, pose)
-    return Observation(pose=pose, scan=scan(objects, state.sensor.range, raster))
+    return TrueReading(pose=pose, scan=scan(objects, state.sensor.range, raster))
 
 
-def observe_noisy(state: WorldState, raster: RasterConfig, ghost_slots: int) -> NoisyObservation:
+def observe_noisy(state: WorldState, raster: RasterConfig, ghost_slots: int) -> NoisyReading:
     """Jittered agents (missed ones still block rays) plus `ghost_slots` ghost slots."""
     if ghost_slots < 0:
         raise ValueError(f"ghost_slots: expected an int >= 0, got {ghost_slots!r}")
@@ -60,4 +62,4 @@ def observe_noisy(state: WorldState, raster: RasterConfig, ghost_slots: int) -> 
     objects = apply_object_noise(agents_in_ego_frame(state, pose), noise)
     ghosts = draw_ghosts(state, ghost_slots)
     sensed = scan(objects.cat(ghosts.objects), state.sensor.range, raster)
-    return NoisyObservation(pose=pose, scan=sensed, noise=noise, ghosts=ghosts)
+    return NoisyReading(pose=pose, scan=sensed, noise=noise, ghosts=ghosts)

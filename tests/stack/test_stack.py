@@ -11,6 +11,7 @@ import torch
 from core.checkpoint import CheckpointError
 from core.config import ConfigError, Timing
 from perception.model import PerceptionConfig
+from perception.tracking import TrackerConfig
 from sim.config import RasterConfig
 from sim.policies import Observation
 from sim.scenarios import build_batch, load_scenario, scenario_path
@@ -192,5 +193,12 @@ def test_a_held_plan_is_re_expressed_in_the_current_frame_and_advanced_in_time(f
 def test_the_stacks_timing_reaches_its_tracker():
     """One `Timing` threads through (issue 17): perception used to build its own default."""
     coarse = Timing(sim_dt=0.2)
-    stack = Stack(StackConfig.tiny(perception=PerceptionConfig.tiny(RASTER)), coarse)
+    tracker = TrackerConfig.for_timing(coarse, slots=8)
+    stack = Stack(StackConfig.tiny(perception=PerceptionConfig.tiny(RASTER, tracker=tracker)), coarse)
     assert stack.perception.dt == coarse.sim_dt == 0.2
+    assert stack.perception.tracker.config.steps_per_sample == 2  # 0.4 s samples of 0.2 s steps
+
+
+def test_a_tracker_sampled_for_another_timing_is_refused():
+    with pytest.raises(ConfigError, match="steps_per_sample 4, but the Timing samples 8 steps every 2"):
+        Stack(StackConfig.tiny(perception=PerceptionConfig.tiny(RASTER)), Timing(sim_dt=0.2))

@@ -64,7 +64,7 @@ def expand_data_path(template: str, where: str) -> Path:
 
 
 @functools.lru_cache(maxsize=8)
-def _tracks(path: str, mtime_ns: int) -> ethucy.Tracks:
+def _tracks(path: str, mtime_ns: int) -> ethucy.RawTracks:
     """Parsed tracks, cached per file version (loading checks them, building replays them)."""
     return ethucy.load_tracks(path)
 
