@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from deploy.graphs import GRAPH_NAMES
+from stack.policy import stack_weights
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         description="Write ONNX graphs of the detector, tracker step, predictor, planner and the fused stack step "
         "(dynamic batch; sigma, noise and the recurrent state as inputs) with a manifest into a folder.",
     )
-    p.add_argument("--ckpt", type=Path, default=Path("weights/stack.safetensors"), help="stack checkpoint")
+    p.add_argument("--ckpt", type=Path, help="stack checkpoint (default: the shipped stack)")
     p.add_argument("--out", type=Path, required=True, help="artifact folder")
     p.add_argument("--graphs", nargs="+", choices=GRAPH_NAMES, default=list(GRAPH_NAMES))
     p.add_argument("--argmax", action="store_true", help="export the argmax ablation of the same weights")
@@ -45,7 +46,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 def run_export(args: argparse.Namespace) -> int:
     from deploy.export import export_stack
 
-    art = export_stack(args.ckpt, args.out, graphs=args.graphs, argmax=args.argmax)
+    art = export_stack(stack_weights(args.ckpt), args.out, graphs=args.graphs, argmax=args.argmax)
     for name in art.graph_names:
         spec = art.spec(name)
         print(f"{name}: {len(spec.inputs)} inputs, {len(spec.outputs)} outputs -> {art.root / (name + '.onnx')}")

@@ -134,6 +134,7 @@ def parse_scenario(doc: Any, source: str) -> Scenario:
         sections={key: parsed[key] for key in family.sections},
         source=source,
         document=copy.deepcopy(doc),
+        parse=parse_scenario,
     )
     check_geometry(scenario, top)
     if family.check is not None:

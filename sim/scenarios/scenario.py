@@ -1,13 +1,14 @@
 """`Scenario`: a validated scenario file, the value every family builder, suite and run takes.
 
 It lives apart from the loader so the families (whose builders take one) and the loader (which needs the
-families) both build on it without importing each other's modules.
+families) both build on it without importing each other's modules. A scenario carries the parser that
+made it, so `with_overrides` validates again without this module importing the loader.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,8 @@ class Scenario:
         road, ego, sensor: parsed sections, keys as in docs/scenarios.md.
         sections: the family's own sections by name (e.g. `sections["traffic"]`).
         source: the file it came from, for error messages.
+        document: the file's YAML document, which `with_overrides` edits.
+        parse: the parser that made it from `document` (`sim.scenarios.loader.parse_scenario`).
     """
 
     name: str
@@ -40,6 +43,7 @@ class Scenario:
     sections: Mapping[str, Mapping[str, Any]]
     source: str
     document: Mapping[str, Any] = field(repr=False, compare=False)
+    parse: Callable[[Any, str], Scenario] = field(repr=False, compare=False)
 
     @property
     def road_type(self) -> str:
@@ -70,8 +74,4 @@ class Scenario:
                     )
                 node = child
             node[parts[-1]] = copy.deepcopy(value)
-        # Imported here: the parser sits above `Scenario` (it needs the family registry, whose builders
-        # take a `Scenario`), so this module imports none of them when it loads.
-        from sim.scenarios.loader import parse_scenario
-
-        return parse_scenario(doc, f"{self.source} (with overrides)")
+        return self.parse(doc, f"{self.source} (with overrides)")

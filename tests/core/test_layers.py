@@ -56,23 +56,17 @@ def _modules() -> dict[str, Path]:
     return found
 
 
-def _top_level_imports(path: Path, modules: dict[str, Path]) -> set[str]:
-    """The project modules `path` imports when it loads, type-checking-only imports included (a circle of
-    types is still a circle); imports inside functions are left out, they run later."""
+def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
+    """The project modules `path` imports anywhere: at load, for type checking only (a circle of types is
+    still a circle) or inside a function (a circle that closes later is still one)."""
     targets: set[str] = set()
-
-    def visit(statements: list[ast.stmt]) -> None:
-        for node in statements:
-            if isinstance(node, ast.Import):
-                targets.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                # `from package import submodule` depends on the submodule, not on the package's __init__.
-                targets.update(f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
-                               for a in node.names)  # fmt: skip
-            elif isinstance(node, ast.If | ast.Try):
-                visit(node.body + node.orelse + [s for h in getattr(node, "handlers", []) for s in h.body])
-
-    visit(ast.parse(path.read_text()).body)
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            # `from package import submodule` depends on the submodule, not on the package's __init__.
+            targets.update(f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                           for a in node.names)  # fmt: skip
     resolved = set()
     for target in targets:
         while target and target not in modules:
@@ -83,7 +77,7 @@ def _top_level_imports(path: Path, modules: dict[str, Path]) -> set[str]:
 
 def test_no_modules_import_each_other_in_a_circle():
     modules = _modules()
-    graph = {name: _top_level_imports(path, modules) - {name} for name, path in modules.items()}
+    graph = {name: _imports(path, modules) - {name} for name, path in modules.items()}
     circles = [sorted(group) for group in _strongly_connected(graph) if len(group) > 1]
     assert circles == [], "import circles: " + "; ".join(" <-> ".join(c) for c in circles)
 
