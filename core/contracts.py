@@ -215,16 +215,23 @@ Named = dict[str, Tensor]
 class FlatModule(nn.Module):
     """A function of named tensors (contracts flattened with `to_flat`) as a module on positional ones, the
     form torch.export and ONNX trace: `forward(*tensors)` takes the `inputs` in order and returns the
-    `outputs` of `run(module, named)` in order. `module` is registered, so its weights are the graph's."""
+    `outputs` of `run(module, named)` in order. `module` is registered as `name`, so its weights are the
+    graph's and their names in an exported graph start with `name`."""
 
     def __init__(
-        self, module: nn.Module, inputs: Sequence[str], outputs: Sequence[str], run: Callable[[Any, Named], Named]
+        self,
+        module: nn.Module,
+        inputs: Sequence[str],
+        outputs: Sequence[str],
+        run: Callable[[Any, Named], Named],
+        name: str = "module",
     ):
         super().__init__()
-        self.module, self.inputs, self.outputs, self.run = module, tuple(inputs), tuple(outputs), run
+        self.add_module(name, module)
+        self.module_name, self.inputs, self.outputs, self.run = name, tuple(inputs), tuple(outputs), run
 
     def forward(self, *tensors: Tensor) -> tuple[Tensor, ...]:
-        out = self.run(self.module, dict(zip(self.inputs, tensors, strict=True)))
+        out = self.run(getattr(self, self.module_name), dict(zip(self.inputs, tensors, strict=True)))
         return tuple(out[name] for name in self.outputs)
 
     def run_named(self, named: Mapping[str, Tensor]) -> Named:

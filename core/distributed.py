@@ -6,8 +6,8 @@ off the end of its program: DistributedDataParallel keeps the group, and with it
 alive after `destroy_process_group` (measured with torch 2.13: the threads outlive it once a DDP module
 has existed). A worker thread that frees its last finished collective while the interpreter is shutting
 down needs the GIL, cannot take it, and aborts the process ("terminate called without an active
-exception", SIGABRT; pytorch/pytorch#179291), so a job that trained to the end fails now and then (here
-one run in 12 to 70 on a loaded 2-core machine). Leaving skips the interpreter's shutdown instead.
+exception", SIGABRT; pytorch/pytorch#179291), so a job that trained to the end fails now and then (the
+test job: 3 runs of 101 on a loaded 2-core machine). Leaving skips the interpreter's shutdown instead.
 """
 
 from __future__ import annotations

@@ -136,7 +136,7 @@ class FlatGraph(FlatModule):
     """One graph of a stack as a module (`core.contracts.FlatModule`: what `torch.onnx.export` traces)."""
 
     def __init__(self, stack: Stack, definition: GraphDef):
-        super().__init__(stack, definition.inputs, definition.outputs, definition.run)
+        super().__init__(stack, definition.inputs, definition.outputs, definition.run, name="stack")
         self.definition = definition
 
 
