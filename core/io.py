@@ -3,8 +3,9 @@
 The content is rendered in memory first (so a value that cannot be serialised
 fails before anything is touched), written to a temporary file in the target's
 directory, flushed and fsynced, then moved over the target with `os.replace`.
-Writers that take a file name (safetensors, OpenCV) write into `atomic_path`'s
-temporary file; every atomic write in the project goes through `atomic_path`.
+Writers that take a file name (safetensors, OpenCV, PIL) write into `atomic_path`'s
+temporary file; every file the project writes whole goes through `atomic_path`
+(a drive log, written over a whole drive, moves its own partial file into place).
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ class CycleConfig:
         suite: scenarios the fleet drives.
         drives: drives per scenario (at most 100).
         policy: the driver whose drives are logged.
-        initial: the first model of an empty registry.
+        initial: the first model of an empty registry (None: the shipped stack, `stack.policy.stack_weights`).
         steps, batch_size, lr, warmup_frames, sigma: the end-to-end fine-tuning job's.
         val_fraction: drives held out of training (by drive).
         gate: the closed-loop regression gate.

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -57,6 +58,7 @@ from prediction.train import PredictionTrainConfig
 from prediction.train import train as train_predictor
 from prediction.windows import HISTORY, HORIZON, TrajectoryWindows
 from stack.episodes import RecordedBatch
+from stack.policy import stack_weights
 from stack.train import EndToEndConfig, held_out_loss
 from stack.train import train as train_stack
 
@@ -177,6 +179,7 @@ def train_prediction(logs: Path, cfg: PredictionTrainConfig, val_fraction: float
 def train_end2end(logs: Path, cfg: EndToEndConfig, val_fraction: float) -> Path:
     """The stack's planning loss on the expert drives of the training drives; then (rank 0) the same loss of the
     starting and the trained stack on the held-out drives, in `validation.json`."""
+    cfg = replace(cfg, weights=stack_weights(cfg.weights))
     index, train = training_drives(logs, cfg.out, val_fraction)
 
     def read(entry: DriveEntry) -> RecordedBatch:

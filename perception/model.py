@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from core.checkpoint import load_model_checkpoint, load_weights, save_checkpoint
+from core.checkpoint import CheckpointError, load_model_checkpoint, load_weights, save_checkpoint
 from core.config import ConfigError, Timing, config_from_dict
 from perception.config import DetectorConfig
 from perception.decode import decode, harden, scale_position_covariance
@@ -176,7 +176,10 @@ class Perception(nn.Module):
     def load(cls, path: str | Path, device: torch.device | str = "cpu") -> Perception:
         """A model from any checkpoint holding a `PerceptionConfig` and `detector.*` weights."""
         ckpt, cfg = load_model_checkpoint(path, CHECKPOINT_KIND, PerceptionConfig, device)
-        model = cls(cfg).to(device)
+        try:
+            model = cls(cfg).to(device)
+        except ConfigError as exc:  # a config that parses but does not fit the Timing (the tracker's sampling)
+            raise CheckpointError(f"checkpoint {path}: {exc}") from exc
         model.load_weights(ckpt.tensors, str(path))
         return model
 

@@ -66,7 +66,7 @@ class ClosedLoopConfig:
         suite: suite name, suite file or scenario (`sim.scenarios.resolve_suite`).
         seeds: episodes per scenario, seeds `first_seed ...`.
         first_seed: the first seed; the default stays clear of the seeds the shipped weights trained on.
-        weights: the stack checkpoint.
+        weights: the stack checkpoint (None: the shipped stack, `stack.policy.stack_weights`).
         sigma: the stack's (and the ablation's) risk sensitivity; None keeps the checkpoint's.
         sigmas: the sweep (empty: none).
         baselines: registered rule-based policies run on the same episodes.

@@ -199,7 +199,10 @@ class Stack(nn.Module):
             cfg = dataclasses.replace(cfg, **changes)
         except (ConfigError, TypeError) as exc:
             raise CheckpointError(f"checkpoint {path}: cannot apply {sorted(changes)} to its config ({exc})") from exc
-        stack = cls(cfg).to(device)
+        try:
+            stack = cls(cfg).to(device)
+        except ConfigError as exc:  # a config that parses but does not fit the Timing (e.g. the tracker's)
+            raise CheckpointError(f"checkpoint {path}: {exc}") from exc
         stack.perception.load_weights(ckpt.subset(PERCEPTION_PREFIX), str(path))
         load_weights(stack.predictor, ckpt.subset(PREDICTOR_PREFIX), path, "predictor")
         return stack.eval()

@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from core.io import atomic_write_text  # noqa: E402
+from core.io import atomic_path, atomic_write_text  # noqa: E402
 from stack.bootstrap import episode_metrics  # noqa: E402
 
 REPORT_DIR = "report"
@@ -245,9 +245,8 @@ def episode_still(videos: Path, path: Path) -> Path | None:
     with Image.open(gifs[0]) as gif:
         gif.seek(gif.n_frames // 2)
         frame = gif.convert("RGB")
-    tmp = path.with_name(path.name + ".tmp.png")
-    frame.save(tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        frame.save(tmp, format="PNG")
     return path
 
 

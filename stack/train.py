@@ -21,7 +21,7 @@ loop (AdamW, warm-up + cosine, checkpoints, resume) is `core.training`'s.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -43,7 +43,7 @@ class EndToEndConfig(LoopSettings):
     """The fine-tuning job: the loop's fields (`core.training.LoopSettings`, with the defaults below) and
 
     Attributes:
-        weights: the stack to start from.
+        weights: the stack to start from (None: the shipped stack, `stack.policy.stack_weights`).
         suite: scenarios of the recorded episodes.
         seeds: episode seeds (clear of the evaluation's, which start at 5000).
         expert: the policy that drives the recorded episodes.
@@ -167,7 +167,9 @@ def _cat_futures(parts: list[Futures]) -> Futures:
 
 def train(cfg: EndToEndConfig, recorded: list[RecordedBatch] | None = None) -> Path:
     """Fine-tune and write `<out>/final.safetensors` (a stack checkpoint); returns its path."""
-    start = stack_weights(cfg.weights)
+    # The job records the file it started from, so a resumed session compares paths, not None with a path.
+    cfg = replace(cfg, weights=stack_weights(cfg.weights))
+    start = cfg.weights
     stack = Stack.load(start, cfg.device).train()
     timing = stack.timing
     raster = stack.cfg.perception.detector.raster

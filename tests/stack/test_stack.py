@@ -202,3 +202,15 @@ def test_the_stacks_timing_reaches_its_tracker():
 def test_a_tracker_sampled_for_another_timing_is_refused():
     with pytest.raises(ConfigError, match="steps_per_sample 4, but the Timing samples 8 steps every 2"):
         Stack(StackConfig.tiny(perception=PerceptionConfig.tiny(RASTER)), Timing(sim_dt=0.2))
+
+
+def test_a_checkpoint_for_another_timing_is_refused_naming_the_file(tmp_path: Path):
+    coarse = Timing(sim_dt=0.2)
+    tracker = TrackerConfig.for_timing(coarse, slots=8)
+    path = Stack(StackConfig.tiny(perception=PerceptionConfig.tiny(RASTER, tracker=tracker)), coarse).save(
+        tmp_path / "coarse.safetensors"
+    )
+    with pytest.raises(
+        CheckpointError, match=r"coarse\.safetensors: TrackerConfig: history_steps 8, steps_per_sample 2"
+    ):
+        Stack.load(path)  # the default Timing samples every 4 steps

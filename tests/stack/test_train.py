@@ -74,6 +74,19 @@ def test_a_short_fine_tuning_changes_detector_and_predictor(recorded, tmp_path: 
     assert any(m for m, n in zip(moved, names, strict=True) if n.startswith("predictor."))
 
 
+def test_a_job_on_the_shipped_weights_resumes_whether_or_not_their_path_was_given(recorded, tmp_path, monkeypatch):
+    """The job records the file it started from, so a session that names the shipped file and one that takes
+    the default (None, found by `core.weights`) are the same job."""
+    torch.manual_seed(0)
+    stack = Stack(StackConfig.tiny(perception=PerceptionConfig.tiny(RASTER)))
+    shipped = stack.save(tmp_path / "w" / "stack.safetensors")
+    monkeypatch.setenv("DRIVESTACK_WEIGHTS", str(shipped.parent))
+    common = dict(out=tmp_path / "e2e", suite="cut_in", seeds=(0, 1), expert="idm-gt", steps=2, batch_size=2,
+                  warmup_frames=8, checkpoint_every=1, progress=False)  # fmt: skip
+    assert train(EndToEndConfig(weights=shipped, stop_at=1, **common), recorded).name == "step-000001.safetensors"
+    assert train(EndToEndConfig(weights=None, resume=True, **common), recorded).name == "final.safetensors"
+
+
 @pytest.mark.parametrize(
     "field, value",
     [
