@@ -22,7 +22,7 @@ from core.contracts import TensorContract, check_simplex, check_spd, spec
 from perception.heads import DenseOutput
 from perception.types import Detections, check_positive
 from sim.config import RasterConfig
-from sim.sensors import ego_origin_cell
+from sim.sensors.raster import cell_to_ego
 from sim.state import NUM_CLASSES
 
 # Covariance floors keep every matrix SPD whatever the head says: (0.05 m)^2
@@ -83,10 +83,8 @@ def cell_centres(grid: int, raster: RasterConfig, stride: int, dtype: torch.dtyp
     """[G * G, 2] ego-frame (x, y) of each grid cell's centre, m, row-major."""
     if grid * stride != raster.size:
         raise ValueError(f"grid of {grid} cells x stride {stride}: expected {raster.size} raster cells")
-    row0, col0 = ego_origin_cell(raster)
     centre = (torch.arange(grid, dtype=dtype, device=device) + 0.5) * stride  # (G,) raster cells
-    x = (row0 - centre) * raster.resolution  # (G,) per grid row
-    y = (col0 - centre) * raster.resolution  # (G,) per grid column
+    x, y = cell_to_ego(centre, centre, raster)  # (G,) per grid row, (G,) per grid column
     return torch.stack((x.unsqueeze(1).expand(grid, grid), y.unsqueeze(0).expand(grid, grid)), dim=-1).reshape(-1, 2)
 
 

@@ -26,7 +26,7 @@ from torch import Tensor
 from core.contracts import ContractError, TensorContract, spec
 from perception.config import WARP_MODES
 from sim.config import RasterConfig
-from sim.sensors import ego_origin_cell
+from sim.sensors.raster import cell_to_ego, ego_to_cell, grid_sample_coords
 from sim.types import SensorFrame
 
 
@@ -95,20 +95,19 @@ def warp_bev(bev: Tensor, target_in_source: Tensor, raster: RasterConfig, mode: 
     if mode not in WARP_MODES:
         raise ValueError(f"warp_bev.mode: expected one of {WARP_MODES}, got {mode!r}")
     B, _, H, W = bev.shape
-    row0, col0 = ego_origin_cell(raster)
     res = raster.resolution
-    ahead = (row0 - (torch.arange(H, dtype=bev.dtype, device=bev.device) + 0.5)) * res  # (H,) target x, m
-    left = (col0 - (torch.arange(W, dtype=bev.dtype, device=bev.device) + 0.5)) * res  # (W,) target y, m
+    rows = torch.arange(H, dtype=bev.dtype, device=bev.device) + 0.5
+    cols = torch.arange(W, dtype=bev.dtype, device=bev.device) + 0.5
+    ahead, left = cell_to_ego(rows, cols, raster)  # (H,) target x, (W,) target y of the cell centres, m
     tx, ty, tyaw = (target_in_source[:, i].to(bev.dtype) for i in range(3))  # (B,)
     c, s = torch.cos(tyaw), torch.sin(tyaw)
     # Source-frame point of target point (x, y): (tx + c x - s y, ty + s x + c y).
     # grid_sample wants (column, row) normalised so -1 / +1 are the raster's outer edges.
-    to_u = lambda y: 2.0 * (col0 - y / res) / W - 1.0  # noqa: E731  source y -> normalised column
-    to_v = lambda x: 2.0 * (row0 - x / res) / H - 1.0  # noqa: E731  source x -> normalised row
     # Affine in (x, y): split into the row part (x terms + offset) and the column part (y terms).
-    u_row = to_u(ty.unsqueeze(1) + s.unsqueeze(1) * ahead)  # (B, H) includes the constant
+    source_x, source_y = tx.unsqueeze(1) + c.unsqueeze(1) * ahead, ty.unsqueeze(1) + s.unsqueeze(1) * ahead
+    row, col = ego_to_cell(source_x, source_y, raster)
+    u_row, v_row = grid_sample_coords(row, col, H, W)  # (B, H) each, the constants included
     u_col = -2.0 * (c.unsqueeze(1) * left) / (res * W)  # (B, W)
-    v_row = to_v(tx.unsqueeze(1) + c.unsqueeze(1) * ahead)  # (B, H)
     v_col = 2.0 * (s.unsqueeze(1) * left) / (res * H)  # (B, W)
     u = u_row.unsqueeze(2) + u_col.unsqueeze(1)  # (B, H, W)
     v = v_row.unsqueeze(2) + v_col.unsqueeze(1)  # (B, H, W)

@@ -59,7 +59,7 @@ from torch import Tensor
 
 from core.config import require
 from sim.config import RasterConfig
-from sim.sensors.raster import cell_centres, ego_origin_cell, ego_xy_to_cell
+from sim.sensors.raster import cell_centres, cell_to_ego, ego_to_cell, ego_xy_to_cell
 
 # existence * q is kept below 1 by this much so log1p(-p) and its gradient stay finite.
 _MAX_CELL_PROB_GAP = 1e-6
@@ -181,10 +181,9 @@ def _window_cells(position: Tensor, raster: RasterConfig, k: int) -> tuple[Tenso
     huge position cannot overflow the integer conversion; its window then lies
     wholly outside and renders nothing.
     """
-    row0, col0 = ego_origin_cell(raster)
     H = raster.size
-    row = (row0 - position[..., 0].detach() / raster.resolution).clamp(-k, H + k).floor().long()  # (B, M)
-    col = (col0 - position[..., 1].detach() / raster.resolution).clamp(-k, H + k).floor().long()
+    row, col = ego_to_cell(position[..., 0].detach(), position[..., 1].detach(), raster)  # (B, M) each
+    row, col = row.clamp(-k, H + k).floor().long(), col.clamp(-k, H + k).floor().long()
     steps = torch.arange(k, device=position.device) - k // 2  # (K,)
     return row.unsqueeze(-1) + steps, col.unsqueeze(-1) + steps
 
@@ -213,12 +212,11 @@ def log_free_probability(
     """
     _check_candidates(existence, position, position_cov, size, heading)
     B, M = existence.shape
-    H, K, res = raster.size, config.window_cells, raster.resolution
-    row0, col0 = ego_origin_cell(raster)
+    H, K = raster.size, config.window_cells
     rows, cols = _window_cells(position, raster, K)  # (B, M, K) each
     dtype = position.dtype
-    cell_x = (row0 - (rows.to(dtype) + 0.5)) * res  # (B, M, K) ego x of each window row's centres
-    cell_y = (col0 - (cols.to(dtype) + 0.5)) * res  # (B, M, K) ego y of each window column's centres
+    # (B, M, K) each: ego x of each window row's centres, ego y of each window column's centres
+    cell_x, cell_y = cell_to_ego(rows.to(dtype) + 0.5, cols.to(dtype) + 0.5, raster)
     dx = (cell_x - position[..., 0:1]).unsqueeze(-1)  # (B, M, K, 1)
     dy = (cell_y - position[..., 1:2]).unsqueeze(-2)  # (B, M, 1, K)
     angle = heading if heading is not None else torch.zeros_like(existence)

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from core.config import ConfigError
 from perception.render import RenderConfig, TargetConfig, log_free_probability, observe
 from sim.config import RasterConfig
-from sim.sensors.raster import ego_origin_cell
+from sim.sensors.raster import ego_origin_cell, grid_sample_coords
 
 # log(-expm1(x)) is evaluated at x <= -this, so a cell nothing covers has a finite log-occupancy.
 _MIN_NEG_LOG_FREE = 1e-30
@@ -220,9 +220,7 @@ def rotate_about_ego(x: Tensor, angle: Tensor, raster: RasterConfig = RasterConf
     # Output cell p shows what was at R(-angle) p.
     src_ahead = c * ahead + s * left  # (B, H, W)
     src_left = c * left - s * ahead
-    grid_col = 2.0 * (col0 - src_left) / H - 1.0  # grid_sample's x: -1, +1 are the outer edges
-    grid_row = 2.0 * (row0 - src_ahead) / H - 1.0
-    grid = torch.stack((grid_col, grid_row), dim=-1).to(x.dtype)  # (B, H, W, 2)
+    grid = torch.stack(grid_sample_coords(row0 - src_ahead, col0 - src_left, H, H), dim=-1).to(x.dtype)  # (B, H, W, 2)
     return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
 
 

@@ -16,7 +16,7 @@ from prediction.config import PredictorConfig
 from prediction.features import EDGE_STEP_FEATURES, NODE_STATIC_FEATURES, NODE_STEP_FEATURES
 from prediction.lanes import lane_directions
 from sim.config import RasterConfig
-from sim.sensors.raster import ego_origin_cell
+from sim.sensors.raster import ego_to_cell, grid_sample_coords
 
 
 def mlp(sizes: list[int], final_activation: bool = False) -> nn.Sequential:
@@ -119,11 +119,9 @@ class MapEncoder(nn.Module):
         """[B, A, C, P, P] map cells around `position [B, A, 2]` (ego frame, m); patch rows run ahead to behind."""
         B, C, R, _ = map_raster.shape
         A, P = position.shape[1], self.cfg.map_patch
-        row0, col0 = ego_origin_cell(raster)
         ahead = position[..., 0, None] - self.offsets  # [B, A, P] x of each patch row (first row = farthest ahead)
         left = position[..., 1, None] - self.offsets  # [B, A, P] y of each patch column
-        u = 2.0 * (col0 - left / raster.resolution) / R - 1.0  # normalised column
-        v = 2.0 * (row0 - ahead / raster.resolution) / R - 1.0  # normalised row
+        u, v = grid_sample_coords(*ego_to_cell(ahead, left, raster), R, R)  # normalised column, row
         grid = torch.stack((u[:, :, None, :].expand(B, A, P, P), v[:, :, :, None].expand(B, A, P, P)), dim=-1)
         image = map_raster.float()[:, None].expand(B, A, C, R, R).reshape(B * A, C, R, R)
         out = F.grid_sample(image, grid.reshape(B * A, P, P, 2), mode="bilinear", align_corners=False)

@@ -16,7 +16,7 @@ import numpy as np
 from core.io import atomic_path
 from sim.config import RasterConfig
 from sim.recording import WORLD_VIEW_M, WORLD_VIEW_PX, StepSnapshot
-from sim.sensors.raster import ego_origin_cell
+from sim.sensors.raster import ego_to_cell
 
 # BGR colours by AgentKind: vehicle, pedestrian, cyclist.
 KIND_COLOURS = ((235, 160, 60), (60, 60, 235), (60, 200, 60))
@@ -37,9 +37,7 @@ def _world_px(points: np.ndarray, origin: np.ndarray) -> np.ndarray:
 
 def _ego_px(points: np.ndarray, raster: RasterConfig) -> np.ndarray:
     """Ego-frame points (x forward, y left) to sensor-panel pixels (col, row)."""
-    row0, col0 = ego_origin_cell(raster)
-    row = row0 - points[..., 0] / raster.resolution
-    col = col0 - points[..., 1] / raster.resolution
+    row, col = ego_to_cell(points[..., 0], points[..., 1], raster)
     return np.stack((col, row), axis=-1) * SENSOR_SCALE
 
 

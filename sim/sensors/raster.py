@@ -7,6 +7,8 @@ grows backwards (row 0 is the far front), column grows to the ego's right.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -22,20 +24,36 @@ def ego_origin_cell(raster: RasterConfig) -> tuple[float, float]:
     return raster.ego_row_fraction * raster.size, 0.5 * raster.size
 
 
+def ego_to_cell(x: Any, y: Any, raster: RasterConfig) -> tuple[Any, Any]:
+    """Continuous raster (row, column) of ego-frame x and y, m (tensors or numbers, each of any shape)."""
+    row0, col0 = ego_origin_cell(raster)
+    return row0 - x / raster.resolution, col0 - y / raster.resolution
+
+
+def cell_to_ego(row: Any, col: Any, raster: RasterConfig) -> tuple[Any, Any]:
+    """Ego-frame (x, y), m, of continuous raster coordinates (a cell's centre is its index + 0.5)."""
+    row0, col0 = ego_origin_cell(raster)
+    return (row0 - row) * raster.resolution, (col0 - col) * raster.resolution
+
+
+def grid_sample_coords(row: Any, col: Any, height: int, width: int) -> tuple[Any, Any]:
+    """(column, row) of continuous raster coordinates normalised for `grid_sample` (align_corners=False):
+    -1 and +1 are the raster's outer edges."""
+    return 2.0 * col / width - 1.0, 2.0 * row / height - 1.0
+
+
 def ego_xy_to_cell(xy: Tensor, raster: RasterConfig) -> tuple[Tensor, Tensor, Tensor]:
     """Ego-frame points `[..., 2]` -> (row, column) long `[...]` and an inside-the-raster mask."""
-    row0, col0 = ego_origin_cell(raster)
-    row = torch.floor(row0 - xy[..., 0] / raster.resolution).long()
-    col = torch.floor(col0 - xy[..., 1] / raster.resolution).long()
+    row, col = ego_to_cell(xy[..., 0], xy[..., 1], raster)
+    row, col = torch.floor(row).long(), torch.floor(col).long()
     inside = (row >= 0) & (row < raster.size) & (col >= 0) & (col < raster.size)
     return row, col, inside
 
 
 def cell_centres(raster: RasterConfig, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
     """Ego-frame x of each row's centres [H] and y of each column's centres [W], m."""
-    row0, col0 = ego_origin_cell(raster)
     centre = torch.arange(raster.size, dtype=dtype, device=device) + 0.5
-    return (row0 - centre) * raster.resolution, (col0 - centre) * raster.resolution
+    return cell_to_ego(centre, centre, raster)
 
 
 def render_bev(scan: Scan, salt: Salt | None, raster: RasterConfig) -> Tensor:
@@ -92,11 +110,8 @@ def read_map(channel: Tensor, xy: Tensor, raster: RasterConfig) -> Tensor:
 
     Smooth in the points (`grid_sample`), so costs built on it differentiate, and exportable.
     """
-    row0, col0 = ego_origin_cell(raster)
-    half = 0.5 * raster.size
-    row = row0 - xy[..., 0] / raster.resolution
-    col = col0 - xy[..., 1] / raster.resolution
-    grid = torch.stack((col / half - 1.0, row / half - 1.0), dim=-1)  # align_corners=False units
+    row, col = ego_to_cell(xy[..., 0], xy[..., 1], raster)
+    grid = torch.stack(grid_sample_coords(row, col, raster.size, raster.size), dim=-1)
     B = xy.shape[0]
     inside = (grid.abs() <= 1.0).all(-1)
     value = torch.nn.functional.grid_sample(channel, grid.reshape(B, 1, -1, 2), mode="bilinear",
