@@ -26,7 +26,7 @@ from pathlib import Path
 from mcap.reader import SeekingReader
 
 from core.io import atomic_write_text
-from fleet.logs import DAMAGE_ERRORS, LogError, LogRecord, corrupted_error, decode, drive_metadata, read_drive
+from fleet.logs import DAMAGE_ERRORS, LogError, LogRecord, corrupted_error, decode_message, drive_metadata, read_drive
 
 INDEX_FILE = "index.json"
 INDEX_FORMAT = 1
@@ -135,9 +135,8 @@ def read_span(path: Path, start_s: float, end_s: float, topics: Sequence[str]) -
         try:
             reader = SeekingReader(stream, validate_crcs=True)
             span = {"starting_at": _stamp(start_s), "ending_at": _stamp(end_s)}
-            for _, channel, message in reader.iter_messages(topics=list(topics), **span):
-                t, tensors = decode(message.data, f"drive log {path}, {channel.topic} #{message.sequence}")
-                records.append(LogRecord(channel.topic, t, tensors))
+            for schema, channel, message in reader.iter_messages(topics=list(topics), **span):
+                records.append(decode_message(schema, channel, message, f"drive log {path}"))
         except LogError:
             raise
         except DAMAGE_ERRORS as exc:

@@ -6,10 +6,12 @@
         record.topic, record.time_s, record.tensors                        # numpy arrays by name
         frame = record.contract()                                          # SensorFrame for /sensor/frame
 
-Every message is JSON (`message_encoding="json"`, a JSON-schema per channel),
-each tensor stored as dtype, shape and base64 bytes, in zstd-compressed
-chunks: standard MCAP tools (`mcap info`, `mcap cat`, Foxglove) open the files
-without drivestack, and the tensors stay exact. Channels (`TOPICS`) carry the
+Every message is a safetensors buffer (`message_encoding="safetensors"`,
+`fleet.messages`): the tensors' raw little-endian bytes with their dtype and
+shape, in zstd-compressed chunks. Standard MCAP tools (`mcap info`, `mcap cat`,
+Foxglove) open the files without drivestack, any safetensors reader opens a
+message, and the tensors stay exact. Logs of format 1 (JSON messages with
+base64 tensors) are still read. Channels (`TOPICS`) carry the
 sensor frames, the ego state, ground-truth agents where known (world frame, and
 as detector labels in the ego frame with their visibility), and the stack's
 outputs; the drive's identity and provenance are MCAP metadata (`drive`).
@@ -23,8 +25,6 @@ chunk before it (a chunk is compressed as a whole).
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import struct
 from collections.abc import Iterator, Mapping
@@ -40,12 +40,13 @@ from mcap.writer import CompressionType, Writer
 from zstandard import ZstdError
 
 from core.contracts import ContractError, TensorContract
+from fleet.messages import LEGACY_ENCODING, MESSAGE_ENCODING, decode, encode
 from sim.state import AgentState, EgoState
 from sim.types import ObjectList, SensorFrame
 
 PROFILE = "drivestack"
-FORMAT = "1"
-SCHEMA_NAME = "drivestack.Tensors"
+FORMAT = "2"  # 1: JSON messages with base64 tensors (still read); 2: safetensors messages
+LEGACY_SCHEMA_NAME = "drivestack.Tensors"  # format 1's JSON schema
 DRIVE_METADATA = "drive"
 
 # Topic -> the contract its tensors rebuild (batch of one), or None for plain named tensors.
@@ -60,30 +61,8 @@ TOPICS: dict[str, type[TensorContract] | None] = {
 }
 _PREFIX = {SensorFrame: "frame", EgoState: "ego", AgentState: "agents", ObjectList: "labels"}
 
-_SCHEMA = {
-    "title": SCHEMA_NAME,
-    "description": "Named tensors at one time: dtype, shape and the little-endian bytes, base64.",
-    "type": "object",
-    "properties": {
-        "time_s": {"type": "number", "description": "simulation or vehicle time, s"},
-        "tensors": {
-            "type": "object",
-            "additionalProperties": {
-                "type": "object",
-                "properties": {
-                    "dtype": {"type": "string"},
-                    "shape": {"type": "array", "items": {"type": "integer"}},
-                    "data": {"type": "string", "contentEncoding": "base64"},
-                },
-                "required": ["dtype", "shape", "data"],
-            },
-        },
-    },
-    "required": ["time_s", "tensors"],
-}
 # What a damaged file raises inside the MCAP reader: bad records, short reads, bad compressed chunks.
 DAMAGE_ERRORS = (McapError, EOFError, ValueError, OSError, ZstdError, struct.error)
-_DTYPES = ("float32", "float64", "float16", "int64", "int32", "uint8", "bool")
 
 
 class LogError(ValueError):
@@ -115,32 +94,17 @@ class LogRecord:
             raise LogError(f"topic {self.topic} at {self.time_s:.2f} s: {exc}") from exc
 
 
-def encode(time_s: float, tensors: Mapping[str, Any]) -> bytes:
-    """One message's bytes: JSON with each tensor as dtype, shape and base64 data."""
-    body = {}
-    for name, value in tensors.items():
-        array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-        if array.dtype.name not in _DTYPES:
-            raise ValueError(f"tensor {name!r}: dtype {array.dtype} is not one of {', '.join(_DTYPES)}")
-        array = array.astype(array.dtype.newbyteorder("<"), order="C")  # 0-d stays 0-d
-        body[name] = {"dtype": array.dtype.name, "shape": list(array.shape), "data": base64.b64encode(array).decode()}
-    return json.dumps({"time_s": float(time_s), "tensors": body}).encode()
-
-
-def decode(data: bytes, where: str) -> tuple[float, dict[str, np.ndarray]]:
-    """Inverse of `encode`; a malformed message is a `LogError` naming `where`."""
+def decode_message(schema: Any, channel: Any, message: Any, where: str) -> LogRecord:
+    """The record of one MCAP message of a drivestack channel (either format); anything else is a `LogError`
+    naming `where`."""
+    legacy = channel.message_encoding == LEGACY_ENCODING and schema is not None and schema.name == LEGACY_SCHEMA_NAME
+    if channel.message_encoding != MESSAGE_ENCODING and not legacy:
+        raise LogError(f"{where}: channel {channel.topic} ({channel.message_encoding!r}) is not a drivestack channel")
     try:
-        body = json.loads(data)
-        tensors = {}
-        for name, item in body["tensors"].items():
-            if item["dtype"] not in _DTYPES:
-                raise ValueError(f"tensor {name!r}: unknown dtype {item['dtype']!r}")
-            raw = base64.b64decode(item["data"], validate=True)
-            array = np.frombuffer(raw, dtype=np.dtype(item["dtype"]).newbyteorder("<")).reshape(item["shape"])
-            tensors[name] = array.astype(array.dtype.newbyteorder("="))  # a native, writable copy
-        return float(body["time_s"]), tensors
+        time_s, tensors = decode(message.data, channel.message_encoding)
     except (ValueError, KeyError, TypeError) as exc:
-        raise LogError(f"{where}: malformed drivestack message ({exc})") from exc
+        raise LogError(f"{where}, {channel.topic} #{message.sequence}: malformed drivestack message ({exc})") from exc
+    return LogRecord(channel.topic, time_s, tensors)
 
 
 class DriveLogWriter:
@@ -153,7 +117,6 @@ class DriveLogWriter:
         self._stream: IO[bytes] = open(self._tmp, "wb")  # noqa: SIM115  (closed by close / abort)
         self._writer = Writer(self._stream, compression=CompressionType.ZSTD)
         self._writer.start(profile=PROFILE, library=f"drivestack drive log {FORMAT}")
-        self._schema = self._writer.register_schema(SCHEMA_NAME, "jsonschema", json.dumps(_SCHEMA).encode())
         self._channels: dict[str, int] = {}
         self._writer.add_metadata(DRIVE_METADATA, {"drive": drive, "format": FORMAT, **dict(metadata or {})})
         self.messages = 0
@@ -161,7 +124,8 @@ class DriveLogWriter:
     def write(self, topic: str, time_s: float, tensors: Mapping[str, Any]) -> None:
         """One message on `topic` at `time_s` (s); tensors are batch-free (one drive) or batch-of-one."""
         if topic not in self._channels:
-            self._channels[topic] = self._writer.register_channel(topic, "json", self._schema)
+            # No schema record: a safetensors message describes itself (dtype, shape and bytes per tensor).
+            self._channels[topic] = self._writer.register_channel(topic, MESSAGE_ENCODING, schema_id=0)
         stamp = int(round(time_s * 1e9))
         self._writer.add_message(self._channels[topic], log_time=stamp, data=encode(time_s, tensors),
                                  publish_time=stamp, sequence=self.messages)  # fmt: skip
@@ -200,10 +164,7 @@ def read_drive(path: str | Path, topics: set[str] | None = None) -> Iterator[Log
         try:
             reader = NonSeekingReader(stream, validate_crcs=True)
             for schema, channel, message in reader.iter_messages(topics=sorted(topics) if topics else None):
-                if schema is None or schema.name != SCHEMA_NAME:
-                    raise LogError(f"drive log {path}: channel {channel.topic} is not a {SCHEMA_NAME} channel")
-                time_s, tensors = decode(message.data, f"drive log {path}, {channel.topic} #{message.sequence}")
-                yield LogRecord(channel.topic, time_s, tensors)
+                yield decode_message(schema, channel, message, f"drive log {path}")
         except LogError:
             raise
         except DAMAGE_ERRORS as exc:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import numpy as np
 import pytest
+import safetensors.numpy
 import torch
 from mcap.reader import make_reader
+from mcap.writer import CompressionType, Writer
 
-from fleet.logs import SCHEMA_NAME, DriveLogWriter, LogError, drive_metadata, read_drive
+from fleet.logs import LEGACY_SCHEMA_NAME, DriveLogWriter, LogError, drive_metadata, read_drive
 from fleet.recorder import drive_name, record_drives
 from sim.policies import make_policy
 from sim.scenarios import load_scenario, scenario_path
@@ -34,7 +37,7 @@ def test_recorded_drives_hold_every_topic_and_rebuild_the_contracts(drives):
     frame = frames[0].contract()
     assert isinstance(frame, SensorFrame) and frame.bev.shape == (1, 2, 128, 128)
     meta = drive_metadata(drives[1])
-    assert (meta["drive"], meta["scenario"], meta["seed"], meta["format"]) == ("cut_in-000004", "cut_in", "4", "1")
+    assert (meta["drive"], meta["scenario"], meta["seed"], meta["format"]) == ("cut_in-000004", "cut_in", "4", "2")
 
 
 def test_tensors_round_trip_exactly_for_every_dtype(tmp_path):
@@ -58,12 +61,60 @@ def test_standard_mcap_readers_open_the_log(drives):
         reader = make_reader(stream)
         summary = reader.get_summary()
         assert {c.topic for c in summary.channels.values()} >= {"/sensor/frame", "/ego/state", "/agents/truth"}
-        assert {c.message_encoding for c in summary.channels.values()} == {"json"}
-        assert {s.name for s in summary.schemas.values()} == {SCHEMA_NAME}
-        assert {s.encoding for s in summary.schemas.values()} == {"jsonschema"}
+        assert {c.message_encoding for c in summary.channels.values()} == {"safetensors"}
         assert {c.compression for c in summary.chunk_indexes} == {"zstd"}
         _, channel, message = next(reader.iter_messages(topics=["/ego/state"]))
-        assert "ego.xy" in json.loads(message.data)["tensors"]  # plain JSON any tool can read
+        assert safetensors.numpy.load(message.data)["ego.xy"].shape == (1, 2)  # any safetensors reader opens it
+
+
+def test_a_log_of_format_1_json_messages_still_reads(tmp_path):
+    """Logs recorded before the binary encoding: JSON messages with base64 tensors under a JSON schema."""
+    xy = np.array([[1.5, -2.0]], dtype="<f4")
+    message = {"time_s": 0.5, "tensors": {"ego.xy": {"dtype": "float32", "shape": [1, 2],
+                                                     "data": base64.b64encode(xy.tobytes()).decode()}}}  # fmt: skip
+    with open(tmp_path / "old.mcap", "wb") as stream:
+        writer = Writer(stream, compression=CompressionType.ZSTD)
+        writer.start(profile="drivestack", library="drivestack drive log 1")
+        schema = writer.register_schema(LEGACY_SCHEMA_NAME, "jsonschema", b"{}")
+        channel = writer.register_channel("/stack/plan", "json", schema)
+        writer.add_message(channel, log_time=500_000_000, data=json.dumps(message).encode(), publish_time=0)
+        writer.finish()
+    (record,) = list(read_drive(tmp_path / "old.mcap"))
+    assert record.time_s == 0.5 and np.array_equal(record.tensors["ego.xy"], xy)
+
+
+@pytest.mark.parametrize(
+    "data, says",
+    [
+        (b"\x01", "shorter than the 8-byte header length"),
+        ((10**9).to_bytes(8, "little") + b"{}", "header of 1000000000 bytes"),
+        (b"", "shorter than the 8-byte header length"),
+    ],
+)
+def test_a_malformed_message_is_a_log_error_naming_the_file(tmp_path, data, says):
+    with open(tmp_path / "bad.mcap", "wb") as stream:
+        writer = Writer(stream)
+        writer.start(profile="drivestack", library="test")
+        channel = writer.register_channel("/stack/plan", "safetensors", 0)
+        writer.add_message(channel, log_time=0, data=data, publish_time=0)
+        writer.finish()
+    with pytest.raises(LogError, match=rf"bad\.mcap, /stack/plan #0: malformed drivestack message \(.*{says}"):
+        list(read_drive(tmp_path / "bad.mcap"))
+
+
+def test_a_message_whose_bytes_do_not_fit_its_shape_is_refused(tmp_path):
+    header = json.dumps(
+        {"__metadata__": {"time_s": "0"}, "x": {"dtype": "F32", "shape": [1000], "data_offsets": [0, 8]}}
+    )
+    data = len(header).to_bytes(8, "little") + header.encode() + bytes(8)
+    with open(tmp_path / "bad.mcap", "wb") as stream:
+        writer = Writer(stream)
+        writer.start(profile="drivestack", library="test")
+        writer.add_message(writer.register_channel("/stack/plan", "safetensors", 0), log_time=0, data=data,
+                           publish_time=0)  # fmt: skip
+        writer.finish()
+    with pytest.raises(LogError, match=r"bytes 0\.\.8 do not hold shape \[1000\]"):
+        list(read_drive(tmp_path / "bad.mcap"))
 
 
 def test_a_truncated_log_names_the_file_and_the_offset(drives, tmp_path):

@@ -1,0 +1,85 @@
+"""Reading drive logs: pretraining frames per second and log size per drive, the input side of training.
+
+Records `--drives` cut_in drives (12 s, the expert `pdm-gt`) unless `--logs` holds some, then reads them the
+way pretraining does: `fleet.datasets.LogFrameDataset` items (the detector input of frame t from frames
+t-K+1 .. t, and frame t+1), drawn in a seeded random order, each followed by its temporal partner (the next
+frame) as the pretraining batches draw them. Also reports whole-drive decoding (`read_drive`, every message)
+and the bytes per drive. One thread. Prints a table, writes JSON.
+
+    python bench/log_reading.py --out docs/bench/log_reading.json
+"""
+
+# ruff: noqa: E402  (the package imports must follow the sys.path fix below)
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import torch
+
+from core.benchmark import machine_info
+from core.io import write_json
+from fleet.datasets import LogFrameDataset
+from fleet.index import build_index
+from fleet.logs import read_drive
+from fleet.recorder import record_drives
+from perception.config import DetectorConfig
+from sim.policies import make_policy
+from sim.scenarios import load_scenario, scenario_path
+
+
+def pretraining_frames_per_s(logs: Path, items: int, seed: int) -> float:
+    """Items per second of a fresh `LogFrameDataset` over every drive in `logs` (its cache starts empty)."""
+    index = build_index(logs, save=False)
+    detector = DetectorConfig()
+    dataset = LogFrameDataset(index, index.drives, detector.frames, detector.raster, detector.warp_mode)
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
+    draws = [i for first in order[: items // 2] for i in (first, min(first + 1, len(dataset) - 1))]
+    start = time.perf_counter()
+    for i in draws:
+        dataset[i]
+    return len(draws) / (time.perf_counter() - start)
+
+
+def decode_messages_per_s(paths: list[Path]) -> float:
+    start, messages = time.perf_counter(), 0
+    for path in paths:
+        messages += sum(1 for _ in read_drive(path))
+    return messages / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--logs", type=Path, help="a log folder to read (default: record into a temporary one)")
+    parser.add_argument("--drives", type=int, default=4, help="cut_in drives to record (default 4)")
+    parser.add_argument("--items", type=int, default=200, help="pretraining items to read (default 200)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("docs/bench/log_reading.json"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        logs = args.logs or Path(tmp) / "logs"
+        if args.logs is None:
+            record_drives(load_scenario(scenario_path("cut_in")), list(range(args.drives)), make_policy("pdm-gt"), logs)
+        paths = sorted(logs.glob("*.mcap"))
+        result = {
+            "drives": len(paths),
+            "bytes_per_drive": sum(p.stat().st_size for p in paths) / len(paths),
+            "pretraining_frames_per_s": pretraining_frames_per_s(logs, args.items, args.seed),
+            "decoded_messages_per_s": decode_messages_per_s(paths),
+        }
+    print(f"{'drives':>6} {'MB per drive':>12} {'pretraining frames/s':>20} {'decoded messages/s':>18}")
+    print(f"{result['drives']:>6} {result['bytes_per_drive'] / 1e6:>12.2f} {result['pretraining_frames_per_s']:>20.1f} "
+          f"{result['decoded_messages_per_s']:>18.1f}")  # fmt: skip
+    write_json(args.out, {**result, "items": args.items, "seed": args.seed, "threads": 1, "machine": machine_info()})
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
