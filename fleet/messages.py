@@ -57,6 +57,8 @@ def _decode_safetensors(data: bytes) -> tuple[float, dict[str, np.ndarray]]:
     if length > len(data) - 8:
         raise ValueError(f"header of {length} bytes in a message of {len(data)}")
     header = json.loads(data[8 : 8 + length])
+    if not isinstance(header, dict) or not all(isinstance(item, dict) for item in header.values()):
+        raise ValueError("the header is not a JSON object of JSON objects")
     body = memoryview(data)[8 + length :]
     time_s = float(header.pop("__metadata__", {})[_TIME])
     tensors = {}

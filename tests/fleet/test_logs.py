@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 
 import numpy as np
@@ -89,6 +90,8 @@ def test_a_log_of_format_1_json_messages_still_reads(tmp_path):
         (b"\x01", "shorter than the 8-byte header length"),
         ((10**9).to_bytes(8, "little") + b"{}", "header of 1000000000 bytes"),
         (b"", "shorter than the 8-byte header length"),
+        ((1).to_bytes(8, "little") + b"7", "not a JSON object"),
+        ((4).to_bytes(8, "little") + b'{"x"', "Expecting"),
     ],
 )
 def test_a_malformed_message_is_a_log_error_naming_the_file(tmp_path, data, says):
@@ -185,3 +188,18 @@ def test_a_frame_logged_without_a_field_of_todays_contract_is_a_log_error_naming
         log.write("/sensor/frame", frame.time_s, old)
     with pytest.raises(LogError, match=r"old.mcap: topic /sensor/frame .*missing tensor 'frame.lanes'"):
         read_series(tmp_path / "old.mcap", 1, ("/sensor/frame",))
+
+
+def test_mutated_messages_fail_only_with_the_errors_the_reader_names():
+    """Seeded mutations of a real message: decoding either succeeds or raises what `read_drive` turns into a
+    LogError, never anything else (an AttributeError would escape as a crash)."""
+    from fleet.messages import decode, encode
+
+    good = encode(1.0, {"a": torch.arange(6.0).reshape(2, 3), "m": torch.tensor([True, False])})
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        data = bytearray(good)
+        for _ in range(int(rng.integers(1, 4))):
+            data[int(rng.integers(0, len(data)))] = int(rng.integers(0, 256))
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            decode(bytes(data[: int(rng.integers(0, len(data) + 1))]), "safetensors")
