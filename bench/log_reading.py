@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--logs", type=Path, help="a log folder to read (default: record into a temporary one)")
     parser.add_argument("--drives", type=int, default=4, help="cut_in drives to record (default 4)")
-    parser.add_argument("--items", type=int, default=200, help="pretraining items to read (default 200)")
+    parser.add_argument("--items", type=int, default=800, help="pretraining items to read (default 800)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("docs/bench/log_reading.json"))
     args = parser.parse_args(argv)

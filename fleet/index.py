@@ -17,13 +17,16 @@ so the split is the same on every machine and a new drive never moves an old one
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mcap.reader import SeekingReader
+from mcap.summary import Summary
 
 from core.io import atomic_write_text
 from fleet.logs import DAMAGE_ERRORS, LogError, LogRecord, corrupted_error, decode_message, drive_metadata, read_drive
@@ -133,7 +136,8 @@ def read_span(path: Path, start_s: float, end_s: float, topics: Sequence[str]) -
     records: list[LogRecord] = []
     with open(path, "rb") as stream:
         try:
-            reader = SeekingReader(stream, validate_crcs=True)
+            stat = os.fstat(stream.fileno())
+            reader = _KnownSummaryReader(stream, _summary(str(path), stat.st_size, stat.st_mtime_ns))
             span = {"starting_at": _stamp(start_s), "ending_at": _stamp(end_s)}
             for schema, channel, message in reader.iter_messages(topics=list(topics), **span):
                 records.append(decode_message(schema, channel, message, f"drive log {path}"))
@@ -142,6 +146,25 @@ def read_span(path: Path, start_s: float, end_s: float, topics: Sequence[str]) -
         except DAMAGE_ERRORS as exc:
             raise corrupted_error(path, stream, exc) from exc
     return records
+
+
+class _KnownSummaryReader(SeekingReader):
+    """A seeking reader given the file's summary (channels, chunk indexes), read once per file version:
+    reading it again for every span cost about 15 % of a pretraining read."""
+
+    def __init__(self, stream, summary: Summary | None):
+        super().__init__(stream, validate_crcs=True)
+        self._known = summary
+
+    def get_summary(self) -> Summary | None:
+        return self._known
+
+
+@functools.lru_cache(maxsize=256)
+def _summary(path: str, size: int, mtime_ns: int) -> Summary | None:
+    """The summary section of the log at `path` as it is at (`size`, `mtime_ns`): a replaced file is read anew."""
+    with open(path, "rb") as stream:
+        return SeekingReader(stream, validate_crcs=True).get_summary()
 
 
 def _stamp(time_s: float) -> int:

@@ -70,6 +70,19 @@ def test_random_access_returns_the_frame_a_sequential_read_sees(log_dir):
         read_frame(index, entry, 10)
 
 
+def test_a_log_replaced_at_the_same_path_is_read_anew_not_through_the_old_chunk_index(log_dir, tmp_path):
+    """Span reads keep each file's summary; a different file at the same path must not reuse it."""
+    path = tmp_path / "drive.mcap"
+    path.write_bytes((log_dir / "crosswalk_crowd-000000.mcap").read_bytes())
+    first = index_module.read_span(path, 0.0, 0.5, ["/sensor/frame"])
+    path.write_bytes((log_dir / "crosswalk_crowd-000001.mcap").read_bytes())
+    second = index_module.read_span(path, 0.0, 0.5, ["/sensor/frame"])
+    expected = [r for r in read_drive(path, {"/sensor/frame"}) if r.time_s <= 0.5]
+    assert len(second) == len(expected) == len(first)
+    for got, want in zip(second, expected, strict=True):
+        assert np.array_equal(got.tensors["frame.bev"], want.tensors["frame.bev"])
+
+
 def test_splits_are_by_drive_deterministic_and_stable():
     names = [f"drive-{i:04d}" for i in range(400)]
 
