@@ -234,10 +234,6 @@ class FlatModule(nn.Module):
         out = self.run(getattr(self, self.module_name), dict(zip(self.inputs, tensors, strict=True)))
         return tuple(out[name] for name in self.outputs)
 
-    def run_named(self, named: Mapping[str, Tensor]) -> Named:
-        """Named inputs to named outputs (extra names in `named` are ignored)."""
-        return dict(zip(self.outputs, self(*(named[name] for name in self.inputs)), strict=True))
-
 
 def check_spd(where: str, cov: Tensor, mask: Tensor | None = None, eps: float = 0.0) -> None:
     """Raise unless every valid 2x2 (or dxd) matrix in `cov [..., d, d]` is symmetric positive definite."""

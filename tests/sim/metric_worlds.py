@@ -8,11 +8,13 @@ from collections.abc import Sequence
 
 import torch
 
+from sim.ego import DEFAULT_EGO
 from sim.metrics import EpisodeAccumulator, MetricsConfig
 from sim.metrics.worlds import straight_route_world
 from sim.state import AgentKind, Behaviour, WorldState
 
-EGO_LENGTH, EGO_WIDTH, EGO_WHEELBASE = 4.6, 1.9, 2.8
+# The ego `empty_world` builds: the default one (sim.ego).
+EGO_LENGTH, EGO_WIDTH, EGO_WHEELBASE = DEFAULT_EGO.length, DEFAULT_EGO.width, DEFAULT_EGO.wheelbase
 REAR_OVERHANG = (EGO_LENGTH - EGO_WHEELBASE) / 2  # rear bumper is this far behind the rear axle
 
 
