@@ -12,9 +12,11 @@ test job: 3 runs of 101 on a loaded 2-core machine). Leaving skips the interpret
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -22,9 +24,13 @@ import torch.distributed as dist
 
 def join_process_group(backend: str | None = None) -> tuple[int, int]:
     """(rank, world size) under torchrun, after joining its process group over `backend` (default: NCCL
-    when CUDA is available, else gloo); (0, 1) in a plain process. Joining twice is joining once."""
+    when CUDA is available, else gloo) with this rank's GPU (`LOCAL_RANK`) as the current CUDA device;
+    (0, 1) in a plain process. Joining twice is joining once."""
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return 0, 1
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available() and local < torch.cuda.device_count():
+        torch.cuda.set_device(local)  # "cuda" means this rank's own GPU from here on, not the machine's first
     if not dist.is_initialized():
         dist.init_process_group(backend or ("nccl" if torch.cuda.is_available() else "gloo"))
     return dist.get_rank(), dist.get_world_size()
@@ -35,6 +41,31 @@ def process_group() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def all_gather_json(value: Any, world: int) -> list[Any]:
+    """Every rank's `value` (anything `json` writes), in rank order, on every rank. Exchanged as UTF-8 JSON
+    bytes in uint8 tensors, never pickled: `torch.distributed`'s object collectives unpickle what a peer
+    sends. Floats keep their bits (JSON's shortest round-trip repr; NaN and infinities included)."""
+    if world == 1:
+        return [value]
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+    data = json.dumps(value).encode("utf-8")
+    size = torch.tensor([len(data)], dtype=torch.int64, device=device)
+    sizes = [torch.zeros_like(size) for _ in range(world)]
+    dist.all_gather(sizes, size)
+    longest = max(int(s) for s in sizes)
+    mine = torch.zeros(longest, dtype=torch.uint8, device=device)
+    mine[: len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    gathered = [torch.zeros_like(mine) for _ in range(world)]
+    dist.all_gather(gathered, mine)
+    return [json.loads(bytes(t[: int(s)].cpu().numpy())) for t, s in zip(gathered, sizes, strict=True)]
+
+
+def broadcast_json(value: Any, world: int) -> Any:
+    """Rank 0's `value` on every rank (see `all_gather_json`), so every rank takes the decision rank 0
+    took: a collective that only some ranks enter waits forever."""
+    return all_gather_json(value, world)[0]
 
 
 def barrier(world: int) -> None:

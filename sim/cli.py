@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import ConfigError
+from core.distributed import join_process_group, leave_process_group
 from core.plugins import load_plugin, plugin_names
 from sim.config import RasterConfig
 from sim.policies import make_policy, policy_names
@@ -94,6 +95,9 @@ def drive_logs(folder: Path | None, raster: RasterConfig) -> DriveLogFactory | N
 
 
 def main(args: argparse.Namespace) -> int:
+    """One process, or one rank under torchrun: each rank runs its share of the episodes, rank 0 writes
+    the results (`sim.shards`)."""
+    rank, _ = join_process_group()
     cfg = SuiteConfig(
         suite=args.suite,
         policy=args.policy,
@@ -109,5 +113,6 @@ def main(args: argparse.Namespace) -> int:
     policy = make_policy(args.policy, **policy_options(args))
     results = run_suite(cfg, policy, drive_logs(args.record, cfg.raster), resume=args.resume)
     failed = sum(r.error is not None for r in results)
-    print(f"wrote {cfg.out}/summary.json, summary.csv, episodes.csv ({len(results)} episodes, {failed} failed)")
-    return 1 if failed == len(results) else 0
+    if rank == 0:
+        print(f"wrote {cfg.out}/summary.json, summary.csv, episodes.csv ({len(results)} episodes, {failed} failed)")
+    return leave_process_group(1 if failed == len(results) else 0)

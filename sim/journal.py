@@ -71,8 +71,7 @@ class Journal:
 
     def append(self, scenario: str, seeds: Sequence[int], rows: Sequence[EpisodeResult]) -> None:
         """One finished batch, durably, as one line."""
-        batch = {"scenario": scenario, "seeds": list(seeds), "episodes": [dataclasses.asdict(r) for r in rows]}
-        line = (json.dumps(batch) + "\n").encode("utf-8")
+        line = (json.dumps(batch_record(scenario, seeds, rows)) + "\n").encode("utf-8")
         fd = os.open(self.path, os.O_WRONLY)
         try:
             os.ftruncate(fd, self.size)
@@ -82,6 +81,11 @@ class Journal:
             os.close(fd)
         self.size += len(line)
         self.batches[(scenario, tuple(seeds))] = list(rows)
+
+
+def batch_record(scenario: str, seeds: Sequence[int], rows: Sequence[EpisodeResult]) -> dict[str, Any]:
+    """A finished batch as a JSON value: the journal's line, and what ranks exchange (`sim.shards`)."""
+    return {"scenario": scenario, "seeds": list(seeds), "episodes": [dataclasses.asdict(r) for r in rows]}
 
 
 def start(out: Path, settings: Mapping[str, Any], total: int) -> Journal:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,8 @@ import torch
 from tqdm import tqdm
 
 from core.config import FOLDER_OR_ABSENT, ConfigError, Timing, is_folder_or_absent
-from sim import journal
+from core.distributed import all_gather_json, barrier, broadcast_json, process_group
+from sim import journal, shards
 from sim.config import RasterConfig
 from sim.journal import RunInterrupted
 from sim.metrics.table import (
@@ -164,16 +167,61 @@ def run_suite(
     Each finished batch is appended to `cfg.out/episodes.jsonl` (`sim.journal`). With `resume`, the
     batches already there are read back instead of simulated; a folder holding an interrupted run is
     never overwritten without it. Ctrl-C raises `RunInterrupted`, saying what was kept.
+
+    In a process group (torchrun, `core.distributed`) each rank simulates its share of the batches
+    (`sim.shards`), every rank returns all the episodes, and rank 0 writes the outputs one process would.
     """
     scenarios = resolve_suite(cfg.suite)
     policy = policy or make_policy(cfg.policy)
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
     plan = [(s, seeds[i : i + cfg.batch_size]) for s in scenarios for i in range(0, len(seeds), cfg.batch_size)]
+    rank, world = process_group()
+    if world > 1:
+        return _run_shared(plan, scenarios, policy, cfg, drive_logs, resume, rank, world)
     with journal.exclusive(cfg.out):
-        ledger = open_journal(cfg, scenarios, resume)
+        ledger = open_journal(cfg.out, run_settings(cfg, scenarios), _episodes(plan), resume)
         results = _run_plan(plan, ledger, policy, cfg, drive_logs)
     write_results(results, cfg)
     return results
+
+
+def _run_shared(
+    plan: Sequence[tuple[Scenario, list[int]]],
+    scenarios: Sequence[Scenario],
+    policy: Policy,
+    cfg: SuiteConfig,
+    drive_logs: DriveLogFactory | None,
+    resume: bool,
+    rank: int,
+    world: int,
+) -> list[EpisodeResult]:
+    """This rank's share of `plan` into its own journal, then every rank's batches merged; rank 0 writes
+    the run's journal and results as one process would, then the rank journals go. ("cuda" is this rank's
+    own GPU: `core.distributed.join_process_group`.)"""
+    mine = shards.share(plan, rank, world)
+    folder = shards.rank_folder(cfg.out, rank)
+    settings = run_settings(cfg, scenarios)
+    earlier = broadcast_json(_finished_batches(cfg.out, settings) if resume and rank == 0 else [], world)
+    with contextlib.ExitStack() as locks:
+        if rank == 0:
+            locks.enter_context(journal.exclusive(cfg.out))
+        locks.enter_context(journal.exclusive(folder))
+        ledger = open_journal(folder, settings, _episodes(mine), resume, keep=set(map(shards.key, mine)))
+        _adopt(ledger, earlier, mine)
+        rows = _run_plan(mine, ledger, policy, cfg, drive_logs)
+        gathered = all_gather_json(shards.encode([shards.key(b) for b in mine], rows), world)
+        batches = shards.merge(gathered, plan)
+        if rank == 0:
+            merged = journal.start(cfg.out, settings, _episodes(plan))
+            for (scenario, seeds), batch in batches.items():
+                merged.append(scenario, seeds, batch)
+            write_results([row for batch in batches.values() for row in batch], cfg)
+    barrier(world)  # the run's journal is written: the rank journals are no longer needed
+    shutil.rmtree(folder)
+    barrier(world)
+    if rank == 0 and not any(folder.parent.iterdir()):
+        folder.parent.rmdir()  # ranks on other machines keep their folders on their own disks
+    return [row for batch in batches.values() for row in batch]
 
 
 def _run_plan(
@@ -187,7 +235,8 @@ def _run_plan(
     keys = [(scenario.name, chunk) for scenario, chunk in plan]
     done = sum(episode_steps(s, cfg.timing) * len(chunk) for s, chunk in plan if ledger.has(s.name, chunk))
     total = sum(episode_steps(s, cfg.timing) * len(chunk) for s, chunk in plan)
-    with tqdm(total=total, initial=done, unit="step", desc=f"{cfg.policy}", disable=None) as bar:
+    quiet = True if process_group()[0] > 0 else None  # one bar, rank 0's, on a terminal the ranks share
+    with tqdm(total=total, initial=done, unit="step", desc=f"{cfg.policy}", disable=quiet) as bar:
         try:
             for scenario, chunk in plan:
                 if not ledger.has(scenario.name, chunk):
@@ -200,22 +249,48 @@ def _run_plan(
     return ledger.results(keys)
 
 
-def open_journal(cfg: SuiteConfig, scenarios: Sequence[Scenario], resume: bool) -> journal.Journal:
-    """The run's journal: the stored one when resuming (its settings must match), else a new one."""
-    settings = run_settings(cfg, scenarios)
-    stored = _stored(cfg.out)
+def open_journal(
+    out: Path, settings: dict[str, Any], total: int, resume: bool, keep: set[shards.BatchKey] | None = None
+) -> journal.Journal:
+    """The journal in `out`: the stored one when resuming (its settings must match), else a new one. `keep`:
+    the batches this process runs (a rank's share); stored batches outside it, from a run with another
+    number of ranks, are left to the ranks that run them now."""
+    stored = _stored(out)
     if stored is not None and resume:
         changed = journal.differences(stored.settings, settings)
         if changed:
             raise ConfigError(f"{stored.path}: cannot resume a different run ({'; '.join(changed)})")
+        if keep is not None:
+            stored.batches = {k: rows for k, rows in stored.batches.items() if k in keep}
         log.info("resuming %s: %d of %d episodes already run", stored.path, stored.episodes, stored.total)
         return stored
     if stored is not None and not stored.finished:
         raise ConfigError(
-            f"{cfg.out} holds an interrupted run ({stored.episodes} of {stored.total} episodes in "
+            f"{out} holds an interrupted run ({stored.episodes} of {stored.total} episodes in "
             f"{stored.path.name}); pass --resume to finish it, or choose another --out"
         )
-    return journal.start(cfg.out, settings, len(scenarios) * cfg.seeds)
+    return journal.start(out, settings, total)
+
+
+def _episodes(plan: Sequence[tuple[Scenario, list[int]]]) -> int:
+    return sum(len(seeds) for _, seeds in plan)
+
+
+def _finished_batches(out: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """The batches of `out`'s run journal (written by rank 0 when a run's ranks merge), if it is this run's."""
+    stored = _stored(out)
+    if stored is None or journal.differences(stored.settings, settings):
+        return []
+    keys, rows = list(stored.batches), [row for episodes in stored.batches.values() for row in episodes]
+    return shards.encode(keys, rows)
+
+
+def _adopt(ledger: journal.Journal, earlier: list[dict[str, Any]], mine: Sequence[tuple[Scenario, list[int]]]) -> None:
+    """Copy into this rank's journal the batches of its share an earlier run already finished."""
+    done = shards.decode(earlier)
+    for scenario, seeds in map(shards.key, mine):
+        if (scenario, seeds) in done and not ledger.has(scenario, seeds):
+            ledger.append(scenario, seeds, done[scenario, seeds])
 
 
 def _stored(out: Path) -> journal.Journal | None:
@@ -239,13 +314,22 @@ def run_settings(cfg: SuiteConfig, scenarios: Sequence[Scenario]) -> dict[str, A
     return json.loads(json.dumps(settings, default=str))
 
 
-def resumable(cfg: SuiteConfig) -> bool:
-    """Whether `cfg.out` holds a readable journal of this very run (finished or not)."""
-    try:
-        stored = journal.read(cfg.out)
-    except ConfigError:
-        return False
-    return stored is not None and not journal.differences(stored.settings, run_settings(cfg, resolve_suite(cfg.suite)))
+def discard_other_run(cfg: SuiteConfig) -> None:
+    """Remove the journals in `cfg.out` this process keeps (the run's; in a process group, rank 0 the run's
+    and every rank its own) when they hold another run or cannot be read, so that resuming starts this run
+    over instead of refusing. Each rank touches only its own files: no rank waits for another."""
+    settings = run_settings(cfg, resolve_suite(cfg.suite))
+    rank, world = process_group()
+    folders = [cfg.out] if rank == 0 else []
+    folders += [shards.rank_folder(cfg.out, rank)] if world > 1 else []
+    for folder in folders:
+        try:
+            stored = journal.read(folder)
+        except ConfigError:
+            journal.discard_journal(folder)
+            continue
+        if stored is not None and journal.differences(stored.settings, settings):
+            journal.discard_journal(folder)
 
 
 def _run_and_render(

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from core.distributed import join_process_group, leave_process_group
 from core.training import add_loop_arguments, loop_fields
 from core.weights import CHECKOUT_WEIGHTS
 from perception.model import Perception
@@ -113,10 +114,12 @@ def evaluate_main(args: argparse.Namespace) -> int:
         device=args.device,
         **{k: v for k, v in changes.items() if v is not None},
     )
+    join_process_group()  # under torchrun the ranks share every run's episodes; rank 0 reports
     comparison = evaluate(cfg)
-    report = write_report(comparison, cfg.out)
-    print(text_table(comparison))
-    for name, check in comparison["targets"].items():
-        print(f"{name}: {'met' if check['met'] else 'NOT met' if check['met'] is False else 'not measured'}")
-    print(f"wrote {cfg.out / 'comparison.json'} and {report}")
-    return 0
+    if comparison is not None:
+        report = write_report(comparison, cfg.out)
+        print(text_table(comparison))
+        for name, check in comparison["targets"].items():
+            print(f"{name}: {'met' if check['met'] else 'NOT met' if check['met'] is False else 'not measured'}")
+        print(f"wrote {cfg.out / 'comparison.json'} and {report}")
+    return leave_process_group(0)

@@ -30,11 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from core.config import ConfigError
+from core.distributed import broadcast_json, process_group
 from core.io import sha256_file, write_json
 from sim.config import RasterConfig
-from sim.journal import RunInterrupted, discard_journal
+from sim.journal import RunInterrupted
 from sim.policies import make_policy, takes_option
-from sim.suite import SuiteConfig, resumable, run_suite
+from sim.suite import SuiteConfig, discard_other_run, run_suite
 from stack.bootstrap import differences, sweep_differences
 from stack.diagnostics import DIAGNOSTICS, make_diagnostic
 from stack.model import Stack
@@ -166,11 +167,11 @@ def run_one(run: Run, cfg: ClosedLoopConfig, raster: RasterConfig) -> dict[str, 
     folder = cfg.out / run.label
     stored = folder / "summary.json"
     settings = _settings(run, cfg)
-    if stored.is_file():
-        summary = json.loads(stored.read_text())
-        if summary.get("closed_loop") == settings:
-            log.info("reusing %s", stored)
-            return summary
+    rank, world = process_group()
+    summary = _finished_summary(stored, settings) if rank == 0 else None
+    if broadcast_json(summary is not None, world):  # every rank reuses, or every rank runs: rank 0 decides
+        log.info("reusing %s", stored)
+        return summary or {}
     suite = SuiteConfig(
         suite=cfg.suite,
         policy=run.label,
@@ -184,8 +185,7 @@ def run_one(run: Run, cfg: ClosedLoopConfig, raster: RasterConfig) -> dict[str, 
         raster=raster,
         policy_settings=settings,
     )
-    if not resumable(suite):
-        discard_journal(folder)  # another run's batches (other weights, seeds): this run starts over
+    discard_other_run(suite)  # another run's batches (other weights, seeds): this run starts over
     try:
         run_suite(suite, run.policy(cfg, raster), resume=True)
     except RunInterrupted as exc:
@@ -193,19 +193,32 @@ def run_one(run: Run, cfg: ClosedLoopConfig, raster: RasterConfig) -> dict[str, 
             f"interrupted in run {run.label}: the finished runs and batches are kept under {cfg.out}; "
             "run the same command again to go on from there"
         ) from exc
+    if rank > 0:
+        return {}  # rank 0 holds the outputs
     summary = json.loads(stored.read_text())
     summary["closed_loop"] = settings  # marks the run complete for resuming
     write_json(stored, summary)
     return summary
 
 
-def evaluate(cfg: ClosedLoopConfig) -> dict[str, Any]:
-    """Run (or reuse) every planned run and write `comparison.json`; returns it."""
+def _finished_summary(stored: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's stored summary when it finished with these settings."""
+    if not stored.is_file():
+        return None
+    summary = json.loads(stored.read_text())
+    return summary if summary.get("closed_loop") == settings else None
+
+
+def evaluate(cfg: ClosedLoopConfig) -> dict[str, Any] | None:
+    """Run (or reuse) every planned run and write `comparison.json`; returns it (None on the ranks other
+    than 0 of a process group, which share the runs' episodes, `sim.shards`)."""
     cfg = replace(cfg, weights=stack_weights(cfg.weights))
     stack_cfg = Stack.load(cfg.weights).cfg
     default_sigma, raster = stack_cfg.sigma, stack_cfg.perception.detector.raster
     runs = planned_runs(cfg, default_sigma)
     summaries = {run.label: run_one(run, cfg, raster) for run in runs}
+    if process_group()[0] > 0:
+        return None  # under torchrun the ranks share the runs; rank 0 compares them
     sigma = default_sigma if cfg.sigma is None else cfg.sigma
     sweep = sweep_rows(summaries, cfg, sigma)
     steps = sweep_differences(cfg.out, [row["label"] for row in sweep]) if len(sweep) > 1 else []
