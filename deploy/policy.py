@@ -58,13 +58,22 @@ class RuntimeStackPolicy(StackPolicy):
         self.plan_every = plan_every
         self.timing = timing
 
+    def initial_state(self, batch: int, device: Any) -> None:
+        return None  # the runtime keeps its own device (`device`); inputs and outputs are moved to and fro
+
     def start(self, frame: SensorFrame) -> StackState:
         return StackState(self.initial.initial_state(frame), PreviousPlan.none(frame, self.timing))
 
     def plan(self, state: StackState, frame: SensorFrame, sigma: Tensor) -> tuple[Tensor, Tensor, StackState, Overlay]:
         out = self.step_graph.run({**frame.to_flat("frame"), **state.to_flat("state"), "sigma": sigma})
         out = {name: value.to(frame.bev.device) for name, value in out.items()}
-        drawn = Overlay(candidates=out["plan.candidates"][..., :2], candidate_weights=out["plan.candidate_weights"])
+        drawn = Overlay(
+            candidates=out["plan.candidates"][..., :2],
+            candidate_weights=out["plan.candidate_weights"],
+            candidate_risk=out["plan.candidate_risk"],
+            chosen=out["plan.chosen"],
+            sigma=out["plan.sigma"],
+        )
         return out["plan.trajectory"], out["plan.speed"], StackState.from_flat(out, "new_state"), drawn
 
     def perceive(self, state: StackState, frame: SensorFrame) -> StackState:

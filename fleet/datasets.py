@@ -28,14 +28,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from fleet.drives import FRAME_TOPIC, LABELS_TOPIC
 from fleet.index import DriveEntry, LogIndex, read_span
-from fleet.logs import LogError
+from fleet.logs import FRAME_TOPIC, LABELS_TOPIC, LogError, LogRecord
 from perception.data import LABELS, pad_objects
 from perception.frames import FrameStack, detector_input
 from sim.config import RasterConfig
@@ -72,59 +72,74 @@ class LogFrameDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Tensor]:
         drive, t = self.items[i]
         first = max(0, t - self.frames + 1)
-        span = self._read(drive, first, t + 1)  # frames first .. t + 1; row r is frame first + r
-        now = t - first
-        past = [max(0, s) - first for s in range(t - self.frames + 1, t + 1)]  # the first frame repeats at the start
-        stack = FrameStack(bev=span["bev"][past][None], pose=span["pose"][past][None], map=span["map"][now][None])
+        rows = self._read(drive, first, t + 1)  # frames first .. t + 1; row r is frame first + r
+        now, after = rows[t - first], rows[t + 1 - first]
+        past = [rows[max(0, s) - first] for s in range(t - self.frames + 1, t + 1)]  # the first frame repeats
+        stack = FrameStack(
+            bev=torch.stack([row["bev"] for row in past])[None],
+            pose=torch.stack([row["pose"] for row in past])[None],
+            map=now["map"][None],
+        )
         item = {
             "input": detector_input(stack, self.raster, self.warp_mode)[0],
-            "next_bev": span["bev"][now + 1],
-            "pose": span["pose"][now],
-            "next_pose": span["pose"][now + 1],
+            "next_bev": after["bev"],
+            "pose": now["pose"],
+            "next_pose": after["pose"],
             "episode": torch.tensor(drive),
             "step": torch.tensor(t),
-            "time": span["time"][now],
+            "time": now["time"],
         }
         if self.labels:
-            item.update({name: value[now] for name, value in span.items() if name.startswith(f"{LABELS}.")})
+            item.update({name: value for name, value in now.items() if name.startswith(f"{LABELS}.")})
         return item
 
-    def _read(self, d: int, first: int, last: int) -> dict[str, Tensor]:
-        """Frames `first` .. `last` of drive d (bev [F, 2, H, W], map [F, 3, H, W], pose [F, 3], time [F],
-        and the labels [F, M, ...] when asked for), from the cache or the log."""
-        if any((d, f) not in self._cache for f in range(first, last + 1)):
-            for f, frame in enumerate(self._decode(d, first, last), start=first):
+    def _read(self, d: int, first: int, last: int) -> list[dict[str, Tensor]]:
+        """Frames `first` .. `last` of drive d, each a dict (bev [2, H, W], map [3, H, W], pose [3], time [],
+        and the labels [M, ...] when asked for), from the cache, decoding from the log the frames it lacks
+        and the others of the chunks they are in (the next item often needs them)."""
+        missing = [f for f in range(first, last + 1) if (d, f) not in self._cache]
+        if missing:
+            for f, frame in self._decode(d, missing[0], missing[-1]).items():
                 self._cache[(d, f)] = frame
+                self._cache.move_to_end((d, f))
         rows = []
         for f in range(first, last + 1):
             self._cache.move_to_end((d, f))
             rows.append(self._cache[(d, f)])
         while len(self._cache) > CACHED_FRAMES:
             self._cache.popitem(last=False)
-        return {name: torch.stack([row[name] for row in rows]) for name in rows[0]}
+        return rows
 
-    def _decode(self, d: int, first: int, last: int) -> list[dict[str, Tensor]]:
-        """Frames `first` .. `last` of drive d read from its log, one dict of tensors per frame."""
+    def _decode(self, d: int, first: int, last: int) -> dict[int, dict[str, Tensor]]:
+        """Frames `first` .. `last` of drive d read from its log, with the other frames of their chunks, as
+        dicts of tensors by frame index."""
         entry = self.drives[d]
         path = self.index.path(entry)
         topics = (FRAME_TOPIC, LABELS_TOPIC) if self.labels else (FRAME_TOPIC,)
-        records = read_span(path, entry.frame_times[first], entry.frame_times[last], topics)
-        by_topic = {topic: [r.contract() for r in records if r.topic == topic] for topic in topics}
-        for topic, values in by_topic.items():
-            if len(values) != last - first + 1:
-                hint = " (recorded before this channel existed?)" if not values else ""
-                raise LogError(f"drive log {path}: {len(values)} messages on {topic} for frames {first}..{last}, "
-                               f"expected {last - first + 1}{hint}")  # fmt: skip
-        frames = []
-        for k, sensor in enumerate(by_topic[FRAME_TOPIC]):
-            if tuple(sensor.bev.shape[-2:]) != (self.raster.size, self.raster.size):
-                raise LogError(f"drive log {path}: frames of {tuple(sensor.bev.shape[-2:])} cells, the detector "
-                               f"reads {self.raster.size}")  # fmt: skip
-            frame = {"bev": sensor.bev[0], "map": sensor.map[0], "pose": sensor.ego_pose[0], "time": sensor.time[0]}
-            if self.labels:
-                frame.update(self._labels(by_topic[LABELS_TOPIC][k]))
-            frames.append(frame)
-        return frames
+        records = read_span(path, entry.frame_times[first], entry.frame_times[last], topics, whole_chunks=True)
+        frame_of = {time: f for f, time in enumerate(entry.frame_times)}
+        by_frame: dict[int, dict[str, LogRecord]] = {}
+        for record in records:
+            if record.time_s in frame_of:
+                by_frame.setdefault(frame_of[record.time_s], {})[record.topic] = record
+        for f in range(first, last + 1):
+            lacking = [topic for topic in topics if topic not in by_frame.get(f, {})]
+            if lacking:
+                raise LogError(f"drive log {path}: no message on {lacking[0]} for frame {f} (t = "
+                               f"{entry.frame_times[f]} s; recorded before this channel existed?)")  # fmt: skip
+        return {f: self._frame(path, found) for f, found in by_frame.items() if len(found) == len(topics)}
+
+    def _frame(self, path: Path, records: dict[str, LogRecord]) -> dict[str, Tensor]:
+        """One frame's tensors from its records (checked against their contracts when this file version was
+        indexed, `fleet.index`)."""
+        sensor = records[FRAME_TOPIC].contract(validate=False)
+        if tuple(sensor.bev.shape[-2:]) != (self.raster.size, self.raster.size):
+            raise LogError(f"drive log {path}: frames of {tuple(sensor.bev.shape[-2:])} cells, the detector "
+                           f"reads {self.raster.size}")  # fmt: skip
+        frame = {"bev": sensor.bev[0], "map": sensor.map[0], "pose": sensor.ego_pose[0], "time": sensor.time[0]}
+        if self.labels:
+            frame.update(self._labels(records[LABELS_TOPIC].contract(validate=False)))
+        return frame
 
     def _labels(self, labels: ObjectList) -> dict[str, Tensor]:
         """One frame's labels padded to `max_objects` slots, as "labels.<field>" [M, ...]."""

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from core.config import Timing
-from fleet.logs import LogError, read_drive
+from fleet.logs import EGO_TOPIC, FRAME_TOPIC, TRUTH_TOPIC, LogError, read_drive
 from prediction.simdata import EpisodeSamples, sample_row
 from sim.geometry import ego_center
 from sim.sensors.lanes import lanes_seen_from
@@ -27,10 +27,6 @@ from sim.state import AgentState, EgoState
 from sim.types import SensorFrame
 from stack.episodes import RecordedBatch
 
-FRAME_TOPIC = "/sensor/frame"
-EGO_TOPIC = "/ego/state"
-TRUTH_TOPIC = "/agents/truth"
-LABELS_TOPIC = "/agents/labels"
 STEP_TOLERANCE = 1e-4  # s: logged times are float32 sums of sim_dt
 
 

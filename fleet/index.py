@@ -6,8 +6,10 @@
 
 `index.json` holds, per drive: the file name, size and modification time (a
 changed file is re-read), the drive's metadata and the times of its sensor
-frames; random access seeks through the MCAP chunk index to that time, so a
-dataset never scans a whole log for one frame. A log that cannot be read is
+frames. Indexing reads each log whole and checks its frames and labels against
+their contracts, once per file version, so the datasets need not. Random
+access seeks through the MCAP chunk index to a frame's time, so a dataset never
+scans a whole log for one frame. A log that cannot be read is
 reported in `index.broken` with its error and left out; the others are indexed.
 
 Splits are by drive, never by frame (frames of one drive are near-duplicates):
@@ -26,14 +28,27 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mcap.reader import SeekingReader
+from mcap.records import Channel
 from mcap.summary import Summary
 
 from core.io import atomic_write_text
-from fleet.logs import DAMAGE_ERRORS, LogError, LogRecord, corrupted_error, decode_message, drive_metadata, read_drive
+from fleet.chunks import ChunkMessage, chunk_messages, chunk_records, holds_channel
+from fleet.logs import (
+    DAMAGE_ERRORS,
+    FRAME_TOPIC,
+    LABELS_TOPIC,
+    LogError,
+    LogRecord,
+    corrupted_error,
+    decode_message,
+    drive_metadata,
+    read_drive,
+)
 
 INDEX_FILE = "index.json"
-INDEX_FORMAT = 1
-FRAME_TOPIC = "/sensor/frame"
+INDEX_FORMAT = 2  # 2: the frame and label messages of an indexed log were checked against their contracts
+# Checked once, when a log is indexed: the datasets read these topics without checking each message again.
+VALIDATED_TOPICS = (FRAME_TOPIC, LABELS_TOPIC)
 
 
 @dataclass(frozen=True)
@@ -70,9 +85,19 @@ class LogIndex:
 
 
 def _entry(path: Path) -> DriveEntry:
-    """Read one log end to end (so a broken one is found now, not mid-training)."""
+    """Read one log end to end, checking its frames and labels against their contracts (`VALIDATED_TOPICS`),
+    so a broken or hostile log is found now, not mid-training, and the datasets trust what they read of
+    this file version (its size and modification time) without checking every message again: checking
+    each frame as it was read cost a third of a pretraining read."""
     metadata = drive_metadata(path)
-    times = [r.time_s for r in read_drive(path, {FRAME_TOPIC})]
+    times = []
+    for record in read_drive(path, set(VALIDATED_TOPICS)):
+        try:
+            record.contract()
+        except LogError as exc:
+            raise LogError(f"drive log {path}: {exc}") from exc
+        if record.topic == FRAME_TOPIC:
+            times.append(record.time_s)
     stat = path.stat()
     return DriveEntry(path.name, metadata["drive"], stat.st_size, stat.st_mtime_ns, metadata, times)
 
@@ -130,39 +155,44 @@ def split_drives(
     return train, val
 
 
-def read_span(path: Path, start_s: float, end_s: float, topics: Sequence[str]) -> list[LogRecord]:
+def read_span(
+    path: Path, start_s: float, end_s: float, topics: Sequence[str], whole_chunks: bool = False
+) -> list[LogRecord]:
     """The messages on `topics` logged from `start_s` to `end_s` (both included) in the log `path`, in time
-    order, found through its chunk index: only the chunks that hold them are read and decompressed."""
-    records: list[LogRecord] = []
+    order, found through its chunk index: only the chunks that hold them are read and decompressed
+    (`fleet.chunks`). `whole_chunks`: every message on `topics` in those chunks, also those logged a little
+    before or after the span, which a reader caching frames gets for the price of the span."""
+    where = f"drive log {path}"
+    start_ns, end_ns = _stamp(start_s), _stamp(end_s)
     with open(path, "rb") as stream:
         try:
             stat = os.fstat(stream.fileno())
-            reader = _KnownSummaryReader(stream, _summary(str(path), stat.st_size, stat.st_mtime_ns))
-            span = {"starting_at": _stamp(start_s), "ending_at": _stamp(end_s)}
-            for schema, channel, message in reader.iter_messages(topics=list(topics), **span):
-                records.append(decode_message(schema, channel, message, f"drive log {path}"))
-        except LogError:
-            raise
+            summary = _summary(str(path), stat.st_size, stat.st_mtime_ns)
+            if summary is None:
+                raise ValueError("no summary section (was the recorder killed before it finished?)")
+            channels = {i: c for i, c in summary.channels.items() if c.topic in topics}
+            chunks = [c for c in summary.chunk_indexes if c.message_start_time <= end_ns
+                      and c.message_end_time >= start_ns and holds_channel(c, channels)]  # fmt: skip
+            messages = []
+            for chunk in chunks:
+                records = chunk_records(stream, chunk)
+                within = (chunk.message_start_time, chunk.message_end_time) if whole_chunks else (start_ns, end_ns)
+                messages += chunk_messages(records, chunk, channels, *within)
         except DAMAGE_ERRORS as exc:
             raise corrupted_error(path, stream, exc) from exc
-    return records
+    messages.sort(key=lambda m: m.log_time)  # stable: messages of one time keep their written order
+    return [_record(summary, channels[m.channel_id], m, where) for m in messages]
 
 
-class _KnownSummaryReader(SeekingReader):
-    """A seeking reader given the file's summary (channels, chunk indexes), read once per file version:
-    reading it again for every span cost about 15 % of a pretraining read."""
-
-    def __init__(self, stream, summary: Summary | None):
-        super().__init__(stream, validate_crcs=True)
-        self._known = summary
-
-    def get_summary(self) -> Summary | None:
-        return self._known
+def _record(summary: Summary, channel: Channel, message: ChunkMessage, where: str) -> LogRecord:
+    return decode_message(summary.schemas.get(channel.schema_id), channel, message, where)
 
 
 @functools.lru_cache(maxsize=256)
 def _summary(path: str, size: int, mtime_ns: int) -> Summary | None:
-    """The summary section of the log at `path` as it is at (`size`, `mtime_ns`): a replaced file is read anew."""
+    """The summary section (channels, chunk indexes) of the log at `path` as it is at (`size`, `mtime_ns`),
+    read once per file version (reading it for every span cost about 15 % of a pretraining read); a
+    replaced file is read anew."""
     with open(path, "rb") as stream:
         return SeekingReader(stream, validate_crcs=True).get_summary()
 

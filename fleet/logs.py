@@ -49,17 +49,30 @@ FORMAT = "2"  # 1: JSON messages with base64 tensors (still read); 2: safetensor
 LEGACY_SCHEMA_NAME = "drivestack.Tensors"  # format 1's JSON schema
 DRIVE_METADATA = "drive"
 
+FRAME_TOPIC = "/sensor/frame"
+EGO_TOPIC = "/ego/state"
+TRUTH_TOPIC = "/agents/truth"
+LABELS_TOPIC = "/agents/labels"
 # Topic -> the contract its tensors rebuild (batch of one), or None for plain named tensors.
 TOPICS: dict[str, type[TensorContract] | None] = {
-    "/sensor/frame": SensorFrame,
-    "/ego/state": EgoState,
-    "/agents/truth": AgentState,
-    "/agents/labels": ObjectList,
+    FRAME_TOPIC: SensorFrame,
+    EGO_TOPIC: EgoState,
+    TRUTH_TOPIC: AgentState,
+    LABELS_TOPIC: ObjectList,
     "/stack/detections": None,
+    "/stack/tracks": None,
     "/stack/forecast": None,
     "/stack/plan": None,
 }
 _PREFIX = {SensorFrame: "frame", EgoState: "ego", AgentState: "agents", ObjectList: "labels"}
+
+# A chunk is closed once it holds this many bytes (uncompressed): two sensor frames of 128 x 128 cells (330 kB
+# each) with their steps' other messages, about six of 64 x 64. A reader seeking a few frames for training
+# decompresses about that much per chunk it needs, and keeps the chunk's other frames (`fleet.datasets`).
+# Measured on cut_in drives (docs/benchmarks.md): MCAP's default 1 MiB let pretraining read 2.4 chunks of
+# about three frames per item; one frame per chunk read 10 % faster than two but made logs 20 % bigger (each
+# chunk is compressed alone, so the map raster and the small messages repeat from chunk to chunk).
+CHUNK_BYTES = 512 * 1024
 
 # What a damaged file raises inside the MCAP reader: bad records, short reads, bad compressed chunks.
 DAMAGE_ERRORS = (McapError, EOFError, ValueError, OSError, ZstdError, struct.error)
@@ -82,23 +95,30 @@ class LogRecord:
     time_s: float
     tensors: dict[str, np.ndarray]
 
-    def contract(self) -> TensorContract:
-        """The topic's contract (batch of one) rebuilt from the tensors, validated."""
+    def contract(self, validate: bool = True) -> TensorContract:
+        """The topic's contract (batch of one) rebuilt from the tensors, validated unless `validate` is False
+        (for messages a `fleet.index` entry has validated already)."""
         kind = TOPICS.get(self.topic)
         if kind is None:
             raise LogError(f"topic {self.topic}: plain named tensors, no contract to rebuild")
         named = {name: torch.from_numpy(value) for name, value in self.tensors.items()}
         try:
-            return kind.from_flat(named, contract_prefix(kind)).validate()
+            contract = kind.from_flat(named, contract_prefix(kind))
+            return contract.validate() if validate else contract
         except ContractError as exc:  # e.g. a log recorded before the contract gained a field
             raise LogError(f"topic {self.topic} at {self.time_s:.2f} s: {exc}") from exc
+
+
+def is_tensor_channel(schema: Any, channel: Any) -> bool:
+    """Whether a channel carries drivestack's tensor messages (either format), not, say, Foxglove's."""
+    legacy = channel.message_encoding == LEGACY_ENCODING and schema is not None and schema.name == LEGACY_SCHEMA_NAME
+    return channel.message_encoding == MESSAGE_ENCODING or legacy
 
 
 def decode_message(schema: Any, channel: Any, message: Any, where: str) -> LogRecord:
     """The record of one MCAP message of a drivestack channel (either format); anything else is a `LogError`
     naming `where`."""
-    legacy = channel.message_encoding == LEGACY_ENCODING and schema is not None and schema.name == LEGACY_SCHEMA_NAME
-    if channel.message_encoding != MESSAGE_ENCODING and not legacy:
+    if not is_tensor_channel(schema, channel):
         raise LogError(f"{where}: channel {channel.topic} ({channel.message_encoding!r}) is not a drivestack channel")
     try:
         time_s, tensors = decode(message.data, channel.message_encoding)
@@ -115,7 +135,7 @@ class DriveLogWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.path.with_name(f".{self.path.name}.partial")
         self._stream: IO[bytes] = open(self._tmp, "wb")  # noqa: SIM115  (closed by close / abort)
-        self._writer = Writer(self._stream, compression=CompressionType.ZSTD)
+        self._writer = Writer(self._stream, compression=CompressionType.ZSTD, chunk_size=CHUNK_BYTES)
         self._writer.start(profile=PROFILE, library=f"drivestack drive log {FORMAT}")
         self._channels: dict[str, int] = {}
         self._writer.add_metadata(DRIVE_METADATA, {"drive": drive, "format": FORMAT, **dict(metadata or {})})
@@ -154,9 +174,29 @@ class DriveLogWriter:
         else:
             self.abort()
 
+    # Channels in other encodings beside the tensor channels (`fleet.foxglove`'s protobuf channels).
+    def register_encoded(self, topic: str, message_encoding: str, schema_id: int = 0) -> int:
+        """A channel of already encoded messages (schema from `register_schema`, 0: none); its id for
+        `write_encoded`. Its topic may not be a tensor channel's."""
+        if topic in self._channels:
+            raise ValueError(f"topic {topic}: already a drivestack tensor channel")
+        return self._writer.register_channel(topic, message_encoding, schema_id=schema_id)
+
+    def register_schema(self, name: str, encoding: str, data: bytes) -> int:
+        """A schema record (e.g. `foxglove.SceneUpdate`, "protobuf", its FileDescriptorSet); its id."""
+        return self._writer.register_schema(name, encoding, data)
+
+    def write_encoded(self, channel_id: int, time_s: float, data: bytes) -> None:
+        """One already encoded message on a channel of `register_encoded`, at `time_s` (s)."""
+        stamp = int(round(time_s * 1e9))
+        self._writer.add_message(channel_id, log_time=stamp, data=data, publish_time=stamp, sequence=self.messages)
+        self.messages += 1
+
 
 def read_drive(path: str | Path, topics: set[str] | None = None) -> Iterator[LogRecord]:
-    """Every message of the drive in file order (only `topics` when given), as `LogRecord`s."""
+    """Every tensor message of the drive in file order (only `topics` when given), as `LogRecord`s. Without
+    `topics`, channels of other encodings (the Foxglove channels) are passed over; a topic asked for by name
+    that is not a tensor channel is a `LogError`."""
     path = Path(path)
     if not path.is_file():
         raise LogError(f"drive log {path}: not found")
@@ -164,7 +204,8 @@ def read_drive(path: str | Path, topics: set[str] | None = None) -> Iterator[Log
         try:
             reader = NonSeekingReader(stream, validate_crcs=True)
             for schema, channel, message in reader.iter_messages(topics=sorted(topics) if topics else None):
-                yield decode_message(schema, channel, message, f"drive log {path}")
+                if topics or is_tensor_channel(schema, channel):
+                    yield decode_message(schema, channel, message, f"drive log {path}")
         except LogError:
             raise
         except DAMAGE_ERRORS as exc:

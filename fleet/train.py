@@ -38,19 +38,9 @@ from core.distributed import join_process_group
 from core.io import write_json
 from core.training import FINAL_NAME
 from fleet.datasets import LogFrameDataset
-from fleet.drives import (
-    EGO_TOPIC,
-    FRAME_TOPIC,
-    LABELS_TOPIC,
-    TRUTH_TOPIC,
-    check_agent_slots,
-    check_steps,
-    drive_samples,
-    read_series,
-    recorded_drive,
-)
+from fleet.drives import check_agent_slots, check_steps, drive_samples, read_series, recorded_drive
 from fleet.index import DriveEntry, LogIndex, build_index, split_drives
-from fleet.logs import LogError
+from fleet.logs import EGO_TOPIC, FRAME_TOPIC, LABELS_TOPIC, TRUTH_TOPIC, LogError
 from perception.jobs.finetune import FinetuneConfig, finetune
 from perception.jobs.pretrain import PretrainConfig, pretrain
 from prediction.simdata import TIMING, cut_windows

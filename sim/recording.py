@@ -8,12 +8,13 @@ import numpy as np
 import torch
 
 from sim.config import RasterConfig
-from sim.geometry import box_corners, ego_corners, sample_raster
+from sim.geometry import box_corners, ego_center, ego_corners, sample_raster
 from sim.policies import Observation, PolicyOutput
-from sim.state import WorldState
+from sim.state import EgoState, WorldState
 
 WORLD_VIEW_M = 80.0  # side of the world panel, m
-WORLD_VIEW_PX = 256
+WORLD_VIEW_AHEAD_M = 15.0  # the panel's centre lies this far ahead of the ego's box centre (sees 55 m ahead)
+WORLD_MAP_PX = 256  # cells per side of the drivable area kept per step (0.31 m; the renderer scales it up)
 
 
 @dataclass(frozen=True)
@@ -21,8 +22,9 @@ class StepSnapshot:
     """One step of one episode, ready to draw (world panel north-up around the ego)."""
 
     time: float
-    world_map: np.ndarray  # (P, P) uint8 drivable area of the world panel
-    origin: np.ndarray  # (2,) world xy of the panel centre
+    world_map: np.ndarray  # (P, P) uint8 drivable area of the world panel, row 0 north
+    origin: np.ndarray  # (2,) world xy of the panel centre (`WORLD_VIEW_AHEAD_M` ahead of the ego)
+    ego_pose: np.ndarray  # (3,) world x, y (m) of the ego's box centre and its yaw (rad): the ego frame
     ego_corners: np.ndarray  # (4, 2) world
     agent_corners: np.ndarray  # (N, 4, 2) world
     agent_kind: np.ndarray  # (N,)
@@ -32,6 +34,12 @@ class StepSnapshot:
     plan: np.ndarray  # (T, 2) ego frame
     overlay: dict[str, np.ndarray]
     speed: float
+
+
+def panel_origin(ego: EgoState) -> torch.Tensor:
+    """World xy [B, 2] of the world panel's centre: `WORLD_VIEW_AHEAD_M` ahead of the ego's box centre."""
+    heading = torch.stack((torch.cos(ego.yaw), torch.sin(ego.yaw)), dim=-1)
+    return ego_center(ego) + WORLD_VIEW_AHEAD_M * heading
 
 
 class EpisodeRecorder:
@@ -44,7 +52,8 @@ class EpisodeRecorder:
 
     def observe(self, state: WorldState, obs: Observation, plan: PolicyOutput) -> None:
         idx = torch.tensor(self.indices, device=state.device)
-        world_map = self._world_map(state, idx)
+        origin = panel_origin(state.ego)[idx]
+        world_map = self._world_map(state, idx, origin)
         ego = ego_corners(state.ego)[idx]
         a = state.agents
         agents = box_corners(a.xy, a.yaw, a.length, a.width)[idx]
@@ -58,7 +67,8 @@ class EpisodeRecorder:
                 StepSnapshot(
                     time=float(state.time[b]),
                     world_map=world_map[j],
-                    origin=state.ego.xy[b].cpu().numpy(),
+                    origin=origin[j].cpu().numpy(),
+                    ego_pose=obs.frame.ego_pose[b].detach().cpu().numpy(),
                     ego_corners=ego[j].cpu().numpy(),
                     agent_corners=agents[j].cpu().numpy(),
                     agent_kind=a.kind[b].cpu().numpy(),
@@ -71,14 +81,14 @@ class EpisodeRecorder:
                 )
             )
 
-    def _world_map(self, state: WorldState, idx: torch.Tensor) -> np.ndarray:
-        """Drivable area around each chosen ego, north up, row 0 at the top."""
-        px = WORLD_VIEW_PX
+    def _world_map(self, state: WorldState, idx: torch.Tensor, centre: torch.Tensor) -> np.ndarray:
+        """Drivable area around `centre` [len(idx), 2] (world, m) of each chosen episode, north up, row 0 at the
+        top."""
+        px = WORLD_MAP_PX
         lin = (torch.arange(px, device=state.device, dtype=torch.float32) + 0.5) / px - 0.5
         east = lin * WORLD_VIEW_M
         north = -lin * WORLD_VIEW_M
         grid = torch.stack(torch.meshgrid(north, east, indexing="ij")[::-1], dim=-1)  # (px, px, 2) = (x, y)
-        centre = state.ego.xy[idx]
         points = grid.unsqueeze(0) + centre[:, None, None, :]
         m = state.map
         raster = m.raster if m.raster.shape[0] == 1 else m.raster[idx]

@@ -62,6 +62,7 @@ class ObjectListStack:
         self.sigma = stack.cfg.sigma if sigma is None else float(sigma)
 
     def initial_state(self, batch: int, device: Any) -> None:
+        self.stack.to(device)  # the stack runs where the episodes are (under torchrun, each rank's own GPU)
         return None
 
     @torch.inference_mode()

@@ -27,7 +27,7 @@ from torch import Tensor
 from core.config import Timing
 from core.plugins import load_plugin, plugin_names
 from core.weights import find_weights
-from perception.types import Detections
+from perception.types import Detections, Tracks
 from planning.types import Plan
 from prediction.types import Forecast
 from sim.geometry import local_to_world, world_to_local
@@ -87,6 +87,7 @@ class StackPolicy:
         return cls(Stack.load(stack_weights(path), **changes), sigma, plan_every)
 
     def initial_state(self, batch: int, device: Any) -> None:
+        self.stack.to(device)  # the stack runs where the episodes are (under torchrun, each rank's own GPU)
         return None  # the stack's state needs the first frame
 
     @torch.inference_mode()
@@ -142,12 +143,13 @@ def plan_to_world(trajectory: Tensor, frame: SensorFrame) -> Tensor:
 def overlay(out: StackOutput) -> Overlay:
     """What the renderer draws: detections with their ellipses, forecast modes with their weights,
     and the plan's candidates (weights from their risk)."""
-    return overlay_of(out.detections, out.forecast, out.plan)
+    return overlay_of(out.detections, out.forecast, out.plan, out.tracks)
 
 
-def overlay_of(d: Detections, f: Forecast, plan: Plan) -> Overlay:
+def overlay_of(d: Detections, f: Forecast, plan: Plan, tracks: Tracks | None = None) -> Overlay:
     """`overlay` of the parts, for the policies that run the stack's modules on other inputs."""
     forecast_weights = f.weights * f.valid[..., None] * f.existence[..., None]
+    now = None if tracks is None else tracks.state[:, :, -1]  # [B, A, STATE_DIM], position first
     return Overlay(
         objects_xy=d.position,
         objects_cov=d.position_cov,
@@ -156,6 +158,12 @@ def overlay_of(d: Detections, f: Forecast, plan: Plan) -> Overlay:
         forecast_weights=forecast_weights,
         candidates=plan.candidates[..., :2],
         candidate_weights=plan.candidate_weights,
+        candidate_risk=plan.candidate_risk,
+        chosen=plan.chosen,
+        sigma=plan.sigma,
+        tracks_xy=None if tracks is None else now[..., :2],
+        tracks_cov=None if tracks is None else tracks.state_cov[:, :, -1, :2, :2],
+        tracks_prob=None if tracks is None else tracks.existence,
     )
 
 

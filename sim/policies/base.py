@@ -43,6 +43,12 @@ class Overlay:
         forecast_weights: [B, A, K] mode probabilities.
         candidates: [B, C, T, 2] candidate ego trajectories considered.
         candidate_weights: [B, C] their weights (or scores) in [0, 1].
+        candidate_risk: [B, C] each candidate's risk (the stack's entropic risk; lower is safer).
+        chosen: [B] long, the candidate the plan follows.
+        sigma: [B] the risk sensitivity the plan was made at.
+        tracks_xy: [B, A, 2] the tracker's current positions of its tracks, m.
+        tracks_cov: [B, A, 2, 2] their position covariances, m^2.
+        tracks_prob: [B, A] their existence probabilities in [0, 1].
     """
 
     objects_xy: Tensor | None = None
@@ -52,6 +58,12 @@ class Overlay:
     forecast_weights: Tensor | None = None
     candidates: Tensor | None = None
     candidate_weights: Tensor | None = None
+    candidate_risk: Tensor | None = None
+    chosen: Tensor | None = None
+    sigma: Tensor | None = None
+    tracks_xy: Tensor | None = None
+    tracks_cov: Tensor | None = None
+    tracks_prob: Tensor | None = None
 
 
 @dataclass(frozen=True)

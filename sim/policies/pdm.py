@@ -98,7 +98,7 @@ class PDMClosed:
         best = score.argmax(-1)  # the first maximum: offset 0, fastest target on ties
         reference = proposals.reference
         chosen = type(reference)(*(_take(getattr(reference, f), best) for f in ("xy", "yaw", "speed")))
-        overlay = Overlay(candidates=proposals.driven.xy, candidate_weights=score.clamp(0.0, 1.0))
+        overlay = Overlay(candidates=proposals.driven.xy, candidate_weights=score.clamp(0.0, 1.0), chosen=best)
         output = PolicyOutput(trajectory=chosen.xy, speeds=chosen.speed, overlay=overlay)
         return output, PreviousPlan.remember(chosen, frame)
 

@@ -115,3 +115,73 @@ def test_frames_of_one_drive_never_land_on_both_sides(log_dir):
 def test_a_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(LogError, match="not found"):
         build_index(tmp_path / "nope")
+
+
+def test_a_span_is_every_message_of_its_topics_and_times_a_sequential_read_sees(log_dir):
+    path = log_dir / "crosswalk_crowd-000002.mcap"
+    topics = ["/sensor/frame", "/agents/labels", "/ego/state"]
+    times = sorted({r.time_s for r in read_drive(path, set(topics))})
+    start, end = times[2], times[6]  # as logged (float32 sums of the step)
+    span = index_module.read_span(path, start, end, topics)
+    sequential = [r for r in read_drive(path, set(topics)) if start <= r.time_s <= end]
+    assert [(r.topic, r.time_s) for r in span] == [(r.topic, r.time_s) for r in sequential]
+    for got, want in zip(span, sequential, strict=True):
+        assert got.tensors.keys() == want.tensors.keys()
+        assert all(np.array_equal(got.tensors[k], want.tensors[k]) for k in want.tensors)
+
+
+def test_a_chunk_holds_at_most_two_frames_so_a_span_decompresses_little(log_dir):
+    """`fleet.logs.CHUNK_BYTES`: two 128 x 128 frames per chunk, not MCAP's default megabyte of about three."""
+    from fleet.chunks import chunk_messages, chunk_records
+
+    path = log_dir / "crosswalk_crowd-000000.mcap"
+    stat = path.stat()
+    summary = index_module._summary(str(path), stat.st_size, stat.st_mtime_ns)
+    frame_channel = {i for i, c in summary.channels.items() if c.topic == "/sensor/frame"}
+    with open(path, "rb") as stream:
+        frames = [len(list(chunk_messages(chunk_records(stream, c), c, frame_channel, 0, 2**63)))
+                  for c in summary.chunk_indexes]  # fmt: skip
+    assert sum(frames) == 10 and max(frames) == 2
+
+
+def _chunk_damaged(log_dir, tmp_path, damage) -> tuple:
+    """A copy of a log whose second chunk `damage(bytes, chunk_index)` rewrote, and that chunk's time."""
+    source = log_dir / "crosswalk_crowd-000001.mcap"
+    stat = source.stat()
+    chunk = index_module._summary(str(source), stat.st_size, stat.st_mtime_ns).chunk_indexes[1]
+    path = tmp_path / "damaged.mcap"
+    path.write_bytes(damage(bytearray(source.read_bytes()), chunk))
+    return path, chunk.message_start_time / 1e9
+
+
+def test_a_corrupted_chunk_is_a_log_error_naming_the_file_and_byte(log_dir, tmp_path):
+    def flip(data, chunk):
+        data[chunk.chunk_start_offset + chunk.chunk_length - 100] ^= 0xFF  # inside the compressed records
+        return bytes(data)
+
+    path, time_s = _chunk_damaged(log_dir, tmp_path, flip)
+    with pytest.raises(LogError, match=r"damaged\.mcap: truncated or corrupted at byte \d+"):
+        index_module.read_span(path, time_s, time_s, ["/sensor/frame", "/ego/state", "/agents/truth"])
+
+
+def test_a_chunk_declaring_a_huge_size_is_refused_without_allocating_it(log_dir, tmp_path):
+    def inflate(data, chunk):
+        size_at = chunk.chunk_start_offset + 9 + 16  # opcode, length, start and end times, then the size
+        data[size_at : size_at + 8] = (1 << 40).to_bytes(8, "little")
+        return bytes(data)
+
+    path, time_s = _chunk_damaged(log_dir, tmp_path, inflate)
+    with pytest.raises(LogError, match="do not fit the chunk"):
+        index_module.read_span(path, time_s, time_s, ["/sensor/frame", "/ego/state", "/agents/truth"])
+
+
+def test_a_log_whose_frames_break_their_contract_is_reported_broken_when_indexed(log_dir, tmp_path):
+    """Indexing checks every frame once, so the datasets can read them without checking again."""
+    from fleet.logs import DriveLogWriter
+
+    good = next(iter(read_drive(log_dir / "crosswalk_crowd-000000.mcap", {"/sensor/frame"})))
+    tensors = {**good.tensors, "frame.bev": np.full_like(good.tensors["frame.bev"], np.nan)}
+    with DriveLogWriter(tmp_path / "nan.mcap", "nan-drive") as log:
+        log.write("/sensor/frame", 0.0, tensors)
+    index = build_index(tmp_path, save=False)
+    assert index.drives == [] and "finite" in index.broken["nan.mcap"]

@@ -62,10 +62,21 @@ def test_standard_mcap_readers_open_the_log(drives):
         reader = make_reader(stream)
         summary = reader.get_summary()
         assert {c.topic for c in summary.channels.values()} >= {"/sensor/frame", "/ego/state", "/agents/truth"}
-        assert {c.message_encoding for c in summary.channels.values()} == {"safetensors"}
+        encodings = {c.topic.split("/")[1]: set() for c in summary.channels.values()}
+        for c in summary.channels.values():
+            encodings[c.topic.split("/")[1]].add(c.message_encoding)
+        assert encodings.pop("foxglove") == {"protobuf"}  # Foxglove's channels, beside the tensor channels
+        assert set.union(*encodings.values()) == {"safetensors"}
         assert {c.compression for c in summary.chunk_indexes} == {"zstd"}
         _, channel, message = next(reader.iter_messages(topics=["/ego/state"]))
         assert safetensors.numpy.load(message.data)["ego.xy"].shape == (1, 2)  # any safetensors reader opens it
+
+
+def test_reading_a_whole_drive_passes_over_the_foxglove_channels_but_not_one_asked_for(drives):
+    topics = {record.topic for record in read_drive(drives[0])}
+    assert "/sensor/frame" in topics and not any(topic.startswith("/foxglove/") for topic in topics)
+    with pytest.raises(LogError, match="/foxglove/tf .*is not a drivestack channel"):
+        next(iter(read_drive(drives[0], {"/foxglove/tf"})))
 
 
 def test_a_log_of_format_1_json_messages_still_reads(tmp_path):

@@ -72,9 +72,9 @@ def test_items_read_only_their_own_frames_and_neighbours_reuse_them(logs, monkey
     spans = []
     real = datasets.read_span
 
-    def counting(path, start_s, end_s, topics):
+    def counting(path, start_s, end_s, topics, whole_chunks=False):
         spans.append((start_s, end_s))
-        return real(path, start_s, end_s, topics)
+        return real(path, start_s, end_s, topics, whole_chunks)
 
     monkeypatch.setattr(datasets, "read_span", counting)
     monkeypatch.setattr(datasets, "CACHED_FRAMES", 4)
@@ -83,5 +83,6 @@ def test_items_read_only_their_own_frames_and_neighbours_reuse_them(logs, monkey
     first = dataset[5]
     assert spans == [(times[3], times[6])]  # frames 3..6: the input's past (3, 4, 5) and the target (6)
     torch.testing.assert_close(dataset[5]["input"], first["input"])
-    dataset[4]  # frames 2..5: frame 2 is new, so the span is read again
-    assert len(spans) == 2 and len(dataset._cache) == 4  # the cache keeps its bound
+    assert len(spans) == 1
+    dataset[1]  # frames 0..2, all new: one span of them, the cache keeps its bound
+    assert spans[1] == (times[0], times[2]) and len(dataset._cache) == 4

@@ -1,19 +1,24 @@
-"""The episode renderer's sensor panel: forecast modes keep their colour by mode index, dimmed by weight."""
+"""The episode renderer: forecast modes keep their colour by mode index, dimmed by weight; a frame is large
+enough to read, with the step's key numbers and a legend."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
 from sim.config import RasterConfig
+from sim.drawing import MODE_COLOURS
 from sim.recording import StepSnapshot
-from sim.render import MODE_COLOURS, _ego_px, draw_sensor
+from sim.render import _ego_px, draw_sensor
 
 RASTER = RasterConfig(size=64, resolution=1.0)
 
 
 def snapshot(forecasts: np.ndarray, weights: np.ndarray) -> StepSnapshot:
     return StepSnapshot(
-        time=0.0, world_map=np.zeros((8, 8), np.uint8), origin=np.zeros(2), ego_corners=np.zeros((4, 2)),
+        time=0.0, world_map=np.zeros((8, 8), np.uint8), origin=np.zeros(2), ego_pose=np.zeros(3),
+        ego_corners=np.array([[2.3, 0.95], [2.3, -0.95], [-2.3, -0.95], [-2.3, 0.95]]),
         agent_corners=np.zeros((0, 4, 2)), agent_kind=np.zeros(0, int), agent_valid=np.zeros(0, bool),
         bev=np.zeros((2, RASTER.size, RASTER.size), np.float32),
         map=np.zeros((3, RASTER.size, RASTER.size), np.float32),
@@ -38,3 +43,30 @@ def test_each_mode_is_drawn_in_its_own_colour_brighter_when_heavier():
     # Hue from the mode's index: the channel ordering of its palette colour survives dimming.
     assert np.argmax(a) == np.argmax(MODE_COLOURS[0]) and np.argmax(b) == np.argmax(MODE_COLOURS[1])
     assert a.sum() > colour_at(light, (10.0, 8.0)).sum()  # heavier is brighter
+
+
+def test_a_frame_is_readable_size_with_key_numbers_and_a_legend():
+    from sim.drawing import KIND_COLOURS
+    from sim.render import GAP_PX, HEADER_PX, LEGEND_PX, PANEL_PX, compose, key_numbers
+
+    t = np.linspace(2.0, 20.0, 12)
+    plan = np.stack((t, np.zeros_like(t)), axis=-1)
+    candidates = np.stack((plan + [0.0, 3.0], plan, plan - [0.0, 3.0]))  # the plan follows candidate 2
+    snap = dataclasses.replace(
+        snapshot(np.zeros((0, 2, 12, 2)), np.zeros((0, 2))),
+        plan=plan,
+        speed=8.25,
+        overlay={"candidates": candidates, "candidate_weights": np.array([0.2, 0.7, 0.1])},
+    )
+    frame = compose(snap, RASTER)
+    assert frame.shape == (HEADER_PX + PANEL_PX + LEGEND_PX, 2 * PANEL_PX + GAP_PX, 3)
+    assert PANEL_PX >= 640  # a person can read it (the panels were 256 px)
+    legend = frame[-LEGEND_PX:].reshape(-1, 3)
+    for colour in KIND_COLOURS:  # every agent kind has its swatch
+        assert (legend == colour).all(-1).any()
+    assert (frame[:HEADER_PX] > 200).all(-1).any()  # the header's text is drawn
+    numbers = key_numbers(snap)
+    assert "speed  8.2 m/s" in numbers and "candidate 2 of 3, weight 0.70" in numbers and "sigma" not in numbers
+    richer = dataclasses.replace(snap, overlay={**snap.overlay, "sigma": np.array(1.5),
+                                                "candidate_risk": np.array([3.0, 1.25, 9.0])})  # fmt: skip
+    assert "sigma +1.50" in key_numbers(richer) and "risk 1.25" in key_numbers(richer)
