@@ -20,7 +20,7 @@ BEV_COLOUR = (215, 190, 160)  # a sensor return
 LANE_COLOUR = (60, 140, 60)
 CROSSWALK_COLOUR = (60, 60, 140)
 DETECTION_COLOUR = (255, 255, 255)  # dimmed by existence
-TRACK_COLOUR = (0, 170, 255)  # the tracker's tracks, dimmed by existence
+TRACK_COLOUR = (255, 255, 0)  # cyan: the tracker's tracks, dimmed by existence
 # Candidates from the riskiest (or least weighted) to the safest (or most weighted).
 CANDIDATE_LOW, CANDIDATE_HIGH = (40, 40, 170), (80, 210, 80)
 # BGR colours of forecast modes by mode index (magenta, orange, green, violet, yellow, cyan, pink, white).
