@@ -32,7 +32,7 @@ from core.benchmark import machine_info
 from core.checkpoint import load_checkpoint
 from core.io import write_json
 from core.training import latest_checkpoint
-from fleet.recorder import record_drives
+from sim.drivelogs.recorder import record_drives
 from sim.policies import make_policy
 from sim.scenarios import load_scenario, scenario_path
 

@@ -25,10 +25,10 @@ import torch
 from core.benchmark import machine_info
 from core.io import write_json
 from fleet.datasets import LogFrameDataset
-from fleet.index import build_index
-from fleet.logs import read_drive
-from fleet.recorder import record_drives
 from perception.config import DetectorConfig
+from sim.drivelogs.format import read_drive
+from sim.drivelogs.index import build_index
+from sim.drivelogs.recorder import record_drives
 from sim.policies import make_policy
 from sim.scenarios import load_scenario, scenario_path
 

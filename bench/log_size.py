@@ -22,7 +22,7 @@ import torch
 
 from core.benchmark import machine_info
 from core.io import write_json
-from fleet.recorder import record_drives
+from sim.drivelogs.recorder import record_drives
 from sim.policies import make_policy
 from sim.scenarios import load_scenario, scenario_path
 

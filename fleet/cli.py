@@ -10,8 +10,6 @@ from core.distributed import leave_process_group
 from core.training import add_loop_arguments, loop_fields
 from fleet.cycle import CycleConfig, run_cycle
 from fleet.federated import add_parser as add_federated_parser
-from fleet.index import LogIndex, build_index
-from fleet.recorder import record_drives
 from fleet.registry import GateSettings, Registry, promote
 from fleet.sweep.cli import add_parser as add_sweep_parser
 from fleet.train import STAGES, train_end2end, train_perception, train_prediction, train_pretrain
@@ -23,6 +21,8 @@ from perception.model import PerceptionConfig
 from prediction.config import PredictorConfig
 from prediction.train import PredictionTrainConfig
 from sim.config import RasterConfig
+from sim.drivelogs.index import LogIndex, build_index
+from sim.drivelogs.recorder import record_drives
 from sim.policies import make_policy
 from sim.scenarios import resolve_suite
 from stack.train import EndToEndConfig

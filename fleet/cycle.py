@@ -30,10 +30,10 @@ from typing import Any
 
 from core.config import require
 from core.io import atomic_write_text
-from fleet.recorder import drive_name, record_drives
 from fleet.registry import GateSettings, Registry, promote
 from fleet.train import MANIFEST, VALIDATION, train_end2end
 from sim.config import RasterConfig
+from sim.drivelogs.recorder import drive_name, record_drives
 from sim.policies import Policy, make_policy
 from sim.scenarios import resolve_suite
 from stack.config import StackConfig

@@ -10,7 +10,7 @@ t+1) is the training target only. Items are drive-major and time-ordered, so a
 frame's neighbour in the index is its neighbour in time.
 
 An item reads only its own frames (t-K+1 .. t+1) through the MCAP chunk index
-(`fleet.index.read_span`), not the whole drive: training draws items at random
+(`sim.drivelogs.index.read_span`), not the whole drive: training draws items at random
 from every drive, so a cache of decoded drives would be decoded again for
 almost every item once a folder holds more drives than the cache (measured:
 pretraining on the 48 drives of the hard suite ran at 1 frame/s with a
@@ -34,11 +34,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from fleet.index import DriveEntry, LogIndex, read_span
-from fleet.logs import FRAME_TOPIC, LABELS_TOPIC, LogError, LogRecord
 from perception.data import LABELS, pad_objects
 from perception.frames import FrameStack, detector_input
 from sim.config import RasterConfig
+from sim.drivelogs.format import FRAME_TOPIC, LABELS_TOPIC, LogError, LogRecord
+from sim.drivelogs.index import DriveEntry, LogIndex, read_span
 from sim.types import ObjectList
 
 CACHED_FRAMES = 256  # decoded frames kept (about 330 kB each at 128 x 128 cells: 85 MB)
@@ -131,7 +131,7 @@ class LogFrameDataset(Dataset):
 
     def _frame(self, path: Path, records: dict[str, LogRecord]) -> dict[str, Tensor]:
         """One frame's tensors from its records (checked against their contracts when this file version was
-        indexed, `fleet.index`)."""
+        indexed, `sim.drivelogs.index`)."""
         sensor = records[FRAME_TOPIC].contract(validate=False)
         if tuple(sensor.bev.shape[-2:]) != (self.raster.size, self.raster.size):
             raise LogError(f"drive log {path}: frames of {tuple(sensor.bev.shape[-2:])} cells, the detector "

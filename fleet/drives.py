@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from core.config import Timing
-from fleet.logs import EGO_TOPIC, FRAME_TOPIC, TRUTH_TOPIC, LogError, read_drive
 from prediction.simdata import EpisodeSamples, sample_row
+from sim.drivelogs.format import EGO_TOPIC, FRAME_TOPIC, TRUTH_TOPIC, LogError, read_drive
 from sim.geometry import ego_center
 from sim.sensors.lanes import lanes_seen_from
 from sim.sensors.pose import SensorPose

@@ -39,14 +39,14 @@ from core.io import write_json
 from core.training import FINAL_NAME
 from fleet.datasets import LogFrameDataset
 from fleet.drives import check_agent_slots, check_steps, drive_samples, read_series, recorded_drive
-from fleet.index import DriveEntry, LogIndex, build_index, split_drives
-from fleet.logs import EGO_TOPIC, FRAME_TOPIC, LABELS_TOPIC, TRUTH_TOPIC, LogError
 from perception.jobs.finetune import FinetuneConfig, finetune
 from perception.jobs.pretrain import PretrainConfig, pretrain
 from prediction.simdata import TIMING, cut_windows
 from prediction.train import PredictionTrainConfig
 from prediction.train import train as train_predictor
 from prediction.windows import HISTORY, HORIZON, TrajectoryWindows
+from sim.drivelogs.format import EGO_TOPIC, FRAME_TOPIC, LABELS_TOPIC, TRUTH_TOPIC, LogError
+from sim.drivelogs.index import DriveEntry, LogIndex, build_index, split_drives
 from stack.episodes import RecordedBatch
 from stack.policy import stack_weights
 from stack.train import EndToEndConfig, held_out_loss

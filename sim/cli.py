@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.config import ConfigError
 from core.distributed import join_process_group, leave_process_group
-from core.plugins import load_plugin, plugin_names
 from sim.config import RasterConfig
+from sim.drivelogs.recorder import drive_recorder
 from sim.policies import make_policy, policy_names
 from sim.suite import DriveLogFactory, SuiteConfig, run_suite
 
@@ -81,17 +80,9 @@ def policy_options(args: argparse.Namespace, results_only: bool = False) -> dict
     }
 
 
-# The drive-log writer is a plug-in (`core.plugins`): the log format lives with the fleet tools, above sim.
-DRIVE_LOGS = "drivestack.drive_logs"
-
-
 def drive_logs(folder: Path | None, raster: RasterConfig) -> DriveLogFactory | None:
     """The suite's drive-log factory writing to `folder` (None: no logs)."""
-    if folder is None:
-        return None
-    if "mcap" not in plugin_names(DRIVE_LOGS):
-        raise ConfigError(f"--record: no drive-log writer is installed ({DRIVE_LOGS}); install drivestack: make venv")
-    return functools.partial(load_plugin(DRIVE_LOGS, "mcap"), folder, raster=raster)
+    return None if folder is None else functools.partial(drive_recorder, folder, raster=raster)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -1,5 +1,5 @@
 """What a drawn step shows, shared by the video renderer (`sim.render`) and the Foxglove channels of a drive
-log (`fleet.foxglove`): the palette, which candidate the plan follows, how candidates are coloured (by
+log (`sim.drivelogs.foxglove`): the palette, which candidate the plan follows, how candidates are coloured (by
 risk where the policy gives it, else by weight), which objects and modes are worth drawing, and the plan's
 key numbers. Colours are BGR (OpenCV's order).
 """

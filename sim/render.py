@@ -8,7 +8,7 @@ frame facing up (sensor raster over the map raster, the objects it believed in w
 covariance ellipses, the tracker's tracks, forecast modes, candidate plans coloured by risk, the chosen plan).
 
 The palette and what is drawn of a policy's overlay (`sim.drawing`) are shared with the Foxglove
-channels of a drive log (`fleet.foxglove`), so the video and the log show the same things in the same
+channels of a drive log (`sim.drivelogs.foxglove`), so the video and the log show the same things in the same
 colours.
 """
 

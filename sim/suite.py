@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 
 class DriveLog(Protocol):
-    """Records the episodes of one batch (`fleet.recorder.DriveRecorder` is one)."""
+    """Records the episodes of one batch (`sim.drivelogs.recorder.DriveRecorder` is one)."""
 
     def observe(self, state: WorldState, obs: Observation, plan: PolicyOutput) -> None: ...
 
@@ -48,8 +48,8 @@ class DriveLog(Protocol):
     def abort(self) -> None: ...
 
 
-# (scenario, seeds of the batch, policy) -> the batch's drive log. `sim` knows nothing of the log
-# format: the command line passes `fleet.recorder.drive_recorder` bound to the output folder.
+# (scenario, seeds of the batch, policy) -> the batch's drive log: the command line passes
+# `sim.drivelogs.recorder.drive_recorder` bound to the output folder; a caller may pass any other writer.
 DriveLogFactory = Callable[[Scenario, Sequence[int], Policy], DriveLog]
 
 

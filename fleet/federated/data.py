@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleet.index import DriveEntry, LogIndex, build_index, split_drives
-from fleet.logs import LogError
 from fleet.train import log_windows
 from prediction.simdata import TIMING
 from prediction.windows import HISTORY, HORIZON, TrajectoryWindows
+from sim.drivelogs.format import LogError
+from sim.drivelogs.index import DriveEntry, LogIndex, build_index, split_drives
 
 log = logging.getLogger(__name__)
 

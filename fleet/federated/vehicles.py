@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from core.config import ConfigError
 from fleet.federated.config import ASSIGNMENTS, VEHICLE_SALT, FederatedConfig
 from fleet.federated.data import LogSplit
-from fleet.index import DriveEntry, in_validation
-from fleet.logs import LogError
 from prediction.windows import TrajectoryWindows
+from sim.drivelogs.format import LogError
+from sim.drivelogs.index import DriveEntry, in_validation
 
 
 def vehicle_by_hash(drive: str, vehicles: int) -> int:

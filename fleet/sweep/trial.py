@@ -12,8 +12,6 @@ from pathlib import Path
 
 import optuna
 
-from fleet.index import build_index, split_drives
-from fleet.logs import LogError
 from fleet.sweep.settings import OBJECTIVE, SweepSettings
 from fleet.sweep.space import Dimension, apply_params, suggest_params
 from fleet.train import log_windows
@@ -23,6 +21,8 @@ from prediction.evaluate import evaluate_scene
 from prediction.train import PredictionTrainConfig
 from prediction.train import train as train_predictor
 from prediction.windows import TrajectoryWindows
+from sim.drivelogs.format import LogError
+from sim.drivelogs.index import build_index, split_drives
 
 
 # -- data ----------------------------------------------------------------------------------------------------

@@ -27,13 +27,13 @@ from fleet.federated import (
     make_fleet,
     read_split,
 )
-from fleet.index import build_index
-from fleet.logs import DriveLogWriter, read_drive
-from fleet.recorder import record_drives
 from fleet.train import log_windows
 from prediction.checkpoint import load_predictor
 from prediction.config import PredictorConfig
 from prediction.train import train
+from sim.drivelogs.format import DriveLogWriter, read_drive
+from sim.drivelogs.index import build_index
+from sim.drivelogs.recorder import record_drives
 from sim.policies import make_policy
 from sim.scenarios import load_scenario, scenario_path
 

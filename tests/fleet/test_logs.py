@@ -13,8 +13,8 @@ import torch
 from mcap.reader import make_reader
 from mcap.writer import CompressionType, Writer
 
-from fleet.logs import LEGACY_SCHEMA_NAME, DriveLogWriter, LogError, drive_metadata, read_drive
-from fleet.recorder import drive_name, record_drives
+from sim.drivelogs.format import LEGACY_SCHEMA_NAME, DriveLogWriter, LogError, drive_metadata, read_drive
+from sim.drivelogs.recorder import drive_name, record_drives
 from sim.policies import make_policy
 from sim.scenarios import load_scenario, scenario_path
 from sim.types import SensorFrame
@@ -204,7 +204,7 @@ def test_a_frame_logged_without_a_field_of_todays_contract_is_a_log_error_naming
 def test_mutated_messages_fail_only_with_the_errors_the_reader_names():
     """Seeded mutations of a real message: decoding either succeeds or raises what `read_drive` turns into a
     LogError, never anything else (an AttributeError would escape as a crash)."""
-    from fleet.messages import decode, encode
+    from sim.drivelogs.messages import decode, encode
 
     good = encode(1.0, {"a": torch.arange(6.0).reshape(2, 3), "m": torch.tensor([True, False])})
     rng = np.random.default_rng(0)

@@ -11,14 +11,14 @@ import torch
 from core.config import Timing
 from fleet.datasets import LogFrameDataset
 from fleet.drives import recorded_drive
-from fleet.index import build_index
-from fleet.logs import LogError
-from fleet.recorder import record_drives
 from fleet.train import log_windows
 from perception.data import labels_of
 from perception.model import PerceptionConfig
 from prediction.simdata import TIMING, cut_windows, sample_episodes
 from sim.config import RasterConfig
+from sim.drivelogs.format import LogError
+from sim.drivelogs.index import build_index
+from sim.drivelogs.recorder import record_drives
 from sim.policies import make_policy
 from sim.scenarios import load_scenario, scenario_path
 from stack.cli import main
@@ -83,7 +83,7 @@ def test_expert_drives_from_logs_equal_the_recorded_episodes(logs, scenario):
 
 
 def test_a_drive_without_labels_is_a_clear_error(logs, tmp_path):
-    from fleet.logs import DriveLogWriter, read_drive
+    from sim.drivelogs.format import DriveLogWriter, read_drive
 
     source = build_index(logs).drives[0]
     with DriveLogWriter(tmp_path / "old.mcap", "old") as log:
@@ -143,7 +143,7 @@ def test_prediction_windows_need_drives_of_one_window(logs, tmp_path, scenario):
 
 
 def test_frames_that_are_not_consecutive_sim_steps_are_refused(logs, tmp_path):
-    from fleet.logs import DriveLogWriter, read_drive
+    from sim.drivelogs.format import DriveLogWriter, read_drive
 
     source = build_index(logs).drives[0]
     with DriveLogWriter(tmp_path / "gappy.mcap", "gappy") as log:
@@ -171,7 +171,7 @@ def test_a_broken_log_is_reported_and_training_goes_on_with_the_others(logs, tmp
 def test_the_perception_stage_skips_drives_without_labels(logs, tmp_path):
     import shutil
 
-    from fleet.logs import DriveLogWriter, read_drive
+    from sim.drivelogs.format import DriveLogWriter, read_drive
 
     folder = tmp_path / "logs"
     shutil.copytree(logs, folder)
@@ -190,7 +190,7 @@ def test_the_perception_stage_skips_drives_without_labels(logs, tmp_path):
 def test_a_drive_damaged_past_indexing_is_reported_and_the_stage_goes_on(logs, tmp_path, stage):
     import shutil
 
-    from fleet.logs import DriveLogWriter, read_drive
+    from sim.drivelogs.format import DriveLogWriter, read_drive
 
     folder = tmp_path / "logs"
     shutil.copytree(logs, folder)

@@ -19,8 +19,6 @@ from core.checkpoint import load_checkpoint
 from core.config import ConfigError
 from core.training import latest_checkpoint
 from fleet import sweep as fs
-from fleet.index import build_index, split_drives
-from fleet.recorder import record_drives
 from fleet.sweep import run as sweep_run
 from fleet.sweep import trial as sweep_trial
 from fleet.sweep import workers as sweep_workers
@@ -29,6 +27,8 @@ from fleet.train import log_windows
 from prediction import api
 from prediction.evaluate import evaluate_scene
 from prediction.train import kl_beta
+from sim.drivelogs.index import build_index, split_drives
+from sim.drivelogs.recorder import record_drives
 from sim.policies import make_policy
 from sim.scenarios import load_scenario, scenario_path
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from fleet.datasets import LogFrameDataset
-from fleet.index import build_index
-from fleet.logs import read_drive
-from fleet.recorder import record_drives
 from perception.frames import detector_input, initial_stack, push
 from sim.config import RasterConfig
+from sim.drivelogs.format import read_drive
+from sim.drivelogs.index import build_index
+from sim.drivelogs.recorder import record_drives
 from sim.policies import make_policy
 from sim.scenarios import load_scenario, scenario_path
 from sim.types import SensorFrame

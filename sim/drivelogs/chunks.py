@@ -32,7 +32,7 @@ MAX_CHUNK_BYTES = 1 << 30  # a chunk declaring more (decompressed) is refused, n
 
 @dataclass(frozen=True)
 class ChunkMessage:
-    """One message of a chunk: what `fleet.logs.decode_message` reads of it."""
+    """One message of a chunk: what `sim.drivelogs.format.decode_message` reads of it."""
 
     channel_id: int
     sequence: int

@@ -10,7 +10,7 @@ agents (world frame, known in simulation) and the same agents as detector
 labels (`sim.sensors.ground_truth`: ego frame, with their visibility to the
 sensor), and what the policy exposed: the objects it believed in, its
 forecasts and its plan (`sim.policies.Overlay`). Each step also goes to channels in Foxglove's schemas
-(`fleet.foxglove`: the ego's frame, the true agents, the believed objects and tracks, forecasts,
+(`sim.drivelogs.foxglove`: the ego's frame, the true agents, the believed objects and tracks, forecasts,
 candidates and plan, the rasters), so the drive opens in Foxglove's 3D panel as it was driven
 (`foxglove=False` leaves them out).
 `record_drives` runs a scenario for a list of seeds with a policy and records them;
@@ -26,9 +26,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from fleet.foxglove import FoxgloveChannels
-from fleet.logs import DriveLogWriter
 from sim.config import RasterConfig
+from sim.drivelogs.format import DriveLogWriter
+from sim.drivelogs.foxglove import FoxgloveChannels
 from sim.policies import Observation, Policy, PolicyOutput
 from sim.runner import rollout
 from sim.scenarios import Scenario, build_batch, episode_steps
@@ -46,7 +46,7 @@ def drive_name(scenario: str, seed: int) -> str:
 
 class DriveRecorder:
     """Writes episode b of every observed step to `out/<drives[b]>.mcap` (with `foxglove`, also to the
-    Foxglove channels, `fleet.foxglove`)."""
+    Foxglove channels, `sim.drivelogs.foxglove`)."""
 
     def __init__(
         self,

@@ -1,6 +1,6 @@
 """The Foxglove channels of a drive log: what a person opens the drive in Foxglove to see.
 
-Beside the tensor channels (`fleet.logs`), a drive log may carry channels in Foxglove's well-known
+Beside the tensor channels (`sim.drivelogs.format`), a drive log may carry channels in Foxglove's well-known
 schemas (`foxglove-schemas-protobuf`): schema encoding `protobuf` (the schema record holds the message
 type's FileDescriptorSet, dependencies included, so any protobuf reader decodes a message from the file
 alone), message encoding `protobuf`. Foxglove's 3D panel draws them with no drivestack code.
@@ -9,7 +9,7 @@ Two frames: `world` (the simulator's world frame: x east, y north, m) and `ego` 
 tensor: origin at the ego's box centre on the ground, x forward, y left), a child of `world` through the
 `/foxglove/tf` transforms. Every message is stamped with the sim time (s from the episode's start).
 
-    channels = FoxgloveChannels(log, raster)              # log: a fleet.logs.DriveLogWriter
+    channels = FoxgloveChannels(log, raster)              # log: a sim.drivelogs.format.DriveLogWriter
     channels.write_step(state, obs.frame, plan, b)        # one message per channel, episode b
 
 `CHANNELS` lists the topics with their schemas (docs/fleet.md has the table). The conversions are small
@@ -44,7 +44,6 @@ from google.protobuf.descriptor_pb2 import FileDescriptorSet
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from fleet.logs import DriveLogWriter
 from sim.config import RasterConfig
 from sim.drawing import (
     BEV_COLOUR,
@@ -64,6 +63,7 @@ from sim.drawing import (
     mode_colour,
     plan_numbers,
 )
+from sim.drivelogs.format import DriveLogWriter
 from sim.policies import PolicyOutput
 from sim.sensors.raster import ego_origin_cell
 from sim.state import WorldState

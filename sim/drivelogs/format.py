@@ -7,7 +7,7 @@
         frame = record.contract()                                          # SensorFrame for /sensor/frame
 
 Every message is a safetensors buffer (`message_encoding="safetensors"`,
-`fleet.messages`): the tensors' raw little-endian bytes with their dtype and
+`sim.drivelogs.messages`): the tensors' raw little-endian bytes with their dtype and
 shape, in zstd-compressed chunks. Standard MCAP tools (`mcap info`, `mcap cat`,
 Foxglove) open the files without drivestack, any safetensors reader opens a
 message, and the tensors stay exact. Logs of format 1 (JSON messages with
@@ -40,7 +40,7 @@ from mcap.writer import CompressionType, Writer
 from zstandard import ZstdError
 
 from core.contracts import ContractError, TensorContract
-from fleet.messages import LEGACY_ENCODING, MESSAGE_ENCODING, decode, encode
+from sim.drivelogs.messages import LEGACY_ENCODING, MESSAGE_ENCODING, decode, encode
 from sim.state import AgentState, EgoState
 from sim.types import ObjectList, SensorFrame
 
@@ -97,7 +97,7 @@ class LogRecord:
 
     def contract(self, validate: bool = True) -> TensorContract:
         """The topic's contract (batch of one) rebuilt from the tensors, validated unless `validate` is False
-        (for messages a `fleet.index` entry has validated already)."""
+        (for messages a `sim.drivelogs.index` entry has validated already)."""
         kind = TOPICS.get(self.topic)
         if kind is None:
             raise LogError(f"topic {self.topic}: plain named tensors, no contract to rebuild")
@@ -174,7 +174,7 @@ class DriveLogWriter:
         else:
             self.abort()
 
-    # Channels in other encodings beside the tensor channels (`fleet.foxglove`'s protobuf channels).
+    # Channels in other encodings beside the tensor channels (`sim.drivelogs.foxglove`'s protobuf channels).
     def register_encoded(self, topic: str, message_encoding: str, schema_id: int = 0) -> int:
         """A channel of already encoded messages (schema from `register_schema`, 0: none); its id for
         `write_encoded`. Its topic may not be a tensor channel's."""

@@ -13,7 +13,10 @@ from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.descriptor_pb2 import FileDescriptorSet
 from mcap.reader import make_reader
 
-from fleet.foxglove import (
+from sim.config import RasterConfig
+from sim.drawing import MIN_DRAWN_EXISTENCE, MIN_DRAWN_MODE_WEIGHT
+from sim.drivelogs.format import DriveLogWriter, read_drive
+from sim.drivelogs.foxglove import (
     CHANNELS,
     EGO_FRAME,
     LINE_QUANTUM_M,
@@ -24,11 +27,8 @@ from fleet.foxglove import (
     map_rgba,
     raster_grid,
 )
-from fleet.index import build_index
-from fleet.logs import DriveLogWriter, read_drive
-from fleet.recorder import drive_recorder
-from sim.config import RasterConfig
-from sim.drawing import MIN_DRAWN_EXISTENCE, MIN_DRAWN_MODE_WEIGHT
+from sim.drivelogs.index import build_index
+from sim.drivelogs.recorder import drive_recorder
 from sim.geometry import ego_center
 from sim.policies import Observation, PolicyOutput, make_policy
 from sim.runner import rollout

@@ -32,8 +32,8 @@ from mcap.records import Channel
 from mcap.summary import Summary
 
 from core.io import atomic_write_text
-from fleet.chunks import ChunkMessage, chunk_messages, chunk_records, holds_channel
-from fleet.logs import (
+from sim.drivelogs.chunks import ChunkMessage, chunk_messages, chunk_records, holds_channel
+from sim.drivelogs.format import (
     DAMAGE_ERRORS,
     FRAME_TOPIC,
     LABELS_TOPIC,
@@ -160,7 +160,7 @@ def read_span(
 ) -> list[LogRecord]:
     """The messages on `topics` logged from `start_s` to `end_s` (both included) in the log `path`, in time
     order, found through its chunk index: only the chunks that hold them are read and decompressed
-    (`fleet.chunks`). `whole_chunks`: every message on `topics` in those chunks, also those logged a little
+    (`sim.drivelogs.chunks`). `whole_chunks`: every message on `topics` in those chunks, also those logged a little
     before or after the span, which a reader caching frames gets for the price of the span."""
     where = f"drive log {path}"
     start_ns, end_ns = _stamp(start_s), _stamp(end_s)

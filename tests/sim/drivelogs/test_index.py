@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-import fleet.index as index_module
-from fleet.index import INDEX_FILE, build_index, in_validation, read_frame, split_drives
-from fleet.logs import LogError, read_drive
-from fleet.recorder import record_drives
+import sim.drivelogs.index as index_module
+from sim.drivelogs.format import LogError, read_drive
+from sim.drivelogs.index import INDEX_FILE, build_index, in_validation, read_frame, split_drives
+from sim.drivelogs.recorder import record_drives
 from sim.policies import make_policy
 from sim.scenarios import load_scenario, scenario_path
 
@@ -131,8 +131,8 @@ def test_a_span_is_every_message_of_its_topics_and_times_a_sequential_read_sees(
 
 
 def test_a_chunk_holds_at_most_two_frames_so_a_span_decompresses_little(log_dir):
-    """`fleet.logs.CHUNK_BYTES`: two 128 x 128 frames per chunk, not MCAP's default megabyte of about three."""
-    from fleet.chunks import chunk_messages, chunk_records
+    """`sim.drivelogs.format.CHUNK_BYTES`: two 128 x 128 frames per chunk, not MCAP's default megabyte (three)."""
+    from sim.drivelogs.chunks import chunk_messages, chunk_records
 
     path = log_dir / "crosswalk_crowd-000000.mcap"
     stat = path.stat()
@@ -177,7 +177,7 @@ def test_a_chunk_declaring_a_huge_size_is_refused_without_allocating_it(log_dir,
 
 def test_a_log_whose_frames_break_their_contract_is_reported_broken_when_indexed(log_dir, tmp_path):
     """Indexing checks every frame once, so the datasets can read them without checking again."""
-    from fleet.logs import DriveLogWriter
+    from sim.drivelogs.format import DriveLogWriter
 
     good = next(iter(read_drive(log_dir / "crosswalk_crowd-000000.mcap", {"/sensor/frame"})))
     tensors = {**good.tensors, "frame.bev": np.full_like(good.tensors["frame.bev"], np.nan)}
