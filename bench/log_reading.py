@@ -1,7 +1,7 @@
 """Reading drive logs: pretraining frames per second and log size per drive, the input side of training.
 
 Records `--drives` cut_in drives (12 s, the expert `pdm-gt`) unless `--logs` holds some, then reads them the
-way pretraining does: `fleet.datasets.LogFrameDataset` items (the detector input of frame t from frames
+way pretraining does: `perception.logdata.LogFrameDataset` items (the detector input of frame t from frames
 t-K+1 .. t, and frame t+1), drawn in a seeded random order, each followed by its temporal partner (the next
 frame) as the pretraining batches draw them. Also reports whole-drive decoding (`read_drive`, every message)
 and the bytes per drive. One thread. Prints a table, writes JSON.
@@ -24,8 +24,8 @@ import torch
 
 from core.benchmark import machine_info
 from core.io import write_json
-from fleet.datasets import LogFrameDataset
 from perception.config import DetectorConfig
+from perception.logdata import LogFrameDataset
 from sim.drivelogs.format import read_drive
 from sim.drivelogs.index import build_index
 from sim.drivelogs.recorder import record_drives

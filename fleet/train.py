@@ -37,17 +37,16 @@ from core.config import Timing
 from core.distributed import join_process_group
 from core.io import write_json
 from core.training import FINAL_NAME
-from fleet.datasets import LogFrameDataset
-from fleet.drives import check_agent_slots, check_steps, drive_samples, read_series, recorded_drive
 from perception.jobs.finetune import FinetuneConfig, finetune
 from perception.jobs.pretrain import PretrainConfig, pretrain
-from prediction.simdata import TIMING, cut_windows
+from perception.logdata import LogFrameDataset
+from prediction.logwindows import concat_windows, drive_windows
 from prediction.train import PredictionTrainConfig
 from prediction.train import train as train_predictor
-from prediction.windows import HISTORY, HORIZON, TrajectoryWindows
-from sim.drivelogs.format import EGO_TOPIC, FRAME_TOPIC, LABELS_TOPIC, TRUTH_TOPIC, LogError
+from sim.drivelogs.format import LABELS_TOPIC, LogError
 from sim.drivelogs.index import DriveEntry, LogIndex, build_index, split_drives
-from stack.episodes import RecordedBatch
+from sim.drivelogs.series import read_series
+from stack.episodes import RecordedBatch, recorded_drive
 from stack.policy import stack_weights
 from stack.train import EndToEndConfig, held_out_loss
 from stack.train import train as train_stack
@@ -111,30 +110,6 @@ def train_perception(logs: Path, cfg: FinetuneConfig, val_fraction: float) -> Pa
     return finetune(cfg, LogFrameDataset(index, train, det.frames, det.raster, det.warp_mode, labels=True))
 
 
-def drive_windows(index: LogIndex, entry: DriveEntry, stride: int = 1) -> TrajectoryWindows | None:
-    """The prediction windows of one drive, None for a drive shorter than one window."""
-    check_steps(index.path(entry), entry.frame_times, Timing())  # samples are every 4th frame
-    series = read_series(index.path(entry), entry.frames, (EGO_TOPIC, TRUTH_TOPIC, FRAME_TOPIC))
-    check_agent_slots(index.path(entry), series[TRUTH_TOPIC])
-    samples = drive_samples(series[EGO_TOPIC], series[TRUTH_TOPIC], series[FRAME_TOPIC], TIMING.sim_steps_per_sample)
-    if samples.num_samples < HISTORY + HORIZON:
-        log.warning("drive %s: %d frames hold no prediction window", entry.drive, entry.frames)
-        return None
-    return cut_windows(samples, stride)
-
-
-def log_windows(index: LogIndex, drives: list[DriveEntry], stride: int = 1) -> TrajectoryWindows:
-    """Every prediction window of `drives` (drives shorter than one window give none; damage raises)."""
-    parts = [w for w in (drive_windows(index, entry, stride) for entry in drives) if w is not None]
-    return _concat_windows(index, parts)
-
-
-def _concat_windows(index: LogIndex, parts: list[TrajectoryWindows]) -> TrajectoryWindows:
-    if not parts:
-        raise LogError(f"log folder {index.root}: no drive is long enough for one prediction window")
-    return TrajectoryWindows.concat(parts).trimmed()
-
-
 def read_each(index: LogIndex, drives: list[DriveEntry], read: Callable[[DriveEntry], T]) -> tuple[list[T], dict]:
     """`read(entry)` for every drive; a drive that raises `LogError` (damaged past indexing: a missing channel,
     dropped frames) is reported, skipped and returned as (file: error), so the job goes on with the others."""
@@ -163,7 +138,7 @@ def train_prediction(logs: Path, cfg: PredictionTrainConfig, val_fraction: float
     index, train = training_drives(logs, cfg.out, val_fraction)
     parts, damaged = read_each(index, train, lambda entry: drive_windows(index, entry))
     report_damaged(cfg.out, damaged)
-    return train_predictor(cfg, _concat_windows(index, [w for w in parts if w is not None]))
+    return train_predictor(cfg, concat_windows(index, [w for w in parts if w is not None]))
 
 
 def train_end2end(logs: Path, cfg: EndToEndConfig, val_fraction: float) -> Path:

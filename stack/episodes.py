@@ -6,22 +6,27 @@ world state: the ego's box-centre pose and every agent's box. A training item
 is then (episode, step): the stack perceives the frames before it and plans
 at it, and the loss compares the plan with the expert's actual future and the
 agents' true futures (`stack.train`). Everything is held in memory (about
-0.33 MB per frame on the default raster).
+0.33 MB per frame on the default raster). `recorded_drive` reads the same
+batch from a drive log (`sim.drivelogs`), for `drivestack fleet train --stage end2end`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from core.config import Timing
 from sim.config import RasterConfig
+from sim.drivelogs.format import EGO_TOPIC, FRAME_TOPIC, TRUTH_TOPIC
+from sim.drivelogs.series import check_agent_slots, check_steps, read_series
 from sim.geometry import ego_center, world_to_local
 from sim.policies import make_policy
 from sim.runner import rollout
 from sim.scenarios import build_batch, episode_steps, resolve_suite
+from sim.state import AgentState, EgoState
 from sim.types import SensorFrame
 
 
@@ -131,4 +136,24 @@ def futures(batch: RecordedBatch, episodes: Tensor, steps: Tensor, timing: Timin
         agent_heading=heading,
         agent_size=batch.agent_size[steps, episodes],
         agent_valid=batch.agent_valid[later, e].transpose(1, 2),
+    )
+
+
+def recorded_drive(path: str | Path, frames: int, timing: Timing) -> RecordedBatch:
+    """One drive as the end-to-end job's `RecordedBatch` (B = 1): the frames the expert saw, its own
+    trajectory and the true agents."""
+    series = read_series(path, frames, (FRAME_TOPIC, EGO_TOPIC, TRUTH_TOPIC))
+    sensor: list[SensorFrame] = series[FRAME_TOPIC]
+    check_steps(path, [float(f.time[0]) for f in sensor], timing)
+    ego: list[EgoState] = series[EGO_TOPIC]
+    agents: list[AgentState] = series[TRUTH_TOPIC]
+    check_agent_slots(path, agents)
+    return RecordedBatch(  # every tensor [S, 1, ...]: S frames of one episode
+        frames=sensor,
+        ego_xy=torch.stack([ego_center(e) for e in ego]),
+        ego_yaw=torch.stack([e.yaw for e in ego]),
+        agent_xy=torch.stack([a.xy for a in agents]),
+        agent_yaw=torch.stack([a.yaw for a in agents]),
+        agent_size=torch.stack([torch.stack((a.length, a.width), dim=-1) for a in agents]),
+        agent_valid=torch.stack([a.valid for a in agents]),
     )

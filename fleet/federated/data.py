@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleet.train import log_windows
+from prediction.logwindows import log_windows
 from prediction.simdata import TIMING
 from prediction.windows import HISTORY, HORIZON, TrajectoryWindows
 from sim.drivelogs.format import LogError

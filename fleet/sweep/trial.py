@@ -14,10 +14,10 @@ import optuna
 
 from fleet.sweep.settings import OBJECTIVE, SweepSettings
 from fleet.sweep.space import Dimension, apply_params, suggest_params
-from fleet.train import log_windows
 from prediction import api
 from prediction.config import PredictorConfig
 from prediction.evaluate import evaluate_scene
+from prediction.logwindows import log_windows
 from prediction.train import PredictionTrainConfig
 from prediction.train import train as train_predictor
 from prediction.windows import TrajectoryWindows

@@ -55,7 +55,7 @@ def _initial_weights(cfg: FinetuneConfig) -> tuple[PerceptionConfig, dict[str, T
 def finetune(cfg: FinetuneConfig, dataset: FrameDataset | None = None) -> Path:
     """Run (or resume) the job; returns `final.safetensors` (or the last checkpoint when stopped early).
     `dataset` replaces the generated one at `cfg.data` (e.g. labeled frames from drive logs,
-    `fleet.datasets`); its items must carry "labels.<field>"."""
+    `perception.logdata`); its items must carry "labels.<field>"."""
     perception, init_tensors = _initial_weights(cfg)
     cfg = replace(cfg, perception=perception)
     det = perception.detector

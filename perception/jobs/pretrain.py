@@ -103,7 +103,7 @@ def build_modules(cfg: PretrainConfig) -> nn.ModuleDict:
 
 def pretrain(cfg: PretrainConfig, dataset: FrameDataset | None = None) -> Path:
     """Run (or resume) the job; returns `final.safetensors` (or the last checkpoint when stopped early).
-    `dataset` replaces the generated one at `cfg.data` (e.g. frames from drive logs, `fleet.datasets`)."""
+    `dataset` replaces the generated one at `cfg.data` (e.g. frames from drive logs, `perception.logdata`)."""
     det = cfg.perception.detector
     if dataset is None:
         dataset = open_dataset(cfg)

@@ -68,7 +68,7 @@ _PREFIX = {SensorFrame: "frame", EgoState: "ego", AgentState: "agents", ObjectLi
 
 # A chunk is closed once it holds this many bytes (uncompressed): two sensor frames of 128 x 128 cells (330 kB
 # each) with their steps' other messages, about six of 64 x 64. A reader seeking a few frames for training
-# decompresses about that much per chunk it needs, and keeps the chunk's other frames (`fleet.datasets`).
+# decompresses about that much per chunk it needs, and keeps the chunk's other frames (`perception.logdata`).
 # Measured on cut_in drives (docs/benchmarks.md): MCAP's default 1 MiB let pretraining read 2.4 chunks of
 # about three frames per item; one frame per chunk read 10 % faster than two but made logs 20 % bigger (each
 # chunk is compressed alone, so the map raster and the small messages repeat from chunk to chunk).

@@ -27,9 +27,9 @@ from fleet.federated import (
     make_fleet,
     read_split,
 )
-from fleet.train import log_windows
 from prediction.checkpoint import load_predictor
 from prediction.config import PredictorConfig
+from prediction.logwindows import log_windows
 from prediction.train import train
 from sim.drivelogs.format import DriveLogWriter, read_drive
 from sim.drivelogs.index import build_index

@@ -191,7 +191,7 @@ def test_a_suite_run_records_the_same_drives_as_fleet_record(tmp_path):
 
 
 def test_a_frame_logged_without_a_field_of_todays_contract_is_a_log_error_naming_it(drives, tmp_path):
-    from fleet.drives import read_series
+    from sim.drivelogs.series import read_series
 
     frame = next(r for r in read_drive(drives[0]) if r.topic == "/sensor/frame")
     old = {name: torch.from_numpy(value) for name, value in frame.tensors.items() if not name.startswith("frame.lanes")}

@@ -9,11 +9,10 @@ import pytest
 import torch
 
 from core.config import Timing
-from fleet.datasets import LogFrameDataset
-from fleet.drives import recorded_drive
-from fleet.train import log_windows
 from perception.data import labels_of
+from perception.logdata import LogFrameDataset
 from perception.model import PerceptionConfig
+from prediction.logwindows import log_windows
 from prediction.simdata import TIMING, cut_windows, sample_episodes
 from sim.config import RasterConfig
 from sim.drivelogs.format import LogError
@@ -23,7 +22,7 @@ from sim.policies import make_policy
 from sim.scenarios import load_scenario, scenario_path
 from stack.cli import main
 from stack.config import StackConfig
-from stack.episodes import record
+from stack.episodes import record, recorded_drive
 from stack.model import Stack
 
 RASTER = RasterConfig()  # the expert (pdm-gt) reads the map at the simulator's default raster

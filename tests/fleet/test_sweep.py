@@ -23,9 +23,9 @@ from fleet.sweep import run as sweep_run
 from fleet.sweep import trial as sweep_trial
 from fleet.sweep import workers as sweep_workers
 from fleet.sweep.study import default_pruner
-from fleet.train import log_windows
 from prediction import api
 from prediction.evaluate import evaluate_scene
+from prediction.logwindows import log_windows
 from prediction.train import kl_beta
 from sim.drivelogs.index import build_index, split_drives
 from sim.drivelogs.recorder import record_drives

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from fleet.datasets import LogFrameDataset
 from perception.frames import detector_input, initial_stack, push
+from perception.logdata import LogFrameDataset
 from sim.config import RasterConfig
 from sim.drivelogs.format import read_drive
 from sim.drivelogs.index import build_index
@@ -66,7 +66,7 @@ def test_mixed_precision_on_a_cpu_is_a_clear_config_error():
 
 
 def test_items_read_only_their_own_frames_and_neighbours_reuse_them(logs, monkeypatch):
-    import fleet.datasets as datasets
+    import perception.logdata as datasets
 
     index = build_index(logs)
     spans = []

@@ -1,4 +1,4 @@
-"""Training data read from drive logs, per stage.
+"""Detector training data read from drive logs (`sim.drivelogs`): frames for pretraining, and with their labels.
 
 `LogFrameDataset` serves unlabeled frames for self-supervised pretraining in
 the item format of `perception.data.FrameDataset` ("input", "next_bev", "pose",
