@@ -64,7 +64,8 @@ TOPICS: dict[str, type[TensorContract] | None] = {
     "/stack/forecast": None,
     "/stack/plan": None,
 }
-_PREFIX = {SensorFrame: "frame", EgoState: "ego", AgentState: "agents", ObjectList: "labels"}
+# Topic -> the flat-name prefix its contract's tensors are written under (`frame.bev`, `ego.xy`, ...).
+PREFIXES = {FRAME_TOPIC: "frame", EGO_TOPIC: "ego", TRUTH_TOPIC: "agents", LABELS_TOPIC: "labels"}
 
 # A chunk is closed once it holds this many bytes (uncompressed): two sensor frames of 128 x 128 cells (330 kB
 # each) with their steps' other messages, about six of 64 x 64. A reader seeking a few frames for training
@@ -80,11 +81,6 @@ DAMAGE_ERRORS = (McapError, EOFError, ValueError, OSError, ZstdError, struct.err
 
 class LogError(ValueError):
     """A drive log is missing, truncated, corrupted, or holds a message that is not drivestack's."""
-
-
-def contract_prefix(contract: type[TensorContract]) -> str:
-    """The flat-name prefix a topic's contract is written under (`frame.bev`, `ego.xy`, ...)."""
-    return _PREFIX[contract]
 
 
 @dataclass(frozen=True)
@@ -103,7 +99,7 @@ class LogRecord:
             raise LogError(f"topic {self.topic}: plain named tensors, no contract to rebuild")
         named = {name: torch.from_numpy(value) for name, value in self.tensors.items()}
         try:
-            contract = kind.from_flat(named, contract_prefix(kind))
+            contract = kind.from_flat(named, PREFIXES[self.topic])
             return contract.validate() if validate else contract
         except ContractError as exc:  # e.g. a log recorded before the contract gained a field
             raise LogError(f"topic {self.topic} at {self.time_s:.2f} s: {exc}") from exc

@@ -27,7 +27,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 from sim.config import RasterConfig
-from sim.drivelogs.format import DriveLogWriter
+from sim.drivelogs.format import (
+    EGO_TOPIC,
+    FRAME_TOPIC,
+    LABELS_TOPIC,
+    PREFIXES,
+    TRUTH_TOPIC,
+    DriveLogWriter,
+)
 from sim.drivelogs.foxglove import FoxgloveChannels
 from sim.policies import Observation, Policy, PolicyOutput
 from sim.runner import rollout
@@ -66,12 +73,11 @@ class DriveRecorder:
     def observe(self, state: WorldState, obs: Observation, plan: PolicyOutput) -> None:
         """The `StepObserver` hook: one message per topic per episode."""
         labels = ground_truth(state, self.raster)
+        contracts = {FRAME_TOPIC: obs.frame, EGO_TOPIC: state.ego, TRUTH_TOPIC: state.agents, LABELS_TOPIC: labels}
         for b, log in enumerate(self.writers):
             time_s = float(obs.frame.time[b])
-            log.write("/sensor/frame", time_s, obs.frame.index(b).to_flat("frame"))
-            log.write("/ego/state", time_s, state.ego.index(b).to_flat("ego"))
-            log.write("/agents/truth", time_s, state.agents.index(b).to_flat("agents"))
-            log.write("/agents/labels", time_s, labels.index(b).to_flat("labels"))
+            for topic, contract in contracts.items():
+                log.write(topic, time_s, contract.index(b).to_flat(PREFIXES[topic]))
             for topic, tensors in _stack_outputs(plan, b).items():
                 if tensors:
                     log.write(topic, time_s, tensors)
@@ -123,8 +129,9 @@ def drive_recorder(
     channels)."""
     drives = [drive_name(scenario.name, s) for s in seeds]
     raster_json = json.dumps(asdict(raster))  # so a job reading the logs knows the frames' geometry
-    meta = [{"scenario": scenario.name, "seed": str(s), "policy": type(policy).__name__, "raster": raster_json}
-            for s in seeds]  # fmt: skip
+    policy_name = getattr(policy, "name", type(policy).__name__)  # the registry's name, e.g. pdm-gt
+    meta = [{"scenario": scenario.name, "family": scenario.family, "seed": str(s), "policy": policy_name,
+             "raster": raster_json} for s in seeds]  # fmt: skip
     return DriveRecorder(out, drives, meta, raster, foxglove)
 
 

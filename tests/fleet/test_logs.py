@@ -39,6 +39,7 @@ def test_recorded_drives_hold_every_topic_and_rebuild_the_contracts(drives):
     assert isinstance(frame, SensorFrame) and frame.bev.shape == (1, 2, 128, 128)
     meta = drive_metadata(drives[1])
     assert (meta["drive"], meta["scenario"], meta["seed"], meta["format"]) == ("cut_in-000004", "cut_in", "4", "2")
+    assert (meta["family"], meta["policy"]) == ("cut_in", "pdm-gt")  # the registered name, not the class's
 
 
 def test_tensors_round_trip_exactly_for_every_dtype(tmp_path):
