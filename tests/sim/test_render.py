@@ -70,3 +70,19 @@ def test_a_frame_is_readable_size_with_key_numbers_and_a_legend():
     richer = dataclasses.replace(snap, overlay={**snap.overlay, "sigma": np.array(1.5),
                                                 "candidate_risk": np.array([3.0, 1.25, 9.0])})  # fmt: skip
     assert "sigma +1.50" in key_numbers(richer) and "risk 1.25" in key_numbers(richer)
+
+
+def test_a_gif_keeps_every_other_step_at_twice_the_duration_and_an_mp4_every_step(tmp_path):
+    import cv2
+    from PIL import Image
+
+    from sim.render import GIF_EVERY, write_video
+
+    weights = np.zeros((0, 2))
+    steps = [dataclasses.replace(snapshot(np.zeros((0, 2, 12, 2)), weights), time=0.1 * k) for k in range(6)]
+    gif = write_video(steps, tmp_path / "e.gif", fps=10, raster=RASTER)
+    with Image.open(gif) as frames:
+        assert frames.n_frames == 6 // GIF_EVERY == 3 and frames.info["duration"] == 100 * GIF_EVERY
+    video = cv2.VideoCapture(str(write_video(steps, tmp_path / "e.mp4", fps=10, raster=RASTER)))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
+    video.release()
