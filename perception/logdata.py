@@ -65,6 +65,8 @@ class LogFrameDataset(Dataset):
         self.items = [(d, t) for d, entry in enumerate(self.drives) for t in range(entry.frames - 1)]
         self.episode = torch.tensor([d for d, _ in self.items], dtype=torch.long)
         self._cache: OrderedDict[tuple[int, int], dict[str, Tensor]] = OrderedDict()  # (drive, frame) -> tensors
+        # Per drive, frame index by logged time: built once, not on every read.
+        self._frame_of = [{time: f for f, time in enumerate(entry.frame_times)} for entry in self.drives]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -117,7 +119,7 @@ class LogFrameDataset(Dataset):
         path = self.index.path(entry)
         topics = (FRAME_TOPIC, LABELS_TOPIC) if self.labels else (FRAME_TOPIC,)
         records = read_span(path, entry.frame_times[first], entry.frame_times[last], topics, whole_chunks=True)
-        frame_of = {time: f for f, time in enumerate(entry.frame_times)}
+        frame_of = self._frame_of[d]
         by_frame: dict[int, dict[str, LogRecord]] = {}
         for record in records:
             if record.time_s in frame_of:
