@@ -36,10 +36,13 @@ bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[dev,cpu,bench]"
 	$(PY) bench/sim_throughput.py --out docs/bench/sim_throughput.json
 
-# Default perception weights for the demo: simulate, pretrain without labels,
-# fine-tune on every label, calibrate on held-out episodes. Every step resumes
-# or is skipped when its output exists. Full size takes hours on a 2-core CPU;
-# the variables shrink it for a smoke run.
+# Default perception weights for the demo: record expert drives (drive logs, tensor
+# channels only), pretrain without labels on every 5th frame, fine-tune on every
+# label, calibrate on held-out drives. Every step resumes or is skipped when its
+# output exists (a recording's index.json is written last). Full size takes hours
+# on a 2-core CPU; the variables shrink it for a smoke run (GEN_ARGS: `fleet
+# record` flags, e.g. --duration 2 --raster-size 32 --resolution 1; TRAIN_ARGS:
+# the jobs' flags, e.g. --every 2).
 DS := $(VENV)/bin/drivestack
 WEIGHTS_WORK ?= runs/weights
 WEIGHTS_OUT ?= weights/perception.safetensors
@@ -47,14 +50,16 @@ WEIGHTS_SEEDS ?= 32
 WEIGHTS_VAL_SEEDS ?= 8
 GEN_ARGS ?=
 TRAIN_ARGS ?=
+EVAL_ARGS ?=
 PRETRAIN_ARGS ?= --steps 2000 --batch-size 16
 FINETUNE_ARGS ?= --steps 1000 --batch-size 16
 
 $(WEIGHTS_WORK)/train/index.json: | $(STAMP)
-	$(DS) perception generate --out $(WEIGHTS_WORK)/train --seeds $(WEIGHTS_SEEDS) $(GEN_ARGS)
+	$(DS) fleet record --suite hard --out $(WEIGHTS_WORK)/train --seeds $(WEIGHTS_SEEDS) --no-foxglove $(GEN_ARGS)
 
 $(WEIGHTS_WORK)/val/index.json: | $(STAMP)
-	$(DS) perception generate --out $(WEIGHTS_WORK)/val --seeds $(WEIGHTS_VAL_SEEDS) --first-seed 1000 $(GEN_ARGS)
+	$(DS) fleet record --suite hard --out $(WEIGHTS_WORK)/val --seeds $(WEIGHTS_VAL_SEEDS) --first-seed 1000 \
+		--no-foxglove $(GEN_ARGS)
 
 weights: $(WEIGHTS_WORK)/train/index.json $(WEIGHTS_WORK)/val/index.json
 	$(DS) perception pretrain --data $(WEIGHTS_WORK)/train --out $(WEIGHTS_WORK)/pretrain --resume \
@@ -62,7 +67,7 @@ weights: $(WEIGHTS_WORK)/train/index.json $(WEIGHTS_WORK)/val/index.json
 	$(DS) perception finetune --data $(WEIGHTS_WORK)/train --out $(WEIGHTS_WORK)/finetune --resume \
 		--init $(WEIGHTS_WORK)/pretrain/final.safetensors --label-fraction 1.0 $(FINETUNE_ARGS) $(TRAIN_ARGS)
 	$(DS) perception evaluate --checkpoint $(WEIGHTS_WORK)/finetune/final.safetensors \
-		--data $(WEIGHTS_WORK)/val --out $(WEIGHTS_WORK)/eval
+		--data $(WEIGHTS_WORK)/val --out $(WEIGHTS_WORK)/eval $(EVAL_ARGS)
 	mkdir -p $(dir $(WEIGHTS_OUT))
 	cp $(WEIGHTS_WORK)/eval/calibrated.safetensors $(WEIGHTS_OUT)
 
@@ -75,20 +80,21 @@ ethucy-weights: $(STAMP)
 	$(PY) bench/ethucy.py --data $(ETHUCY) --train --work runs/ethucy --out docs/bench/ethucy.json
 
 # The default stack: the shipped perception weights (`make weights`) and a predictor trained on
-# simulator windows (vehicles and pedestrians of the hard suite, seeds clear of the evaluation's),
+# the windows of simulator drives (vehicles and pedestrians of the hard suite, seeds clear of the
+# evaluation's; recorded as drive logs),
 # assembled into one checkpoint with the planner's settings. Resumes; skips what exists.
 STACK_WORK ?= runs/stack-weights
 PREDICTOR_ARGS ?= --latent 8 --hidden 48 --decoder-hidden 96 --interaction-radius 20 --lanes \
 	--steps 6000 --checkpoint-every 500
 
-$(STACK_WORK)/windows-a.safetensors: | $(STAMP)
-	$(DS) prediction generate --out $@ --suite hard --seeds 12 --first-seed 100
+$(STACK_WORK)/logs-a/index.json: | $(STAMP)
+	$(DS) fleet record --suite hard --out $(STACK_WORK)/logs-a --seeds 12 --first-seed 100 --no-foxglove
 
-$(STACK_WORK)/windows-b.safetensors: | $(STAMP)
-	$(DS) prediction generate --out $@ --suite hard --seeds 24 --first-seed 200
+$(STACK_WORK)/logs-b/index.json: | $(STAMP)
+	$(DS) fleet record --suite hard --out $(STACK_WORK)/logs-b --seeds 24 --first-seed 200 --no-foxglove
 
-stack-weights: $(STACK_WORK)/windows-a.safetensors $(STACK_WORK)/windows-b.safetensors
-	$(DS) prediction train --windows $^ --out $(STACK_WORK)/predictor --resume $(PREDICTOR_ARGS)
+stack-weights: $(STACK_WORK)/logs-a/index.json $(STACK_WORK)/logs-b/index.json
+	$(DS) prediction train --logs $(dir $^) --out $(STACK_WORK)/predictor --resume $(PREDICTOR_ARGS)
 	$(DS) stack assemble --perception weights/perception.safetensors \
 		--predictor $(STACK_WORK)/predictor/final.safetensors --out weights/stack.safetensors
 

@@ -3,10 +3,13 @@
 Records `--drives` cut_in drives (12 s, the expert `pdm-gt`) unless `--logs` holds some, then reads them the
 way pretraining does: `perception.logdata.LogFrameDataset` items (the detector input of frame t from frames
 t-K+1 .. t, and frame t+1), drawn in a seeded random order, each followed by its temporal partner (the next
-frame) as the pretraining batches draw them. Also reports whole-drive decoding (`read_drive`, every message)
-and the bytes per drive. One thread. Prints a table, writes JSON.
+item) as the pretraining batches draw them. `--every 5 --stored-half` reads as the perception jobs do (every
+5th frame, inputs rounded through float16); the default, every frame in float32, as `fleet train` did when
+the log format was measured. Also reports whole-drive decoding (`read_drive`, every message) and the bytes
+per drive. One thread. Prints a table, writes JSON.
 
     python bench/log_reading.py --out docs/bench/log_reading.json
+    python bench/log_reading.py --every 5 --stored-half --out docs/bench/log_reading_jobs.json
 """
 
 # ruff: noqa: E402  (the package imports must follow the sys.path fix below)
@@ -33,11 +36,12 @@ from sim.policies import make_policy
 from sim.scenarios import load_scenario, scenario_path
 
 
-def pretraining_frames_per_s(logs: Path, items: int, seed: int) -> float:
+def pretraining_frames_per_s(logs: Path, items: int, seed: int, every: int = 1, stored_half: bool = False) -> float:
     """Items per second of a fresh `LogFrameDataset` over every drive in `logs` (its cache starts empty)."""
     index = build_index(logs, save=False)
     detector = DetectorConfig()
-    dataset = LogFrameDataset(index, index.drives, detector.frames, detector.raster, detector.warp_mode)
+    dataset = LogFrameDataset(index, index.drives, detector.frames, detector.raster, detector.warp_mode,
+                              every=every, stored_half=stored_half)  # fmt: skip
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
     draws = [i for first in order[: items // 2] for i in (first, min(first + 1, len(dataset) - 1))]
     start = time.perf_counter()
@@ -59,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drives", type=int, default=4, help="cut_in drives to record (default 4)")
     parser.add_argument("--items", type=int, default=800, help="pretraining items to read (default 800)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--every", type=int, default=1, help="one frame in N is an item (the jobs: 5)")
+    parser.add_argument("--stored-half", action="store_true", help="inputs rounded through float16 (the jobs)")
     parser.add_argument("--out", type=Path, default=Path("docs/bench/log_reading.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -70,13 +76,15 @@ def main(argv: list[str] | None = None) -> int:
         result = {
             "drives": len(paths),
             "bytes_per_drive": sum(p.stat().st_size for p in paths) / len(paths),
-            "pretraining_frames_per_s": pretraining_frames_per_s(logs, args.items, args.seed),
+            "pretraining_frames_per_s": pretraining_frames_per_s(logs, args.items, args.seed, args.every,
+                                                                 args.stored_half),
             "decoded_messages_per_s": decode_messages_per_s(paths),
         }
     print(f"{'drives':>6} {'MB per drive':>12} {'pretraining frames/s':>20} {'decoded messages/s':>18}")
     print(f"{result['drives']:>6} {result['bytes_per_drive'] / 1e6:>12.2f} {result['pretraining_frames_per_s']:>20.1f} "
           f"{result['decoded_messages_per_s']:>18.1f}")  # fmt: skip
-    write_json(args.out, {**result, "items": args.items, "seed": args.seed, "threads": 1, "machine": machine_info()})
+    write_json(args.out, {**result, "items": args.items, "seed": args.seed, "every": args.every,
+                          "stored_half": args.stored_half, "threads": 1, "machine": machine_info()})  # fmt: skip
     print(f"wrote {args.out}")
     return 0
 

@@ -1,8 +1,9 @@
 """Perception benchmark: label efficiency with and without self-supervised pretraining, calibration, latency.
 
-1. Simulate a training dataset, a held-out one (disjoint scenario seeds) and a
-   small held-out one of the ghost-heavy scenario (`ghost_road`, an empty road
-   seen by a sensor with many false positives).
+1. Record training drives, held-out ones (disjoint scenario seeds) and a few
+   held-out ones of the ghost-heavy scenario (`ghost_road`, an empty road seen
+   by a sensor with many false positives) as drive logs; every 5th frame of a
+   drive is an item (the full preset).
 2. Pretrain the detector once without labels (`perception.jobs.pretrain.pretrain`).
 3. For each labeled fraction (1 %, 5 %, 10 %, 100 % of the training frames;
    at least one frame), fine-tune from scratch and from the pretrained weights
@@ -52,24 +53,39 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 from core.benchmark import machine_info
 from core.io import write_json
 from perception.config import DetectorConfig
-from perception.data import DatasetConfig, FrameDataset, generate_dataset
 from perception.detector import Detector
 from perception.evaluate import EvaluateConfig, evaluate
+from perception.jobs.common import frame_dataset
 from perception.jobs.finetune import FinetuneConfig, finetune
 from perception.jobs.pretrain import PretrainConfig, pretrain
 from perception.model import PerceptionConfig
 from sim.config import RasterConfig
+from sim.drivelogs.index import INDEX_FILE, build_index
+from sim.drivelogs.recorder import record_suite
+from sim.policies import policy_at_raster
 
 FRACTIONS = (0.01, 0.05, 0.10, 1.0)
+
+
+@dataclass(frozen=True)
+class Drives:
+    """Drive logs to record: every scenario of `suite` for every seed, driven by `policy` at `raster`."""
+
+    suite: str
+    seeds: tuple[int, ...]
+    policy: str = "pdm-gt"
+    duration: float | None = None
+    raster: RasterConfig = RasterConfig()
 
 
 @dataclass(frozen=True)
 class BenchConfig:
     """Sizes of one benchmark run (`full()` and `quick()` presets)."""
 
-    train: DatasetConfig
-    test: DatasetConfig
-    ghosts: DatasetConfig
+    train: Drives
+    test: Drives
+    ghosts: Drives
+    every: int
     perception: PerceptionConfig
     pretrain_steps: int
     finetune_steps: int
@@ -81,11 +97,12 @@ class BenchConfig:
 
     @classmethod
     def full(cls) -> BenchConfig:
-        data = DatasetConfig(suite="hard", policy="pdm-gt", seeds=tuple(range(32)), record_every=5)
+        data = Drives(suite="hard", seeds=tuple(range(32)))
         return cls(
             train=data,
             test=replace(data, seeds=tuple(range(1000, 1016))),
             ghosts=replace(data, suite="ghost_road", seeds=tuple(range(2000, 2008))),
+            every=5,
             perception=PerceptionConfig(),
             pretrain_steps=2000,
             finetune_steps=1000,
@@ -96,13 +113,12 @@ class BenchConfig:
     @classmethod
     def quick(cls) -> BenchConfig:
         raster = RasterConfig(size=32, resolution=1.0)
-        data = DatasetConfig(
-            suite="cruising", policy="idm-gt", seeds=(0, 1, 2), duration=1.0, record_every=2, raster=raster
-        )
+        data = Drives(suite="cruising", policy="idm-gt", seeds=(0, 1, 2), duration=1.0, raster=raster)
         return cls(
             train=data,
             test=replace(data, seeds=(100, 101, 102, 103)),
             ghosts=replace(data, suite="ghost_road", seeds=(200, 201)),
+            every=2,
             perception=PerceptionConfig(detector=DetectorConfig.tiny(raster)),
             pretrain_steps=4,
             finetune_steps=4,
@@ -111,13 +127,16 @@ class BenchConfig:
         )
 
 
-def _dataset(cfg: DatasetConfig, path: Path) -> Path:
-    """The dataset at `path`, generated unless a complete one is already there (a rerun with the
-    same `--work` continues where an interrupted run stopped)."""
-    if (path / "index.json").is_file():
-        FrameDataset(path)  # checks every shard; a damaged dataset is an error, not silently reused
-        return path
-    return generate_dataset(cfg, path).parent
+def _dataset(drives: Drives, path: Path) -> Path:
+    """The drive logs at `path`, recorded unless a complete recording is already there (its index is written
+    last: a rerun with the same `--work` continues where an interrupted run stopped)."""
+    if not (path / INDEX_FILE).is_file():
+        record_suite(drives.suite, drives.seeds, policy_at_raster(drives.policy, drives.raster), path, drives.raster,
+                     duration=drives.duration, foxglove=False)  # fmt: skip
+    index = build_index(path)
+    if index.broken:  # a damaged recording is an error, not silently reused
+        raise RuntimeError(f"{path}: broken drive logs {sorted(index.broken)}; delete the folder to record again")
+    return path
 
 
 def _checkpoint_every(steps: int) -> int:
@@ -141,7 +160,7 @@ def _ghost_columns(report: dict) -> dict:
 def _train_and_evaluate(cfg: BenchConfig, work: Path, data: dict[str, Path], pretrained: Path) -> list[dict]:
     rows = []
     train, test, ghost_road = data["train"], data["test"], data["ghosts"]
-    frames = len(FrameDataset(train))
+    frames = len(frame_dataset(FinetuneConfig(data=train, perception=cfg.perception, every=cfg.every), labels=False))
     for fraction in cfg.fractions:
         used = max(fraction, 1.0 / frames)  # at least one labeled frame
         for init in (None, pretrained):
@@ -158,9 +177,11 @@ def _train_and_evaluate(cfg: BenchConfig, work: Path, data: dict[str, Path], pre
                     label_fraction=used,
                     init=init,
                     device=cfg.device,
+                    every=cfg.every,
                 )
             )
-            report = evaluate(EvaluateConfig(checkpoint=final, data=test, out=work / f"eval-{name}", device=cfg.device))
+            report = evaluate(EvaluateConfig(checkpoint=final, data=test, out=work / f"eval-{name}", device=cfg.device,
+                                             every=cfg.every))  # fmt: skip
             ghost_report = evaluate(
                 EvaluateConfig(
                     checkpoint=Path(report["calibrated_checkpoint"]),
@@ -168,6 +189,7 @@ def _train_and_evaluate(cfg: BenchConfig, work: Path, data: dict[str, Path], pre
                     out=work / f"eval-ghosts-{name}",
                     fit_temperature=False,
                     device=cfg.device,
+                    every=cfg.every,
                 )
             )
             m, c = report["metrics"], report["calibration"]
@@ -228,6 +250,7 @@ def run(cfg: BenchConfig, work: Path) -> dict:
             checkpoint_every=_checkpoint_every(cfg.pretrain_steps),
             resume=True,
             device=cfg.device,
+            every=cfg.every,
         )
     )
     rows = _train_and_evaluate(cfg, work, data, pretrained)
@@ -245,6 +268,7 @@ def run(cfg: BenchConfig, work: Path) -> dict:
             "test_seeds": list(cfg.test.seeds),
             "ghost_road_seeds": list(cfg.ghosts.seeds),
             "suite": cfg.train.suite,
+            "every": cfg.every,
             "raster": asdict(cfg.perception.detector.raster),
             "pretrain_steps": cfg.pretrain_steps,
             "finetune_steps": cfg.finetune_steps,

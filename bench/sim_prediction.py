@@ -10,10 +10,11 @@ the coverage of the per-step 1- and 2-sigma regions (39.3 % and 86.5 % when
 calibrated). Groups: every agent, each class, each scenario family, and the
 interaction families (unprotected_left, merge, cut_in) together.
 
-The windows come from seeds no training job uses (`make stack-weights` trains
-on seeds 100-111 and 200-223 of `hard`); the file is generated when missing:
+The windows come from drives of seeds no training job uses (`make stack-weights`
+trains on seeds 100-111 and 200-223 of `hard`); the drives are recorded when the
+folder holds none yet:
 
-    drivestack prediction generate --out runs/simpred/heldout.safetensors --suite hard --seeds 8 --first-seed 400
+    drivestack fleet record --suite hard --seeds 8 --first-seed 400 --out runs/simpred/heldout --no-foxglove
 
     python bench/sim_prediction.py --model new=runs/stack-weights/predictor/final.safetensors \\
         --model shipped=stack:weights/stack.safetensors --out docs/bench/sim_prediction.json
@@ -36,13 +37,14 @@ import torch
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from core.benchmark import machine_info
-from core.config import config_from_dict
 from core.io import write_json
 from prediction import api
 from prediction.evaluate import evaluate_groups
-from prediction.simdata import SimWindowsConfig, describe, load_windows, save_windows, simulate_windows, window_episodes
+from prediction.logwindows import drive_windows_of
 from prediction.windows import TrajectoryWindows
-from sim.scenarios import resolve_suite
+from sim.drivelogs.index import INDEX_FILE, DriveEntry, build_index
+from sim.drivelogs.recorder import record_suite
+from sim.policies import make_policy
 from sim.state import AgentKind
 
 INTERACTION_FAMILIES = ("unprotected_left", "merge", "cut_in")
@@ -50,30 +52,31 @@ METRICS = ("ade", "fde", "min_ade", "min_fde", "modes_min_fde", "best_mode_weigh
            "modes_used", "top_weight", "coverage_1sigma", "coverage_2sigma")  # fmt: skip
 
 
-def held_out_windows(path: Path, suite: str, seeds: int, first_seed: int) -> tuple[TrajectoryWindows, SimWindowsConfig]:
-    """The windows file at `path` (simulated and written first when missing) and the config that made it."""
-    if not path.is_file():
-        cfg = SimWindowsConfig(suite=suite, seeds=tuple(range(first_seed, first_seed + seeds)))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_windows(simulate_windows(cfg), path, describe(cfg))
-    windows, meta = load_windows(path)
-    return windows, config_from_dict(SimWindowsConfig, {**meta, "seeds": tuple(meta["seeds"])}, str(path))
+def held_out_windows(folder: Path, suite: str, seeds: int, first_seed: int) -> tuple[TrajectoryWindows, list[str]]:
+    """The windows of the drives in `folder` (recorded first, with pdm-gt, when it holds no index) and [S]
+    each window's scenario family."""
+    if not (folder / INDEX_FILE).is_file():
+        record_suite(suite, range(first_seed, first_seed + seeds), make_policy("pdm-gt"), folder, foxglove=False)
+    index = build_index(folder)
+    if index.broken:
+        raise RuntimeError(f"{folder}: broken drive logs {sorted(index.broken)}")
+    windows, drive_of = drive_windows_of(index, index.drives)
+    return windows, [family(index.drives[int(d)]) for d in drive_of]
 
 
-def groups(windows: TrajectoryWindows, cfg: SimWindowsConfig) -> dict[str, torch.Tensor]:
+def family(entry: DriveEntry) -> str:
+    return entry.metadata.get("family", entry.metadata.get("scenario", "unknown"))
+
+
+def groups(windows: TrajectoryWindows, window_family: list[str]) -> dict[str, torch.Tensor]:
     """[S, A] masks: all agents, each class (by its most likely class), each family, the interaction families."""
     out = {"all": windows.valid}
     kind = windows.class_probs.argmax(dim=-1)
     for k in AgentKind:
         out[f"class {k.name.lower()}"] = windows.valid & (kind == int(k))
-    episode, episodes = window_episodes(cfg)
-    if int(episode.numel()) != windows.batch_size:
-        raise ValueError(f"windows file holds {windows.batch_size} windows, its config describes {episode.numel()}")
-    family_of = {s.name: s.family for s in resolve_suite(cfg.suite)}
-    window_family = [family_of[episodes[int(e)][0]] for e in episode]
-    for family in dict.fromkeys(window_family):
-        rows = torch.tensor([f == family for f in window_family])
-        out[f"family {family}"] = windows.valid & rows[:, None]
+    for name in dict.fromkeys(window_family):
+        rows = torch.tensor([f == name for f in window_family])
+        out[f"family {name}"] = windows.valid & rows[:, None]
     rows = torch.tensor([f in INTERACTION_FAMILIES for f in window_family])
     out["interaction families"] = windows.valid & rows[:, None]
     return out
@@ -90,17 +93,17 @@ def load_model(spec: str):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--windows", type=Path, default=Path("runs/simpred/heldout.safetensors"))
-    parser.add_argument("--suite", default="hard", help="suite of the windows when generated (default hard)")
-    parser.add_argument("--seeds", type=int, default=8, help="episodes per scenario when generated (default 8)")
-    parser.add_argument("--first-seed", type=int, default=400, help="first seed when generated (default 400)")
+    parser.add_argument("--logs", type=Path, default=Path("runs/simpred/heldout"), help="folder of held-out drives")
+    parser.add_argument("--suite", default="hard", help="suite of the drives when recorded (default hard)")
+    parser.add_argument("--seeds", type=int, default=8, help="drives per scenario when recorded (default 8)")
+    parser.add_argument("--first-seed", type=int, default=400, help="first seed when recorded (default 400)")
     parser.add_argument("--model", action="append", default=[], help="name=path or name=stack:path (repeatable)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument("--out", type=Path, default=Path("docs/bench/sim_prediction.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    windows, cfg = held_out_windows(args.windows, args.suite, args.seeds, args.first_seed)
-    masks = groups(windows, cfg)
+    windows, window_family = held_out_windows(args.logs, args.suite, args.seeds, args.first_seed)
+    masks = groups(windows, window_family)
     models = {name: load_model(path) for name, path in (m.split("=", 1) for m in args.model)}
     models.update({"cv": api.baseline("cv"), "cv-sampled": api.baseline("cv-sampled")})
     started = time.perf_counter()
@@ -111,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             if total.count:
                 rows.append({"model": name, "group": group, "agents": total.count, **total.means()})
     print(table(rows))
-    write_json(args.out, {"rows": rows, "windows": str(args.windows), "windows_config": describe(cfg),
+    write_json(args.out, {"rows": rows, "logs": str(args.logs), "windows": windows.batch_size,
                           "models": dict(m.split("=", 1) for m in args.model), "machine": machine_info(),
                           "wall_s": time.perf_counter() - started})  # fmt: skip
     print(f"wrote {args.out}")

@@ -13,18 +13,15 @@ from fleet.federated import add_parser as add_federated_parser
 from fleet.registry import GateSettings, Registry, promote
 from fleet.sweep.cli import add_parser as add_sweep_parser
 from fleet.train import STAGES, train_end2end, train_perception, train_prediction, train_pretrain
-from perception.cli import DETECTOR_PRESETS
-from perception.config import DetectorConfig
+from perception.cli import DETECTOR_PRESETS, perception_for
 from perception.jobs.finetune import FinetuneConfig
 from perception.jobs.pretrain import PretrainConfig
-from perception.model import PerceptionConfig
 from prediction.config import PredictorConfig
 from prediction.train import PredictionTrainConfig
 from sim.config import RasterConfig
-from sim.drivelogs.index import LogIndex, build_index
-from sim.drivelogs.recorder import record_drives
-from sim.policies import make_policy
-from sim.scenarios import resolve_suite
+from sim.drivelogs.index import build_index
+from sim.drivelogs.recorder import record_suite
+from sim.policies import policy_at_raster
 from stack.train import EndToEndConfig
 
 
@@ -43,6 +40,13 @@ def _add_record(sub: argparse._SubParsersAction) -> None:
     rec.add_argument("--seeds", type=int, default=4, help="drives per scenario (default 4)")
     rec.add_argument("--first-seed", type=int, default=0)
     rec.add_argument("--out", type=Path, required=True, help="log folder")
+    rec.add_argument("--duration", type=float, help="override every scenario's duration, s")
+    rec.add_argument("--raster-size", type=int, default=RasterConfig().size, help="raster cells per side "
+                     f"(default {RasterConfig().size})")  # fmt: skip
+    rec.add_argument("--resolution", type=float, default=RasterConfig().resolution, help="raster cell size, m "
+                     f"(default {RasterConfig().resolution})")  # fmt: skip
+    rec.add_argument("--batch-size", type=int, default=8, help="drives simulated together (default 8)")
+    rec.add_argument("--no-foxglove", action="store_true", help="tensor channels only (no Foxglove channels)")
     rec.set_defaults(run=run_record)
 
 
@@ -70,6 +74,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                     "perception from scratch)")  # fmt: skip
     tr.add_argument("--predictor", choices=("default", "tiny"), default="default", help="network size (prediction)")
     tr.add_argument("--label-fraction", type=float, default=1.0, help="labeled frames used (perception)")
+    tr.add_argument("--every", type=int, default=5, help="one frame in N is an item (pretrain, perception; "
+                    "default 5)")  # fmt: skip
     tr.add_argument("--sigma", type=float, default=1.0, help="risk sensitivity while training (end2end)")
     tr.add_argument("--warmup-frames", type=int, default=32, help="frames perceived before each item (end2end)")
     add_loop_arguments(tr, steps=None, batch_size=None, lr=None, warmup_steps=None, checkpoint_every=None,
@@ -121,13 +127,17 @@ def _add_cycle(sub: argparse._SubParsersAction) -> None:
 
 
 def run_record(args: argparse.Namespace) -> int:
+    """Record the suite's drives (`--batch-size` seeds at a time), then index the folder."""
+    if args.seeds < 1:
+        raise ValueError(f"fleet record: --seeds must be >= 1, got {args.seeds}")
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    policy = make_policy(args.policy)
-    written = []
-    for scenario in resolve_suite(args.suite):
-        written += record_drives(scenario, seeds, policy, args.out, RasterConfig())
-        print(f"{scenario.name}: {len(seeds)} drives -> {args.out}")
-    print(f"wrote {len(written)} drive logs")
+    raster = RasterConfig(size=args.raster_size, resolution=args.resolution)
+    policy = policy_at_raster(args.policy, raster)
+    written = record_suite(args.suite, seeds, policy, args.out, raster, duration=args.duration,
+                           batch_size=args.batch_size, foxglove=not args.no_foxglove,
+                           progress=lambda name, n: print(f"{name}: {n} drives -> {args.out}", flush=True))  # fmt: skip
+    index = build_index(args.out)
+    print(f"wrote {len(written)} drive logs; {len(index.drives)} drives indexed in {args.out / 'index.json'}")
     return 0
 
 
@@ -146,22 +156,15 @@ def run_train(args: argparse.Namespace) -> int:
     return leave_process_group(0)  # under torchrun, ends the process here
 
 
-def _perception_config(args: argparse.Namespace) -> PerceptionConfig:
-    """The model for the logs' raster at the `--detector` size."""
-    raster = logged_raster(build_index(args.logs, save=False))
-    if args.detector == "tiny":
-        return PerceptionConfig.tiny(raster, detector=DetectorConfig.tiny(raster))
-    return PerceptionConfig(detector=DetectorConfig(raster=raster))
-
-
 def _pretrain(args: argparse.Namespace) -> Path:
-    cfg = PretrainConfig(perception=_perception_config(args), out=args.out, **loop_fields(args))
+    cfg = PretrainConfig(perception=perception_for(args.logs, args.detector), out=args.out, every=args.every,
+                         **loop_fields(args))  # fmt: skip
     return train_pretrain(args.logs, cfg, args.val_fraction)
 
 
 def _perception(args: argparse.Namespace) -> Path:
-    cfg = FinetuneConfig(perception=_perception_config(args), out=args.out, init=args.init,
-                         label_fraction=args.label_fraction, **loop_fields(args))  # fmt: skip
+    cfg = FinetuneConfig(perception=perception_for(args.logs, args.detector), out=args.out, init=args.init,
+                         label_fraction=args.label_fraction, every=args.every, **loop_fields(args))  # fmt: skip
     return train_perception(args.logs, cfg, args.val_fraction)
 
 
@@ -175,16 +178,6 @@ def _end2end(args: argparse.Namespace) -> Path:
     cfg = EndToEndConfig(weights=args.init, out=args.out, sigma=args.sigma,
                          warmup_frames=args.warmup_frames, **loop_fields(args))  # fmt: skip
     return train_end2end(args.logs, cfg, args.val_fraction)
-
-
-def logged_raster(index: LogIndex) -> RasterConfig:
-    """The raster the logs were recorded with (every drive must agree)."""
-    rasters = {d.metadata.get("raster") for d in index.drives}
-    if len(rasters) != 1 or None in rasters:
-        raise ValueError(
-            f"logs {index.root}: drives disagree on (or do not record) their raster: {sorted(map(str, rasters))}"
-        )
-    return RasterConfig(**json.loads(rasters.pop()))
 
 
 def run_cycle_command(args: argparse.Namespace) -> int:

@@ -33,8 +33,8 @@ from core.io import atomic_write_text
 from fleet.registry import GateSettings, Registry, promote
 from fleet.train import MANIFEST, VALIDATION, train_end2end
 from sim.config import RasterConfig
-from sim.drivelogs.recorder import drive_name, record_drives
-from sim.policies import Policy, make_policy
+from sim.drivelogs.recorder import SuiteOrder, drive_name, record_drives
+from sim.policies import policy_at_raster
 from sim.scenarios import resolve_suite
 from stack.config import StackConfig
 from stack.policy import stack_weights
@@ -88,19 +88,15 @@ def next_cycle(work: Path) -> int:
     return unfinished[0] if unfinished else max(done, default=0) + 1
 
 
-def driver(name: str, raster: RasterConfig) -> Policy:
-    """The logging policy, seeing the model's raster (rule-based policies read the map at a raster)."""
-    return make_policy(name) if raster == RasterConfig() else make_policy(name, raster=raster)
-
-
 def record_fleet(cfg: CycleConfig, cycle: int, raster: RasterConfig, logs: Path) -> int:
     """Log every scenario's drives of this cycle; scenarios already fully logged are kept."""
     seeds = list(range(RECORD_SEEDS + 100 * cycle, RECORD_SEEDS + 100 * cycle + cfg.drives))
-    policy = driver(cfg.policy, raster)
+    policy = policy_at_raster(cfg.policy, raster)
+    suite = SuiteOrder.of(cfg.suite)
     for scenario in resolve_suite(cfg.suite):
         if all((logs / f"{drive_name(scenario.name, s)}.mcap").is_file() for s in seeds):
             continue
-        record_drives(scenario, seeds, policy, logs, raster)
+        record_drives(scenario, seeds, policy, logs, raster, suite=suite)
     return len(list(logs.glob("*.mcap")))
 
 

@@ -37,9 +37,9 @@ from core.config import Timing
 from core.distributed import join_process_group
 from core.io import write_json
 from core.training import FINAL_NAME
+from perception.jobs.common import frame_dataset
 from perception.jobs.finetune import FinetuneConfig, finetune
 from perception.jobs.pretrain import PretrainConfig, pretrain
-from perception.logdata import LogFrameDataset
 from prediction.logwindows import concat_windows, drive_windows
 from prediction.train import PredictionTrainConfig
 from prediction.train import train as train_predictor
@@ -90,8 +90,7 @@ def drive_manifest(
 def train_pretrain(logs: Path, cfg: PretrainConfig, val_fraction: float) -> Path:
     """Self-supervised pretraining on the unlabeled frames of the training drives."""
     index, train = training_drives(logs, cfg.out, val_fraction)
-    det = cfg.perception.detector
-    return pretrain(cfg, LogFrameDataset(index, train, det.frames, det.raster, det.warp_mode))
+    return pretrain(cfg, frame_dataset(cfg, labels=False, index=index, drives=train))
 
 
 def train_perception(logs: Path, cfg: FinetuneConfig, val_fraction: float) -> Path:
@@ -106,8 +105,7 @@ def train_perception(logs: Path, cfg: FinetuneConfig, val_fraction: float) -> Pa
     report_damaged(cfg.out, damaged)
     if not train:
         raise LogError(f"log folder {logs}: no training drive holds labels ({sorted(damaged)})")
-    det = cfg.perception.detector
-    return finetune(cfg, LogFrameDataset(index, train, det.frames, det.raster, det.warp_mode, labels=True))
+    return finetune(cfg, frame_dataset(cfg, labels=True, index=index, drives=train))
 
 
 def read_each(index: LogIndex, drives: list[DriveEntry], read: Callable[[DriveEntry], T]) -> tuple[list[T], dict]:
@@ -148,7 +146,7 @@ def train_end2end(logs: Path, cfg: EndToEndConfig, val_fraction: float) -> Path:
     index, train = training_drives(logs, cfg.out, val_fraction)
 
     def read(entry: DriveEntry) -> RecordedBatch:
-        return recorded_drive(index.path(entry), entry.frames, Timing())
+        return recorded_drive(index, entry, Timing())
 
     recorded, damaged = read_each(index, train, read)
     report_damaged(cfg.out, damaged)

@@ -26,9 +26,11 @@ from torch import Tensor
 from core.config import ConfigError
 from core.io import write_json
 from perception.calibration import expected_calibration_error, fit_covariance_scale, fit_temperature
-from perception.data import FrameDataset, ghosts_of, labels_of, split_by_episode
+from perception.config import DetectorConfig
+from perception.data import ghosts_of, labels_of, split_by_episode
 from perception.decode import decode, scale_position_covariance
-from perception.jobs.common import load_batch
+from perception.jobs.common import STORED_HALF, load_batch, open_logs
+from perception.logdata import LogFrameDataset
 from perception.metrics import (
     DetectionEvaluator,
     EvaluationConfig,
@@ -38,6 +40,7 @@ from perception.metrics import (
 )
 from perception.model import Perception
 from perception.types import CLASS_NAMES, Detections
+from sim.drivelogs.format import GHOSTS_TOPIC
 from sim.types import ObjectList
 
 CALIBRATED_NAME = "calibrated.safetensors"
@@ -50,7 +53,7 @@ class EvaluateConfig:
 
     Attributes:
         checkpoint: any perception checkpoint (`final.safetensors`, a `step-*` file, a calibrated one).
-        data: held-out dataset directory (scenario seeds not trained on).
+        data: held-out folder of drive logs (scenario seeds not trained on), at the detector's raster.
         out: directory for `calibrated.safetensors` and `report.json`.
         val_fraction: fraction of `data`'s episodes used for calibration; the rest are measured.
         fit_temperature: fit the temperature and the position-covariance scale on `val_fraction` of the
@@ -61,10 +64,12 @@ class EvaluateConfig:
         batch_size: frames per detector call.
         device: torch device.
         evaluation: matching thresholds and report settings.
+        every: one frame in `every` is measured (steps 0, every, 2 every, ... of each drive).
+        max_objects: M, label slots per frame.
     """
 
     checkpoint: Path = Path("runs/perception/finetune/final.safetensors")
-    data: Path = Path("data/frames-test")
+    data: Path = Path("data/drives-test")
     out: Path = Path("runs/perception/eval")
     val_fraction: float = 0.5
     fit_temperature: bool = True
@@ -72,8 +77,13 @@ class EvaluateConfig:
     batch_size: int = 32
     device: str = "cpu"
     evaluation: EvaluationConfig = EvaluationConfig()
+    every: int = 5
+    max_objects: int = 64
 
     def __post_init__(self) -> None:
+        for name in ("every", "max_objects"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                raise ConfigError(f"EvaluateConfig.{name}: expected an int >= 1, got {getattr(self, name)!r}")
         if not 0 < self.val_fraction < 1:
             raise ConfigError(f"EvaluateConfig.val_fraction: expected in (0, 1), got {self.val_fraction!r}")
         if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
@@ -125,7 +135,9 @@ class SplitOutputs:
 
 
 @torch.no_grad()
-def run_detector(model: Perception, dataset: FrameDataset, index: Tensor, batch_size: int, device: str) -> SplitOutputs:
+def run_detector(
+    model: Perception, dataset: LogFrameDataset, index: Tensor, batch_size: int, device: str
+) -> SplitOutputs:
     """Detections and existence logits for the frames `index` of `dataset` (temperature 1)."""
     det = model.cfg.detector
     model.eval()
@@ -147,7 +159,7 @@ def _ece(detections: list[Detections], outcomes: list[Tensor], bins: int) -> flo
     return expected_calibration_error(probs, hits, bins)
 
 
-def _splits(dataset: FrameDataset, cfg: EvaluateConfig) -> tuple[Tensor, Tensor]:
+def _splits(dataset: LogFrameDataset, cfg: EvaluateConfig) -> tuple[Tensor, Tensor]:
     val, test = split_by_episode(dataset, cfg.val_fraction, cfg.seed)
     episodes = len(torch.unique(dataset.episode))
     if len(val) == 0 or len(test) == 0:
@@ -175,16 +187,21 @@ def _fit_calibration(val: SplitOutputs, cfg: EvaluateConfig, current_scale: floa
     }
 
 
+def evaluation_frames(cfg: EvaluateConfig, det: DetectorConfig) -> LogFrameDataset:
+    """Every `cfg.every`-th frame of the held-out drives with labels, and with the sensor's ghosts where every
+    drive recorded them (logs recorded before they were are measured without the ghost statistics)."""
+    index = open_logs(cfg.data)
+    ghosts = all(GHOSTS_TOPIC in d.topics for d in index.drives)
+    return LogFrameDataset(index, index.drives, det.frames, det.raster, det.warp_mode, labels=True,
+                           max_objects=cfg.max_objects, every=cfg.every, stored_half=STORED_HALF,
+                           ghosts=ghosts)  # fmt: skip
+
+
 def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     """Fit the calibration (unless `cfg.fit_temperature` is False), write the calibrated checkpoint and the
     report; returns the report."""
     model = Perception.load(cfg.checkpoint, cfg.device)
-    if not (Path(cfg.data) / "index.json").is_file():
-        hint = "generate it with `drivestack perception generate`"
-        raise FileNotFoundError(f"dataset {cfg.data}: no index.json ({hint})")
-    dataset = FrameDataset(cfg.data)
-    det = model.cfg.detector
-    dataset.check_compatible(det.frames, det.raster, det.warp_mode)
+    dataset = evaluation_frames(cfg, model.cfg.detector)
     if cfg.fit_temperature:
         val_index, test_index = _splits(dataset, cfg)
         val = run_detector(model, dataset, val_index, cfg.batch_size, cfg.device)

@@ -20,8 +20,15 @@ which shares all but one of its frames.
 
 With `labels=True` (the supervised perception stage) each item also carries
 the frame's ground-truth objects as "labels.<field>" (`perception.data.labels_of`),
-read from the `/agents/labels` channel and padded to `max_objects` slots the
-way the generated datasets pad them (`perception.data.pad_objects`).
+read from the `/agents/labels` channel and padded to `max_objects` slots
+(`sim.sensors.objects.pad_objects`); with `ghosts=True` (evaluation) the object
+sensor's ghosts drawn into the frame, "ghosts.<field>" in G slots
+(`perception.data.ghosts_of`), from `/sensor/ghosts`.
+
+`every` keeps one frame in `every` (steps 0, every, 2 every, ...; frames of one
+drive 0.1 s apart are near duplicates), and `stored_half` rounds "input" and
+"next_bev" through float16, the precision the perception datasets stored them
+in: with both, the items are those the perception jobs were trained on.
 """
 
 from __future__ import annotations
@@ -34,18 +41,23 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from perception.data import LABELS, pad_objects
+from perception.data import GHOSTS, LABELS
 from perception.frames import FrameStack, detector_input
 from sim.config import RasterConfig
-from sim.drivelogs.format import FRAME_TOPIC, LABELS_TOPIC, LogError, LogRecord
-from sim.drivelogs.index import DriveEntry, LogIndex, read_span
+from sim.drivelogs.format import FRAME_TOPIC, GHOSTS_TOPIC, LABELS_TOPIC, LogError, LogRecord
+from sim.drivelogs.index import DriveEntry, LogIndex, logged_raster, read_span
+from sim.sensors.objects import pad_ghosts, pad_objects
 from sim.types import ObjectList
 
 CACHED_FRAMES = 256  # decoded frames kept (about 330 kB each at 128 x 128 cells: 85 MB)
 
 
 class LogFrameDataset(Dataset):
-    """Frames of `drives` that have a next frame; see the module docstring."""
+    """Every `every`-th frame of `drives` that has a next frame; see the module docstring. Item i is a dict:
+    "input" [2K + 3, H, W] (the detector input, `perception.frames.detector_input`), "next_bev" [2, H, W] (the
+    next frame's raw BEV, in its own ego frame), "pose" and "next_pose" [3] (world x, y, yaw of the ego
+    centre), "episode" (the drive's place in `drives`), "step" (the frame's), "time" (s), and the labels and
+    ghosts when asked for."""
 
     def __init__(
         self,
@@ -56,13 +68,23 @@ class LogFrameDataset(Dataset):
         warp_mode: str,
         labels: bool = False,
         max_objects: int = 64,
+        every: int = 1,
+        stored_half: bool = False,
+        ghosts: bool = False,
     ):
         if not drives:
             raise ValueError("LogFrameDataset: no drives (is the log folder empty, or every drive in the other split?)")
+        if not (isinstance(every, int) and every >= 1):
+            raise ValueError(f"LogFrameDataset.every: expected an int >= 1, got {every!r}")
         self.index, self.drives = index, list(drives)
+        recorded = logged_raster(index, self.drives)
+        if recorded != raster:
+            raise LogError(f"logs {index.root}: recorded with {recorded}, the detector reads {raster}")
         self.frames, self.raster, self.warp_mode = frames, raster, warp_mode
-        self.labels, self.max_objects = labels, max_objects
-        self.items = [(d, t) for d, entry in enumerate(self.drives) for t in range(entry.frames - 1)]
+        self.labels, self.max_objects, self.has_ghosts = labels, max_objects, ghosts
+        self.stored_half = stored_half
+        self.topics = (FRAME_TOPIC, *((LABELS_TOPIC,) if labels else ()), *((GHOSTS_TOPIC,) if ghosts else ()))
+        self.items = [(d, t) for d, entry in enumerate(self.drives) for t in range(0, entry.frames - 1, every)]
         self.episode = torch.tensor([d for d, _ in self.items], dtype=torch.long)
         self._cache: OrderedDict[tuple[int, int], dict[str, Tensor]] = OrderedDict()  # (drive, frame) -> tensors
         # Per drive, frame index by logged time: built once, not on every read.
@@ -85,14 +107,16 @@ class LogFrameDataset(Dataset):
         item = {
             "input": detector_input(stack, self.raster, self.warp_mode)[0],
             "next_bev": after["bev"],
-            "pose": now["pose"],
-            "next_pose": after["pose"],
+            "pose": now["pose"].float(),
+            "next_pose": after["pose"].float(),
             "episode": torch.tensor(drive),
             "step": torch.tensor(t),
-            "time": now["time"],
+            "time": now["time"].float(),
         }
-        if self.labels:
-            item.update({name: value for name, value in now.items() if name.startswith(f"{LABELS}.")})
+        if self.stored_half:
+            item.update(input=item["input"].half().float(), next_bev=item["next_bev"].half().float())
+        prefixes = (*((f"{LABELS}.",) if self.labels else ()), *((f"{GHOSTS}.",) if self.has_ghosts else ()))
+        item.update({name: value for name, value in now.items() if name.startswith(prefixes)})
         return item
 
     def _read(self, d: int, first: int, last: int) -> list[dict[str, Tensor]]:
@@ -117,7 +141,7 @@ class LogFrameDataset(Dataset):
         dicts of tensors by frame index."""
         entry = self.drives[d]
         path = self.index.path(entry)
-        topics = (FRAME_TOPIC, LABELS_TOPIC) if self.labels else (FRAME_TOPIC,)
+        topics = self.topics
         records = read_span(path, entry.frame_times[first], entry.frame_times[last], topics, whole_chunks=True)
         frame_of = self._frame_of[d]
         by_frame: dict[int, dict[str, LogRecord]] = {}
@@ -141,6 +165,9 @@ class LogFrameDataset(Dataset):
         frame = {"bev": sensor.bev[0], "map": sensor.map[0], "pose": sensor.ego_pose[0], "time": sensor.time[0]}
         if self.labels:
             frame.update(self._labels(records[LABELS_TOPIC].contract(validate=False)))
+        if self.has_ghosts:  # the reported ghosts only were recorded: back in G slots
+            ghosts = pad_ghosts(records[GHOSTS_TOPIC].contract(validate=False)).to_flat(GHOSTS)
+            frame.update({name: value[0] for name, value in ghosts.items()})
         return frame
 
     def _labels(self, labels: ObjectList) -> dict[str, Tensor]:

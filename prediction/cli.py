@@ -1,8 +1,8 @@
-"""`drivestack prediction generate|train|evaluate`: the prediction jobs from the command line.
+"""`drivestack prediction train|evaluate`: the prediction jobs from the command line.
 
-drivestack prediction generate --out data/windows.safetensors --suite hard --seeds 16
 drivestack prediction train --ethucy ../shared/data/ethucy --scene eth --out runs/pred-eth
-drivestack prediction train --windows data/windows.safetensors --out runs/pred-sim --interaction-radius 30
+drivestack fleet record --suite hard --seeds 16 --out data/drives      # simulator drives, then their windows:
+drivestack prediction train --logs data/drives --out runs/pred-sim --interaction-radius 30
 drivestack prediction evaluate --model runs/pred-eth/final.safetensors --ethucy ../shared/data/ethucy --scene eth
 drivestack prediction evaluate --baseline cv-sampled --ethucy ../shared/data/ethucy --scene eth
 """
@@ -19,7 +19,7 @@ from prediction import api
 from prediction.config import PredictorConfig
 from prediction.ethucy import SCENES, SPLITS, load_split
 from prediction.evaluate import evaluate_scene
-from prediction.simdata import SimWindowsConfig, describe, load_windows, save_windows, simulate_windows
+from prediction.logwindows import folder_windows
 from prediction.train import OBJECTIVES, PredictionTrainConfig, train
 from prediction.windows import TrajectoryWindows
 
@@ -27,34 +27,20 @@ from prediction.windows import TrajectoryWindows
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "prediction",
-        help="generate trajectory windows, train and evaluate the predictor",
-        description="Prediction jobs: generate (simulated trajectory windows), train (the CVAE's ELBO), "
-        "evaluate (minADE/FDE, most-likely ADE/FDE, mixture and KDE NLL).",
+        help="train and evaluate the predictor (ETH/UCY or drive logs)",
+        description="Prediction jobs: train (the CVAE's ELBO or winner-takes-all), evaluate (minADE/FDE, "
+        "most-likely ADE/FDE, mixture and KDE NLL), on ETH/UCY or on the windows of drive logs.",
     )
     jobs = p.add_subparsers(dest="job", metavar="JOB", required=True)
-    _add_generate(jobs)
     _add_train(jobs)
     _add_evaluate(jobs)
-
-
-def _add_generate(jobs: argparse._SubParsersAction) -> None:
-    g = jobs.add_parser("generate", help="simulate scenarios and write trajectory windows (ego frame)")
-    g.add_argument("--out", type=Path, required=True, help="windows file (.safetensors)")
-    g.add_argument("--suite", default="hard", help="suite name, scenario name or .yaml path (default hard)")
-    g.add_argument("--policy", default="pdm-gt", help="driving policy (default pdm-gt)")
-    g.add_argument("--seeds", type=int, default=8, help="episodes per scenario (default 8)")
-    g.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
-    g.add_argument("--duration", type=float, default=None, help="override every scenario's duration, s")
-    g.add_argument("--stride", type=int, default=1, help="samples between window start times (default 1)")
-    g.add_argument("--max-agents", type=int, default=64, help="nearest agents kept per window (default 64)")
-    g.add_argument("--radius", type=float, default=60.0, help="agents within this distance of the ego, m")
-    g.set_defaults(run=run_generate)
 
 
 def _add_data(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ethucy", type=Path, default=None, help="ETH/UCY folder (<scene>/{train,val,test}/*.txt)")
     parser.add_argument("--scene", choices=SCENES, default=None, help="the fold's held-out scene")
-    parser.add_argument("--windows", type=Path, nargs="*", default=[], help="simulator windows files")
+    parser.add_argument("--logs", type=Path, nargs="*", default=[],
+                        help="folders of drive logs (`drivestack fleet record`), cut into windows")  # fmt: skip
 
 
 def _add_train(jobs: argparse._SubParsersAction) -> None:
@@ -119,22 +105,6 @@ def _add_evaluate(jobs: argparse._SubParsersAction) -> None:
     e.set_defaults(run=run_evaluate)
 
 
-def run_generate(args: argparse.Namespace) -> int:
-    cfg = SimWindowsConfig(
-        suite=args.suite,
-        policy=args.policy,
-        seeds=tuple(range(args.first_seed, args.first_seed + args.seeds)),
-        duration=args.duration,
-        stride=args.stride,
-        max_agents=args.max_agents,
-        radius=args.radius,
-    )
-    windows = simulate_windows(cfg)
-    path = save_windows(windows, args.out, describe(cfg))
-    print(f"wrote {path} ({windows.batch_size} windows, {int(windows.valid.sum())} agents)")
-    return 0
-
-
 def run_train(args: argparse.Namespace) -> int:
     predictor = PredictorConfig(
         latent=args.latent,
@@ -150,7 +120,7 @@ def run_train(args: argparse.Namespace) -> int:
         out=args.out,
         ethucy_root=args.ethucy,
         scene=args.scene,
-        windows=tuple(args.windows),
+        logs=tuple(args.logs),
         predictor=predictor,
         objective=args.objective,
         wta_relax=args.wta_relax,
@@ -168,14 +138,14 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     model = api.load(args.model, args.device) if args.model else api.baseline(args.baseline)
-    if (args.ethucy is None) == (not args.windows):
-        raise ValueError("evaluate: give either --ethucy with --scene, or --windows")
+    if (args.ethucy is None) == (not args.logs):
+        raise ValueError("evaluate: give either --ethucy with --scene, or --logs")
     if args.ethucy is not None:
         if args.scene is None:
             raise ValueError("evaluate: --ethucy needs --scene")
         windows = load_split(args.ethucy, args.scene, args.split).windows
     else:
-        windows = TrajectoryWindows.concat([load_windows(p)[0] for p in args.windows])
+        windows = TrajectoryWindows.concat([folder_windows(folder) for folder in args.logs])
     report = evaluate_scene(model, windows, num_samples=args.samples, kde_samples=args.kde_samples, seed=args.seed,
                             progress=True)  # fmt: skip
     report = {"model": str(args.model or args.baseline), "scene": args.scene, "split": args.split, **report}

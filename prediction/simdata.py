@@ -1,18 +1,16 @@
-"""Prediction training windows from simulator episodes.
+"""Prediction training windows from sampled episodes: what a drive's true tracks give the predictor.
 
-    cfg = SimWindowsConfig(suite="hard", policy="pdm-gt", seeds=tuple(range(32)))
-    windows = simulate_windows(cfg)
-    save_windows(windows, "data/sim-windows.safetensors", {"config": describe(cfg)})
-    windows, meta = load_windows("data/sim-windows.safetensors")
-    episode, episodes = window_episodes(cfg)  # split by episode, never by window
+    samples = drive_samples(...)          # `prediction.logwindows`: a drive log sampled every 4 steps
+    windows = cut_windows(samples)        # every window of every episode
 
-A driving policy drives every scenario of a suite for each seed (seeds run as
-one batch, `episodes_per_batch` at a time, as `perception.data` does). Every
-`sample_dt` (every 4 sim steps) the box centre of every agent, whether it is
+Every `sample_dt` (every 4 sim steps, from step 0; the final state's sample
+included when it falls on one) the box centre of every agent, whether it is
 present, its class and size, and the ego's pose are sampled (`EpisodeSamples`,
-world frame). `cut_windows` then cuts windows of `HISTORY + HORIZON` samples
-around every current sample k that has `HISTORY - 1` samples before it and
-`HORIZON` after it inside the episode.
+world frame; `sample_row`). `cut_windows` then cuts windows of
+`HISTORY + HORIZON` samples around every current sample k that has
+`HISTORY - 1` samples before it and `HORIZON` after it inside the episode.
+The samples come from drive logs (`prediction.logwindows`), the one recorded
+format every training job reads.
 
 Frame: positions are in the ego frame at the window's current step, exactly
 the frame of `Tracks` and `Forecast` (`sim.sensors.pose.SensorPose`: origin at
@@ -25,90 +23,31 @@ decides its slots (which agents, in which order, their class and size) and the
 lanes are read at the current step, never later. Steps after the current one are labels
 (`TrajectoryWindows.future`); a model reads `TrajectoryWindows.observed` only.
 
-Window order is deterministic: scenario, then seed, then current step; every
-episode of a scenario gives the same number of windows (windows with no agent
-in range are kept, every slot invalid), so `window_episodes(cfg)` names each
-window's episode without simulating.
+Window order is deterministic: episode, then current step; every episode of
+the same length gives the same number of windows (windows with no agent in
+range are kept, every slot invalid).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import Tensor
-from tqdm import tqdm
 
-from core.config import ConfigError, Timing, require
-from core.contracts import ContractError, TensorContract, spec
-from core.io import atomic_path
-from prediction.windows import HISTORY, HORIZON, SAMPLE_DT, TrajectoryWindows, no_lanes
-from sim.policies import Observation, PolicyOutput, make_policy
-from sim.runner import rollout
-from sim.scenarios import Scenario, build_batch, episode_steps, resolve_suite
-from sim.sensors.lanes import lanes_near
+from core.config import Timing
+from core.contracts import TensorContract, spec
+from prediction.windows import HISTORY, HORIZON, SAMPLE_DT, TrajectoryWindows
 from sim.sensors.pose import GEOMETRY_DTYPE, SensorPose
-from sim.state import NUM_CLASSES, AgentState, EgoState, WorldState
+from sim.state import NUM_CLASSES, AgentState, EgoState
 
 log = logging.getLogger(__name__)
 
-FORMAT = "drivestack-windows/2"
-LANELESS_FORMAT = "drivestack-windows/1"  # before windows carried lanes: read as windows without a map
 TIMING = Timing(sample_dt=SAMPLE_DT, history_steps=HISTORY, horizon_steps=HORIZON)
 # Shortest episode that holds one window: samples 0 .. HISTORY + HORIZON - 1.
 MIN_DURATION = (HISTORY + HORIZON - 1) * SAMPLE_DT
-
-
-class WindowsFileError(ValueError):
-    """A windows file is missing, truncated, corrupted or does not hold valid windows."""
-
-
-@dataclass(frozen=True)
-class SimWindowsConfig:
-    """What to simulate and how to cut it into windows.
-
-    Attributes:
-        suite: suite name, scenario name or .yaml path (`sim.scenarios.resolve_suite`).
-        policy: the ego's driving policy (`sim.policies.make_policy`).
-        seeds: episode seeds, each run in every scenario.
-        duration: overrides every scenario's duration, s (None keeps the files'); at
-            least `MIN_DURATION` (7.6 s), the span of one window.
-        stride: samples between the current steps of consecutive windows of an episode.
-        max_agents: A, agent slots per window; when more agents are in range, the
-            `max_agents` nearest the ego at the current step are kept (nearest first).
-        radius: agents farther than this from the ego box centre at the current step
-            get no slot, m.
-        episodes_per_batch: seeds simulated together as one batch.
-    """
-
-    suite: str = "hard"
-    policy: str = "pdm-gt"
-    seeds: tuple[int, ...] = tuple(range(8))
-    duration: float | None = None
-    stride: int = 1
-    max_agents: int = 64
-    radius: float = 60.0
-    episodes_per_batch: int = 8
-
-    def __post_init__(self) -> None:
-        o = "SimWindowsConfig"
-        require(isinstance(self.suite, str) and self.suite != "", o, "suite", "a suite or scenario name", self.suite)
-        require(isinstance(self.policy, str) and self.policy != "", o, "policy", "a policy name", self.policy)
-        seeds_ok = isinstance(self.seeds, tuple) and len(self.seeds) >= 1 and all(_is_int(s, 0) for s in self.seeds)
-        require(seeds_ok, o, "seeds", "a non-empty tuple of ints >= 0", self.seeds)
-        require(len(set(self.seeds)) == len(self.seeds), o, "seeds", "distinct seeds", self.seeds)
-        duration_ok = self.duration is None or (_is_real(self.duration) and self.duration >= MIN_DURATION)
-        require(duration_ok, o, "duration", f"None or >= {MIN_DURATION:g} s (one window)", self.duration)
-        for name in ("stride", "max_agents", "episodes_per_batch"):
-            require(_is_int(getattr(self, name), 1), o, name, "an int >= 1", getattr(self, name))
-        require(_is_real(self.radius) and self.radius > 0, o, "radius", "a finite distance > 0 m", self.radius)
 
 
 def _is_int(value: object, low: int) -> bool:
@@ -118,11 +57,6 @@ def _is_int(value: object, low: int) -> bool:
 
 def _is_real(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def describe(cfg: SimWindowsConfig) -> dict:
-    """The config as JSON-ready values (for `save_windows` metadata)."""
-    return {**asdict(cfg), "seeds": list(cfg.seeds)}
 
 
 # -- sampling episodes -------------------------------------------------------
@@ -163,33 +97,6 @@ class EpisodeSamples(TensorContract):
         return int(self.present.shape[1])
 
 
-class _Sampler:
-    """Rollout observer: keeps every `every`-th state's agents and ego pose (on the CPU)."""
-
-    def __init__(self, every: int):
-        self.every = every
-        self.rows: list[dict[str, Tensor]] = []
-
-    def __call__(self, state: WorldState, obs: Observation, plan: PolicyOutput) -> None:
-        self.offer(state)
-
-    def offer(self, state: WorldState) -> None:
-        """Record `state` when its step is a sample step (every episode of a batch shares the step)."""
-        if int(state.step[0]) % self.every == 0:
-            self.rows.append(_sample(state))
-
-    def samples(self) -> EpisodeSamples:
-        stacked = {name: torch.stack([row[name] for row in self.rows], dim=1) for name in self.rows[0]}
-        return EpisodeSamples(**stacked)
-
-
-def _sample(state: WorldState) -> dict[str, Tensor]:
-    """One sample of every episode of `state`: the tensors of `EpisodeSamples` without the T axis."""
-    lanes = lanes_near(state.map, SensorPose.of(state.ego))
-    row = sample_row(state.ego, state.agents, lanes.points, lanes.valid)
-    return {name: value.detach().cpu() for name, value in row.items()}
-
-
 def sample_row(ego: EgoState, agents: AgentState, lanes: Tensor, lanes_valid: Tensor) -> dict[str, Tensor]:
     """The tensors of `EpisodeSamples` without the T axis, for the ego and agents of one time and the lanes
     `[B, N, P, 2]` near the ego then, in its frame (`SensorPose.of(ego)`)."""
@@ -204,22 +111,6 @@ def sample_row(ego: EgoState, agents: AgentState, lanes: Tensor, lanes_valid: Te
         "lanes": lanes.to(GEOMETRY_DTYPE),
         "lanes_valid": lanes_valid,
     }
-
-
-def sample_episodes(
-    scenario: Scenario, seeds: list[int], policy: str, progress: Callable[[int], None] | None = None
-) -> tuple[EpisodeSamples, list[str | None]]:
-    """Drive one batch of episodes (one per seed) and sample it every `SAMPLE_DT`.
-
-    Returns the samples ([B = len(seeds), T = steps // 4 + 1, ...], the final state
-    included when it falls on a sample step) and each episode's policy error or None.
-    """
-    state = build_batch(scenario, seeds, timing=TIMING)
-    sampler = _Sampler(TIMING.sim_steps_per_sample)
-    steps = episode_steps(scenario, TIMING)
-    final, _, errors = rollout(state, make_policy(policy), steps, timing=TIMING, observer=sampler, progress=progress)
-    sampler.offer(final)  # the observer sees steps 0 .. steps-1; the last sample may be the final state
-    return sampler.samples(), errors
 
 
 # -- cutting windows ---------------------------------------------------------
@@ -280,9 +171,9 @@ def cut_windows(
 ) -> TrajectoryWindows:
     """Every window of every episode of `samples`, episode-major then by current step.
 
-    Returns S = B * len(window_currents(T, stride)) windows of
-    A = min(max_agents, N) slots (see `SimWindowsConfig` for the selection),
-    positions in the ego frame of each window's current step, float32.
+    Returns S = B * len(window_currents(T, stride)) windows of A = min(max_agents, N) slots: the agents
+    present within `radius` m of the ego box centre at the current step, nearest first (`max_agents` of
+    them where more are in range); positions in the ego frame of each window's current step, float32.
     """
     for name, value in (("stride", stride), ("max_agents", max_agents)):
         if not _is_int(value, 1):
@@ -301,144 +192,3 @@ def cut_windows(
         return torch.stack([getattr(w, name) for w in per_step], dim=1).flatten(0, 1)  # (B K, ...)
 
     return TrajectoryWindows(**{name: stack(name) for name in TrajectoryWindows.field_names()}, history=HISTORY)
-
-
-# -- the job -----------------------------------------------------------------
-
-
-def _scenarios(cfg: SimWindowsConfig) -> list[Scenario]:
-    chosen = resolve_suite(cfg.suite)
-    if cfg.duration is not None:
-        return [s.with_overrides({"duration": cfg.duration}) for s in chosen]
-    too_short = [f"{s.name} ({s.duration:g} s)" for s in chosen if s.duration < MIN_DURATION]
-    if too_short:
-        raise ConfigError(
-            f"SimWindowsConfig.suite: scenarios {', '.join(too_short)} are shorter than one window "
-            f"({MIN_DURATION:g} s); set SimWindowsConfig.duration"
-        )
-    return chosen
-
-
-def _batches(cfg: SimWindowsConfig) -> list[list[int]]:
-    step = cfg.episodes_per_batch
-    return [list(cfg.seeds[start : start + step]) for start in range(0, len(cfg.seeds), step)]
-
-
-def simulate_windows(cfg: SimWindowsConfig, progress: bool = True) -> TrajectoryWindows:
-    """Simulate every (scenario, seed) episode and cut it into windows (see the module docstring).
-
-    Windows are ordered scenario, seed, current step (`window_episodes`); slots
-    are trimmed to the fullest window. `progress` shows a bar over sim steps.
-    """
-    scenarios = _scenarios(cfg)
-    make_policy(cfg.policy)  # an unknown name fails now, not after the first batch
-    total = sum(episode_steps(s, TIMING) for s in scenarios) * len(_batches(cfg))  # the bar counts batch steps
-    parts = []
-    with tqdm(total=total, unit="step", desc=f"windows {cfg.policy}", disable=not progress) as bar:
-        for scenario in scenarios:
-            for seeds in _batches(cfg):
-                samples, errors = sample_episodes(scenario, seeds, cfg.policy, bar.update)
-                for seed, error in zip(seeds, errors, strict=True):
-                    if error is not None:  # the ego stops; the other agents' motion is still good data
-                        log.warning("%s seed %d: %s", scenario.name, seed, error)
-                parts.append(cut_windows(samples, cfg.stride, cfg.max_agents, cfg.radius))
-    return TrajectoryWindows.concat(parts).trimmed()
-
-
-def window_episodes(cfg: SimWindowsConfig) -> tuple[Tensor, list[tuple[str, int]]]:
-    """Which episode each window of `simulate_windows(cfg)` comes from, without simulating.
-
-    Returns ([S] long index into the episode list, the episodes as (scenario name, seed)).
-    Split training data by episode: windows of one episode overlap.
-    """
-    episodes: list[tuple[str, int]] = []
-    counts: list[int] = []
-    for scenario in _scenarios(cfg):
-        samples = episode_steps(scenario, TIMING) // TIMING.sim_steps_per_sample + 1
-        per_episode = len(window_currents(samples, cfg.stride))
-        for seed in cfg.seeds:
-            episodes.append((scenario.name, seed))
-            counts.append(per_episode)
-    index = torch.repeat_interleave(torch.arange(len(episodes)), torch.tensor(counts, dtype=torch.long))
-    return index, episodes
-
-
-# -- files -------------------------------------------------------------------
-
-
-def save_windows(windows: TrajectoryWindows, path: str | Path, meta: dict) -> Path:
-    """Write `windows` and the JSON-ready `meta` as one safetensors file, atomically.
-
-    The tensors are stored under their field names; `history`, `dt` and `meta`
-    go in the file's JSON header. A crash leaves the old file (or none), never
-    a half-written one under `path`.
-    """
-    path = Path(path)
-    windows.validate()
-    try:
-        meta_text = json.dumps(meta)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"save_windows.meta: expected JSON-serialisable values ({exc})") from exc
-    header = {"format": FORMAT, "history": str(windows.history), "dt": repr(float(windows.dt)), "meta": meta_text}
-    tensors = {name: getattr(windows, name).detach().cpu().contiguous() for name in TrajectoryWindows.field_names()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=header)
-    return path
-
-
-def load_windows(path: str | Path) -> tuple[TrajectoryWindows, dict]:
-    """Read and validate a file written by `save_windows`; returns (windows, meta).
-
-    Raises WindowsFileError naming the file when it is missing, truncated,
-    corrupted, lacks a tensor or a header field, or holds invalid windows.
-    """
-    path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-            names = TrajectoryWindows.field_names()
-            if header.get("format") == LANELESS_FORMAT:
-                names = [name for name in names if name not in ("lanes", "lanes_valid")]
-            missing = sorted(set(names) - set(f.keys()))
-            if missing:
-                raise WindowsFileError(f"{path}: corrupted windows file, missing tensors {missing}")
-            tensors = {name: f.get_tensor(name) for name in names}
-    except WindowsFileError:
-        raise
-    except FileNotFoundError as exc:
-        raise WindowsFileError(f"{path}: no such windows file") from exc
-    except Exception as exc:  # safetensors raises its own error type (truncated header, bad offsets) or OSError
-        raise WindowsFileError(f"{path}: corrupted windows file ({exc})") from exc
-    history, dt, meta = _read_header(path, header)
-    if "lanes" not in tensors:
-        tensors.update(no_lanes(int(tensors["valid"].shape[0])))
-    windows = TrajectoryWindows(**tensors, history=history, dt=dt)
-    try:
-        windows.validate()
-    except ContractError as exc:
-        raise WindowsFileError(f"{path}: invalid windows ({exc})") from exc
-    return windows, meta
-
-
-def _read_header(path: Path, header: dict[str, str]) -> tuple[int, float, dict]:
-    """(history, dt, meta) from a windows file's header, each checked."""
-    if header.get("format") not in (FORMAT, LANELESS_FORMAT):
-        raise WindowsFileError(f"{path}: expected header format {FORMAT!r}, got {header.get('format')!r}")
-    missing = sorted({"history", "dt", "meta"} - set(header))
-    if missing:
-        raise WindowsFileError(f"{path}: corrupted windows file, header lacks {missing}")
-    try:
-        history = int(header["history"])
-    except ValueError as exc:
-        raise WindowsFileError(f"{path}: header history: expected an int, got {header['history']!r}") from exc
-    try:
-        dt = float(header["dt"])
-    except ValueError as exc:
-        raise WindowsFileError(f"{path}: header dt: expected a float in s, got {header['dt']!r}") from exc
-    try:
-        meta = json.loads(header["meta"])
-    except json.JSONDecodeError as exc:
-        raise WindowsFileError(f"{path}: header meta: invalid JSON ({exc})") from exc
-    if not isinstance(meta, dict):
-        raise WindowsFileError(f"{path}: header meta: expected a JSON object, got {type(meta).__name__}")
-    return history, dt, meta

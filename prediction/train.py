@@ -1,8 +1,8 @@
 """`drivestack prediction train`: fit the predictor's ELBO on trajectory windows.
 
 Data: an ETH/UCY fold (`ethucy_root` + `scene`: the fold's train split, i.e.
-every other scene) and/or simulator windows files (`prediction.simdata`),
-held in memory. Each step draws `batch_size` windows (the shared
+every other scene) and/or folders of simulator drive logs (`logs`, cut into
+windows by `prediction.logwindows`), held in memory. Each step draws `batch_size` windows (the shared
 `core.training` loop: AdamW, warm-up + cosine LR, resumable checkpoints),
 rotates each window by a random angle (augmentation: the model is
 translation invariant by construction, rotation invariance is learned), builds
@@ -38,8 +38,8 @@ from prediction.checkpoint import KIND_TRAIN, save_predictor
 from prediction.config import PredictorConfig
 from prediction.ethucy import SCENES, load_split
 from prediction.inputs import tracks_from_positions
+from prediction.logwindows import folder_windows
 from prediction.model import MapInput, Predictor
-from prediction.simdata import load_windows
 from prediction.windows import TrajectoryWindows
 
 OBJECTIVES = ("wta", "elbo")
@@ -54,7 +54,8 @@ class PredictionTrainConfig(LoopSettings):
     Attributes:
         ethucy_root: ETH/UCY folder (`<root>/<scene>/{train,val,test}`); None = no ETH/UCY data.
         scene: the held-out scene of the fold (train on `<root>/<scene>/train`).
-        windows: simulator windows files (`drivestack prediction generate`).
+        logs: folders of drive logs (`drivestack fleet record`), their windows in the order given, each
+            folder's drives in their suite's order.
         predictor: the model.
         objective: "wta" (mode assignment) or "elbo" (the CVAE bound); see the module docstring.
         wta_relax: share of the reconstruction weight the non-winning modes split ("wta").
@@ -70,7 +71,7 @@ class PredictionTrainConfig(LoopSettings):
     out: Path = Path("runs/prediction")
     ethucy_root: Path | None = None
     scene: str | None = None
-    windows: tuple[Path, ...] = ()
+    logs: tuple[Path, ...] = ()
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
     steps: int = 3000
     batch_size: int = 32
@@ -106,17 +107,15 @@ class PredictionTrainConfig(LoopSettings):
 def training_windows(cfg: PredictionTrainConfig, extra: TrajectoryWindows | None = None) -> TrajectoryWindows:
     """Every training window of the job (and `extra`, e.g. windows cut from drive logs), agent slots
     padded to the widest source."""
-    if cfg.ethucy_root is None and not cfg.windows and extra is None:
-        raise ConfigError("PredictionTrainConfig.windows: expected at least one file when there is no ETH/UCY fold "
-                          "and no windows from logs, got ()")  # fmt: skip
+    if cfg.ethucy_root is None and not cfg.logs and extra is None:
+        raise ConfigError("PredictionTrainConfig.logs: expected at least one log folder when there is no ETH/UCY "
+                          "fold and no other windows, got ()")  # fmt: skip
     parts = [] if extra is None else [extra]
     if cfg.ethucy_root is not None:
         parts.append(
             load_split(cfg.ethucy_root, cfg.scene, "train", cfg.predictor.history, cfg.predictor.horizon).windows
         )
-    for path in cfg.windows:
-        windows, _ = load_windows(path)
-        parts.append(windows)
+    parts += [folder_windows(folder) for folder in cfg.logs]
     for p in parts:
         if (p.history, p.horizon) != (cfg.predictor.history, cfg.predictor.horizon) or abs(
             p.dt - cfg.predictor.dt

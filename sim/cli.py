@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from core.distributed import join_process_group, leave_process_group
-from sim.config import RasterConfig
-from sim.drivelogs.recorder import drive_recorder
+from sim.drivelogs.recorder import SuiteOrder, drive_recorder
 from sim.policies import make_policy, policy_names
 from sim.suite import DriveLogFactory, SuiteConfig, run_suite
 
@@ -80,9 +79,12 @@ def policy_options(args: argparse.Namespace, results_only: bool = False) -> dict
     }
 
 
-def drive_logs(folder: Path | None, raster: RasterConfig) -> DriveLogFactory | None:
+def drive_logs(folder: Path | None, cfg: SuiteConfig) -> DriveLogFactory | None:
     """The suite's drive-log factory writing to `folder` (None: no logs)."""
-    return None if folder is None else functools.partial(drive_recorder, folder, raster=raster)
+    if folder is None:
+        return None
+    return functools.partial(drive_recorder, folder, raster=cfg.raster, timing=cfg.timing,
+                             suite=SuiteOrder.of(cfg.suite))  # fmt: skip
 
 
 def main(args: argparse.Namespace) -> int:
@@ -102,7 +104,7 @@ def main(args: argparse.Namespace) -> int:
         policy_settings={name: str(value) for name, value in policy_options(args, results_only=True).items()},
     )
     policy = make_policy(args.policy, **policy_options(args))
-    results = run_suite(cfg, policy, drive_logs(args.record, cfg.raster), resume=args.resume)
+    results = run_suite(cfg, policy, drive_logs(args.record, cfg), resume=args.resume)
     failed = sum(r.error is not None for r in results)
     if rank == 0:
         print(f"wrote {cfg.out}/summary.json, summary.csv, episodes.csv ({len(results)} episodes, {failed} failed)")

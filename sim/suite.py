@@ -43,7 +43,8 @@ class DriveLog(Protocol):
 
     def observe(self, state: WorldState, obs: Observation, plan: PolicyOutput) -> None: ...
 
-    def close(self) -> object: ...
+    def close(self, final: WorldState, errors: Sequence[str | None]) -> object:
+        """Finish the batch's logs: `final` is the state after the last step, `errors` the policy's per episode."""
 
     def abort(self) -> None: ...
 
@@ -121,14 +122,14 @@ def _run_batch(
             watch(s, obs, plan)
 
     try:
-        _, metrics, errors = rollout(state, policy, steps, timing=cfg.timing, raster=cfg.raster,
+        final, metrics, errors = rollout(state, policy, steps, timing=cfg.timing, raster=cfg.raster,
                                      observer=observer if watchers else None, progress=progress)  # fmt: skip
     except BaseException:
         if drive_log is not None:
             drive_log.abort()  # the episodes are run again one by one, and logged then
         raise
     if drive_log is not None:
-        drive_log.close()
+        drive_log.close(final, errors)
     rows = []
     for i, seed in enumerate(seeds):
         values = {name: float(v[i]) for name, v in metrics.items()}

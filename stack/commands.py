@@ -37,6 +37,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     t = jobs.add_parser("train", help="end-to-end fine-tuning with a planning loss (imitation + hindsight collisions)")
     t.add_argument("--weights", type=Path, help=f"the stack to start from (default: the shipped one{SEARCHED})")
     t.add_argument("--out", type=Path, default=Path("runs/stack-e2e"), help="checkpoint folder")
+    t.add_argument("--logs", type=Path, metavar="DIR",
+                   help="train on these expert drive logs instead of recording the suite into <out>/drives "
+                        "(they must be at the detector's raster; --suite, --seeds, --first-seed and --expert "
+                        "are then unused)")  # fmt: skip
     t.add_argument("--suite", default="hard", help="scenarios of the expert episodes (default hard)")
     t.add_argument("--seeds", type=int, default=4, help="expert episodes per scenario (default 4)")
     t.add_argument("--first-seed", type=int, default=400, help="first seed (default 400)")
@@ -81,6 +85,7 @@ def train_main(args: argparse.Namespace) -> int:
     cfg = EndToEndConfig(
         out=args.out,
         weights=args.weights,
+        logs=args.logs,
         suite=args.suite,
         seeds=tuple(range(args.first_seed, args.first_seed + args.seeds)),
         expert=args.expert,

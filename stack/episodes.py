@@ -1,31 +1,28 @@
-"""Expert episodes recorded for end-to-end training: every sensor frame with what happened next.
+"""Expert drives for end-to-end training: every sensor frame with what happened next.
 
-An expert policy (by default `pdm-gt`) drives a batch of episodes in the
-simulator; every step keeps the frame the stack would have seen and the true
-world state: the ego's box-centre pose and every agent's box. A training item
-is then (episode, step): the stack perceives the frames before it and plans
-at it, and the loss compares the plan with the expert's actual future and the
-agents' true futures (`stack.train`). Everything is held in memory (about
-0.33 MB per frame on the default raster). `recorded_drive` reads the same
-batch from a drive log (`sim.drivelogs`), for `drivestack fleet train --stage end2end`.
+An expert policy (by default `pdm-gt`) drives episodes in the simulator and
+each drive is logged (`sim.drivelogs`): every step keeps the frame the expert
+saw and the true world state, the ego's pose and every agent's box.
+`recorded_drive` reads one drive back as a `RecordedBatch` (B = 1), the form
+the end-to-end job trains on (`stack.train`, `drivestack fleet train --stage
+end2end`); it is held in memory (about 0.33 MB per frame on the default
+raster). A training item is (episode, step): the stack perceives the frames
+before it and plans at it, and the loss compares the plan with the expert's
+actual future and the agents' true futures (`futures`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from core.config import Timing
-from sim.config import RasterConfig
 from sim.drivelogs.format import EGO_TOPIC, FRAME_TOPIC, TRUTH_TOPIC
+from sim.drivelogs.index import DriveEntry, LogIndex
 from sim.drivelogs.series import check_agent_slots, check_steps, read_series
 from sim.geometry import ego_center, world_to_local
-from sim.policies import make_policy
-from sim.runner import rollout
-from sim.scenarios import build_batch, episode_steps, resolve_suite
 from sim.state import AgentState, EgoState
 from sim.types import SensorFrame
 
@@ -72,32 +69,6 @@ class RecordedBatch:
         )
 
 
-def record(suite: str, seeds: list[int], policy: str = "pdm-gt", raster: RasterConfig = RasterConfig(),
-           timing: Timing = Timing()) -> list[RecordedBatch]:  # fmt: skip
-    """One `RecordedBatch` per scenario of `suite`, each running `seeds` together, driven by `policy`."""
-    return [_record_scenario(scenario, seeds, policy, raster, timing) for scenario in resolve_suite(suite)]
-
-
-def _record_scenario(scenario, seeds: list[int], policy: str, raster: RasterConfig, timing: Timing) -> RecordedBatch:
-    state = build_batch(scenario, seeds, timing=timing)
-    frames: list[SensorFrame] = []
-    truth: dict[str, list[Tensor]] = {
-        name: [] for name in ("ego_xy", "ego_yaw", "agent_xy", "agent_yaw", "agent_size", "agent_valid")
-    }
-
-    def observe(s, obs, _plan) -> None:
-        frames.append(obs.frame)
-        truth["ego_xy"].append(ego_center(s.ego))
-        truth["ego_yaw"].append(s.ego.yaw)
-        truth["agent_xy"].append(s.agents.xy)
-        truth["agent_yaw"].append(s.agents.yaw)
-        truth["agent_size"].append(torch.stack((s.agents.length, s.agents.width), dim=-1))
-        truth["agent_valid"].append(s.agents.valid)
-
-    rollout(state, make_policy(policy), episode_steps(scenario, timing), timing=timing, raster=raster, observer=observe)
-    return RecordedBatch(frames=frames, **{name: torch.stack(values) for name, values in truth.items()})
-
-
 @dataclass(frozen=True)
 class Futures:
     """What really happened after a step, in the ego frame of that step (the frame's localisation pose).
@@ -139,14 +110,15 @@ def futures(batch: RecordedBatch, episodes: Tensor, steps: Tensor, timing: Timin
     )
 
 
-def recorded_drive(path: str | Path, frames: int, timing: Timing) -> RecordedBatch:
-    """One drive as the end-to-end job's `RecordedBatch` (B = 1): the frames the expert saw, its own
-    trajectory and the true agents."""
-    series = read_series(path, frames, (FRAME_TOPIC, EGO_TOPIC, TRUTH_TOPIC))
-    sensor: list[SensorFrame] = series[FRAME_TOPIC]
+def recorded_drive(index: LogIndex, entry: DriveEntry, timing: Timing) -> RecordedBatch:
+    """One drive as the end-to-end job's `RecordedBatch` (B = 1): the frames the expert saw (not the final
+    state's, logged after them), its own trajectory and the true agents."""
+    path = index.path(entry)
+    series = read_series(path, entry.frames, (FRAME_TOPIC, EGO_TOPIC, TRUTH_TOPIC))
+    sensor: list[SensorFrame] = series[FRAME_TOPIC][: entry.steps]
     check_steps(path, [float(f.time[0]) for f in sensor], timing)
-    ego: list[EgoState] = series[EGO_TOPIC]
-    agents: list[AgentState] = series[TRUTH_TOPIC]
+    ego: list[EgoState] = series[EGO_TOPIC][: entry.steps]
+    agents: list[AgentState] = series[TRUTH_TOPIC][: entry.steps]
     check_agent_slots(path, agents)
     return RecordedBatch(  # every tensor [S, 1, ...]: S frames of one episode
         frames=sensor,

@@ -34,7 +34,7 @@ from core.distributed import broadcast_json, process_group
 from core.io import sha256_file, write_json
 from sim.config import RasterConfig
 from sim.journal import RunInterrupted
-from sim.policies import make_policy, takes_option
+from sim.policies import policy_at_raster
 from sim.suite import SuiteConfig, discard_other_run, run_suite
 from stack.bootstrap import differences, sweep_differences
 from stack.diagnostics import DIAGNOSTICS, make_diagnostic
@@ -131,7 +131,7 @@ class Run:
 
     def policy(self, cfg: ClosedLoopConfig, raster: RasterConfig):
         if self.kind == "baseline":  # on the stack's raster, where the baseline reads the map
-            return make_policy(self.baseline, **({"raster": raster} if takes_option(self.baseline, "raster") else {}))
+            return policy_at_raster(self.baseline, raster)
         if self.kind == "diagnostic":
             options = {} if self.label == "pdm-stack" else {"sigma": self.sigma}
             return make_diagnostic(self.label, weights=cfg.weights, **options)

@@ -2,7 +2,12 @@
 
     drivestack stack train --weights weights/stack.safetensors --out runs/stack-e2e
 
-An expert (`pdm-gt`) drives recorded episodes (`stack.episodes`). A training
+The expert drives are drive logs (`sim.drivelogs`): the folder `logs`, or
+else the job records the expert (`pdm-gt`) driving `suite` x `seeds` at the
+stack's raster into `<out>/drives` (once: a resumed job reuses its
+recording), and reads each drive back with `stack.episodes.recorded_drive`,
+in the suite's order. Logs at another raster than the detector's are refused:
+the stack would perceive frames of the wrong geometry. A training
 item is (episode, step): the stack perceives the `warmup_frames` frames before
 the step without gradients (the tracker's history fills), then takes one full
 step with gradients and plans. The loss is the expectation, under the
@@ -21,6 +26,7 @@ loop (AdamW, warm-up + cosine, checkpoints, resume) is `core.training`'s.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -28,13 +34,23 @@ import torch
 from torch import Tensor, nn
 
 from core.config import Timing, require
+from core.distributed import barrier, process_group
 from core.training import LoopSettings, Trainer
 from planning.collision import box_probability, first_hit_probability, minkowski_half_sizes
-from stack.episodes import Futures, RecordedBatch, futures, record
+from sim.config import RasterConfig
+from sim.drivelogs.format import LogError
+from sim.drivelogs.index import INDEX_FILE, LogIndex, build_index, logged_raster
+from sim.drivelogs.recorder import drive_name, record_suite
+from sim.policies import policy_at_raster
+from sim.scenarios import resolve_suite
+from stack.episodes import Futures, RecordedBatch, futures, recorded_drive
 from stack.model import Stack
 from stack.policy import stack_weights
 
+log = logging.getLogger(__name__)
+
 KIND = "stack-e2e"
+DRIVES = "drives"  # <out>/drives: the expert drives a job records itself (no `logs` given)
 HINDSIGHT_POSITION_STD = 0.1  # m, blur of the true agent positions (keeps the cost smooth)
 
 
@@ -44,6 +60,8 @@ class EndToEndConfig(LoopSettings):
 
     Attributes:
         weights: the stack to start from (None: the shipped stack, `stack.policy.stack_weights`).
+        logs: a folder of expert drive logs to train on (None: record `suite` x `seeds` driven by `expert`
+            into `<out>/drives`; the three are unused otherwise).
         suite: scenarios of the recorded episodes.
         seeds: episode seeds (clear of the evaluation's, which start at 5000).
         expert: the policy that drives the recorded episodes.
@@ -56,6 +74,7 @@ class EndToEndConfig(LoopSettings):
 
     out: Path = Path("runs/stack-e2e")
     weights: Path | None = None
+    logs: Path | None = None
     suite: str = "hard"
     seeds: tuple[int, ...] = tuple(range(400, 404))
     expert: str = "pdm-gt"
@@ -74,6 +93,7 @@ class EndToEndConfig(LoopSettings):
     def __post_init__(self) -> None:
         o = type(self).__name__
         super().__post_init__()
+        require(self.logs is None or isinstance(self.logs, str | Path), o, "logs", "None or a folder path", self.logs)
         require(len(self.seeds) >= 1, o, "seeds", "at least one seed", self.seeds)
         for name in ("warmup_frames", "item_stride"):
             value = getattr(self, name)
@@ -165,15 +185,81 @@ def _cat_futures(parts: list[Futures]) -> Futures:
     return Futures(ego_xy=torch.cat([p.ego_xy for p in parts]), **padded)
 
 
+def drives_folder(cfg: EndToEndConfig, raster: RasterConfig, timing: Timing) -> Path:
+    """The folder of expert drive logs the job trains on: `cfg.logs`, else `<out>/drives`, recorded now at the
+    stack's `raster` and `timing` (by rank 0; the others wait) unless a resumed job finds its recording done:
+    the logs are written atomically and the index after them, so an index means every drive is there."""
+    if cfg.logs is not None:
+        return Path(cfg.logs)
+    folder = Path(cfg.out) / DRIVES
+    expert = policy_at_raster(cfg.expert, raster)
+    rank, world = process_group()
+    if rank == 0 and not (folder / INDEX_FILE).is_file():
+        record_suite(cfg.suite, cfg.seeds, expert, folder, raster, foxglove=False, timing=timing)
+        build_index(folder)
+    barrier(world)
+    check_recording(build_index(folder, save=False), cfg, getattr(expert, "name", type(expert).__name__))
+    return folder
+
+
+def check_recording(index: LogIndex, cfg: EndToEndConfig, expert: str) -> None:
+    """Refuse a reused `<out>/drives` that another job recorded (another suite, seeds or `expert`, the policy
+    name its logs carry: a job killed before its first checkpoint, started again with other settings) rather
+    than train on its drives."""
+    expected = {drive_name(s.name, seed) for s in resolve_suite(cfg.suite) for seed in cfg.seeds}
+    found = {d.drive for d in index.drives} | {Path(name).stem for name in index.broken}
+    experts = {d.metadata.get("policy") for d in index.drives}
+    if found != expected or experts - {expert}:
+        raise ValueError(
+            f"logs {index.root}: not the drives of suite {cfg.suite!r} x seeds {list(cfg.seeds)} driven by "
+            f"{expert!r} (missing {sorted(expected - found)[:3]}, others {sorted(found - expected)[:3]}, experts "
+            f"{sorted(map(str, experts))}): another job recorded them; delete the folder or choose another --out"
+        )
+
+
+def check_raster(index: LogIndex, raster: RasterConfig) -> None:
+    """Refuse logs recorded at another raster than the detector's `raster`: their frames have another geometry."""
+    recorded = logged_raster(index)
+    if recorded != raster:
+        raise ValueError(f"logs {index.root}: recorded at {recorded}, but the stack's detector reads {raster}; "
+                         "record them at the detector's raster (drivestack fleet record --raster-size, "
+                         "--resolution)")  # fmt: skip
+
+
+def expert_drives(folder: Path, raster: RasterConfig, timing: Timing) -> list[RecordedBatch]:
+    """Every drive of `folder` as a `RecordedBatch` (B = 1), in the suite's order. Logs that cannot be read
+    (at indexing, or damaged in a way only reading shows: a missing channel, dropped frames) are reported and
+    skipped, so the job goes on with the others."""
+    index = build_index(folder, save=process_group()[0] == 0)
+    for name, error in index.broken.items():
+        log.warning("skipped broken log %s: %s", name, error)
+    if not index.drives:
+        raise LogError(f"log folder {folder}: no readable drive logs ({len(index.broken)} broken)")
+    check_raster(index, raster)
+    recorded, damaged = [], {}
+    for entry in index.drives:
+        try:
+            recorded.append(recorded_drive(index, entry, timing))
+        except LogError as exc:
+            log.warning("skipped damaged log %s: %s", entry.file, exc)
+            damaged[entry.file] = str(exc)
+    if not recorded:
+        raise LogError(f"log folder {folder}: every drive is damaged ({damaged})")
+    return recorded
+
+
 def train(cfg: EndToEndConfig, recorded: list[RecordedBatch] | None = None) -> Path:
-    """Fine-tune and write `<out>/final.safetensors` (a stack checkpoint); returns its path."""
+    """Fine-tune and write `<out>/final.safetensors` (a stack checkpoint); returns its path. The expert drives
+    are `recorded` when given (the fleet's end-to-end stage reads its own split of a log folder), else those
+    of `drives_folder`."""
     # The job records the file it started from, so a resumed session compares paths, not None with a path.
     cfg = replace(cfg, weights=stack_weights(cfg.weights))
     start = cfg.weights
     stack = Stack.load(start, cfg.device).train()
     timing = stack.timing
     raster = stack.cfg.perception.detector.raster
-    recorded = recorded if recorded is not None else record(cfg.suite, list(cfg.seeds), cfg.expert, raster, timing)
+    if recorded is None:
+        recorded = expert_drives(drives_folder(cfg, raster, timing), raster, timing)
     table = ItemTable(recorded, cfg, timing)
     modules = nn.ModuleDict({"detector": stack.perception.detector, "predictor": stack.predictor})
 
@@ -206,4 +292,4 @@ def held_out_loss(weights: Path, recorded: list[RecordedBatch], cfg: EndToEndCon
     return {**{name: total / len(chosen) for name, total in sums.items()}, "items": len(chosen)}
 
 
-__all__ = ["EndToEndConfig", "held_out_loss", "hindsight_collision", "planning_loss", "train"]
+__all__ = ["EndToEndConfig", "expert_drives", "held_out_loss", "hindsight_collision", "planning_loss", "train"]

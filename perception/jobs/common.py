@@ -1,5 +1,6 @@
-"""What both perception training jobs share: their config, dataset opening and batching, and the
-`Trainer` (`core.training`) set up to write `Perception` model files.
+"""What both perception training jobs share: their config, their data (frames of drive logs,
+`perception.logdata`) and its batching, and the `Trainer` (`core.training`) set up to write `Perception`
+model files.
 
 One checkpoint file per `checkpoint_every` steps (`step-000100.safetensors`)
 holds the weights (the detector under `detector.*`, so `Perception.load`
@@ -10,6 +11,8 @@ state and the data position; at the end `final.safetensors` holds the
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +23,16 @@ from torch import Tensor, nn
 from core.config import require
 from core.io import jsonable
 from core.training import FINAL_NAME, LoopSettings, LossFn, Trainer
-from perception.data import FrameDataset
+from perception.logdata import LogFrameDataset
 from perception.model import Perception, PerceptionConfig
+from sim.drivelogs.format import LogError
+from sim.drivelogs.index import DriveEntry, LogIndex, build_index
+
+log = logging.getLogger(__name__)
+
+# Detector inputs and next frames rounded through float16: the precision the perception datasets stored them
+# in when the shipped weights were trained (`make weights`), so their recipe reads the same numbers from logs.
+STORED_HALF = True
 
 
 @dataclass(frozen=True)
@@ -30,34 +41,54 @@ class TrainConfig(LoopSettings):
     also draws the labeled subset) and
 
     Attributes:
-        data: dataset directory (`perception.data.generate_dataset`).
-        perception: the model (its detector raster must match the dataset's).
+        data: a folder of drive logs (`drivestack fleet record`, `drivestack sim --record`), recorded at the
+            detector's raster.
+        perception: the model (its detector raster must match the logs').
+        every: one frame in `every` is an item (steps 0, every, 2 every, ... of each drive).
+        max_objects: M, label slots per frame (`sim.sensors.objects.pad_objects`).
     """
 
-    data: Path = Path("data/frames")
+    data: Path = Path("data/drives")
     out: Path = Path("runs/perception")
     perception: PerceptionConfig = PerceptionConfig()
+    every: int = 5
+    max_objects: int = 64
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(isinstance(self.perception, PerceptionConfig), type(self).__name__, "perception", "a PerceptionConfig",
+        name = type(self).__name__
+        require(isinstance(self.perception, PerceptionConfig), name, "perception", "a PerceptionConfig",
                 self.perception)  # fmt: skip
+        for field in ("every", "max_objects"):
+            value = getattr(self, field)
+            require(isinstance(value, int) and value >= 1, name, field, "an int >= 1", value)
 
 
-def open_dataset(cfg: TrainConfig) -> FrameDataset:
-    """The job's dataset, checked against the detector's input settings."""
-    if not (Path(cfg.data) / "index.json").is_file():
-        raise FileNotFoundError(
-            f"dataset {cfg.data}: no index.json (generate one with `drivestack perception generate`)"
-        )
-    dataset = FrameDataset(cfg.data)
+def open_logs(folder: str | Path) -> LogIndex:
+    """The index of a folder of drive logs, its broken logs reported (and left out), at least one drive."""
+    index = build_index(folder)
+    for name, error in index.broken.items():
+        log.warning("skipped broken log %s: %s", name, error)
+    if not index.drives:
+        raise LogError(f"log folder {folder}: no readable drive log (record some with "
+                       f"`drivestack fleet record --out {folder}`)")  # fmt: skip
+    return index
+
+
+def frame_dataset(
+    cfg: TrainConfig, labels: bool, index: LogIndex | None = None, drives: Sequence[DriveEntry] | None = None
+) -> LogFrameDataset:
+    """The job's frames: every `cfg.every`-th frame of `drives` (default: every drive of `cfg.data`), built for
+    the job's detector, with the labels when asked for."""
+    index = open_logs(cfg.data) if index is None else index
     det = cfg.perception.detector
-    dataset.check_compatible(det.frames, det.raster, det.warp_mode)
-    return dataset
+    return LogFrameDataset(index, index.drives if drives is None else drives, det.frames, det.raster,
+                           det.warp_mode, labels=labels, max_objects=cfg.max_objects, every=cfg.every,
+                           stored_half=STORED_HALF)  # fmt: skip
 
 
-def load_batch(dataset: FrameDataset, index: Tensor, device: str) -> dict[str, Tensor]:
-    """Frames `index [B]` stacked into one batch dict (see `FrameDataset`)."""
+def load_batch(dataset: LogFrameDataset, index: Tensor, device: str) -> dict[str, Tensor]:
+    """Frames `index [B]` stacked into one batch dict (see `LogFrameDataset`)."""
     items = [dataset[int(i)] for i in index]
     return {name: torch.stack([item[name] for item in items]).to(device) for name in items[0]}
 

@@ -16,9 +16,10 @@ from torch import Tensor, nn
 
 from core.checkpoint import load_model_checkpoint
 from core.config import require
-from perception.data import FrameDataset, labeled_mask, labels_of
+from perception.data import labeled_mask, labels_of
 from perception.detector import Detector
-from perception.jobs.common import TrainConfig, load_batch, open_dataset, perception_trainer
+from perception.jobs.common import TrainConfig, frame_dataset, load_batch, perception_trainer
+from perception.logdata import LogFrameDataset
 from perception.losses import LossConfig, make_targets, supervised_loss
 from perception.model import CHECKPOINT_KIND, Perception, PerceptionConfig
 
@@ -52,15 +53,15 @@ def _initial_weights(cfg: FinetuneConfig) -> tuple[PerceptionConfig, dict[str, T
     return perception, ckpt.tensors
 
 
-def finetune(cfg: FinetuneConfig, dataset: FrameDataset | None = None) -> Path:
+def finetune(cfg: FinetuneConfig, dataset: LogFrameDataset | None = None) -> Path:
     """Run (or resume) the job; returns `final.safetensors` (or the last checkpoint when stopped early).
-    `dataset` replaces the generated one at `cfg.data` (e.g. labeled frames from drive logs,
-    `perception.logdata`); its items must carry "labels.<field>"."""
+    `dataset` replaces every frame of `cfg.data` (e.g. the training split of a folder, `fleet.train`); its
+    items must carry "labels.<field>"."""
     perception, init_tensors = _initial_weights(cfg)
     cfg = replace(cfg, perception=perception)
     det = perception.detector
     if dataset is None:
-        dataset = open_dataset(cfg)
+        dataset = frame_dataset(cfg, labels=True)
     else:
         dataset.check_compatible(det.frames, det.raster, det.warp_mode)
     torch.manual_seed(cfg.seed)  # initial weights

@@ -24,11 +24,11 @@ import torch
 from torch import Tensor, nn
 
 from core.config import require
-from perception.data import FrameDataset
 from perception.decode import dense_candidates
 from perception.detector import Detector
 from perception.frames import pose_in_frame, warp_bev
-from perception.jobs.common import TrainConfig, load_batch, open_dataset, perception_trainer
+from perception.jobs.common import TrainConfig, frame_dataset, load_batch, perception_trainer
+from perception.logdata import LogFrameDataset
 from perception.selfsup import (
     AnalysisBySynthesisLoss,
     AugmentConfig,
@@ -101,12 +101,12 @@ def build_modules(cfg: PretrainConfig) -> nn.ModuleDict:
     ).to(cfg.device)
 
 
-def pretrain(cfg: PretrainConfig, dataset: FrameDataset | None = None) -> Path:
+def pretrain(cfg: PretrainConfig, dataset: LogFrameDataset | None = None) -> Path:
     """Run (or resume) the job; returns `final.safetensors` (or the last checkpoint when stopped early).
-    `dataset` replaces the generated one at `cfg.data` (e.g. frames from drive logs, `perception.logdata`)."""
+    `dataset` replaces every frame of `cfg.data` (e.g. the training split of a folder, `fleet.train`)."""
     det = cfg.perception.detector
     if dataset is None:
-        dataset = open_dataset(cfg)
+        dataset = frame_dataset(cfg, labels=False)
     else:
         dataset.check_compatible(det.frames, det.raster, det.warp_mode)
     modules = build_modules(cfg)

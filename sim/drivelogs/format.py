@@ -12,9 +12,13 @@ shape, in zstd-compressed chunks. Standard MCAP tools (`mcap info`, `mcap cat`,
 Foxglove) open the files without drivestack, any safetensors reader opens a
 message, and the tensors stay exact. Logs of format 1 (JSON messages with
 base64 tensors) are still read. Channels (`TOPICS`) carry the
-sensor frames, the ego state, ground-truth agents where known (world frame, and
-as detector labels in the ego frame with their visibility), and the stack's
-outputs; the drive's identity and provenance are MCAP metadata (`drive`).
+sensor frames, the object sensor's ghosts drawn into them, the ego state,
+ground-truth agents where known (world frame, and as detector labels in the ego
+frame with their visibility), and the stack's outputs; after the last step the
+final state's frame, ego, agents, labels and ghosts (so a dataset has a next
+frame for the last step, and the prediction sampler the final sample). The
+drive's identity and provenance are MCAP metadata (`drive`), how it ended
+another (`result`: steps driven, the policy's error).
 
 A file is written to a temporary name and renamed when finished, so a killed
 recorder never leaves a file that looks complete. Reading streams records in
@@ -48,24 +52,34 @@ PROFILE = "drivestack"
 FORMAT = "2"  # 1: JSON messages with base64 tensors (still read); 2: safetensors messages
 LEGACY_SCHEMA_NAME = "drivestack.Tensors"  # format 1's JSON schema
 DRIVE_METADATA = "drive"
+# How the drive ended, written when it is closed: "steps" the policy drove (the frames logged after them are
+# the final state's), "final_frame" ("1" when the final state is logged), "error" (the policy's, or "").
+RESULT_METADATA = "result"
 
 FRAME_TOPIC = "/sensor/frame"
 EGO_TOPIC = "/ego/state"
 TRUTH_TOPIC = "/agents/truth"
 LABELS_TOPIC = "/agents/labels"
+# The object sensor's false objects drawn into the frame: its reported ghosts only (`pad_ghosts`, then
+# `valid_slots`), M = 0 in most frames.
+GHOSTS_TOPIC = "/sensor/ghosts"
 # Topic -> the contract its tensors rebuild (batch of one), or None for plain named tensors.
 TOPICS: dict[str, type[TensorContract] | None] = {
     FRAME_TOPIC: SensorFrame,
     EGO_TOPIC: EgoState,
     TRUTH_TOPIC: AgentState,
     LABELS_TOPIC: ObjectList,
+    GHOSTS_TOPIC: ObjectList,
     "/stack/detections": None,
     "/stack/tracks": None,
     "/stack/forecast": None,
     "/stack/plan": None,
 }
 # Topic -> the flat-name prefix its contract's tensors are written under (`frame.bev`, `ego.xy`, ...).
-PREFIXES = {FRAME_TOPIC: "frame", EGO_TOPIC: "ego", TRUTH_TOPIC: "agents", LABELS_TOPIC: "labels"}
+PREFIXES = {FRAME_TOPIC: "frame", EGO_TOPIC: "ego", TRUTH_TOPIC: "agents", LABELS_TOPIC: "labels",
+            GHOSTS_TOPIC: "ghosts"}  # fmt: skip
+# The topics of the final state, written after the last observed step (`sim.drivelogs.recorder`).
+STATE_TOPICS = (FRAME_TOPIC, EGO_TOPIC, TRUTH_TOPIC, LABELS_TOPIC, GHOSTS_TOPIC)
 
 # A chunk is closed once it holds this many bytes (uncompressed): two sensor frames of 128 x 128 cells (330 kB
 # each) with their steps' other messages, about six of 64 x 64. A reader seeking a few frames for training
@@ -147,6 +161,10 @@ class DriveLogWriter:
                                  publish_time=stamp, sequence=self.messages)  # fmt: skip
         self.messages += 1
 
+    def add_metadata(self, name: str, values: Mapping[str, str]) -> None:
+        """A metadata record `name` of string values (e.g. `RESULT_METADATA`)."""
+        self._writer.add_metadata(name, dict(values))
+
     def close(self) -> Path:
         """Finish the file (summary, indexes), flush it to disk and move it into place."""
         self._writer.finish()
@@ -210,15 +228,23 @@ def read_drive(path: str | Path, topics: set[str] | None = None) -> Iterator[Log
 
 def drive_metadata(path: str | Path) -> dict[str, str]:
     """The drive's `drive` metadata record (identity, scenario, seed, policy, ...)."""
+    records = metadata_records(path)
+    if DRIVE_METADATA not in records:
+        raise LogError(f"drive log {path}: no {DRIVE_METADATA!r} metadata (not a drivestack drive log)")
+    return records[DRIVE_METADATA]
+
+
+def metadata_records(path: str | Path) -> dict[str, dict[str, str]]:
+    """Every metadata record of the log by name (`DRIVE_METADATA`, `RESULT_METADATA` once the drive ended)."""
     path = Path(path)
+    records = {}
     with open(path, "rb") as stream:
         try:
             for record in NonSeekingReader(stream).iter_metadata():
-                if record.name == DRIVE_METADATA:
-                    return dict(record.metadata)
+                records[record.name] = dict(record.metadata)
         except DAMAGE_ERRORS as exc:
             raise corrupted_error(path, stream, exc) from exc
-    raise LogError(f"drive log {path}: no {DRIVE_METADATA!r} metadata (not a drivestack drive log)")
+    return records
 
 
 def corrupted_error(path: Path, stream: IO[bytes], exc: Exception) -> LogError:

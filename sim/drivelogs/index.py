@@ -32,28 +32,36 @@ from mcap.records import Channel
 from mcap.summary import Summary
 
 from core.io import atomic_write_text
+from sim.config import RasterConfig
 from sim.drivelogs.chunks import ChunkMessage, chunk_messages, chunk_records, holds_channel
 from sim.drivelogs.format import (
     DAMAGE_ERRORS,
+    DRIVE_METADATA,
     FRAME_TOPIC,
+    GHOSTS_TOPIC,
     LABELS_TOPIC,
+    RESULT_METADATA,
     LogError,
     LogRecord,
     corrupted_error,
     decode_message,
-    drive_metadata,
+    metadata_records,
     read_drive,
 )
 
 INDEX_FILE = "index.json"
-INDEX_FORMAT = 2  # 2: the frame and label messages of an indexed log were checked against their contracts
+# 2: the frame and label messages of an indexed log were checked against their contracts; 3: with the ghosts,
+# and each drive's result record
+INDEX_FORMAT = 3
 # Checked once, when a log is indexed: the datasets read these topics without checking each message again.
-VALIDATED_TOPICS = (FRAME_TOPIC, LABELS_TOPIC)
+VALIDATED_TOPICS = (FRAME_TOPIC, LABELS_TOPIC, GHOSTS_TOPIC)
 
 
 @dataclass(frozen=True)
 class DriveEntry:
-    """One indexed drive."""
+    """One indexed drive: its file's name and version, its metadata (`drive` record), the times of its
+    sensor frames (the final state's last, when logged), how it ended (`result` record; empty in logs
+    recorded before drives had one) and which of the `VALIDATED_TOPICS` it holds (older logs lack some)."""
 
     file: str
     drive: str
@@ -61,10 +69,18 @@ class DriveEntry:
     mtime_ns: int
     metadata: dict[str, str]
     frame_times: list[float]
+    result: dict[str, str] = field(default_factory=dict)
+    topics: list[str] = field(default_factory=list)  # the `VALIDATED_TOPICS` it holds
 
     @property
     def frames(self) -> int:
+        """Sensor frames logged, the final state's included."""
         return len(self.frame_times)
+
+    @property
+    def steps(self) -> int:
+        """Steps the policy drove: the frames it saw (every frame in a log without a final state)."""
+        return self.frames - 1 if self.result.get("final_frame") == "1" else self.frames
 
 
 @dataclass
@@ -89,17 +105,26 @@ def _entry(path: Path) -> DriveEntry:
     so a broken or hostile log is found now, not mid-training, and the datasets trust what they read of
     this file version (its size and modification time) without checking every message again: checking
     each frame as it was read cost a third of a pretraining read."""
-    metadata = drive_metadata(path)
-    times = []
+    records = metadata_records(path)
+    if DRIVE_METADATA not in records:
+        raise LogError(f"drive log {path}: no {DRIVE_METADATA!r} metadata (not a drivestack drive log)")
+    metadata = records[DRIVE_METADATA]
+    for name in ("seed", "suite_position"):
+        if name in metadata and not metadata[name].isdigit():
+            raise LogError(f"drive log {path}: metadata {name} {metadata[name]!r}, expected an integer >= 0")
+    times, topics = [], set()
     for record in read_drive(path, set(VALIDATED_TOPICS)):
         try:
             record.contract()
         except LogError as exc:
             raise LogError(f"drive log {path}: {exc}") from exc
+        topics.add(record.topic)
         if record.topic == FRAME_TOPIC:
             times.append(record.time_s)
     stat = path.stat()
-    return DriveEntry(path.name, metadata["drive"], stat.st_size, stat.st_mtime_ns, metadata, times)
+    result = records.get(RESULT_METADATA, {})
+    held = [t for t in VALIDATED_TOPICS if t in topics]
+    return DriveEntry(path.name, metadata["drive"], stat.st_size, stat.st_mtime_ns, metadata, times, result, held)
 
 
 def _load(root: Path) -> dict[str, DriveEntry]:
@@ -130,12 +155,39 @@ def build_index(root: str | Path, save: bool = True) -> LogIndex:
             index.drives.append(_entry(path))
         except LogError as exc:
             index.broken[path.name] = str(exc)
+    index.drives = suite_order(index.drives)
     names = [d.drive for d in index.drives]
     if len(set(names)) != len(names):
         raise LogError(f"log folder {root}: two files claim the same drive name")
     if save:
         index.save()
     return index
+
+
+def logged_raster(index: LogIndex, drives: Sequence[DriveEntry] | None = None) -> RasterConfig:
+    """The raster `drives` (default: every drive of `index`) were recorded with; they must agree."""
+    drives = index.drives if drives is None else drives
+    rasters = {d.metadata.get("raster") for d in drives}
+    if len(rasters) != 1 or None in rasters:
+        raise LogError(f"logs {index.root}: drives disagree on (or do not record) their raster: "
+                       f"{sorted(map(str, rasters))}")  # fmt: skip
+    try:
+        return RasterConfig(**json.loads(rasters.pop()))
+    except (TypeError, ValueError) as exc:  # hostile or older metadata
+        raise LogError(f"logs {index.root}: malformed raster metadata ({exc})") from exc
+
+
+def suite_order(drives: Sequence[DriveEntry]) -> list[DriveEntry]:
+    """`drives` in the order their suites run them: by suite, the scenario's place in it, then seed (the
+    order a dataset generated from the suite had); drives recorded without a suite come last, by file."""
+
+    def key(entry: DriveEntry) -> tuple:
+        meta = entry.metadata
+        if "suite_position" not in meta:
+            return (1, "", 0, 0, entry.file)
+        return (0, meta["suite"], int(meta["suite_position"]), int(meta["seed"]), entry.file)
+
+    return sorted(drives, key=key)
 
 
 def in_validation(drive: str, val_fraction: float, salt: str = "") -> bool:

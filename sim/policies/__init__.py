@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from core.plugins import load_plugin, plugin_names
+from sim.config import RasterConfig
 from sim.policies.base import Observation, Overlay, Policy, PolicyOutput
 
 PolicyFactory = Callable[..., Policy]
@@ -53,6 +54,12 @@ def make_policy(name: str, **options: Any) -> Policy:
     return factory(**options)
 
 
+def policy_at_raster(name: str, raster: RasterConfig) -> Policy:
+    """Policy `name` reading its inputs at `raster` where it takes one (the rule-based planners read the map
+    raster); policies that take no raster read what they are given."""
+    return make_policy(name, raster=raster) if takes_option(name, "raster") else make_policy(name)
+
+
 def _register_baselines() -> None:
     from sim.policies.idm import IDMOracle, IDMPolicy
     from sim.policies.pdm import PDMClosed, PDMOracle
@@ -73,5 +80,6 @@ __all__ = [
     "make_policy",
     "policy_names",
     "register_policy",
+    "policy_at_raster",
     "takes_option",
 ]

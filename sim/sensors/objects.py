@@ -6,6 +6,8 @@ jittered boxes, the same misses and the same ghosts.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import Tensor
 
@@ -88,3 +90,55 @@ def detections_from(state: WorldState, seen: NoisyReading) -> ObjectList:
     agent_id = torch.cat((torch.arange(N, device=state.device).expand(B, N), ghost_id), dim=1)
     score = torch.where(reported, score, 0.0)
     return _object_list(scan, score, agent_id, reported, state.ego.speed.dtype)
+
+
+def pad_objects(labels: ObjectList, slots: int) -> tuple[ObjectList, Tensor]:
+    """Labels in exactly `slots` slots, and [B] how many visible objects did not fit.
+
+    Kept first: valid and visible objects, then valid ones, nearest the ego first.
+    """
+    B, M = labels.valid.shape
+    if slots > M:
+        labels = _append_empty(labels, slots - M)
+    seen = labels.valid & labels.visible
+    priority = seen.double() * 2e6 + labels.valid.double() * 1e6 - labels.xy.double().norm(dim=-1).clamp_max(1e5)
+    keep = torch.topk(priority, slots, dim=1).indices.sort(dim=1).values  # (B, slots), slot order kept
+    dropped = seen.sum(1) - torch.gather(seen, 1, keep).sum(1)
+    return _gather_objects(labels, keep), dropped
+
+
+def pad_ghosts(sensed: ObjectList, slots: int = DEFAULT_GHOST_SLOTS) -> ObjectList:
+    """The sensor's ghosts (`agent_id == -1`) of `sensed` in exactly `slots` slots, nearest the ego first
+    when there are more; every other slot is marked invalid."""
+    is_ghost = sensed.valid & (sensed.agent_id == -1)  # (B, M)
+    only_ghosts = replace(sensed, valid=is_ghost, visible=sensed.visible & is_ghost)
+    return pad_objects(only_ghosts, slots)[0]
+
+
+def _append_empty(labels: ObjectList, extra: int) -> ObjectList:
+    B = labels.valid.shape[0]
+    fill = {"length": 1.0, "width": 1.0, "agent_id": -1}
+    fields = {}
+    for name in ObjectList.field_names():
+        value = getattr(labels, name)
+        pad = torch.full((B, extra, *value.shape[2:]), fill.get(name, 0), dtype=value.dtype, device=value.device)
+        fields[name] = torch.cat((value, pad), dim=1)
+    return ObjectList(**fields)
+
+
+def _gather_objects(labels: ObjectList, index: Tensor) -> ObjectList:
+    fields = {}
+    for name in ObjectList.field_names():
+        value = getattr(labels, name)
+        expanded = index.reshape(*index.shape, *([1] * (value.dim() - 2))).expand(*index.shape, *value.shape[2:])
+        fields[name] = torch.gather(value, 1, expanded)
+    return ObjectList(**fields)
+
+
+def valid_slots(objects: ObjectList) -> ObjectList:
+    """The valid slots of a batch-of-one `objects`, in slot order (a log stores a frame's ghosts so: most
+    frames have none, and `pad_ghosts` restores the G slots)."""
+    if objects.valid.shape[0] != 1:
+        raise ValueError(f"valid_slots: expected a batch of one, got {objects.valid.shape[0]}")
+    keep = torch.nonzero(objects.valid[0]).flatten()
+    return ObjectList(**{name: getattr(objects, name)[:, keep] for name in ObjectList.field_names()})

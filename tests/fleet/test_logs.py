@@ -34,7 +34,8 @@ def test_recorded_drives_hold_every_topic_and_rebuild_the_contracts(drives):
     topics = {r.topic for r in records}
     assert {"/sensor/frame", "/ego/state", "/agents/truth", "/stack/plan"} <= topics
     frames = [r for r in records if r.topic == "/sensor/frame"]
-    assert len(frames) == 10 and [r.time_s for r in frames] == sorted(r.time_s for r in frames)
+    # 10 steps, then the final state's frame
+    assert len(frames) == 11 and [r.time_s for r in frames] == sorted(r.time_s for r in frames)
     frame = frames[0].contract()
     assert isinstance(frame, SensorFrame) and frame.bev.shape == (1, 2, 128, 128)
     meta = drive_metadata(drives[1])

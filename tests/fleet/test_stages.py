@@ -13,16 +13,20 @@ from perception.data import labels_of
 from perception.logdata import LogFrameDataset
 from perception.model import PerceptionConfig
 from prediction.logwindows import log_windows
-from prediction.simdata import TIMING, cut_windows, sample_episodes
+from prediction.simdata import TIMING, EpisodeSamples, cut_windows, sample_row
 from sim.config import RasterConfig
 from sim.drivelogs.format import LogError
 from sim.drivelogs.index import build_index
 from sim.drivelogs.recorder import record_drives
+from sim.geometry import ego_center
 from sim.policies import make_policy
-from sim.scenarios import load_scenario, scenario_path
+from sim.runner import rollout
+from sim.scenarios import build_batch, episode_steps, load_scenario, scenario_path
+from sim.sensors.lanes import lanes_near
+from sim.sensors.pose import SensorPose
 from stack.cli import main
 from stack.config import StackConfig
-from stack.episodes import record, recorded_drive
+from stack.episodes import RecordedBatch, recorded_drive
 from stack.model import Stack
 
 RASTER = RasterConfig()  # the expert (pdm-gt) reads the map at the simulator's default raster
@@ -52,32 +56,56 @@ def test_labeled_frames_carry_the_labels_of_their_own_frame(logs):
     assert torch.equal(labels.agent_id[labels.valid], labels.agent_id[labels.valid].sort().values)
 
 
-def test_windows_from_logs_equal_the_simulators_windows(logs, scenario):
+def simulated_samples(scenario, seeds: list[int]) -> EpisodeSamples:
+    """The batch's states sampled during the drive itself, every 4th step from step 0 and the final state
+    when it falls on one (the simulator's world, not a log)."""
+    rows = []
+
+    def sample(state) -> None:
+        if int(state.step[0]) % TIMING.sim_steps_per_sample == 0:
+            lanes = lanes_near(state.map, SensorPose.of(state.ego))
+            rows.append(sample_row(state.ego, state.agents, lanes.points, lanes.valid))
+
+    final, _, _ = rollout(build_batch(scenario, seeds), make_policy("pdm-gt"), episode_steps(scenario),
+                          observer=lambda state, obs, plan: sample(state))  # fmt: skip
+    sample(final)
+    return EpisodeSamples(**{name: torch.stack([r[name] for r in rows], dim=1) for name in rows[0]})
+
+
+def test_windows_from_logs_equal_the_windows_of_the_simulated_states_bit_for_bit(logs, scenario):
     index = build_index(logs)
     entry = next(d for d in index.drives if d.drive.endswith("000001"))
     from_logs = log_windows(index, [entry])
-    samples, _ = sample_episodes(scenario, [1], "pdm-gt")
-    # The simulator's sampler also takes the final state, which no frame shows (a log ends at the last
-    # frame), so it may cut one window more at the end.
-    simulated = cut_windows(samples).trimmed()
-    assert 0 < from_logs.batch_size <= simulated.batch_size <= from_logs.batch_size + 1
-    simulated = simulated.index(torch.arange(from_logs.batch_size))
+    simulated = cut_windows(simulated_samples(scenario, SEEDS).index(1)).trimmed()  # the same batch's seed 1
+    assert 0 < from_logs.batch_size == simulated.batch_size  # the log holds the final state's sample too
     for name in type(simulated).field_names():
-        # Logged lanes pass through the float32 sensor frame and back to the world: a few ulps of 50 m.
-        atol = 1e-5 if name == "lanes" else 1e-6
-        torch.testing.assert_close(getattr(from_logs, name), getattr(simulated, name), rtol=0, atol=atol)
+        assert torch.equal(getattr(from_logs, name), getattr(simulated, name)), name
     assert bool(from_logs.lanes_valid.any())
 
 
 def test_expert_drives_from_logs_equal_the_recorded_episodes(logs, scenario):
     index = build_index(logs)
     entry = next(d for d in index.drives if d.drive.endswith("000002"))
-    from_log = recorded_drive(index.path(entry), entry.frames, Timing())
-    simulated = record("cut_in", [2], "pdm-gt", RASTER)[0]  # the scenario's own 12 s: the first 8 s agree
-    steps = from_log.steps
-    assert steps == 80 and simulated.steps > steps
-    for name in ("ego_xy", "ego_yaw", "agent_xy", "agent_yaw", "agent_size", "agent_valid"):
-        torch.testing.assert_close(getattr(from_log, name)[:steps], getattr(simulated, name)[:steps], rtol=0, atol=0)
+    from_log = recorded_drive(index, entry, Timing())
+    # The same episode simulated again, kept in memory by an observer: what the expert saw and the true world.
+    names = ("ego_xy", "ego_yaw", "agent_xy", "agent_yaw", "agent_size", "agent_valid")
+    frames, truth = [], {name: [] for name in names}
+
+    def observe(state, obs, _plan) -> None:
+        frames.append(obs.frame)
+        truth["ego_xy"].append(ego_center(state.ego))
+        truth["ego_yaw"].append(state.ego.yaw)
+        truth["agent_xy"].append(state.agents.xy)
+        truth["agent_yaw"].append(state.agents.yaw)
+        truth["agent_size"].append(torch.stack((state.agents.length, state.agents.width), dim=-1))
+        truth["agent_valid"].append(state.agents.valid)
+
+    rollout(build_batch(scenario, [2]), make_policy("pdm-gt"), episode_steps(scenario, Timing()), raster=RASTER,
+            observer=observe)  # fmt: skip
+    simulated = RecordedBatch(frames=frames, **{name: torch.stack(values) for name, values in truth.items()})
+    assert from_log.steps == simulated.steps == 80
+    for name in names:
+        torch.testing.assert_close(getattr(from_log, name), getattr(simulated, name), rtol=0, atol=0)
     torch.testing.assert_close(from_log.frames[40].bev, simulated.frames[40].bev, rtol=0, atol=0)
 
 
@@ -85,7 +113,7 @@ def test_a_drive_without_labels_is_a_clear_error(logs, tmp_path):
     from sim.drivelogs.format import DriveLogWriter, read_drive
 
     source = build_index(logs).drives[0]
-    with DriveLogWriter(tmp_path / "old.mcap", "old") as log:
+    with DriveLogWriter(tmp_path / "old.mcap", "old", source.metadata) as log:
         for r in read_drive(logs / source.file, {"/sensor/frame"}):
             log.write(r.topic, r.time_s, r.tensors)
     index = build_index(tmp_path)

@@ -3,35 +3,37 @@
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.config import ConfigError
 from core.training import FINAL_NAME, batch_index, latest_checkpoint
-from perception.data import GHOSTS, DatasetConfig, generate_dataset
 from perception.evaluate import CALIBRATED_NAME, REPORT_NAME, EvaluateConfig, evaluate, format_report
 from perception.jobs.finetune import FinetuneConfig, finetune
 from perception.jobs.pretrain import PretrainConfig, pretrain, temporal_partner
 from perception.model import Perception, PerceptionConfig
 from sim.config import RasterConfig
+from sim.drivelogs.format import GHOSTS_TOPIC, DriveLogWriter, drive_metadata, read_drive
+from sim.drivelogs.recorder import record_drives
+from sim.policies import make_policy
+from sim.scenarios import load_scenario, scenario_path
 from stack.cli import main as drivestack
 
 RASTER = RasterConfig(size=32, resolution=1.0)
 MODEL = PerceptionConfig.tiny(RASTER)
+ITEMS = {"every": 3, "max_objects": 16}
 
 
 def _dataset(root: Path, seeds: tuple[int, ...], scenario: str = "cruising") -> Path:
-    # 1 s of cruising = 10 sim steps; every 3rd recorded: 4 frames per episode. idm-gt works on any raster.
-    cfg = DatasetConfig(
-        suite=scenario, policy="idm-gt", seeds=seeds, duration=1.0, record_every=3, max_objects=16, raster=RASTER
-    )
-    generate_dataset(cfg, root)
+    # 1 s of cruising = 10 sim steps and the final state; every 3rd frame an item: steps 0, 3, 6, 9 of each
+    # drive. idm-gt works on any raster.
+    short = load_scenario(scenario_path(scenario)).with_overrides({"duration": 1.0})
+    record_drives(short, list(seeds), make_policy("idm-gt"), root, raster=RASTER, foxglove=False)
     return root
 
 
@@ -51,13 +53,13 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def _pretrain_cfg(data: Path, out: Path, **changes) -> PretrainConfig:
     base = dict(data=data, out=out, perception=MODEL, steps=4, batch_size=3, checkpoint_every=2, progress=False)
     base.update(changes)
-    return PretrainConfig(**base)
+    return PretrainConfig(**base, **ITEMS)
 
 
 def _finetune_cfg(data: Path, out: Path, **changes) -> FinetuneConfig:
     base = dict(data=data, out=out, perception=MODEL, steps=3, batch_size=3, checkpoint_every=2, progress=False)
     base.update(changes)
-    return FinetuneConfig(**base)
+    return FinetuneConfig(**base, **ITEMS)
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -125,7 +127,7 @@ def test_resume_from_a_corrupted_checkpoint_is_a_clear_error(data):
 
 def test_evaluate_writes_report_and_calibrated_checkpoint(data):
     out = data["base"] / "eval"
-    report = evaluate(EvaluateConfig(checkpoint=data["pretrained"], data=data["test"], out=out, batch_size=4))
+    report = evaluate(EvaluateConfig(checkpoint=data["pretrained"], data=data["test"], out=out, batch_size=4, **ITEMS))
     temperature = report["calibration"]["temperature"]
     assert temperature > 0
     saved = json.loads((out / REPORT_NAME).read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
@@ -142,7 +144,7 @@ def test_evaluate_writes_report_and_calibrated_checkpoint(data):
 def test_evaluate_reports_the_response_to_sensor_ghosts(data):
     # An empty road has no real objects: a temperature fitted there would drive every existence to 0,
     # so the checkpoint's own temperature is kept and every frame is measured.
-    cfg = EvaluateConfig(checkpoint=data["pretrained"], data=data["ghosts"], out=data["base"] / "eval-g")
+    cfg = EvaluateConfig(checkpoint=data["pretrained"], data=data["ghosts"], out=data["base"] / "eval-g", **ITEMS)
     report = evaluate(replace(cfg, fit_temperature=False))
     assert report["frames"] == {"val": 0, "test": 8} and report["calibration"]["temperature"] == 1.0
     ghosts, fp = report["metrics"]["ghosts"], report["metrics"]["false_positives"]
@@ -153,13 +155,15 @@ def test_evaluate_reports_the_response_to_sensor_ghosts(data):
     assert "sensor ghosts" in format_report(report) and "n/a" not in format_report(report).split("sensor ghosts")[1]
 
 
-def test_dataset_recorded_without_ghosts_evaluates_without_ghost_stats(data, tmp_path: Path):
+def test_logs_recorded_without_ghosts_evaluate_without_ghost_stats(data, tmp_path: Path):
     old = tmp_path / "old"
-    shutil.copytree(data["test"], old)
-    for shard in old.glob("shard-*.safetensors"):  # as written before the sensor's ghosts were recorded
-        tensors = load_file(str(shard))
-        save_file({k: v for k, v in tensors.items() if not k.startswith(f"{GHOSTS}.")}, str(shard))
-    report = evaluate(EvaluateConfig(checkpoint=data["pretrained"], data=old, out=tmp_path / "eval"))
+    for path in sorted(data["test"].glob("*.mcap")):  # as recorded before the sensor's ghosts were
+        meta = drive_metadata(path)
+        with DriveLogWriter(old / path.name, meta["drive"], meta) as log:
+            for record in read_drive(path):
+                if record.topic != GHOSTS_TOPIC:
+                    log.write(record.topic, record.time_s, record.tensors)
+    report = evaluate(EvaluateConfig(checkpoint=data["pretrained"], data=old, out=tmp_path / "eval", **ITEMS))
     assert report["metrics"]["ghosts"] is None
     assert json.loads((tmp_path / "eval" / REPORT_NAME).read_text())["metrics"]["ghosts"] is None
     assert report["metrics"]["num_frames"] == 8
@@ -170,7 +174,7 @@ def test_cli_help_lists_the_jobs(capsys):
     with pytest.raises(SystemExit):
         drivestack(["perception", "--help"])
     text = capsys.readouterr().out
-    assert all(job in text for job in ("generate", "pretrain", "finetune", "evaluate"))
+    assert all(job in text for job in ("pretrain", "finetune", "evaluate"))
 
 
 def test_cli_errors_are_one_line(data, capsys, tmp_path: Path):
@@ -180,12 +184,17 @@ def test_cli_errors_are_one_line(data, capsys, tmp_path: Path):
     err = capsys.readouterr().err.strip()
     assert "corrupted" in err and len(err.splitlines()) == 1
     assert drivestack(["perception", "pretrain", "--data", str(tmp_path / "nowhere")]) == 2
-    assert "dataset index" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "log folder" in err and "not found" in err
+    (tmp_path / "empty").mkdir()
+    assert drivestack(["perception", "pretrain", "--data", str(tmp_path / "empty")]) == 2
+    assert "no readable drive log (record some with `drivestack fleet record" in capsys.readouterr().err
 
 
-def test_cli_finetune_reads_the_raster_from_the_dataset(data, capsys):
+def test_cli_finetune_reads_the_raster_from_the_logs(data, capsys):
     out = data["base"] / "cli-ft"
-    args = ["perception", "finetune", "--data", str(data["train"]), "--out", str(out), "--detector", "tiny"]
+    args = ["perception", "finetune", "--data", str(data["train"]), "--out", str(out), "--detector", "tiny",
+            "--every", "3", "--max-objects", "16"]  # fmt: skip
     assert drivestack([*args, "--steps", "2", "--batch-size", "2", "--no-progress"]) == 0
     assert Perception.load(out / FINAL_NAME).cfg.detector.raster == RASTER
 

@@ -9,7 +9,6 @@ import warnings
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from perception.types import Tracks
 from prediction import api, dynamics
@@ -17,7 +16,6 @@ from prediction.config import PredictorConfig
 from prediction.inputs import tracks_from_positions
 from prediction.lanes import heading_hint, lane_directions
 from prediction.model import MapInput, Predictor
-from prediction.simdata import LANELESS_FORMAT, load_windows
 from prediction.train import rotate_windows
 from prediction.types import Forecast
 from prediction.windows import TrajectoryWindows, no_lanes
@@ -138,15 +136,6 @@ def test_windows_with_and_without_lanes_concatenate(cars):
     both = TrajectoryWindows.concat([plain, mapped]).validate()
     assert both.lanes.shape == (2 + cars.batch_size, 2, POINTS, 2)
     assert not bool(both.lanes_valid[:2].any()) and torch.equal(both.lanes[2:], mapped.lanes)
-
-
-def test_windows_files_from_before_lanes_load_without_lanes(tmp_path, cars):
-    path = tmp_path / "old.safetensors"
-    tensors = {name: getattr(cars, name).contiguous() for name in ("xy", "present", "class_probs", "size", "valid")}
-    save_file(tensors, str(path), metadata={"format": LANELESS_FORMAT, "history": str(cars.history),
-                                            "dt": repr(cars.dt), "meta": "{}"})  # fmt: skip
-    windows, _ = load_windows(path)
-    assert torch.equal(windows.xy, cars.xy) and not bool(windows.lanes_valid.any())
 
 
 def test_a_lane_model_exports_to_onnx_with_dynamic_scene_agent_and_lane_axes(cars):

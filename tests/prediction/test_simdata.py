@@ -1,73 +1,67 @@
-"""Simulator windows: ego-frame geometry, slot selection, presence, classes, causality and the file format.
+"""Prediction windows: ego-frame geometry, slot selection, presence, classes and causality.
 
-One short simulation (two 9 s scenarios, one seed, the cheap "idm-gt" policy)
-is shared by the tests that need real episodes; the geometry and selection
-rules are also checked on small hand-built `EpisodeSamples`.
+Two short recorded drives (two 9 s scenarios, one seed, the cheap "idm-gt"
+policy), cut into windows from their logs, are shared by the tests that need
+real episodes; the geometry and selection rules are also checked on small
+hand-built `EpisodeSamples`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
-from core.config import ConfigError
-from prediction.simdata import (
-    FORMAT,
-    EpisodeSamples,
-    SimWindowsConfig,
-    WindowsFileError,
-    cut_windows,
-    load_windows,
-    save_windows,
-    simulate_windows,
-    window_currents,
-    window_episodes,
-)
+from prediction.logwindows import logged_samples
+from prediction.simdata import EpisodeSamples, cut_windows, window_currents
 from prediction.windows import HISTORY, HORIZON, SAMPLE_DT, TrajectoryWindows
+from sim.drivelogs.index import build_index
+from sim.drivelogs.recorder import SuiteOrder, record_drives
 from sim.policies import make_policy
 from sim.runner import rollout
 from sim.scenarios import build_batch, episode_steps, resolve_suite
 from sim.state import AgentKind
 
 L = HISTORY + HORIZON
-SECONDS = 9.0  # 90 sim steps = 23 samples: windows at current samples 7, 8, 9, 10
+SECONDS = 9.0  # 90 sim steps and the final state = 23 samples: windows at current samples 7, 8, 9, 10
 WINDOWS_PER_EPISODE = 4
 STEPS_PER_SAMPLE = 4
+SEED, POLICY = 5, "idm-gt"
+RADIUS = 100.0  # the crosswalk lies about 100 m ahead at the start: this reaches its pedestrians by 2.8 s
+# Vehicles and cyclists (cruising), then pedestrians (crosswalk_crowd).
+MIXED = SuiteOrder("mixed", ("cruising", "crosswalk_crowd"))
+
+
+def _scenario(name: str):
+    return resolve_suite(name)[0].with_overrides({"duration": SECONDS})
 
 
 @pytest.fixture(scope="module")
-def suite_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Vehicles and cyclists (cruising), then pedestrians (crosswalk_crowd)."""
-    path = tmp_path_factory.mktemp("suite") / "mixed.yaml"
-    path.write_text("name: mixed\ndescription: test suite\nscenarios: [cruising, crosswalk_crowd]\n")
-    return path
-
-
-@pytest.fixture(scope="module")
-def cfg(suite_file: Path) -> SimWindowsConfig:
-    # The crosswalk lies about 100 m ahead at the start: a 100 m radius reaches its pedestrians by 2.8 s.
-    return SimWindowsConfig(suite=str(suite_file), policy="idm-gt", seeds=(5,), duration=SECONDS, radius=100.0)
-
-
-@pytest.fixture(scope="module")
-def simulated(cfg: SimWindowsConfig) -> TrajectoryWindows:
+def drives(tmp_path_factory: pytest.TempPathFactory):
+    """The two drives' logs, indexed (the suite's order)."""
+    out = tmp_path_factory.mktemp("windows-logs")
     before = torch.get_num_threads()
     torch.set_num_threads(1)  # a shared 2-core machine: OpenMP threads only contend
     try:
-        return simulate_windows(cfg, progress=False)
+        for name in reversed(MIXED.scenarios):
+            record_drives(_scenario(name), [SEED], make_policy(POLICY), out, foxglove=False, suite=MIXED)
     finally:
         torch.set_num_threads(before)
+    return build_index(out)
 
 
 @pytest.fixture(scope="module")
-def cruising_states(cfg: SimWindowsConfig) -> dict[int, object]:
+def simulated(drives) -> TrajectoryWindows:
+    parts = [cut_windows(logged_samples(drives, entry), radius=RADIUS) for entry in drives.drives]
+    return TrajectoryWindows.concat(parts).trimmed()
+
+
+@pytest.fixture(scope="module")
+def cruising_states() -> dict[int, object]:
     """The world state of every sample step of the cruising episode, recorded independently of the module."""
-    scenario = resolve_suite("cruising")[0].with_overrides({"duration": SECONDS})
+    scenario = _scenario("cruising")
     states = {}
 
     def keep(state, obs, plan) -> None:
@@ -76,7 +70,7 @@ def cruising_states(cfg: SimWindowsConfig) -> dict[int, object]:
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        rollout(build_batch(scenario, list(cfg.seeds)), make_policy(cfg.policy), episode_steps(scenario), observer=keep)
+        rollout(build_batch(scenario, [SEED]), make_policy(POLICY), episode_steps(scenario), observer=keep)
     finally:
         torch.set_num_threads(before)
     return states
@@ -228,19 +222,17 @@ def test_stride_and_short_episodes():
 # -- simulated episodes --------------------------------------------------------
 
 
-def test_simulated_windows_validate_and_are_ordered_by_episode(cfg: SimWindowsConfig, simulated: TrajectoryWindows):
+def test_simulated_windows_validate_and_are_ordered_by_episode(drives, simulated: TrajectoryWindows):
     simulated.validate()
     assert simulated.xy.shape[0] == 2 * WINDOWS_PER_EPISODE and simulated.xy.shape[2] == L
     assert (simulated.history, simulated.horizon, simulated.dt) == (HISTORY, HORIZON, SAMPLE_DT)
     assert simulated.xy.dtype == torch.float32
-    index, episodes = window_episodes(cfg)
-    assert episodes == [("cruising", 5), ("crosswalk_crowd", 5)]
-    assert index.tolist() == [0] * WINDOWS_PER_EPISODE + [1] * WINDOWS_PER_EPISODE
+    assert [d.drive for d in drives.drives] == ["cruising-000005", "crosswalk_crowd-000005"]
     # Slots are trimmed to the fullest window, every window has agents, all within the radius.
     counts = simulated.valid.sum(dim=1)
     assert int(counts.max()) == simulated.valid.shape[1] and bool((counts > 0).all())
     now = simulated.xy[:, :, HISTORY - 1].norm(dim=-1)
-    assert bool((now[simulated.valid] <= cfg.radius).all())
+    assert bool((now[simulated.valid] <= RADIUS).all())
     # Invalid slots hold nothing; a present step is a step of a valid slot.
     assert not (simulated.present & ~simulated.valid[..., None]).any()
     assert bool((simulated.xy[~simulated.present] == 0).all())
@@ -255,9 +247,7 @@ def test_simulated_classes_are_one_hot(simulated: TrajectoryWindows):
     assert int(AgentKind.PEDESTRIAN) in seen(crowd)
 
 
-def test_window_matches_world_state_recomputed_by_hand(
-    cfg: SimWindowsConfig, simulated: TrajectoryWindows, cruising_states: dict
-):
+def test_window_matches_world_state_recomputed_by_hand(simulated: TrajectoryWindows, cruising_states: dict):
     window = 1  # cruising, current sample 8
     current = (HISTORY - 1 + window) * STEPS_PER_SAMPLE
     steps = [current + (h - HISTORY + 1) * STEPS_PER_SAMPLE for h in range(L)]
@@ -273,7 +263,7 @@ def test_window_matches_world_state_recomputed_by_hand(
         return c * dx + s * dy, -s * dx + c * dy
 
     in_range = [
-        n for n in range(now.num_agents) if bool(now.agents.valid[0, n]) and math.hypot(*to_ego(now, n)) <= cfg.radius
+        n for n in range(now.num_agents) if bool(now.agents.valid[0, n]) and math.hypot(*to_ego(now, n)) <= RADIUS
     ]
     order = sorted(in_range, key=lambda n: math.hypot(*to_ego(now, n)))
     got = simulated.index(window)
@@ -286,120 +276,3 @@ def test_window_matches_world_state_recomputed_by_hand(
         assert int(got.class_probs[0, slot].argmax()) == int(now.agents.kind[0, n])
         size = torch.stack((now.agents.length[0, n], now.agents.width[0, n]))
         torch.testing.assert_close(got.size[0, slot], size)
-
-
-# -- files ---------------------------------------------------------------------
-
-
-def test_save_load_round_trip_is_bit_exact(simulated: TrajectoryWindows, cfg: SimWindowsConfig, tmp_path: Path):
-    path = tmp_path / "windows.safetensors"
-    meta = {"source": "sim", "seeds": list(cfg.seeds), "radius": cfg.radius}
-    assert save_windows(simulated, path, meta) == path
-    assert [p.name for p in tmp_path.iterdir()] == ["windows.safetensors"]  # no temporary file left
-    loaded, loaded_meta = load_windows(path)
-    assert loaded_meta == meta
-    assert (loaded.history, loaded.dt) == (simulated.history, simulated.dt)
-    for name in TrajectoryWindows.field_names():
-        a, b = getattr(loaded, name), getattr(simulated, name)
-        assert a.dtype == b.dtype and torch.equal(a, b), name
-
-
-def test_unserialisable_meta_writes_nothing(simulated: TrajectoryWindows, tmp_path: Path):
-    with pytest.raises(ValueError, match="save_windows.meta"):
-        save_windows(simulated, tmp_path / "w.safetensors", {"bad": object()})
-    assert list(tmp_path.iterdir()) == []
-
-
-@pytest.fixture
-def saved(simulated: TrajectoryWindows, tmp_path: Path) -> Path:
-    return save_windows(simulated, tmp_path / "w.safetensors", {"k": 1})
-
-
-def test_truncated_file_names_the_file(saved: Path):
-    data = saved.read_bytes()
-    saved.write_bytes(data[: len(data) // 2])
-    with pytest.raises(WindowsFileError, match=f"{saved}: corrupted windows file"):
-        load_windows(saved)
-
-
-def test_corrupted_header_names_the_file(saved: Path):
-    data = bytearray(saved.read_bytes())
-    data[8:40] = b"#" * 32  # the JSON header starts after its 8-byte length
-    saved.write_bytes(bytes(data))
-    with pytest.raises(WindowsFileError, match=f"{saved}: corrupted windows file"):
-        load_windows(saved)
-
-
-def test_missing_file_names_the_file(tmp_path: Path):
-    path = tmp_path / "absent.safetensors"
-    with pytest.raises(WindowsFileError, match=f"{path}: no such windows file"):
-        load_windows(path)
-
-
-def test_missing_tensor_or_header_field_is_named(simulated: TrajectoryWindows, tmp_path: Path):
-    header = {"format": FORMAT, "history": str(HISTORY), "dt": repr(SAMPLE_DT), "meta": "{}"}
-    tensors = {n: getattr(simulated, n).contiguous() for n in TrajectoryWindows.field_names()}
-    no_size = tmp_path / "no-size.safetensors"
-    save_file({k: v for k, v in tensors.items() if k != "size"}, str(no_size), metadata=header)
-    with pytest.raises(WindowsFileError, match=rf"{no_size}: corrupted windows file, missing tensors \['size'\]"):
-        load_windows(no_size)
-    no_dt = tmp_path / "no-dt.safetensors"
-    save_file(tensors, str(no_dt), metadata={k: v for k, v in header.items() if k != "dt"})
-    with pytest.raises(WindowsFileError, match=rf"{no_dt}: corrupted windows file, header lacks \['dt'\]"):
-        load_windows(no_dt)
-    foreign = tmp_path / "foreign.safetensors"
-    save_file(tensors, str(foreign), metadata={**header, "format": "something-else"})
-    with pytest.raises(WindowsFileError, match=f"{foreign}: expected header format"):
-        load_windows(foreign)
-
-
-def test_invalid_windows_in_a_file_are_named(simulated: TrajectoryWindows, tmp_path: Path):
-    path = tmp_path / "bad.safetensors"
-    header = {"format": FORMAT, "history": str(HISTORY), "dt": repr(SAMPLE_DT), "meta": "{}"}
-    tensors = {n: getattr(simulated, n).contiguous() for n in TrajectoryWindows.field_names()}
-    tensors["class_probs"] = tensors["class_probs"] * 2  # rows no longer sum to 1
-    save_file(tensors, str(path), metadata=header)
-    with pytest.raises(WindowsFileError, match=f"{path}: invalid windows .*TrajectoryWindows.class_probs"):
-        load_windows(path)
-
-
-# -- config ----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("field", "value"),
-    [
-        ("suite", ""),
-        ("policy", ""),
-        ("seeds", ()),
-        ("seeds", (1, 1)),
-        ("seeds", (-1,)),
-        ("seeds", (True,)),
-        ("duration", 5.0),
-        ("duration", math.nan),
-        ("stride", 0),
-        ("stride", 1.5),
-        ("max_agents", 0),
-        ("radius", 0.0),
-        ("radius", math.inf),
-        ("episodes_per_batch", 0),
-    ],
-)
-def test_bad_config_values_name_the_field(field: str, value: object):
-    with pytest.raises(ConfigError, match=rf"SimWindowsConfig\.{field}: expected"):
-        SimWindowsConfig(**{field: value})
-
-
-def test_scenario_shorter_than_a_window_is_refused_before_simulating(tmp_path: Path):
-    source = resolve_suite("cruising")[0]
-    short = tmp_path / "short.yaml"
-    text = Path(source.source).read_text().replace("duration: 20.0", "duration: 5.0")
-    assert "duration: 5.0" in text
-    short.write_text(text)
-    with pytest.raises(ConfigError, match=r"SimWindowsConfig\.suite: scenarios cruising \(5 s\) are shorter"):
-        simulate_windows(SimWindowsConfig(suite=str(short), policy="idm-gt", seeds=(0,)), progress=False)
-
-
-def test_unknown_policy_is_refused_before_simulating():
-    with pytest.raises(ValueError, match="unknown policy 'no-such-policy'"):
-        simulate_windows(SimWindowsConfig(suite="cruising", policy="no-such-policy", seeds=(0,)), progress=False)

@@ -16,9 +16,11 @@ from prediction import api
 from prediction.checkpoint import load_predictor
 from prediction.config import PredictorConfig
 from prediction.evaluate import evaluate_groups, evaluate_scene
-from prediction.simdata import save_windows
 from prediction.train import IMPLIED_JOB, PredictionTrainConfig, kl_beta, rotate_windows, train
 from prediction.windows import HISTORY, HORIZON, SAMPLE_DT, TrajectoryWindows, no_lanes
+from sim.drivelogs.recorder import record_drives
+from sim.policies import make_policy
+from sim.scenarios import resolve_suite
 from stack.cli import main
 from tests.prediction.conftest import walking_windows
 
@@ -26,20 +28,28 @@ TINY = PredictorConfig.tiny(interaction_radius=10.0)
 
 
 @pytest.fixture
-def windows_file(tmp_path: Path) -> Path:
-    windows = walking_windows(windows=12, agents=4, seed=3)
-    return save_windows(windows, tmp_path / "walk.safetensors", {"made_by": "test"})
+def walks() -> TrajectoryWindows:
+    return walking_windows(windows=12, agents=4, seed=3)
 
 
-def job(tmp_path: Path, windows_file: Path, **changes) -> PredictionTrainConfig:
-    base = dict(out=tmp_path / "run", windows=(windows_file,), predictor=TINY, steps=8, batch_size=4,
+@pytest.fixture(scope="module")
+def drive_logs(tmp_path_factory) -> Path:
+    """One recorded drive just long enough for one prediction window (79 steps and the final state)."""
+    out = tmp_path_factory.mktemp("prediction-logs")
+    scenario = resolve_suite("cruising")[0].with_overrides({"duration": 7.9})
+    record_drives(scenario, [0], make_policy("idm-gt"), out, foxglove=False)
+    return out
+
+
+def job(tmp_path: Path, **changes) -> PredictionTrainConfig:
+    base = dict(out=tmp_path / "run", predictor=TINY, steps=8, batch_size=4,
                 warmup_steps=1, checkpoint_every=4, kl_anneal_steps=4, progress=False)  # fmt: skip
     base.update(changes)
     return PredictionTrainConfig(**base)
 
 
-def test_training_lowers_the_loss_and_writes_a_loadable_model(tmp_path, windows_file):
-    path = train(job(tmp_path, windows_file, steps=40, checkpoint_every=40, lr=1e-2))
+def test_training_lowers_the_loss_and_writes_a_loadable_model(tmp_path, walks):
+    path = train(job(tmp_path, steps=40, checkpoint_every=40, lr=1e-2), walks)
     model, meta = load_predictor(path)
     assert meta["steps"] == 40 and meta["train_seconds"] > 0
     first = load_predictor(tmp_path / "run" / "step-000040.safetensors")
@@ -52,33 +62,33 @@ def test_training_lowers_the_loss_and_writes_a_loadable_model(tmp_path, windows_
     assert after["nll_step"] < before["nll_step"]
 
 
-def test_a_stopped_and_resumed_job_ends_where_an_uninterrupted_one_does(tmp_path, windows_file):
-    straight = train(job(tmp_path / "a", windows_file))
-    train(job(tmp_path / "b", windows_file, stop_at=4))
-    resumed = train(job(tmp_path / "b", windows_file, resume=True))
+def test_a_stopped_and_resumed_job_ends_where_an_uninterrupted_one_does(tmp_path, walks):
+    straight = train(job(tmp_path / "a"), walks)
+    train(job(tmp_path / "b", stop_at=4), walks)
+    resumed = train(job(tmp_path / "b", resume=True), walks)
     a, b = load_predictor(straight)[0].state_dict(), load_predictor(resumed)[0].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_resume_refuses_a_changed_job(tmp_path, windows_file):
-    train(job(tmp_path, windows_file, stop_at=4))
+def test_resume_refuses_a_changed_job(tmp_path, walks):
+    train(job(tmp_path, stop_at=4), walks)
     with pytest.raises(ValueError, match="kl_weight"):
-        train(job(tmp_path, windows_file, kl_weight=2.0, resume=True))
+        train(job(tmp_path, kl_weight=2.0, resume=True), walks)
 
 
-def test_bad_job_configs_name_the_field(tmp_path, windows_file):
+def test_bad_job_configs_name_the_field(tmp_path, walks):
     with pytest.raises(ConfigError, match="scene"):
-        job(tmp_path, windows_file, ethucy_root=tmp_path)
-    with pytest.raises(ConfigError, match="windows"):
-        train(job(tmp_path, windows_file, windows=()))
+        job(tmp_path, ethucy_root=tmp_path)
+    with pytest.raises(ConfigError, match="PredictionTrainConfig.logs: expected at least one log folder"):
+        train(job(tmp_path))
     with pytest.raises(ConfigError, match="kl_min"):
-        job(tmp_path, windows_file, kl_min=-1.0)
+        job(tmp_path, kl_min=-1.0)
     with pytest.raises(ConfigError, match="PredictorConfig.latent"):
         PredictorConfig(latent=0)
 
 
 def test_kl_weight_rises_from_zero_to_its_final_value():
-    cfg = PredictionTrainConfig(windows=(Path("x"),), kl_weight=2.0, kl_anneal_steps=100)
+    cfg = PredictionTrainConfig(logs=(Path("x"),), kl_weight=2.0, kl_anneal_steps=100)
     assert kl_beta(0, cfg) < 0.02 and kl_beta(50, cfg) == pytest.approx(1.0) and kl_beta(200, cfg) > 1.99
 
 
@@ -92,8 +102,8 @@ def test_rotation_turns_whole_windows_and_keeps_distances():
     assert torch.allclose(d0, d1, atol=1e-5)
 
 
-def test_corrupted_model_files_are_refused(tmp_path, windows_file):
-    path = train(job(tmp_path, windows_file, steps=1, checkpoint_every=1))
+def test_corrupted_model_files_are_refused(tmp_path, walks):
+    path = train(job(tmp_path, steps=1, checkpoint_every=1), walks)
     data = path.read_bytes()
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(data[: len(data) // 2])
@@ -101,8 +111,8 @@ def test_corrupted_model_files_are_refused(tmp_path, windows_file):
         api.load(broken)
 
 
-def test_api_predicts_positions_for_every_agent_observed_now(tmp_path, windows_file):
-    model = api.load(train(job(tmp_path, windows_file, steps=2)))
+def test_api_predicts_positions_for_every_agent_observed_now(tmp_path, walks):
+    model = api.load(train(job(tmp_path, steps=2), walks))
     windows = walking_windows()
     obs_xy, obs_valid = windows.observed()
     samples = model.predict_positions(obs_xy, obs_valid, num_samples=5, seed=7)
@@ -122,10 +132,10 @@ def test_api_predicts_positions_for_every_agent_observed_now(tmp_path, windows_f
         model.predict_positions(obs_xy, obs_valid, num_samples=0)
 
 
-def test_api_reads_the_agents_classes_and_groups_pool_one_run(tmp_path, windows_file):
+def test_api_reads_the_agents_classes_and_groups_pool_one_run(tmp_path, walks):
     """Vehicles given as vehicles move as unicycles (a different forecast from the pedestrian default), and
     the per-class groups of `evaluate_groups` split the agents of one run: their counts and sums add up."""
-    model = api.load(train(job(tmp_path, windows_file, steps=2)))
+    model = api.load(train(job(tmp_path, steps=2), walks))
     windows = walking_windows(pedestrians=False)
     obs_xy, obs_valid = windows.observed()
     as_vehicles = model.forecast(obs_xy, obs_valid, class_probs=windows.class_probs, size=windows.size)
@@ -154,13 +164,13 @@ def test_api_baselines_have_the_same_interface():
         api.baseline("oracle")
 
 
-def test_command_line_trains_and_evaluates(tmp_path, windows_file, capsys):
+def test_command_line_trains_and_evaluates(tmp_path, drive_logs, capsys):
     out = tmp_path / "cli"
-    assert main(["prediction", "train", "--windows", str(windows_file), "--out", str(out), "--steps", "2",
+    assert main(["prediction", "train", "--logs", str(drive_logs), "--out", str(out), "--steps", "2",
                  "--batch-size", "2", "--latent", "3", "--hidden", "8", "--decoder-hidden", "8", "--no-progress",
                  "--checkpoint-every", "2", "--warmup-steps", "0"]) == 0  # fmt: skip
     report = tmp_path / "report.json"
-    assert main(["prediction", "evaluate", "--model", str(out / "final.safetensors"), "--windows", str(windows_file),
+    assert main(["prediction", "evaluate", "--model", str(out / "final.safetensors"), "--logs", str(drive_logs),
                  "--kde-samples", "10", "--out", str(report)]) == 0  # fmt: skip
     assert report.is_file() and '"min_ade"' in report.read_text()
     assert main(["prediction", "evaluate", "--baseline", "cv"]) == 2
@@ -169,9 +179,8 @@ def test_command_line_trains_and_evaluates(tmp_path, windows_file, capsys):
 
 def test_windows_from_another_timing_are_refused(tmp_path):
     windows = dataclasses.replace(walking_windows(), dt=0.1)
-    path = save_windows(windows, tmp_path / "fast.safetensors", {})
     with pytest.raises(ConfigError, match="dt"):
-        train(PredictionTrainConfig(out=tmp_path / "r", windows=(path,), predictor=TINY, steps=1, progress=False))
+        train(PredictionTrainConfig(out=tmp_path / "r", predictor=TINY, steps=1, progress=False), windows)
 
 
 def fork_windows(windows: int = 48) -> TrajectoryWindows:
@@ -195,10 +204,9 @@ def test_mode_assignment_keeps_both_branches_of_a_fork(tmp_path, objective):
     """Trained on the fork, the forecast holds both turns as modes of real weight (no collapse) and its
     best mode follows each walker's branch."""
     windows = fork_windows()
-    path = save_windows(windows, tmp_path / "fork.safetensors", {"made_by": "test"})
-    cfg = job(tmp_path, path, objective=objective, steps=150, batch_size=16, lr=1e-2, rotate=False,
+    cfg = job(tmp_path, objective=objective, steps=150, batch_size=16, lr=1e-2, rotate=False,
               checkpoint_every=150, predictor=PredictorConfig.tiny(latent=4))  # fmt: skip
-    predictor = api.load(train(cfg))
+    predictor = api.load(train(cfg, windows))
     scores = evaluate_scene(predictor, windows, kde_samples=0, coverage_samples=0)
     assert scores["modes_used"] >= 2.0 and scores["top_weight"] < 0.8
     forecast = predictor.forecast(*windows.observed())
@@ -210,7 +218,7 @@ def test_mode_assignment_keeps_both_branches_of_a_fork(tmp_path, objective):
 def test_a_job_stored_before_objectives_existed_resumes_only_as_the_elbo():
     """Old checkpoints hold no `objective`: they trained the ELBO, so resuming them under today's default is
     refused, naming the field, and resuming them as the ELBO is not."""
-    today = jsonable(PredictionTrainConfig(windows=(Path("x"),)))
+    today = jsonable(PredictionTrainConfig(logs=(Path("x"),)))
     stored = {name: value for name, value in today.items() if name != "objective"}
     same = lambda name, value: value  # noqa: E731
     with pytest.raises(ValueError, match="objective is 'wta' but old.safetensors was trained with 'elbo'"):

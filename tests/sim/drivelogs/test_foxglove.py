@@ -96,8 +96,8 @@ def drive(tmp_path_factory):
         })  # fmt: skip
 
     with torch.inference_mode():
-        rollout(build_batch(scenario, [1]), policy, STEPS, raster=RASTER, observer=observe)
-    (path,) = recorder.close()
+        final, _, errors = rollout(build_batch(scenario, [1]), policy, STEPS, raster=RASTER, observer=observe)
+    (path,) = recorder.close(final, errors)
     return path, steps
 
 
@@ -243,9 +243,9 @@ def test_each_grid_cell_lies_where_its_raster_cell_does():
 def test_the_tensor_channels_still_read_and_index_beside_the_foxglove_channels(drive):
     path, steps = drive
     frames = list(read_drive(path, {"/sensor/frame"}))
-    assert [r.time_s for r in frames] == pytest.approx([s["time"] for s in steps])
+    assert [r.time_s for r in frames[:-1]] == pytest.approx([s["time"] for s in steps])  # then the final state
     index = build_index(path.parent, save=False)
-    assert index.broken == {} and index.drives[0].frames == STEPS
+    assert index.broken == {} and index.drives[0].steps == STEPS
 
 
 def test_an_encoded_channel_may_not_take_a_tensor_topic(tmp_path):

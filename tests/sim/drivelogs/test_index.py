@@ -33,7 +33,7 @@ def test_the_index_lists_good_drives_and_reports_the_broken_log(log_dir):
         "crosswalk_crowd-000001",
         "crosswalk_crowd-000002",
     ]
-    assert all(d.frames == 10 for d in index.drives)
+    assert all(d.frames == 11 and d.steps == 10 for d in index.drives)  # the final state's frame too
     assert (
         list(index.broken) == ["zz-truncated.mcap"]
         and "truncated or corrupted at byte" in index.broken["zz-truncated.mcap"]
@@ -49,7 +49,7 @@ def test_an_unchanged_log_is_not_read_again(log_dir, monkeypatch):
         raise AssertionError(f"{path} was re-read")
 
     monkeypatch.setattr(index_module, "_entry", fail)
-    monkeypatch.setattr(index_module, "drive_metadata", fail)
+    monkeypatch.setattr(index_module, "metadata_records", fail)
     try:
         build_index(log_dir)
     except AssertionError as exc:
@@ -66,8 +66,8 @@ def test_random_access_returns_the_frame_a_sequential_read_sees(log_dir):
         for name, value in record.tensors.items():
             assert np.array_equal(records[record.topic].tensors[name], value)
     assert records["/sensor/frame"].contract().bev.shape[0] == 1
-    with pytest.raises(IndexError, match="frame 10 out of range"):
-        read_frame(index, entry, 10)
+    with pytest.raises(IndexError, match="frame 11 out of range"):
+        read_frame(index, entry, 11)
 
 
 def test_a_log_replaced_at_the_same_path_is_read_anew_not_through_the_old_chunk_index(log_dir, tmp_path):
@@ -141,7 +141,7 @@ def test_a_chunk_holds_at_most_two_frames_so_a_span_decompresses_little(log_dir)
     with open(path, "rb") as stream:
         frames = [len(list(chunk_messages(chunk_records(stream, c), c, frame_channel, 0, 2**63)))
                   for c in summary.chunk_indexes]  # fmt: skip
-    assert sum(frames) == 10 and max(frames) == 2
+    assert sum(frames) == 11 and max(frames) == 2
 
 
 def _chunk_damaged(log_dir, tmp_path, damage) -> tuple:
