@@ -17,6 +17,7 @@ from sim.config import RasterConfig
 from sim.drawing import MIN_DRAWN_EXISTENCE, MIN_DRAWN_MODE_WEIGHT
 from sim.drivelogs.format import DriveLogWriter, read_drive
 from sim.drivelogs.foxglove import (
+    CANDIDATE_QUANTUM_M,
     CHANNELS,
     EGO_FRAME,
     LINE_QUANTUM_M,
@@ -204,7 +205,7 @@ def test_forecast_modes_and_plan_candidates_are_lines_of_the_policy_output(drive
         assert dict((kv.key, kv.value) for kv in entities["candidates"].metadata)["chosen"] == "1"  # the overlay's
         safest = entities["candidates"].lines[-1]  # drawn last, on top, in green
         assert close([[p.x, p.y] for p in safest.points], o["candidates"][np.argmin(o["candidate_risk"])],
-                     atol=LINE_QUANTUM_M) and safest.color.g > safest.color.r  # fmt: skip
+                     atol=CANDIDATE_QUANTUM_M) and safest.color.g > safest.color.r  # fmt: skip
 
 
 def test_tracks_are_their_own_channel(drive):
