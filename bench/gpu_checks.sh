@@ -23,3 +23,11 @@ $PY bench/latency.py --device cuda --artifact runs/export --repeats 100 --graphs
 # (needs mcap and zstandard, which the lent GPU image lacks: install them, or put their wheels on PYTHONPATH).
 $PY bench/fleet_throughput.py --device cuda --drives 2 --steps 20 --global-batch 16 \
     --out "$OUT/fleet_throughput_cuda.json" 2>&1 | tee "$OUT/fleet_throughput_cuda.txt"
+# Issue 18: the batched simulator's agent-steps/s at large batches, the Gymnasium interface's overhead and
+# reading drive logs as the perception jobs read them, on the GPU machine.
+$PY bench/sim_throughput.py --device cuda --batches 1024 4096 16384 --steps 20 \
+    --out "$OUT/sim_throughput_cuda.json" 2>&1 | tee "$OUT/sim_throughput_cuda.txt"
+$PY bench/gym_overhead.py --device cuda --batches 1 64 1024 4096 --steps 60 20 12 12 \
+    --out "$OUT/gym_overhead_cuda.json" 2>&1 | tee "$OUT/gym_overhead_cuda.txt"
+$PY bench/log_reading.py --drives 16 --every 5 --stored-half \
+    --out "$OUT/log_reading_jobs.json" 2>&1 | tee "$OUT/log_reading_jobs.txt"
