@@ -175,6 +175,29 @@ def test_record_and_index_commands(tmp_path, capsys):
     assert "2 drives" in out and "skipped junk.mcap" in out
 
 
+def test_record_sets_the_raster_duration_batches_and_channels_and_indexes_last(tmp_path, capsys):
+    from stack.cli import main
+
+    out = tmp_path / "small"
+    args = ["fleet", "record", "--suite", "demo", "--seeds", "3", "--first-seed", "7", "--duration", "0.5",
+            "--raster-size", "32", "--resolution", "1", "--batch-size", "2", "--no-foxglove", "--out", str(out)]
+    assert main(args) == 0
+    index = json.loads((out / "index.json").read_text())
+    drives = [d["drive"] for d in index["drives"]]
+    assert len(drives) == 4 * 3 and drives[:3] == ["crosswalk_crowd-000007", "crosswalk_crowd-000008",
+                                                   "crosswalk_crowd-000009"]  # the suite's order  # fmt: skip
+    first = index["drives"][0]
+    raster = json.loads(first["metadata"]["raster"])
+    assert (raster["size"], raster["resolution"]) == (32, 1.0)
+    assert (first["metadata"]["suite"], first["result"]["steps"], len(first["frame_times"])) == ("demo", "5", 6)
+    with open(out / first["file"], "rb") as stream:
+        topics = {c.topic for c in make_reader(stream).get_summary().channels.values()}
+    assert "/sensor/ghosts" in topics and not any(t.startswith("/foxglove") for t in topics)
+    assert "12 drives indexed" in capsys.readouterr().out
+    assert main([*args[:-2], "--out", str(tmp_path / "x"), "--batch-size", "0"]) == 2
+    assert "batch_size: expected an int >= 1" in capsys.readouterr().err
+
+
 def test_a_suite_run_records_the_same_drives_as_fleet_record(tmp_path):
     """`drivestack sim --record` logs any suite run (any policy or runtime backend) in the same format."""
     from stack.cli import main
