@@ -50,7 +50,7 @@ from core.train_logging import MetricSinks
 FINAL_NAME = "final.safetensors"
 _STEP_FILE = re.compile(r"^step-(\d+)\.safetensors$")
 # Fields that may differ between a run and its resumption without changing the result.
-RESUMABLE_CHANGES = frozenset({"resume", "stop_at", "progress", "device", "out", "data", "init", "wandb"})
+RESUMABLE_CHANGES = frozenset({"resume", "stop_at", "progress", "device", "out", "data", "init", "wandb", "workers"})
 
 LossFn = Callable[[Tensor, torch.Generator, int], tuple[Tensor, dict[str, Tensor]]]
 
@@ -246,9 +246,13 @@ class Trainer:
         barrier(self.world)
         return final
 
-    def _one_step(self) -> dict[str, Tensor]:
+    def batch(self, step: int) -> Tensor:
+        """[batch_size] the pool items this process trains on at `step` (its share of the global batch)."""
         size = self.cfg.batch_size
-        index = batch_index(self.pool, self.step, size * self.world, self.cfg.seed)[self.rank * size :][:size]
+        return batch_index(self.pool, step, size * self.world, self.cfg.seed)[self.rank * size :][:size]
+
+    def _one_step(self) -> dict[str, Tensor]:
+        index = self.batch(self.step)
         self.modules.train()
         # Mixed precision on CUDA: bf16 autocast (fp32 range, so no loss scaling); weights and optimiser stay fp32.
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cfg.amp):

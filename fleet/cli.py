@@ -76,6 +76,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--label-fraction", type=float, default=1.0, help="labeled frames used (perception)")
     tr.add_argument("--every", type=int, default=5, help="one frame in N is an item (pretrain, perception; "
                     "default 5)")  # fmt: skip
+    tr.add_argument("--workers", type=int, default=0, help="processes reading the next batches while the loop "
+                    "trains (pretrain, perception; default 0)")  # fmt: skip
     tr.add_argument("--sigma", type=float, default=1.0, help="risk sensitivity while training (end2end)")
     tr.add_argument("--warmup-frames", type=int, default=32, help="frames perceived before each item (end2end)")
     add_loop_arguments(tr, steps=None, batch_size=None, lr=None, warmup_steps=None, checkpoint_every=None,
@@ -158,13 +160,14 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _pretrain(args: argparse.Namespace) -> Path:
     cfg = PretrainConfig(perception=perception_for(args.logs, args.detector), out=args.out, every=args.every,
-                         **loop_fields(args))  # fmt: skip
+                         workers=args.workers, **loop_fields(args))  # fmt: skip
     return train_pretrain(args.logs, cfg, args.val_fraction)
 
 
 def _perception(args: argparse.Namespace) -> Path:
     cfg = FinetuneConfig(perception=perception_for(args.logs, args.detector), out=args.out, init=args.init,
-                         label_fraction=args.label_fraction, every=args.every, **loop_fields(args))  # fmt: skip
+                         label_fraction=args.label_fraction, every=args.every, workers=args.workers,
+                         **loop_fields(args))  # fmt: skip
     return train_perception(args.logs, cfg, args.val_fraction)
 
 

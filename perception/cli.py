@@ -43,6 +43,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _add_training(parser: argparse.ArgumentParser, out: str) -> None:
     _add_data(parser, "log folder of the training drives")
     parser.add_argument("--out", type=Path, default=Path(out), help=f"checkpoint directory (default {out})")
+    parser.add_argument("--workers", type=int, default=0, help="processes reading the next batches while the "
+                        "loop trains (default 0: read in the loop; worth it on a GPU)")  # fmt: skip
     parser.add_argument("--detector", choices=DETECTOR_PRESETS, default="default", help="network size preset")
     add_loop_arguments(
         parser, steps=1000, batch_size=16, lr=1e-3, warmup_steps=50, checkpoint_every=100, items="frames"
@@ -93,7 +95,8 @@ def perception_for(logs: Path, preset: str) -> PerceptionConfig:
 
 
 def _training_fields(args: argparse.Namespace) -> dict:
-    return dict(data=args.data, out=args.out, every=args.every, max_objects=args.max_objects, **loop_fields(args))
+    return dict(data=args.data, out=args.out, every=args.every, max_objects=args.max_objects, workers=args.workers,
+                **loop_fields(args))  # fmt: skip
 
 
 def run_pretrain(args: argparse.Namespace) -> int:

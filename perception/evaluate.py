@@ -29,7 +29,8 @@ from perception.calibration import expected_calibration_error, fit_covariance_sc
 from perception.config import DetectorConfig
 from perception.data import ghosts_of, labels_of, split_by_episode
 from perception.decode import decode, scale_position_covariance
-from perception.jobs.common import STORED_HALF, load_batch, open_logs
+from perception.jobs.common import STORED_HALF, open_logs
+from perception.jobs.loader import load_batch
 from perception.logdata import LogFrameDataset
 from perception.metrics import (
     DetectionEvaluator,

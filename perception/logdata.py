@@ -93,6 +93,10 @@ class LogFrameDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def __getstate__(self) -> dict:
+        """What a worker process receives (`perception.jobs.loader`): everything but the frame cache."""
+        return {**self.__dict__, "_cache": OrderedDict()}
+
     def __getitem__(self, i: int) -> dict[str, Tensor]:
         drive, t = self.items[i]
         first = max(0, t - self.frames + 1)

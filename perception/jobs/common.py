@@ -12,17 +12,17 @@ state and the data position; at the end `final.safetensors` holds the
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from core.config import require
 from core.io import jsonable
 from core.training import FINAL_NAME, LoopSettings, LossFn, Trainer
+from perception.jobs.loader import BatchLoader
 from perception.logdata import LogFrameDataset
 from perception.model import Perception, PerceptionConfig
 from sim.drivelogs.format import LogError
@@ -46,6 +46,8 @@ class TrainConfig(LoopSettings):
         perception: the model (its detector raster must match the logs').
         every: one frame in `every` is an item (steps 0, every, 2 every, ... of each drive).
         max_objects: M, label slots per frame (`sim.sensors.objects.pad_objects`).
+        workers: processes reading the next steps' batches while the loop trains (0: read in the loop;
+            `perception.jobs.loader`); the results do not depend on it.
     """
 
     data: Path = Path("data/drives")
@@ -53,6 +55,7 @@ class TrainConfig(LoopSettings):
     perception: PerceptionConfig = PerceptionConfig()
     every: int = 5
     max_objects: int = 64
+    workers: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -62,6 +65,7 @@ class TrainConfig(LoopSettings):
         for field in ("every", "max_objects"):
             value = getattr(self, field)
             require(isinstance(value, int) and value >= 1, name, field, "an int >= 1", value)
+        require(isinstance(self.workers, int) and self.workers >= 0, name, "workers", "an int >= 0", self.workers)
 
 
 def open_logs(folder: str | Path) -> LogIndex:
@@ -87,12 +91,6 @@ def frame_dataset(
                            stored_half=STORED_HALF)  # fmt: skip
 
 
-def load_batch(dataset: LogFrameDataset, index: Tensor, device: str) -> dict[str, Tensor]:
-    """Frames `index [B]` stacked into one batch dict (see `LogFrameDataset`)."""
-    items = [dataset[int(i)] for i in index]
-    return {name: torch.stack([item[name] for item in items]).to(device) for name in items[0]}
-
-
 def perception_trainer(cfg: TrainConfig, kind: str, modules: nn.ModuleDict, pool: Tensor, loss_fn: LossFn) -> Trainer:
     """A `Trainer` whose checkpoints carry the `PerceptionConfig` and whose final file is a `Perception`."""
     if len(pool) == 0:
@@ -108,3 +106,13 @@ def perception_trainer(cfg: TrainConfig, kind: str, modules: nn.ModuleDict, pool
         return jsonable(asdict(PerceptionConfig.from_dict(value))) if name == "perception" else value
 
     return Trainer(cfg, kind, modules, pool, loss_fn, cfg.perception.to_dict(), finalize, normalise_job)
+
+
+def run_reading_ahead(trainer: Trainer, loader: BatchLoader, items: Callable[[Tensor], Tensor] = lambda i: i) -> Path:
+    """Run `trainer` while `loader` reads ahead what each step's loss asks for: `items(batch)` of the step's
+    batch (the batch itself, or with more, e.g. pretraining's temporal partners)."""
+    loader.plan(lambda step: items(trainer.batch(step)), trainer.cfg.steps)
+    try:
+        return trainer.run()
+    finally:
+        loader.close()

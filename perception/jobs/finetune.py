@@ -18,7 +18,8 @@ from core.checkpoint import load_model_checkpoint
 from core.config import require
 from perception.data import labeled_mask, labels_of
 from perception.detector import Detector
-from perception.jobs.common import TrainConfig, frame_dataset, load_batch, perception_trainer
+from perception.jobs.common import TrainConfig, frame_dataset, perception_trainer, run_reading_ahead
+from perception.jobs.loader import BatchLoader
 from perception.logdata import LogFrameDataset
 from perception.losses import LossConfig, make_targets, supervised_loss
 from perception.model import CHECKPOINT_KIND, Perception, PerceptionConfig
@@ -71,15 +72,16 @@ def finetune(cfg: FinetuneConfig, dataset: LogFrameDataset | None = None) -> Pat
         start.load_weights(init_tensors, str(cfg.init))
         detector.load_state_dict(start.detector.state_dict())
     modules = nn.ModuleDict({"detector": detector}).to(cfg.device)
+    loader = BatchLoader(dataset, cfg.workers)
 
     def loss_fn(index: Tensor, augment: torch.Generator, step: int) -> tuple[Tensor, dict[str, Tensor]]:
-        batch = load_batch(dataset, index, cfg.device)
+        batch = loader.load(step, index, cfg.device)
         targets = make_targets(labels_of(batch), det.raster, det.stride, cfg.loss)
         out = modules["detector"](batch["input"])
         return supervised_loss(out, targets, det.raster, det.stride, cfg=cfg.loss)
 
     pool = torch.nonzero(labeled_mask(len(dataset), cfg.label_fraction, cfg.seed)).flatten()
-    return perception_trainer(cfg, KIND, modules, pool, loss_fn).run()
+    return run_reading_ahead(perception_trainer(cfg, KIND, modules, pool, loss_fn), loader)
 
 
 def main(cfg: FinetuneConfig) -> Path:

@@ -27,7 +27,8 @@ from core.config import require
 from perception.decode import dense_candidates
 from perception.detector import Detector
 from perception.frames import pose_in_frame, warp_bev
-from perception.jobs.common import TrainConfig, frame_dataset, load_batch, perception_trainer
+from perception.jobs.common import TrainConfig, frame_dataset, perception_trainer, run_reading_ahead
+from perception.jobs.loader import BatchLoader
 from perception.logdata import LogFrameDataset
 from perception.selfsup import (
     AnalysisBySynthesisLoss,
@@ -114,9 +115,15 @@ def pretrain(cfg: PretrainConfig, dataset: LogFrameDataset | None = None) -> Pat
     partner = temporal_partner(dataset.episode)
     bev = slice(len(BEV_CHANNELS) * (det.frames - 1), len(BEV_CHANNELS) * det.frames)  # current frame's channels
 
+    loader = BatchLoader(dataset, cfg.workers)
+
+    def with_partners(index: Tensor) -> Tensor:
+        return torch.cat((index, partner[index]))  # the batch's items, then each one's temporal partner
+
     def loss_fn(index: Tensor, augment: torch.Generator, step: int) -> tuple[Tensor, dict[str, Tensor]]:
-        batch = load_batch(dataset, index, cfg.device)
-        partner_x = load_batch(dataset, partner[index], cfg.device)["input"]
+        both = loader.load(step, with_partners(index), cfg.device)
+        batch = {name: value[: len(index)] for name, value in both.items()}
+        partner_x = both["input"][len(index) :]
         x = batch["input"]  # (B, 2K + 3, H, W)
         out = modules["detector"].outputs(x)
         c = dense_candidates(out.dense, det.raster, det.stride)  # (B, G G) candidates
@@ -138,7 +145,7 @@ def pretrain(cfg: PretrainConfig, dataset: LogFrameDataset | None = None) -> Pat
         return total, {**{k: v.detach() for k, v in parts.items()}, "total": total.detach()}
 
     pool = torch.arange(len(dataset))
-    return perception_trainer(cfg, KIND, modules, pool, loss_fn).run()
+    return run_reading_ahead(perception_trainer(cfg, KIND, modules, pool, loss_fn), loader, with_partners)
 
 
 def augment_view(x: Tensor, seed: int, cfg: PretrainConfig) -> Tensor:

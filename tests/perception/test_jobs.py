@@ -116,6 +116,20 @@ def test_killed_job_resumes_to_identical_weights(data):
         pretrain(_pretrain_cfg(data["train"], killed_out, steps=6, batch_size=2, resume=True))
 
 
+def test_workers_reading_ahead_train_to_the_same_weights(data):
+    """Batches read ahead in worker processes are the ones the loop would read: the same training."""
+    base = data["base"]
+    ahead = pretrain(_pretrain_cfg(data["train"], base / "pre-workers", steps=4, workers=2))
+    a, b = _weights(data["pretrained"]), _weights(ahead)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    tuned = finetune(_finetune_cfg(data["train"], base / "ft-workers", label_fraction=0.5, workers=1))
+    plain = finetune(_finetune_cfg(data["train"], base / "ft-plain", label_fraction=0.5))
+    a, b = _weights(plain), _weights(tuned)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ConfigError, match="workers"):
+        _pretrain_cfg(data["train"], base / "x", workers=-1)
+
+
 def test_resume_from_a_corrupted_checkpoint_is_a_clear_error(data):
     out = data["base"] / "corrupt"
     pretrain(_pretrain_cfg(data["train"], out, steps=4, stop_at=2))
