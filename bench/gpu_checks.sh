@@ -31,3 +31,5 @@ $PY bench/gym_overhead.py --device cuda --batches 1 64 1024 4096 --steps 60 20 1
     --out "$OUT/gym_overhead_cuda.json" 2>&1 | tee "$OUT/gym_overhead_cuda.txt"
 $PY bench/log_reading.py --drives 16 --every 5 --stored-half \
     --out "$OUT/log_reading_jobs.json" 2>&1 | tee "$OUT/log_reading_jobs.txt"
+$PY bench/log_reading.py --drives 16 --every 5 --stored-half --workers 8 \
+    --out "$OUT/log_reading_jobs_w8.json" 2>&1 | tee "$OUT/log_reading_jobs_w8.txt"
