@@ -1,9 +1,9 @@
-"""Detector training data read from drive logs (`sim.drivelogs`): frames for pretraining, and with their labels.
+"""Detector training and evaluation data read from drive logs (`sim.drivelogs`), the perception jobs' only data.
 
-`LogFrameDataset` serves unlabeled frames for self-supervised pretraining in
-the item format of `perception.data.FrameDataset` ("input", "next_bev", "pose",
-"next_pose", "episode", "step", "time"), so the perception jobs train on logs
-unchanged. The detector input of frame t is built from frames t-K+1 .. t of
+`LogFrameDataset` serves frames for self-supervised pretraining ("input",
+"next_bev", "pose", "next_pose", "episode", "step", "time"), and with their
+labels and the sensor's ghosts for the supervised stage and the evaluation.
+The detector input of frame t is built from frames t-K+1 .. t of
 the same drive only (the first frame repeated at the start, as the stack's
 frame stack does): an input never sees its own future, and "next_bev" (frame
 t+1) is the training target only. Items are drive-major and time-ordered, so a
