@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from core.config import Timing
 from core.distributed import join_process_group
@@ -44,7 +44,7 @@ from prediction.logwindows import concat_windows, drive_windows
 from prediction.train import PredictionTrainConfig
 from prediction.train import train as train_predictor
 from sim.drivelogs.format import LABELS_TOPIC, LogError
-from sim.drivelogs.index import DriveEntry, LogIndex, build_index, split_drives
+from sim.drivelogs.index import DriveEntry, LogIndex, build_index, read_each, split_drives
 from sim.drivelogs.series import read_series
 from stack.episodes import RecordedBatch, recorded_drive
 from stack.policy import stack_weights
@@ -55,7 +55,6 @@ log = logging.getLogger(__name__)
 
 STAGES = ("pretrain", "perception", "prediction", "end2end")
 VALIDATION = "validation.json"
-T = TypeVar("T")
 MANIFEST = "drives.json"
 
 
@@ -63,8 +62,7 @@ def training_drives(logs: Path, out: Path, val_fraction: float) -> tuple[LogInde
     """Index `logs` (rank 0 saves the index), split by drive, and (rank 0) write the manifest to `out`."""
     rank, _ = join_process_group()
     index = build_index(logs, save=rank == 0)
-    for name, error in index.broken.items():
-        log.warning("skipped broken log %s: %s", name, error)
+    index.warn_broken()
     train, val = split_drives(index.drives, val_fraction)
     if not train:
         raise LogError(f"log folder {logs}: no training drives ({len(index.drives)} readable, "
@@ -106,19 +104,6 @@ def train_perception(logs: Path, cfg: FinetuneConfig, val_fraction: float) -> Pa
     if not train:
         raise LogError(f"log folder {logs}: no training drive holds labels ({sorted(damaged)})")
     return finetune(cfg, frame_dataset(cfg, labels=True, index=index, drives=train))
-
-
-def read_each(index: LogIndex, drives: list[DriveEntry], read: Callable[[DriveEntry], T]) -> tuple[list[T], dict]:
-    """`read(entry)` for every drive; a drive that raises `LogError` (damaged past indexing: a missing channel,
-    dropped frames) is reported, skipped and returned as (file: error), so the job goes on with the others."""
-    values, damaged = [], {}
-    for entry in drives:
-        try:
-            values.append(read(entry))
-        except LogError as exc:
-            log.warning("skipped damaged log %s: %s", entry.file, exc)
-            damaged[entry.file] = str(exc)
-    return values, damaged
 
 
 def report_damaged(out: Path, damaged: dict[str, str]) -> None:

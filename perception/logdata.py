@@ -45,7 +45,7 @@ from perception.data import GHOSTS, LABELS
 from perception.frames import FrameStack, detector_input
 from sim.config import RasterConfig
 from sim.drivelogs.format import FRAME_TOPIC, GHOSTS_TOPIC, LABELS_TOPIC, LogError, LogRecord
-from sim.drivelogs.index import DriveEntry, LogIndex, logged_raster, read_span
+from sim.drivelogs.index import DriveEntry, LogIndex, read_span, require_raster
 from sim.sensors.objects import pad_ghosts, pad_objects
 from sim.types import ObjectList
 
@@ -77,9 +77,7 @@ class LogFrameDataset(Dataset):
         if not (isinstance(every, int) and every >= 1):
             raise ValueError(f"LogFrameDataset.every: expected an int >= 1, got {every!r}")
         self.index, self.drives = index, list(drives)
-        recorded = logged_raster(index, self.drives)
-        if recorded != raster:
-            raise LogError(f"logs {index.root}: recorded with {recorded}, the detector reads {raster}")
+        require_raster(index, self.drives, raster)
         self.frames, self.raster, self.warp_mode = frames, raster, warp_mode
         self.labels, self.max_objects, self.has_ghosts = labels, max_objects, ghosts
         self.stored_half = stored_half

@@ -95,8 +95,7 @@ def folder_windows(folder: str | Path, stride: int = 1) -> TrajectoryWindows:
     """Every prediction window of the drives in the log folder `folder`, in their suite's order (broken logs
     are reported and left out)."""
     index = build_index(folder)
-    for name, error in index.broken.items():
-        log.warning("skipped broken log %s: %s", name, error)
+    index.warn_broken()
     return log_windows(index, index.drives, stride)
 
 

@@ -26,7 +26,6 @@ loop (AdamW, warm-up + cosine, checkpoints, resume) is `core.training`'s.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -39,15 +38,13 @@ from core.training import LoopSettings, Trainer
 from planning.collision import box_probability, first_hit_probability, minkowski_half_sizes
 from sim.config import RasterConfig
 from sim.drivelogs.format import LogError
-from sim.drivelogs.index import INDEX_FILE, LogIndex, build_index, logged_raster
+from sim.drivelogs.index import INDEX_FILE, LogIndex, build_index, read_each, require_raster
 from sim.drivelogs.recorder import drive_name, record_suite
 from sim.policies import policy_at_raster
 from sim.scenarios import resolve_suite
 from stack.episodes import Futures, RecordedBatch, futures, recorded_drive
 from stack.model import Stack
 from stack.policy import stack_weights
-
-log = logging.getLogger(__name__)
 
 KIND = "stack-e2e"
 DRIVES = "drives"  # <out>/drives: the expert drives a job records itself (no `logs` given)
@@ -217,32 +214,16 @@ def check_recording(index: LogIndex, cfg: EndToEndConfig, expert: str) -> None:
         )
 
 
-def check_raster(index: LogIndex, raster: RasterConfig) -> None:
-    """Refuse logs recorded at another raster than the detector's `raster`: their frames have another geometry."""
-    recorded = logged_raster(index)
-    if recorded != raster:
-        raise ValueError(f"logs {index.root}: recorded at {recorded}, but the stack's detector reads {raster}; "
-                         "record them at the detector's raster (drivestack fleet record --raster-size, "
-                         "--resolution)")  # fmt: skip
-
-
 def expert_drives(folder: Path, raster: RasterConfig, timing: Timing) -> list[RecordedBatch]:
     """Every drive of `folder` as a `RecordedBatch` (B = 1), in the suite's order. Logs that cannot be read
     (at indexing, or damaged in a way only reading shows: a missing channel, dropped frames) are reported and
     skipped, so the job goes on with the others."""
     index = build_index(folder, save=process_group()[0] == 0)
-    for name, error in index.broken.items():
-        log.warning("skipped broken log %s: %s", name, error)
+    index.warn_broken()
     if not index.drives:
         raise LogError(f"log folder {folder}: no readable drive logs ({len(index.broken)} broken)")
-    check_raster(index, raster)
-    recorded, damaged = [], {}
-    for entry in index.drives:
-        try:
-            recorded.append(recorded_drive(index, entry, timing))
-        except LogError as exc:
-            log.warning("skipped damaged log %s: %s", entry.file, exc)
-            damaged[entry.file] = str(exc)
+    require_raster(index, index.drives, raster)
+    recorded, damaged = read_each(index, index.drives, lambda entry: recorded_drive(index, entry, timing))
     if not recorded:
         raise LogError(f"log folder {folder}: every drive is damaged ({damaged})")
     return recorded

@@ -11,7 +11,6 @@ state and the data position; at the end `final.safetensors` holds the
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,8 +26,6 @@ from perception.logdata import LogFrameDataset
 from perception.model import Perception, PerceptionConfig
 from sim.drivelogs.format import LogError
 from sim.drivelogs.index import DriveEntry, LogIndex, build_index
-
-log = logging.getLogger(__name__)
 
 # Detector inputs and next frames rounded through float16: the precision the perception datasets stored them
 # in when the shipped weights were trained (`make weights`), so their recipe reads the same numbers from logs.
@@ -71,8 +68,7 @@ class TrainConfig(LoopSettings):
 def open_logs(folder: str | Path) -> LogIndex:
     """The index of a folder of drive logs, its broken logs reported (and left out), at least one drive."""
     index = build_index(folder)
-    for name, error in index.broken.items():
-        log.warning("skipped broken log %s: %s", name, error)
+    index.warn_broken()
     if not index.drives:
         raise LogError(f"log folder {folder}: no readable drive log (record some with "
                        f"`drivestack fleet record --out {folder}`)")  # fmt: skip

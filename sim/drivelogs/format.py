@@ -39,7 +39,7 @@ from typing import IO, Any
 import numpy as np
 import torch
 from mcap.exceptions import McapError
-from mcap.reader import NonSeekingReader
+from mcap.reader import NonSeekingReader, SeekingReader
 from mcap.writer import CompressionType, Writer
 from zstandard import ZstdError
 
@@ -235,12 +235,13 @@ def drive_metadata(path: str | Path) -> dict[str, str]:
 
 
 def metadata_records(path: str | Path) -> dict[str, dict[str, str]]:
-    """Every metadata record of the log by name (`DRIVE_METADATA`, `RESULT_METADATA` once the drive ended)."""
+    """Every metadata record of the log by name (`DRIVE_METADATA`, `RESULT_METADATA` once the drive ended),
+    found through the summary's metadata index (a log without a summary is streamed: every record is read)."""
     path = Path(path)
     records = {}
     with open(path, "rb") as stream:
         try:
-            for record in NonSeekingReader(stream).iter_metadata():
+            for record in SeekingReader(stream).iter_metadata():
                 records[record.name] = dict(record.metadata)
         except DAMAGE_ERRORS as exc:
             raise corrupted_error(path, stream, exc) from exc

@@ -22,10 +22,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from mcap.reader import SeekingReader
 from mcap.records import Channel
@@ -48,6 +50,9 @@ from sim.drivelogs.format import (
     metadata_records,
     read_drive,
 )
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 INDEX_FILE = "index.json"
 # 2: the frame and label messages of an indexed log were checked against their contracts; 3: with the ghosts,
@@ -93,6 +98,11 @@ class LogIndex:
 
     def path(self, entry: DriveEntry) -> Path:
         return self.root / entry.file
+
+    def warn_broken(self) -> None:
+        """A warning per log left out as broken, with its error (a job reads the others)."""
+        for name, error in self.broken.items():
+            log.warning("skipped broken log %s: %s", name, error)
 
     def save(self) -> Path:
         data = {"format": INDEX_FORMAT, "drives": [asdict(d) for d in self.drives], "broken": self.broken}
@@ -177,6 +187,15 @@ def logged_raster(index: LogIndex, drives: Sequence[DriveEntry] | None = None) -
         raise LogError(f"logs {index.root}: malformed raster metadata ({exc})") from exc
 
 
+def require_raster(index: LogIndex, drives: Sequence[DriveEntry], raster: RasterConfig) -> None:
+    """Refuse `drives` recorded at another raster than the reader's `raster` (a detector's): their frames have
+    another geometry."""
+    recorded = logged_raster(index, drives)
+    if recorded != raster:
+        raise LogError(f"logs {index.root}: recorded at {recorded}, but the detector reads {raster}; record them "
+                       "at the detector's raster (drivestack fleet record --raster-size, --resolution)")  # fmt: skip
+
+
 def suite_order(drives: Sequence[DriveEntry]) -> list[DriveEntry]:
     """`drives` in the order their suites run them: by suite, the scenario's place in it, then seed (the
     order a dataset generated from the suite had); drives recorded without a suite come last, by file."""
@@ -205,6 +224,21 @@ def split_drives(
     val = [d for d in drives if in_validation(d.drive, val_fraction, salt)]
     train = [d for d in drives if not in_validation(d.drive, val_fraction, salt)]
     return train, val
+
+
+def read_each(
+    index: LogIndex, drives: Sequence[DriveEntry], read: Callable[[DriveEntry], T]
+) -> tuple[list[T], dict[str, str]]:
+    """`read(entry)` for every drive; a drive that raises `LogError` (damaged past indexing: a missing channel,
+    dropped frames) is reported, skipped and returned as (file: error), so the job goes on with the others."""
+    values, damaged = [], {}
+    for entry in drives:
+        try:
+            values.append(read(entry))
+        except LogError as exc:
+            log.warning("skipped damaged log %s: %s", entry.file, exc)
+            damaged[entry.file] = str(exc)
+    return values, damaged
 
 
 def read_span(
